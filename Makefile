@@ -1,0 +1,39 @@
+# The two commands: `make demo` (the main job) and `make test` (the whole suite). Both bootstrap
+# the node first (scripts/bootstrap.sh: idempotent, seconds on a second run).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+AUTOTUNE := $(VENV)/bin/autotune
+LINT_DIRS := autotune envs agents
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint format bootstrap clean typecheck-tree
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+demo: bootstrap
+	@scripts/demo.sh
+
+test: bootstrap lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: bootstrap typecheck-tree
+	$(VENV)/bin/ruff check $(LINT_DIRS) tests bench
+	$(VENV)/bin/ruff format --check $(LINT_DIRS) tests bench
+	cd .typecheck && ../$(VENV)/bin/mypy --config-file ../pyproject.toml -p autotune
+
+format: bootstrap
+	$(VENV)/bin/ruff format $(LINT_DIRS) tests bench
+	$(VENV)/bin/ruff check --fix $(LINT_DIRS) tests bench
+
+# mypy cannot follow the import hook of an editable install that maps envs/ and agents/ into the
+# autotune namespace, so it checks a tree of links laid out as the installed package is.
+typecheck-tree:
+	@rm -rf .typecheck && mkdir -p .typecheck/autotune
+	@for f in autotune/*; do ln -s "../../$$f" ".typecheck/$$f"; done
+	@ln -s ../../envs .typecheck/autotune/envs && ln -s ../../agents .typecheck/autotune/agents \
+		&& ln -s ../../bpf .typecheck/autotune/bpf
+
+clean:
+	rm -rf .typecheck .mypy_cache .ruff_cache .pytest_cache build *.egg-info

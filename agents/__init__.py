@@ -1,0 +1,1 @@
+"""Agents (installed as ``autotune.agents``): SB3 training, evaluation, baselines, export."""

@@ -1,0 +1,10 @@
+"""autotune: a reinforcement-learning agent that tunes Linux kernel knobs for AI training jobs."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("autotune")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+__all__ = ["__version__"]

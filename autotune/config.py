@@ -1,0 +1,160 @@
+"""The one typed configuration model.
+
+Values come from, highest first: command-line flags, ``AUTOTUNE_*`` environment variables
+(``MLFLOW_TRACKING_URI`` too, for the tracking URI), the file ``autotune.toml`` (or the file named
+by ``--config`` / ``AUTOTUNE_CONFIG``), and the defaults below. A bad value is a
+:class:`~autotune.errors.UserError` naming the field, the value, where it came from and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from autotune.errors import UserError
+
+DEFAULT_CONFIG_FILE = Path("autotune.toml")
+ENV_PREFIX = "AUTOTUNE_"
+
+
+def _default_journal() -> Path:
+    # Root writes where `autotune restore` finds it after a crash; others write under runs/.
+    if os.geteuid() == 0:
+        return Path("/var/lib/autotune/journal.json")
+    return Path("runs/journal.json")
+
+
+def _default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///runs/mlflow.db"
+
+
+class Settings(BaseSettings):
+    """autotune's settings. Each field is also ``AUTOTUNE_<FIELD>`` and a key in autotune.toml."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    interval_ms: int = Field(
+        250, ge=50, le=5000, description="control interval in milliseconds (50 to 5000)"
+    )
+    runs_dir: Path = Field(Path("runs"), description="where recordings and local state live")
+    tracking_uri: str = Field(
+        default_factory=_default_tracking_uri, description="MLflow tracking URI", min_length=1
+    )
+    journal: Path = Field(
+        default_factory=_default_journal, description="journal of original knob values"
+    )
+    cgroup_parent: str = Field(
+        "autotune",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="name of the cgroup the tuner creates its role cgroups under",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="log verbosity"
+    )
+
+    @field_validator("runs_dir", "journal")
+    @classmethod
+    def _not_empty(cls, v: Path) -> Path:
+        if str(v) in {"", "."}:
+            raise ValueError("must name a path")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags beat the environment, which beats the file (model_config's toml_file).
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def _settings_class(path: Path | None) -> type[Settings]:
+    """Settings reading ``path``: pydantic-settings takes its file from the class's config."""
+    if path is None:
+        return Settings
+    return type(
+        "Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}}
+    )
+
+
+def _source_of(field: str, cli: dict[str, Any], file: Path | None) -> str:
+    if field in cli:
+        return "command line"
+    env = ENV_PREFIX + field.upper()
+    if env in os.environ:
+        return env
+    if field == "tracking_uri" and "MLFLOW_TRACKING_URI" in os.environ:
+        return "MLFLOW_TRACKING_URI"
+    if file is not None:
+        return str(file)
+    return "default"
+
+
+def _allowed(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return f"known fields: {', '.join(Settings.model_fields)}"
+    return info.description or ""
+
+
+def _explain(err: ValidationError, cli: dict[str, Any], file: Path | None) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "?"
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting {field!r} (from {_source_of(field, cli, file)}); {_allowed(field)}"
+    value = first.get("input")
+    msg = first["msg"].removeprefix("Value error, ")
+    return (
+        f"bad setting {field}={value} (from {_source_of(field, cli, file)}): {msg}; "
+        f"allowed: {_allowed(field)}"
+    )
+
+
+def load(cli: dict[str, Any] | None = None, config_file: Path | str | None = None) -> Settings:
+    """Build the settings from flags, environment, file and defaults.
+
+    Args:
+        cli: values given on the command line; ``None`` entries are ignored (flag not given).
+        config_file: a TOML file to read; default ``AUTOTUNE_CONFIG`` or ``./autotune.toml``
+            when it exists.
+
+    Raises:
+        UserError: an unreadable or malformed file, or a value out of range.
+    """
+    given = {k: v for k, v in (cli or {}).items() if v is not None}
+    explicit = config_file or os.environ.get("AUTOTUNE_CONFIG")
+    path: Path | None = Path(explicit) if explicit else None
+    if path is not None and not path.is_file():
+        raise UserError(f"config file {path} does not exist")
+    if path is None and DEFAULT_CONFIG_FILE.is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        try:
+            tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"config file {path} cannot be read: {e}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"config file {path} is not valid TOML: {e}") from e
+    try:
+        return _settings_class(path)(**given)
+    except ValidationError as e:
+        raise UserError(_explain(e, given, path)) from e

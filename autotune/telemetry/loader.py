@@ -1,0 +1,100 @@
+"""The one loader every BPF telemetry source goes through.
+
+It makes sure tracefs is mounted, compiles ``bpf/<name>.bpf.c`` with bcc (capturing the compiler's
+chatter, shown only when the build fails) and turns every way this can fail into a
+:class:`BpfUnavailable` whose message says why and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from autotune.bpf import source_path
+
+TRACEFS = Path("/sys/kernel/tracing")
+
+
+class BpfUnavailable(RuntimeError):
+    """BPF cannot be used here; the message is one line saying why and what to do."""
+
+
+def ensure_tracefs() -> None:
+    """Mount tracefs when it is missing (minimal VMs boot without it); bcc attaches through it."""
+    if (TRACEFS / "events").is_dir():
+        return
+    if os.geteuid() != 0:
+        raise BpfUnavailable(f"tracefs is not mounted at {TRACEFS} and only root can mount it")
+    rc = os.system(f"mount -t tracefs tracefs {TRACEFS} 2>/dev/null")
+    if rc != 0 or not (TRACEFS / "events").is_dir():
+        raise BpfUnavailable(f"tracefs is not mounted at {TRACEFS} and mounting it failed")
+
+
+def import_bcc() -> Any:
+    """Import bcc's ``BPF`` class, or say how to get it."""
+    try:
+        from bcc import BPF
+    except ImportError as e:
+        raise BpfUnavailable(
+            f"bcc does not import ({e}); install python3-bpfcc and run scripts/bootstrap.sh"
+        ) from e
+    return BPF
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[Path]:
+    """Send fd 2 to a file for the duration: libbcc's clang writes warnings straight to it."""
+    with tempfile.NamedTemporaryFile(prefix="autotune-bcc-", suffix=".log", delete=False) as f:
+        log = Path(f.name)
+    saved = os.dup(2)
+    fd = os.open(log, os.O_WRONLY)
+    try:
+        os.dup2(fd, 2)
+        yield log
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+        log.unlink(missing_ok=True)
+
+
+def _first_error(log: Path) -> str:
+    lines = log.read_text(errors="replace").splitlines()
+    for line in lines:
+        if "error" in line.lower():
+            return line.strip()
+    return lines[-1].strip() if lines else "no compiler output"
+
+
+def load(name: str, cflags: Sequence[str] = ()) -> Any:
+    """Compile and load ``bpf/<name>.bpf.c``; tracepoints attach automatically.
+
+    Args:
+        name: the program's file stem under ``bpf/``.
+        cflags: extra ``-D`` flags (filters, sizes); never C spliced into the source.
+
+    Returns:
+        The loaded ``bcc.BPF`` object.
+
+    Raises:
+        BpfUnavailable: not root, no bcc, no headers, no tracefs, or the kernel refused it.
+    """
+    if os.geteuid() != 0:
+        raise BpfUnavailable("loading BPF programs needs root (CAP_BPF and CAP_PERFMON)")
+    bpf_cls = import_bcc()
+    ensure_tracefs()
+    src = source_path(name)
+    if not src.is_file():
+        raise BpfUnavailable(f"BPF source {src} is missing from the installation")
+    flags = ["-Wno-visibility", "-Wno-macro-redefined", f"-I{src.parent}", *cflags]
+    with _captured_stderr() as log:
+        try:
+            prog = bpf_cls(src_file=str(src).encode(), cflags=flags)
+        except Exception as e:
+            detail = _first_error(log)
+            raise BpfUnavailable(f"{src.name} failed to load: {e}; compiler said: {detail}") from e
+    return prog

@@ -1,0 +1,55 @@
+"""Shared fixtures: privilege and BPF gates that say why a test is skipped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+AUTOTUNE = [sys.executable, "-m", "autotune.cli.main"]
+
+
+@cache
+def bpf_unavailable_reason() -> str | None:
+    """Why BPF cannot be used here, or None when it can (loads the doctor's probe once)."""
+    if os.geteuid() != 0:
+        return "BPF needs root"
+    from autotune.telemetry.loader import BpfUnavailable, load
+
+    try:
+        load("probe").cleanup()
+    except BpfUnavailable as e:
+        return str(e)
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "root" in item.keywords and os.geteuid() != 0:
+            item.add_marker(pytest.mark.skip(reason="needs root"))
+        if "bpf" in item.keywords:
+            reason = bpf_unavailable_reason()
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=f"BPF unavailable: {reason}"))
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `autotune ARGS...` as a real process; returns the completed process."""
+
+    def run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*AUTOTUNE, *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            **kw,  # type: ignore[call-overload]
+        )
+
+    return run
