@@ -1,0 +1,202 @@
+"""The job side of autotune: progress reports and the in-process prefetch knob.
+
+A training job integrates with two lines, and costs nothing when autotune is not running::
+
+    import autotune.client as at
+    for batch in at.count_batches(loader):   # or at.report(samples=n) yourself
+        ...
+
+When the job runs under ``autotune record`` or ``autotune tune``, the environment variable
+:data:`ENV_SOCKET` names a Unix datagram socket. Reports are sent there at most every
+:data:`FLUSH_S` seconds (one small datagram); a report that cannot be sent (the tuner's queue is
+full) stays counted and goes with the next one, so nothing is lost. The tuner's replies (the
+DataLoader prefetch depth it wants) come back on the same socket. Without the variable every call
+is a no-op.
+
+Wire format (ASCII, one datagram a message):
+
+* job → tuner: ``P <pid> <samples> <steps>`` (counts since the last report),
+  ``A prefetch <n>`` (the job applied a prefetch depth);
+* tuner → job: ``S prefetch <n>``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+ENV_SOCKET = "AUTOTUNE_PROGRESS"
+FLUSH_S = 0.05
+
+T = TypeVar("T")
+
+
+class _Channel:
+    """The job's end of the socket; created on first use, re-created after fork."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.pid = os.getpid()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        # An abstract address (Linux) so the tuner can answer; nothing left on disk.
+        self.sock.bind(f"\0autotune-client-{self.pid}-{id(self)}")
+        self.sock.setblocking(False)
+        self.samples = 0.0
+        self.steps = 0.0
+        self.last = 0.0
+        self.prefetch: int | None = None
+        self.lock = threading.Lock()
+
+    def send(self, text: str) -> bool:
+        try:
+            self.sock.sendto(text.encode(), self.path)
+        except OSError:
+            return False  # the tuner is gone or its queue is full: keep counting, retry later
+        return True
+
+    def drain(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(256)
+            except (BlockingIOError, OSError):
+                return
+            parts = data.decode(errors="replace").split()
+            if len(parts) == 3 and parts[0] == "S" and parts[1] == "prefetch":
+                try:
+                    self.prefetch = max(1, int(parts[2]))
+                except ValueError:
+                    continue
+
+    def flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < FLUSH_S:
+            return
+        if (self.samples or self.steps) and self.send(
+            f"P {self.pid} {self.samples:g} {self.steps:g}"
+        ):
+            self.samples = self.steps = 0.0
+        self.last = now
+        self.drain()
+
+
+_channel: _Channel | None = None
+
+
+def _get() -> _Channel | None:
+    global _channel  # noqa: PLW0603 - one channel per process, created lazily
+    path = os.environ.get(ENV_SOCKET)
+    if not path:
+        return None
+    if _channel is None or _channel.pid != os.getpid() or _channel.path != path:
+        _channel = _Channel(path)
+        atexit.register(_flush_at_exit)
+    return _channel
+
+
+def _flush_at_exit() -> None:
+    if _channel is not None and _channel.pid == os.getpid():
+        _channel.flush(force=True)
+
+
+def enabled() -> bool:
+    """Whether this process runs under autotune (the socket variable is set)."""
+    return bool(os.environ.get(ENV_SOCKET))
+
+
+def report(samples: float = 0, steps: float = 0) -> None:
+    """Count ``samples`` (and/or optimizer ``steps``) as done; cheap, safe from any thread."""
+    ch = _get()
+    if ch is None:
+        return
+    with ch.lock:
+        ch.samples += samples
+        ch.steps += steps
+        ch.flush()
+
+
+def prefetch_depth(default: int | None = None) -> int | None:
+    """The DataLoader prefetch depth the tuner asks for, or ``default`` if it asked none."""
+    ch = _get()
+    if ch is None:
+        return default
+    with ch.lock:
+        ch.drain()
+        return ch.prefetch if ch.prefetch is not None else default
+
+
+def _batch_len(batch: Any) -> int:
+    """Samples in a batch: the leading dimension of its first tensor-like element."""
+    first = batch
+    while isinstance(first, list | tuple) and first:
+        first = first[0]
+    if isinstance(first, dict) and first:
+        first = next(iter(first.values()))
+    shape = getattr(first, "shape", None)
+    if shape:
+        return int(shape[0])
+    return len(batch) if hasattr(batch, "__len__") else 1
+
+
+def count_batches(loader: Iterable[T]) -> Iterator[T]:
+    """Iterate ``loader``, reporting each batch's samples and one step per batch.
+
+    Also applies the tuner's prefetch depth to a PyTorch DataLoader (see
+    :func:`apply_prefetch`) between batches.
+    """
+    it = iter(loader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        report(samples=_batch_len(batch), steps=1)
+        apply_prefetch(it)
+        yield batch
+
+
+def apply_prefetch(iterator: Any) -> int | None:
+    """Set a live PyTorch multi-process DataLoader iterator's prefetch depth to the tuner's wish.
+
+    Raising the depth queues more batch indices at once; lowering it stops refilling until the
+    in-flight count falls under the new limit. Returns the depth in effect, or None when the
+    iterator is not a multi-process DataLoader iterator or no depth was asked.
+    """
+    want = prefetch_depth()
+    if want is None or not hasattr(iterator, "_prefetch_factor"):
+        return None
+    workers = int(getattr(iterator, "_num_workers", 0))
+    if workers <= 0:
+        return None
+    if want != iterator._prefetch_factor:
+        _install_guarded_put(iterator)
+        iterator._prefetch_factor = want
+        # Fill up to the new limit now; a lower limit takes effect as batches drain.
+        while iterator._tasks_outstanding < want * workers:
+            before = iterator._tasks_outstanding
+            iterator._try_put_index()
+            if iterator._tasks_outstanding == before:
+                break
+        ch = _get()
+        if ch is not None:
+            ch.send(f"A prefetch {want}")
+    return int(iterator._prefetch_factor)
+
+
+def _install_guarded_put(iterator: Any) -> None:
+    """Make ``_try_put_index`` skip, instead of failing, while above a lowered limit."""
+    if getattr(iterator, "_autotune_guarded", False):
+        return
+    original = iterator._try_put_index
+
+    def guarded() -> None:
+        if iterator._tasks_outstanding >= iterator._prefetch_factor * iterator._num_workers:
+            return
+        original()
+
+    iterator._try_put_index = guarded
+    iterator._autotune_guarded = True

@@ -1,0 +1,11 @@
+"""Sample → observation: the one schema LiveEnv, ReplayEnv and the online tuner share."""
+
+from autotune.features.schema import (
+    FEATURE_NAMES,
+    N_FEATURES,
+    SCHEMA_VERSION,
+    featurize,
+    hist_quantile,
+)
+
+__all__ = ["FEATURE_NAMES", "N_FEATURES", "SCHEMA_VERSION", "featurize", "hist_quantile"]

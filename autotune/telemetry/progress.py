@@ -1,0 +1,115 @@
+"""The tuner's end of the progress channel (see :mod:`autotune.client` for the wire format)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autotune.client import ENV_SOCKET
+
+
+@dataclass
+class ProgressCounts:
+    """Progress received since the last :meth:`ProgressServer.take`."""
+
+    samples: float = 0.0
+    steps: float = 0.0
+    reports: int = 0
+    pids: set[int] = field(default_factory=set)
+
+
+class ProgressServer:
+    """Binds the socket jobs report to; read and cleared once per interval.
+
+    A thread receives as datagrams arrive: the kernel queues only ``net.unix.max_dgram_qlen``
+    (often 10) datagrams per socket, fewer than a job sends in a long interval. Use as a context
+    manager; :attr:`env` is what to add to the job's environment.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._dir: str | None = None
+        if path is None:
+            self._dir = tempfile.mkdtemp(prefix="autotune-")
+            path = Path(self._dir) / "progress.sock"
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        os.chmod(path, 0o666)  # a job may run as another user than the tuner
+        self.sock.settimeout(0.1)
+        self.clients: set[str] = set()
+        self.prefetch_ack: int | None = None
+        self._counts = ProgressCounts()
+        self.ever_reported = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, name="autotune-progress", daemon=True)
+        self._thread.start()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {ENV_SOCKET: str(self.path)}
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(256)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._handle(data, addr)
+
+    def _handle(self, data: bytes, addr: str) -> None:
+        if addr:
+            self.clients.add(addr)
+        parts = data.decode(errors="replace").split()
+        try:
+            if len(parts) == 4 and parts[0] == "P":
+                self._counts.pids.add(int(parts[1]))
+                self._counts.samples += float(parts[2])
+                self._counts.steps += float(parts[3])
+                self._counts.reports += 1
+                self.ever_reported = True
+            elif len(parts) == 3 and parts[:2] == ["A", "prefetch"]:
+                self.prefetch_ack = int(parts[2])
+        except ValueError:
+            pass  # a malformed datagram is dropped, never fatal
+
+    def take(self) -> ProgressCounts:
+        """Return the counts since the last call and start new ones."""
+        with self._lock:
+            counts, self._counts = self._counts, ProgressCounts()
+        return counts
+
+    def set_prefetch(self, depth: int) -> int:
+        """Ask every client that reported to use ``depth``; returns how many were asked."""
+        sent = 0
+        with self._lock:
+            clients = list(self.clients)
+        for addr in clients:
+            try:
+                self.sock.sendto(f"S prefetch {depth}".encode(), addr)
+                sent += 1
+            except OSError:
+                with self._lock:
+                    self.clients.discard(addr)
+        return sent
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+        if self._dir:
+            os.rmdir(self._dir)
+
+    def __enter__(self) -> ProgressServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
