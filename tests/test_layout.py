@@ -31,3 +31,17 @@ def test_bpf_sources_are_package_data() -> None:
     from autotune.bpf import source_path
 
     assert source_path("probe").is_file()
+
+
+def test_every_package_is_listed_in_pyproject() -> None:
+    import tomllib
+
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    mapping = {folder: pkg for pkg, folder in cfg["package-dir"].items()}
+    found = set()
+    for folder, pkg in mapping.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / folder)
+            found.add(".".join([pkg, *rel.parts]) if rel.parts else pkg)
+    assert found == listed, f"pyproject [tool.setuptools] packages differ: {found ^ listed}"

@@ -1,0 +1,191 @@
+"""The tuned job, and which of its processes and threads belong to which role.
+
+A target is a PID, a cgroup, or a command autotune starts. Its *trainer* is the target process
+(in a cgroup: the processes whose parent is outside it) with all its threads; its *loaders* are
+every descendant process (DataLoader workers and helpers) with their threads. The tree is walked
+through ``/proc/<pid>/task/<tid>/children`` (CONFIG_PROC_CHILDREN), which costs a few file reads,
+not a scan of every process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from autotune.errors import NotPermitted, UserError
+
+PROC = Path("/proc")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
+        return None
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (tells a reused PID apart)."""
+    stat = _read(PROC / str(pid) / "stat")
+    if stat is None:
+        return None
+    # The command may hold spaces and parentheses: fields follow the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def threads(pid: int) -> list[int]:
+    """The thread ids of a process (empty when it is gone)."""
+    try:
+        return sorted(int(t) for t in os.listdir(PROC / str(pid) / "task"))
+    except OSError:
+        return []
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of every thread of ``pid``."""
+    out: list[int] = []
+    for tid in threads(pid):
+        text = _read(PROC / str(pid) / "task" / str(tid) / "children")
+        if text:
+            out.extend(int(c) for c in text.split())
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` in the process tree, breadth first."""
+    out: list[int] = []
+    queue = children(pid)
+    seen = {pid}
+    while queue:
+        p = queue.pop(0)
+        if p in seen:
+            continue
+        seen.add(p)
+        out.append(p)
+        queue.extend(children(p))
+    return out
+
+
+@dataclass(frozen=True)
+class Members:
+    """One snapshot of the roles' processes and threads."""
+
+    trainer_pids: tuple[int, ...]
+    trainer_tids: tuple[int, ...]
+    loader_pids: tuple[int, ...]
+    loader_tids: tuple[int, ...]
+
+    @property
+    def all_pids(self) -> tuple[int, ...]:
+        return self.trainer_pids + self.loader_pids
+
+
+class Target:
+    """The job being recorded or tuned.
+
+    Build one with :meth:`from_pid`, :meth:`from_cgroup` or :meth:`launch`; each checks its input
+    and raises :class:`~autotune.errors.UserError` with one clear line.
+    """
+
+    def __init__(
+        self,
+        roots: Sequence[int],
+        description: str,
+        process: subprocess.Popen[bytes] | None = None,
+        cgroup: Path | None = None,
+        command: Sequence[str] | None = None,
+    ) -> None:
+        self._roots = [(p, start_time(p)) for p in roots]
+        self.description = description
+        self.process = process
+        self.cgroup = cgroup
+        self.command = list(command) if command else None
+
+    # --- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_pid(cls, pid: int) -> Target:
+        """Target an existing process."""
+        if pid <= 0 or start_time(pid) is None:
+            raise UserError(f"no process with PID {pid}")
+        if pid == os.getpid():
+            raise UserError(f"PID {pid} is autotune itself")
+        cmd = (_read(PROC / str(pid) / "cmdline") or "").replace("\0", " ").strip()
+        return cls([pid], f"pid {pid} ({cmd or '?'})", command=cmd.split() or None)
+
+    @classmethod
+    def from_cgroup(cls, path: str | Path) -> Target:
+        """Target every process of a cgroup (v1 or v2 directory)."""
+        p = Path(path)
+        procs_file = p / "cgroup.procs"
+        if not procs_file.is_file():
+            raise UserError(f"{p} is not a cgroup directory (no cgroup.procs)")
+        try:
+            pids = [int(x) for x in procs_file.read_text().split()]
+        except PermissionError as e:
+            raise NotPermitted(f"cannot read {procs_file}: permission denied") from e
+        if not pids:
+            raise UserError(f"cgroup {p} has no processes")
+        inside = set(pids)
+        roots = [pid for pid in pids if _ppid(pid) not in inside]
+        return cls(roots or pids[:1], f"cgroup {p}", cgroup=p)
+
+    @classmethod
+    def launch(cls, command: Sequence[str], env: Mapping[str, str] | None = None) -> Target:
+        """Start ``command`` as the target (stdin, stdout and stderr stay the caller's)."""
+        if not command:
+            raise UserError("no command given after --")
+        try:
+            proc = subprocess.Popen(list(command), env={**os.environ, **(env or {})})
+        except FileNotFoundError:
+            raise UserError(f"command not found: {command[0]}") from None
+        except PermissionError:
+            raise UserError(f"command is not executable: {command[0]}") from None
+        return cls([proc.pid], " ".join(command), process=proc, command=command)
+
+    # --- queries --------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        """The (first) trainer process."""
+        return self._roots[0][0]
+
+    @property
+    def roots(self) -> list[int]:
+        return [p for p, _ in self._roots]
+
+    def alive(self) -> bool:
+        """Whether any trainer process still runs (and is the same process, not a reused PID)."""
+        if self.process is not None and self.process.poll() is not None:
+            return False
+        return any(start_time(p) == st and not _zombie(p) for p, st in self._roots)
+
+    def members(self) -> Members:
+        """The roles' processes and threads, now."""
+        trainer_pids = tuple(p for p, st in self._roots if start_time(p) == st)
+        trainer_tids = tuple(t for p in trainer_pids for t in threads(p))
+        loader_pids = tuple(d for p in trainer_pids for d in descendants(p))
+        loader_tids = tuple(t for p in loader_pids for t in threads(p))
+        return Members(trainer_pids, trainer_tids, loader_pids, loader_tids)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """For a launched command: wait for it and return its exit status."""
+        if self.process is None:
+            return None
+        return self.process.wait(timeout)
+
+
+def _ppid(pid: int) -> int | None:
+    stat = _read(PROC / str(pid) / "stat")
+    if stat is None:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def _zombie(pid: int) -> bool:
+    stat = _read(PROC / str(pid) / "stat")
+    return stat is None or stat[stat.rindex(")") + 2] in "ZX"
