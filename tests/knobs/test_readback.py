@@ -1,0 +1,96 @@
+"""read_knobs on a real process: nice, affinity and open files read back, nothing written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from autotune.knobs import by_name
+from autotune.knobs.readback import (
+    cpu_pool,
+    nice_factor,
+    nice_for_factor,
+    open_devices,
+    read_knobs,
+    readahead_kb,
+)
+from autotune.system import blockdev
+from autotune.target import Target
+
+JOB = textwrap.dedent(
+    """
+    import os, sys, time
+    f = open(sys.argv[1], "rb")
+    if os.fork() == 0:
+        time.sleep(30); os._exit(0)
+    print("ready", flush=True)
+    time.sleep(30)
+    """
+)
+
+
+@dataclass
+class Ack:
+    prefetch_ack: int | None
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"x" * 4096)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", JOB, str(data)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        yield proc
+    finally:
+        for pid in Target.from_pid(proc.pid).members().loader_pids:
+            os.kill(pid, 9)
+        proc.kill()
+        proc.wait()
+
+
+def test_nice_ladder_round_trips() -> None:
+    weights = by_name("weight.trainer")
+    for factor in weights.ladder:
+        assert weights.value(weights.index(nice_factor(nice_for_factor(factor)))) == factor
+
+
+def test_reads_nice_affinity_and_device_of_a_real_job(
+    job: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    target = Target.from_pid(job.pid)
+    before = read_knobs(target)
+    assert before["weight.trainer"] == 1.0
+    assert before["cpus.trainer"] == 1.0
+
+    loader = target.members().loader_pids[0]
+    os.setpriority(os.PRIO_PROCESS, loader, 10)  # raising nice needs no privilege
+    pool = cpu_pool(job.pid)
+    os.sched_setaffinity(job.pid, {pool[0]})
+    after = read_knobs(target, prefetch=Ack(4))
+
+    assert after["weight.loader"] == 0.25  # nice 10 is ~0.11× of nice 0, the lowest rung
+    assert after["weight.trainer"] == 1.0
+    cpus = by_name("cpus.trainer")
+    assert after["cpus.trainer"] == cpus.value(cpus.index(1 / len(pool)))
+    assert after["prefetch.loader"] == 4.0
+    disk = blockdev.disk_of_path(tmp_path)
+    if disk is not None:  # tmp on a real disk: the job's open file names it
+        assert open_devices([job.pid]) == [disk]
+        assert after["readahead"] == readahead_kb(disk)
+
+
+def test_unknowable_knobs_are_left_out(job: subprocess.Popen[str]) -> None:
+    target = Target.from_pid(job.pid)
+    assert "prefetch.loader" not in read_knobs(target, prefetch=Ack(None))
+    assert "readahead" not in read_knobs(target, devices=["no-such-disk"])
