@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "autotune.cli.doctor:doctor",
         "What this node supports and what the tuner will use.",
     ),
+    "query": (
+        "autotune.cli.query:query",
+        "Run SQL (DuckDB) over recorded traces, as table `trace`.",
+    ),
 }
 
 

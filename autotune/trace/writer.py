@@ -1,0 +1,187 @@
+"""Writing a trace so that a crash loses at most the last few seconds.
+
+While recording, rows go to ``FILE.partial`` as an Arrow IPC stream: the schema (with the
+metadata) first, then one record batch per flush, each followed by an fsync. A kill -9 leaves a
+stream whose complete batches still load (:mod:`autotune.trace.reader`). On a clean close the
+stream is converted to Parquet under a temporary name in the same folder, fsynced and renamed to
+``FILE``; only then is the partial removed. Nothing is ever half-written under ``FILE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from autotune.errors import UserError
+from autotune.telemetry.sample import Sample
+from autotune.trace import meta as trace_meta
+from autotune.trace.columns import SCHEMA, sample_to_row
+from autotune.trace.reader import load_trace
+
+PARTIAL_SUFFIX = ".partial"
+# A few seconds: what a crash may lose, against one small fsync per flush.
+DEFAULT_FLUSH_S = 2.0
+# Compress each streamed batch: a partial of an hour stays a few MB (see bench/trace).
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
+
+
+def partial_path(path: Path) -> Path:
+    """Where the recording of ``path`` lives until it is closed."""
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename or unlink is durable only once the folder's entry is on disk.
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class TraceWriter:
+    """Append Samples to a trace; a context manager that finalizes the Parquet file on exit.
+
+    Create it before the job starts: opening the partial is the check that the output path is
+    writable. Call :meth:`begin` with the metadata once it is known, then :meth:`append` once
+    per interval.
+
+    Args:
+        path: the final trace file (``.parquet``).
+        flush_s: seconds between flushes (each one is a batch and an fsync).
+
+    Raises:
+        UserError: the output or its partial already exists, or the folder is not writable.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], flush_s: float = DEFAULT_FLUSH_S) -> None:
+        self.path = Path(path)
+        self.partial = partial_path(self.path)
+        self.flush_s = flush_s
+        self.rows = 0
+        self._pending: list[dict[str, Any]] = []
+        self._last_flush = time.monotonic()
+        self._meta: dict[str, Any] = {}
+        self._stream: pa.ipc.RecordBatchStreamWriter | None = None
+        if self.path.exists():
+            raise UserError(f"{self.path} already exists; choose another -o or remove it")
+        if self.partial.exists():
+            raise UserError(
+                f"{self.partial} exists (a recording cut short?); move it away or choose another -o"
+            )
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except PermissionError:
+            raise UserError(f"cannot write {self.path}: permission denied") from None
+        except OSError as e:
+            raise UserError(f"cannot write {self.path}: {e.strerror or e}") from None
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+
+    def begin(self, meta: Mapping[str, Any]) -> None:
+        """Write the stream's header with the trace's metadata (durably: a crash keeps it)."""
+        self._meta = dict(meta)
+        schema = trace_meta.attach(SCHEMA, self._meta)
+        self._stream = pa.ipc.new_stream(self._file, schema, options=_IPC_OPTIONS)
+        # Arrow writes the schema with the first batch: an empty one puts it on disk now.
+        self._stream.write_batch(pa.RecordBatch.from_pylist([], schema=SCHEMA))
+        self._sync()
+
+    def append(self, sample: Sample) -> None:
+        """Add one interval; flushes when :attr:`flush_s` has passed since the last flush."""
+        self.append_row(sample_to_row(sample))
+
+    def append_row(self, row: dict[str, Any]) -> None:
+        """Add one row made by :func:`~autotune.trace.columns.sample_to_row`."""
+        self._pending.append(row)
+        self.rows += 1
+        if time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending rows as one batch and fsync the partial."""
+        self._last_flush = time.monotonic()
+        if not self._pending:
+            return
+        if self._stream is None:
+            raise RuntimeError("TraceWriter.begin() must be called before rows are written")
+        batch = pa.RecordBatch.from_pylist(self._pending, schema=SCHEMA)
+        self._pending = []
+        self._stream.write_batch(batch)
+        self._sync()
+
+    def _sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self, extra: Mapping[str, Any] | None = None) -> Path:
+        """Flush, convert the stream to Parquet at :attr:`path` atomically, remove the partial.
+
+        Args:
+            extra: metadata to add now (the job's exit status, say).
+
+        Returns:
+            The final trace's path.
+        """
+        if self._stream is None:
+            self.begin(self._meta)
+        self.flush()
+        if self._stream is not None:
+            self._stream.close()
+        self._sync()
+        self._file.close()
+        table, meta = load_trace(self.partial)
+        meta.update(extra or {})
+        meta.update(complete=True, rows=table.num_rows, end_wall=time.time())
+        table = table.replace_schema_metadata(trace_meta.attach(SCHEMA, meta).metadata)
+        write_parquet_atomic(table, self.path)
+        self.partial.unlink()
+        _fsync_dir(self.path.parent)
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the partial when the recording never started (nothing worth keeping)."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._file.closed:
+            return
+        if self._stream is None and self.rows == 0:
+            self.discard()
+        else:
+            self.close()
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` as Parquet: temp file in the same folder, fsync, rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pq.write_table(table, f, compression="zstd")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
