@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from autotune.errors import UserError
 from autotune.system import cgroups, kernel
 
 SCX_PIN_DIR = Path("/sys/fs/bpf/autotune")
@@ -25,18 +26,57 @@ class Choice:
     reason: str
 
 
-def weights(mounts: cgroups.CgroupMounts | None = None) -> Choice:
-    """Pick the weights backend."""
+# Weights backend → the class that implements it ("module:attr", imported when chosen). The
+# sched_ext one is built with its scheduler; until its module exists the cgroup backends are used.
+WEIGHTS_IMPL: dict[str, str] = {
+    "sched_ext": "autotune.actuators.weights_scx:ScxWeights",
+    "cgroup2": "autotune.actuators.weights:CgroupWeights",
+    "cgroup1": "autotune.actuators.weights:CgroupWeights",
+    "nice": "autotune.actuators.weights:NiceWeights",
+}
+
+
+def weights(
+    mounts: cgroups.CgroupMounts | None = None,
+    prefer: str | None = None,
+    sched_ext: bool = True,
+) -> Choice:
+    """Pick the weights backend.
+
+    Args:
+        mounts: the node's cgroup layout (read when None).
+        prefer: a backend to use instead of the best one (``nice`` to force nice values); it
+            must be available here.
+        sched_ext: consider the sched_ext backend.
+
+    Raises:
+        UserError: ``prefer`` names an unknown backend or one this node cannot use.
+    """
     m = mounts or cgroups.mounts()
     scx = kernel.sched_ext()
-    if scx.supported and scx.state == "enabled" and (SCX_PIN_DIR / "weights").exists():
-        return Choice("weights", "sched_ext", "our sched_ext scheduler is loaded")
+    available: dict[str, str] = {}
+    if (
+        sched_ext
+        and scx.supported
+        and scx.state == "enabled"
+        and (SCX_PIN_DIR / "weights").exists()
+    ):
+        available["sched_ext"] = "our sched_ext scheduler is loaded"
     why_not_scx = scx.reason if not scx.supported else "our sched_ext scheduler is not loaded"
     if m.v2 is not None and "cpu" in m.v2_controllers:
-        return Choice("weights", "cgroup2", f"cgroup v2 cpu.weight ({why_not_scx})")
+        available["cgroup2"] = f"cgroup v2 cpu.weight ({why_not_scx})"
     if "cpu" in m.v1:
-        return Choice("weights", "cgroup1", f"cgroup v1 cpu.shares ({why_not_scx})")
-    return Choice("weights", "nice", "no cpu cgroup controller: setpriority nice values")
+        available["cgroup1"] = f"cgroup v1 cpu.shares ({why_not_scx})"
+    available["nice"] = "no cpu cgroup controller: setpriority nice values"
+    if prefer is not None:
+        if prefer not in WEIGHTS_IMPL:
+            raise UserError(f"unknown weights backend {prefer!r}; one of {', '.join(WEIGHTS_IMPL)}")
+        if prefer not in available:
+            raise UserError(f"weights backend {prefer!r} is not available on this node")
+        reason = "asked for" if prefer == "nice" else f"asked for: {available[prefer]}"
+        return Choice("weights", prefer, reason)
+    name = next(iter(available))
+    return Choice("weights", name, available[name])
 
 
 def affinity() -> Choice:

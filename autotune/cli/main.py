@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "autotune.cli.doctor:doctor",
         "What this node supports and what the tuner will use.",
     ),
+    "restore": ("autotune.cli.restore:restore", "Put back every knob a crashed run left changed."),
     "query": (
         "autotune.cli.query:query",
         "Run SQL (DuckDB) over recorded traces, as table `trace`.",

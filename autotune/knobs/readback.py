@@ -28,7 +28,7 @@ from typing import Protocol
 
 from autotune.knobs.table import by_name
 from autotune.system import blockdev, cgroups, topology
-from autotune.target import Target
+from autotune.target import Members, Target
 
 # The kernel's sched_prio_to_weight (kernel/sched/core.c), nice -20 … 19: CFS gives a thread of
 # nice n this weight; nice 0 is 1024 and each step is ~1.25×.
@@ -210,6 +210,43 @@ def _snap(name: str, raw: float | None) -> float | None:
     return knob.value(knob.index(raw))
 
 
+def read_members(
+    m: Members,
+    *,
+    mounts: cgroups.CgroupMounts | None = None,
+    pool: Sequence[int] | None = None,
+    devices: Sequence[str] | None = None,
+    prefetch: PrefetchAck | None = None,
+    cgroup_parent: str = DEFAULT_CGROUP_PARENT,
+) -> dict[str, float]:
+    """:func:`read_knobs` for a snapshot of the roles (what the actuators verify with)."""
+    mounts = mounts or cgroups.mounts()
+    loader_pids = m.loader_pids or m.trainer_pids
+    loader_tids = m.loader_tids or m.trainer_tids
+    if pool is None:
+        pool = cpu_pool(m.trainer_pids[0] if m.trainer_pids else None, mounts)
+    values = {
+        "weight.trainer": _snap(
+            "weight.trainer", role_weight(m.trainer_pids, mounts, cgroup_parent)
+        ),
+        "weight.loader": _snap("weight.loader", role_weight(loader_pids, mounts, cgroup_parent)),
+        "cpus.trainer": _snap("cpus.trainer", cpus_share(m.trainer_tids, pool)),
+        "cpus.loader": _snap("cpus.loader", cpus_share(loader_tids, pool)),
+    }
+    devs = list(devices) if devices is not None else open_devices(m.all_pids)
+    if not devs and devices is None and m.trainer_pids:
+        cwd = cwd_device(m.trainer_pids[0])
+        devs = [cwd] if cwd else []
+    for dev in devs:
+        kb = readahead_kb(dev)
+        if kb is not None:
+            values["readahead"] = float(kb)
+            break
+    if prefetch is not None and prefetch.prefetch_ack is not None:
+        values["prefetch.loader"] = float(prefetch.prefetch_ack)
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def read_knobs(
     target: Target,
     *,
@@ -229,32 +266,6 @@ def read_knobs(
     Returns:
         knob name → value; knobs that cannot be known now are left out.
     """
-    m = target.members()
-    mounts = cgroups.mounts()
-    out: dict[str, float] = {}
-    loader_pids = m.loader_pids or m.trainer_pids
-    loader_tids = m.loader_tids or m.trainer_tids
-    pool = cpu_pool(m.trainer_pids[0] if m.trainer_pids else None, mounts)
-    values = {
-        "weight.trainer": _snap(
-            "weight.trainer", role_weight(m.trainer_pids, mounts, cgroup_parent)
-        ),
-        "weight.loader": _snap("weight.loader", role_weight(loader_pids, mounts, cgroup_parent)),
-        "cpus.trainer": _snap("cpus.trainer", cpus_share(m.trainer_tids, pool)),
-        "cpus.loader": _snap("cpus.loader", cpus_share(loader_tids, pool)),
-    }
-    devs = list(devices) if devices is not None else open_devices(m.all_pids)
-    if not devs and m.trainer_pids:
-        cwd = cwd_device(m.trainer_pids[0])
-        devs = [cwd] if cwd else []
-    for dev in devs:
-        kb = readahead_kb(dev)
-        if kb is not None:
-            values["readahead"] = float(kb)
-            break
-    if prefetch is not None and prefetch.prefetch_ack is not None:
-        values["prefetch.loader"] = float(prefetch.prefetch_ack)
-    for name, value in values.items():
-        if value is not None:
-            out[name] = value
-    return out
+    return read_members(
+        target.members(), devices=devices, prefetch=prefetch, cgroup_parent=cgroup_parent
+    )

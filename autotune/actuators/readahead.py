@@ -1,0 +1,166 @@
+"""Read-ahead: ``read_ahead_kb`` of the block devices the job reads from.
+
+The devices are found from the job's open files (``/proc/<pid>/fd``, loop devices included) at
+each follow, or given explicitly (from block telemetry, say). The disk holding ``/`` is left out
+of discovery: it serves the whole node (logs, packages, every daemon), so the tuner changes it
+only when it is named explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from autotune.actuators.decisions import FAILED, LEFT, RESTORE, Decision
+from autotune.actuators.family import Family, Notice, Stuck, write_int
+from autotune.actuators.journal import Journal, Session
+from autotune.knobs.readback import open_devices, readahead_kb
+from autotune.roles import Role
+from autotune.system import blockdev
+from autotune.target import Members
+
+KNOB = "readahead"
+KIND = "readahead"
+
+
+def root_disk() -> str | None:
+    """The disk holding ``/``."""
+    try:
+        return blockdev.disk_of_path("/")
+    except OSError:
+        return None
+
+
+class Readahead(Family):
+    """``readahead`` on every device the job reads from.
+
+    Args:
+        journal: the session's journal.
+        devices: the devices to act on; None to find them from the job's open files.
+    """
+
+    knobs = (KNOB,)
+
+    def __init__(self, journal: Journal, devices: Sequence[str] | None = None) -> None:
+        super().__init__(journal)
+        self.explicit = list(devices) if devices is not None else None
+        for dev in self.explicit or []:
+            if blockdev.device(dev) is None:
+                raise Stuck(f"no block device {dev!r} (see /sys/block)")
+        self.root = root_disk()
+        self.devices: list[str] = list(self.explicit or [])
+        self.wanted: int | None = None
+        self.last: dict[str, int] = {}
+        self.yielded = False
+
+    def discover(self, members: Members) -> list[str]:
+        """The devices to act on now."""
+        if self.explicit is not None:
+            return self.explicit
+        found = [d for d in open_devices(members.all_pids) if d != self.root]
+        return sorted(set(self.devices) | set(found))
+
+    def _write(self, devices: list[str], value: int) -> None:
+        for dev in devices:
+            key = f"{KIND}:{dev}"
+            if key not in self.journal.entries:
+                original = readahead_kb(dev)
+                if original is None:
+                    continue
+                self.journal.put(
+                    key,
+                    {
+                        "kind": KIND,
+                        "knob": KNOB,
+                        "device": dev,
+                        "path": str(blockdev.SYS_BLOCK / dev / "queue" / "read_ahead_kb"),
+                        "original": original,
+                        "yielded": False,
+                    },
+                )
+        self.journal.wrote(KNOB, value)
+        self.journal.flush()
+        for dev in devices:
+            # A device that went away (a loop device detached) is simply no longer tuned.
+            if write_int(blockdev.SYS_BLOCK / dev / "queue" / "read_ahead_kb", value):
+                self.last[dev] = value
+
+    def set(self, knob: str, value: float, members: Members) -> str:
+        self.devices = self.discover(members)
+        self.wanted = int(value)
+        if not self.devices:
+            return "no block device found yet: applied when the job opens a file on one"
+        self._write(self.devices, self.wanted)
+        return ", ".join(self.devices)
+
+    def follow(self, members: Members) -> list[Notice]:
+        if self.wanted is None or self.yielded:
+            return []
+        for dev, value in self.last.items():
+            got = readahead_kb(dev)
+            if got is not None and got != value:
+                self.yielded = True
+                entry = self.journal.entries[f"{KIND}:{dev}"]
+                entry["yielded"] = True
+                self.journal.touch()
+                self.journal.flush()
+                return [
+                    Notice(
+                        KNOB,
+                        "yield",
+                        f"read_ahead_kb of {dev} was set to {got} behind our back",
+                        got,
+                    )
+                ]
+        new = [d for d in self.discover(members) if d not in self.last]
+        if new:
+            self.devices = sorted(set(self.devices) | set(new))
+            try:
+                self._write(new, self.wanted)
+            except Stuck as e:
+                return [Notice(KNOB, "stuck", str(e))]
+        return []
+
+
+def replay(session: Session) -> list[Decision]:
+    """Put back each device's read-ahead, unless someone else changed it after us."""
+    out: list[Decision] = []
+    ours = session["written"].get(KNOB, [])
+    for e in session["entries"].values():
+        if e.get("kind") != KIND:
+            continue
+        path, original = Path(e["path"]), int(e["original"])
+        now = readahead_kb(e["device"])
+        if now is None or now == original:
+            continue
+        if e["yielded"] or now not in ours:
+            out.append(
+                Decision(
+                    KNOB,
+                    Role.TRAINER,
+                    now,
+                    now,
+                    "changed by someone else: left as is",
+                    LEFT,
+                    detail=str(path),
+                )
+            )
+            continue
+        try:
+            path.write_text(str(original))
+        except OSError as err:
+            out.append(
+                Decision(
+                    KNOB,
+                    Role.TRAINER,
+                    now,
+                    original,
+                    f"could not restore: {err.strerror}",
+                    FAILED,
+                    detail=str(path),
+                )
+            )
+            continue
+        event = RESTORE if readahead_kb(e["device"]) == original else FAILED
+        out.append(Decision(KNOB, Role.TRAINER, now, original, "restore", event, detail=str(path)))
+    return out

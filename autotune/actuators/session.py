@@ -1,0 +1,287 @@
+"""The actuator API: one tuning session's hands on the node.
+
+::
+
+    with Actuators(target, settings, dry_run=False, log=DecisionLog(path)) as act:
+        act.apply({"weight.trainer": 4.0, "readahead": 1024.0}, reason="explore")
+        act.follow()   # once per interval
+
+Every write is bounded by the knob table, journalled first, read back and verified; a knob that
+does not stick, or that someone changes behind our back, is disabled (:attr:`Actuators.disabled`)
+and logged. Leaving the block, SIGINT, SIGTERM, SIGHUP and the target's exit replay the journal
+(:mod:`autotune.actuators.restore`) and clear this session from it; after a crash,
+``autotune restore`` replays what is left.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import signal
+import threading
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import Any
+
+from autotune.actuators import affinity, prefetch, readahead, weights
+from autotune.actuators.backends import Choice
+from autotune.actuators.decisions import FAILED, SET, STUCK, YIELD, Decision, DecisionLog
+from autotune.actuators.family import Family, Stuck
+from autotune.actuators.journal import Journal
+from autotune.actuators.restore import replay_session
+from autotune.config import Settings
+from autotune.errors import UserError
+from autotune.knobs import by_name
+from autotune.knobs.readback import read_members
+from autotune.roles import Role
+from autotune.system import cgroups
+from autotune.target import Target, start_time
+
+# Signals that end a session with a restore (SIGINT becomes KeyboardInterrupt, the others
+# SystemExit(128 + n), so the `with` block unwinds through __exit__).
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Actuators:
+    """Bounded, journalled, verified writes to the knobs of one target.
+
+    Args:
+        target: the job.
+        settings: ``journal`` and ``cgroup_parent`` are used.
+        dry_run: advice mode: compute and log every decision, write nothing (no journal, no
+            cgroups).
+        log: where decisions go; default stderr only.
+        progress: the progress channel (``ProgressServer``) when the job integrates; without it
+            ``prefetch.loader`` is disabled.
+        devices: block devices for ``readahead``; default: found from the job's open files
+            (never the disk holding ``/`` unless named here).
+        weights_backend: force a weights backend (``nice``, ``cgroup1``, ``cgroup2``).
+        split_smt: let SMT siblings go to different roles.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        settings: Settings,
+        dry_run: bool = False,
+        log: DecisionLog | None = None,
+        *,
+        progress: prefetch.Channel | None = None,
+        devices: Sequence[str] | None = None,
+        weights_backend: str | None = None,
+        split_smt: bool = False,
+    ) -> None:
+        if not target.alive():
+            raise UserError(f"the target ({target.description}) is not running")
+        self.target = target
+        self.settings = settings
+        self.dry_run = dry_run
+        self.log = log or DecisionLog()
+        self.progress = progress
+        self.session_id = f"{os.getpid()}-{secrets.token_hex(3)}"
+        roots = [(p, start_time(p)) for p in target.roots]
+        self.journal = Journal(settings.journal, self.session_id, target.description, roots)
+        self.disabled: dict[str, str] = {}
+        self.backends: dict[str, Choice] = {}
+        self.target_exited = False
+        self._mounts = cgroups.mounts()
+        self._families: dict[str, Family] = {}
+        self._wanted: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+        self._defaults: dict[str, float] = {}
+        self._open = False
+        self._closing = False
+        self._pending_signal: int | None = None
+        self._old_handlers: dict[int, Any] = {}
+        self._build(devices, weights_backend, split_smt)
+
+    # --- setup ------------------------------------------------------------------------------
+
+    def _build(self, devices: Sequence[str] | None, prefer: str | None, split_smt: bool) -> None:
+        ctx = weights.WeightsContext(
+            self._mounts, self.settings.cgroup_parent, self.session_id, self.target.pid
+        )
+        family: Family
+        try:
+            family, choice = weights.build(self.journal, ctx, prefer)
+            self._adopt(family)
+            self.backends["weights"] = choice
+        except Stuck as e:
+            self._disable_quietly(weights.KNOBS, str(e))
+        self._adopt(affinity.Affinity(self.journal, self.target.pid, split_smt))
+        try:
+            self._ra = readahead.Readahead(self.journal, devices)
+        except Stuck as e:
+            raise UserError(str(e)) from e
+        self._adopt(self._ra)
+        try:
+            self._adopt(prefetch.Prefetch(self.journal, self.progress))
+        except Stuck as e:
+            self._disable_quietly(prefetch.Prefetch.knobs, str(e))
+
+    def _adopt(self, family: Family) -> None:
+        for knob in family.knobs:
+            self._families[knob] = family
+
+    def _disable_quietly(self, knobs: Sequence[str] | Mapping[str, Any], why: str) -> None:
+        for knob in knobs:
+            self.disabled[knob] = why
+
+    def open(self) -> Actuators:
+        """Read the defaults and take the signals; :meth:`close` undoes everything."""
+        if self._open:
+            return self
+        self._defaults = self.current()
+        self._last = dict(self._defaults)
+        self._open = True
+        self._take_signals()
+        atexit.register(self.close)
+        return self
+
+    def __enter__(self) -> Actuators:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the API ----------------------------------------------------------------------------
+
+    def current(self) -> dict[str, float]:
+        """Knob name → value in effect now (ladder values; readahead in KiB as read)."""
+        m = self.target.members()
+        devices = self._ra.devices or self._ra.discover(m)
+        values = read_members(
+            m,
+            mounts=self._mounts,
+            devices=devices,
+            prefetch=self.progress,
+            cgroup_parent=self.settings.cgroup_parent,
+        )
+        if not m.loader_pids:  # no loader yet: what the next one will get
+            for knob in ("weight.loader", "cpus.loader"):
+                if knob in self._wanted:
+                    values[knob] = self._wanted[knob]
+        return values
+
+    def defaults(self) -> dict[str, float]:
+        """The values in effect when the session started."""
+        return dict(self._defaults)
+
+    def apply(self, action: Mapping[str, float], reason: str = "") -> dict[str, float]:
+        """Set knobs to ladder values; returns the values in effect afterwards.
+
+        Every value is checked against the knob table before anything is written.
+
+        Raises:
+            KnobRangeError: a value not on its knob's ladder (nothing is written then).
+            UserError: an unknown knob, or a closed session.
+        """
+        checked = {by_name(k).name: by_name(k).check(float(v)) for k, v in action.items()}
+        if not self._open:
+            raise UserError("the actuators are not open (use them in a `with` block)")
+        if self._closing:
+            return {}
+        if not self.target.alive():
+            self._target_gone()
+            return {}
+        m = self.target.members()
+        for knob, value in checked.items():
+            if knob in self.disabled:
+                continue
+            if self._wanted.get(knob, self._last.get(knob)) == value:
+                continue  # no change: nothing to write, nothing to log
+            role = by_name(knob).role
+            old = self._last.get(knob)
+            if self.dry_run:
+                self._wanted[knob] = value
+                self.log.record(Decision(knob, role, old, value, reason, SET, dry_run=True))
+                continue
+            try:
+                detail = self._families[knob].set(knob, value, m)
+            except Stuck as e:
+                self._disable(knob, str(e), STUCK, None)
+                continue
+            self._wanted[knob] = value
+            self.log.record(Decision(knob, role, old, value, reason, SET, detail=detail))
+        self._last = self.current()
+        return dict(self._last)
+
+    def follow(self) -> None:
+        """Once per interval: put new threads and processes under their role's settings, and give
+        up knobs changed behind our back. Restores everything when the target has exited."""
+        if not self._open or self._closing:
+            return
+        if not self.target.alive():
+            self._target_gone()
+            return
+        if self.dry_run:
+            return
+        m = self.target.members()
+        seen: set[int] = set()
+        for family in self._families.values():
+            if id(family) in seen:
+                continue
+            seen.add(id(family))
+            for notice in family.follow(m):
+                if notice.knob not in self.disabled:
+                    self._disable(notice.knob, notice.reason, notice.event, notice.found)
+
+    def _disable(self, knob: str, why: str, event: str, found: float | None) -> None:
+        self.disabled[knob] = why
+        role = by_name(knob).role
+        new = found if event == YIELD else self._wanted.get(knob)
+        self.log.record(Decision(knob, role, self._last.get(knob), new, why, event))
+
+    def _target_gone(self) -> None:
+        self.target_exited = True
+        self.close()
+
+    # --- restore ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Restore every knob and clear this session from the journal (idempotent)."""
+        if not self._open or self._closing:
+            return
+        self._closing = True
+        try:
+            if not self.dry_run:
+                decisions = replay_session(self.journal.session)
+                for d in decisions:
+                    self.log.record(d)
+                if any(d.event == FAILED for d in decisions):
+                    why = f"kept in {self.journal.path}: run `autotune restore`"
+                    self.log.record(Decision("journal", Role.OTHER, None, None, why, FAILED))
+                else:
+                    self.journal.drop()
+        finally:
+            self._open = False
+            atexit.unregister(self.close)
+            self._give_back_signals()
+            self._closing = False
+        if self._pending_signal is not None:
+            signum, self._pending_signal = self._pending_signal, None
+            self._raise_for(signum)
+
+    def _take_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may; its owner then restores through close()
+        for sig in SIGNALS:
+            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _give_back_signals(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._closing:
+            self._pending_signal = signum  # finish restoring first
+            return
+        self._raise_for(signum)
+
+    @staticmethod
+    def _raise_for(signum: int) -> None:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)

@@ -1,0 +1,282 @@
+"""Per-thread settings of a role (CPU affinity, nice): journalled, written, verified, followed.
+
+Linux keeps both affinity and nice per thread, and a new thread or process inherits them from
+the thread that made it. So the journal keeps, per process, the original value of its main
+thread plus the threads that differed from it; a thread that appears later inherited a value,
+and restore puts it back to its process's original when that inherited value is one we wrote.
+A process the journal never saw (forked after the last write) gets the family's *origin*: what
+the trainer had before we touched it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from autotune.actuators.decisions import FAILED, LEFT, RESTORE, Decision
+from autotune.actuators.family import Notice, Stuck
+from autotune.actuators.journal import Entry, Journal, Session
+from autotune.roles import Role
+from autotune.target import descendants, start_time, threads
+
+V = TypeVar("V")
+
+
+class ThreadValues(ABC, Generic[V]):
+    """How to read, write and store one per-thread setting."""
+
+    kind: str = ""
+
+    @abstractmethod
+    def get(self, tid: int) -> V | None:
+        """The thread's value, or None when it is gone."""
+
+    @abstractmethod
+    def put(self, tid: int, value: V) -> None:
+        """Write the thread's value; raises OSError (ProcessLookupError when it is gone)."""
+
+    @abstractmethod
+    def encode(self, value: V) -> Any:
+        """The value as JSON (the journal's form; comparable with ``==``)."""
+
+    @abstractmethod
+    def decode(self, raw: Any) -> V:
+        """Back from JSON."""
+
+    @abstractmethod
+    def number(self, value: V) -> float:
+        """The value on the knob's scale, for the decision log."""
+
+    def show(self, value: V) -> str:
+        return str(self.encode(value))
+
+
+def _pairs(pids: Sequence[int]) -> list[tuple[int, int]]:
+    return [(pid, tid) for pid in pids for tid in threads(pid)]
+
+
+class PerThread(Generic[V]):
+    """One per-thread setting for each role.
+
+    Args:
+        journal: the session's journal.
+        values: how to read and write the setting.
+        knobs: the knob of each role.
+    """
+
+    def __init__(self, journal: Journal, values: ThreadValues[V], knobs: dict[Role, str]) -> None:
+        self.journal = journal
+        self.values = values
+        self.knobs = knobs
+        self.wanted: dict[Role, V] = {}
+        self.known: dict[Role, set[int]] = {r: set() for r in knobs}
+        self.yielded: set[Role] = set()
+
+    def _written_all(self) -> list[Any]:
+        return [v for knob in self.knobs.values() for v in self.journal.written(knob)]
+
+    def _journal_process(self, role: Role, pid: int) -> None:
+        key = f"{self.values.kind}:{pid}"
+        start = start_time(pid)
+        old = self.journal.entries.get(key)
+        if old is not None and old["start"] == start:
+            return
+        main = self.values.get(pid)
+        if main is None or start is None:
+            return  # gone already
+        ours = self._written_all()
+        enc = self.values.encode(main)
+        # A process born of a thread we set inherited our value, not the machine's.
+        original = self.journal.origin(self.values.kind) if enc in ours else enc
+        exceptions: dict[str, Any] = {}
+        for tid in threads(pid):
+            v = self.values.get(tid)
+            if v is not None and (e := self.values.encode(v)) != original and e not in ours:
+                exceptions[str(tid)] = e
+        self.journal.put(
+            key,
+            {
+                "kind": self.values.kind,
+                "knob": self.knobs[role],
+                "pid": pid,
+                "start": start,
+                "original": original,
+                "threads": exceptions,
+                "left": [],
+            },
+        )
+
+    def begin(self, trainer_pid: int) -> None:
+        """Record the origin (the trainer's value before we touch anything)."""
+        v = self.values.get(trainer_pid)
+        if v is not None:
+            self.journal.set_origin(self.values.kind, self.values.encode(v))
+
+    def assign(self, role: Role, value: V, pids: Sequence[int]) -> int:
+        """Journal, write ``value`` to every thread of ``pids``, verify; returns threads set."""
+        for pid in pids:
+            self._journal_process(role, pid)
+        self.journal.wrote(self.knobs[role], self.values.encode(value))
+        self.journal.flush()
+        self.wanted[role] = value
+        done = self._write(role, value, _pairs(pids))
+        self.known[role] = done
+        return len(done)
+
+    def _write(self, role: Role, value: V, pairs: list[tuple[int, int]]) -> set[int]:
+        done: set[int] = set()
+        for pid, tid in pairs:
+            try:
+                self.values.put(tid, value)
+            except ProcessLookupError:
+                continue  # the thread exited meanwhile
+            except OSError as e:
+                raise Stuck(
+                    f"cannot set thread {tid} of pid {pid} to {self.values.show(value)}: "
+                    f"{e.strerror}"
+                ) from e
+            got = self.values.get(tid)
+            if got is None:
+                continue
+            if got != value:
+                raise Stuck(
+                    f"thread {tid} of pid {pid} reads back {self.values.show(got)} after "
+                    f"writing {self.values.show(value)}"
+                )
+            done.add(tid)
+        return done
+
+    def follow(self, role: Role, pids: Sequence[int]) -> Notice | None:
+        """Set new threads of the role; a known thread changed behind our back yields the knob."""
+        if role not in self.wanted or role in self.yielded:
+            return None
+        value = self.wanted[role]
+        pairs = _pairs(pids)
+        alive: set[int] = set()
+        new: list[tuple[int, int]] = []
+        diverged: list[tuple[int, int, V]] = []
+        for pid, tid in pairs:
+            v = self.values.get(tid)
+            if v is None:
+                continue
+            alive.add(tid)
+            if tid in self.known[role]:
+                if v != value:
+                    diverged.append((pid, tid, v))
+            elif v != value:
+                new.append((pid, tid))
+            else:
+                self.known[role].add(tid)
+        self.known[role] &= alive
+        for pid in {p for p, _ in pairs}:
+            self._journal_process(role, pid)
+        if diverged:
+            for pid, tid, _ in diverged:
+                entry = self.journal.entries.get(f"{self.values.kind}:{pid}")
+                if entry is not None and tid not in entry["left"]:
+                    entry["left"].append(tid)
+                    self.journal.touch()
+            self.journal.flush()
+            self.yielded.add(role)
+            pid, tid, v = diverged[0]
+            return Notice(
+                self.knobs[role],
+                "yield",
+                f"thread {tid} of pid {pid} was set to {self.values.show(v)} behind our back",
+                self.values.number(v),
+            )
+        self.journal.flush()
+        try:
+            self.known[role] |= self._write(role, value, new)
+        except Stuck as e:
+            return Notice(self.knobs[role], "stuck", str(e))
+        return None
+
+
+def replay_threads(
+    session: Session, values: ThreadValues[Any], roles: dict[str, Role]
+) -> list[Decision]:
+    """Put back every thread of the session's processes that still holds a value we wrote.
+
+    Args:
+        session: the journal record.
+        values: the setting.
+        roles: knob → role, for the family's knobs (the trainer's knob first).
+    """
+    kind = values.kind
+    entries: dict[int, Entry] = {}
+    for e in session["entries"].values():
+        if e.get("kind") == kind and start_time(e["pid"]) == e["start"]:
+            entries[e["pid"]] = e
+    knobs = list(roles)
+    ours_all = [v for k in knobs for v in session["written"].get(k, [])]
+    origin = session["origin"].get(kind)
+    # Processes born after the last journal write: found from the target's tree.
+    for root, start in session["target"]["roots"]:
+        if start is None or start_time(root) != start or origin is None:
+            continue
+        for i, pid in enumerate([root, *descendants(root)]):
+            if pid not in entries:
+                knob = knobs[0] if i == 0 else knobs[-1]
+                entries[pid] = {"knob": knob, "original": origin, "threads": {}, "left": []}
+    out: list[Decision] = []
+    for pid, e in entries.items():
+        ours = session["written"].get(e["knob"], []) if "pid" in e else ours_all
+        restored: list[int] = []
+        left: list[int] = []
+        old = new = None
+        for tid in threads(pid):
+            cur = values.get(tid)
+            if cur is None:
+                continue
+            if tid in e["left"] or values.encode(cur) not in ours:
+                if tid in e["left"]:
+                    left.append(tid)
+                continue
+            want = values.decode(e["threads"].get(str(tid), e["original"]))
+            try:
+                values.put(tid, want)
+            except ProcessLookupError:
+                continue
+            except OSError as err:
+                out.append(
+                    Decision(
+                        e["knob"],
+                        roles[e["knob"]],
+                        values.number(cur),
+                        values.number(want),
+                        f"could not restore thread {tid}: {err.strerror}",
+                        FAILED,
+                    )
+                )
+                continue
+            if values.get(tid) in (want, None):
+                restored.append(tid)
+                old, new = values.number(cur), values.number(want)
+        role = roles[e["knob"]]
+        if restored:
+            out.append(
+                Decision(
+                    e["knob"],
+                    role,
+                    old,
+                    new,
+                    "restore",
+                    RESTORE,
+                    detail=f"pid {pid}: {len(restored)} thread(s) to {e['original']}",
+                )
+            )
+        if left:
+            out.append(
+                Decision(
+                    e["knob"],
+                    role,
+                    None,
+                    None,
+                    "changed by someone else: left as is",
+                    LEFT,
+                    detail=f"pid {pid}: thread(s) {', '.join(map(str, left))}",
+                )
+            )
+    return out

@@ -1,0 +1,390 @@
+"""CPU weight per role: cgroup v2 ``cpu.weight``, cgroup v1 ``cpu.shares``, or nice values.
+
+**cgroups.** The tuner makes its own tree under the controller's mount::
+
+    <mount>/<cgroup_parent>/<session>/{trainer,loader}
+
+moves each role's processes into its cgroup (new children too, on each follow) and, when the
+session ends, moves every task back where it came from and removes the tree. A role's weight is
+``multiplier × default × processes in the role``: at 1× a role of four loader processes competes
+as the four tasks did before it was moved (threads of one process count once: intra-op pools run
+in bursts). Above the roles each cgroup's weight is the sum of its children's, so the job as a
+whole competes with the rest of the node with the weight its roles add up to, and the roles
+split it by their weights. (A role that idles lends its part to the other role, as tasks in one
+cgroup do.)
+
+**nice.** Without a cpu controller, each thread of a role gets the nice value whose CFS weight is
+nearest the multiplier (:func:`~autotune.knobs.readback.nice_for_factor`), per thread, followed
+like affinity.
+
+**sched_ext** weights (a pinned BPF map) are another module's; :func:`build` finds it through
+:data:`autotune.actuators.backends.WEIGHTS_IMPL` and falls back to cgroups when it is absent.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autotune.actuators import backends
+from autotune.actuators.decisions import FAILED, RESTORE, Decision
+from autotune.actuators.family import Family, Notice, Stuck, write_int
+from autotune.actuators.journal import Entry, Journal, Session
+from autotune.actuators.threads import PerThread, ThreadValues, replay_threads
+from autotune.knobs.readback import nice_factor, nice_for_factor, thread_nice
+from autotune.roles import Role
+from autotune.system import cgroups
+from autotune.target import Members, start_time
+
+KNOBS = {"weight.trainer": Role.TRAINER, "weight.loader": Role.LOADER}
+ROLE_DIRS = (Role.TRAINER, Role.LOADER)
+
+
+@dataclass(frozen=True)
+class WeightsContext:
+    """What a weights backend needs to know to start.
+
+    Attributes:
+        mounts: the node's cgroup layout.
+        cgroup_parent: the cgroup the tuner creates its session cgroups under.
+        session_id: this session's name (a cgroup directory name).
+        trainer_pid: the target's first process.
+    """
+
+    mounts: cgroups.CgroupMounts
+    cgroup_parent: str
+    session_id: str
+    trainer_pid: int
+
+
+# --- cgroups ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Flavour:
+    file: str
+    default: int
+    lo: int
+    hi: int
+    controller: str  # for cgroups.cgroup_of: "cpu" (v1) or "" (v2)
+
+
+V1 = _Flavour("cpu.shares", 1024, 2, 262144, "cpu")
+V2 = _Flavour("cpu.weight", 100, 1, 10000, "")
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _procs(directory: Path) -> list[int]:
+    try:
+        return [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+    except OSError:
+        return []
+
+
+def _move(pid: int, directory: Path) -> bool:
+    """Move a process (all its threads) into a cgroup; False when it is gone."""
+    try:
+        (directory / "cgroup.procs").write_text(str(pid))
+    except ProcessLookupError:
+        return False
+    except OSError as e:
+        if e.errno == errno.ESRCH:
+            return False
+        raise
+    return True
+
+
+def _sum_children(directory: Path, flavour: _Flavour) -> None:
+    """Set a cgroup's weight to the sum of its children's (clamped), so it splits, not caps."""
+    total = sum(
+        _read_int(child / flavour.file) or 0 for child in directory.iterdir() if child.is_dir()
+    )
+    if total:
+        (directory / flavour.file).write_text(str(min(max(total, flavour.lo), flavour.hi)))
+
+
+class CgroupWeights(Family):
+    """``weight.<role>`` as the role cgroup's ``cpu.shares`` (v1) or ``cpu.weight`` (v2)."""
+
+    knobs = tuple(KNOBS)
+
+    def __init__(self, journal: Journal, ctx: WeightsContext, version: int) -> None:
+        super().__init__(journal)
+        self.flavour = V1 if version == 1 else V2
+        mount = ctx.mounts.v1.get("cpu") if version == 1 else ctx.mounts.v2
+        if mount is None:
+            raise Stuck(f"no cgroup v{version} cpu hierarchy is mounted")
+        self.mount = mount
+        self.parent = mount / ctx.cgroup_parent
+        self.session = self.parent / ctx.session_id
+        self.dirs = {r: self.session / str(r) for r in ROLE_DIRS}
+        self.trainer_pid = ctx.trainer_pid
+        self.factor: dict[Role, float] = {r: 1.0 for r in ROLE_DIRS}
+        self.value: dict[Role, int] = {}
+        self.count: dict[Role, int] = {}
+        self.placed: dict[Role, set[int]] = {r: set() for r in ROLE_DIRS}
+        self.yielded: set[Role] = set()
+        self.entry: Entry | None = None
+
+    def _rel(self, directory: Path) -> str:
+        return "/" + str(directory.relative_to(self.mount))
+
+    def _create(self) -> None:
+        origin = cgroups.cgroup_of(self.trainer_pid, self.flavour.controller) or "/"
+        self.entry = {
+            "kind": "cgroups",
+            "knob": None,
+            "mount": str(self.mount),
+            "file": self.flavour.file,
+            "parent": str(self.parent),
+            "session": str(self.session),
+            "roles": [str(d) for d in self.dirs.values()],
+            "origin": origin,
+            "moved": {},
+        }
+        self.journal.put("cgroups", self.entry)
+        self.journal.flush()
+        try:
+            self.parent.mkdir(exist_ok=True)
+            self.session.mkdir()
+            if self.flavour is V2:
+                for d in (self.parent, self.session):
+                    (d / "cgroup.subtree_control").write_text("+cpu")
+            for d in self.dirs.values():
+                d.mkdir()
+        except OSError as e:
+            raise Stuck(f"cannot create cgroups under {self.parent}: {e.strerror}") from e
+
+    def _place(self, role: Role, pids: list[int]) -> None:
+        """Journal where each process is, then move it into the role's cgroup and verify."""
+        if self.entry is None or not pids:
+            return
+        ours = {self._rel(d) for d in self.dirs.values()}
+        moved: dict[str, Any] = self.entry["moved"]
+        for pid in pids:
+            if str(pid) in moved:
+                continue
+            now = cgroups.cgroup_of(pid, self.flavour.controller)
+            # Born inside one of our cgroups: it came from where its parent came from.
+            moved[str(pid)] = [start_time(pid), self.entry["origin"] if now in ours else now]
+            self.journal.touch()
+        self.journal.flush()
+        want = self._rel(self.dirs[role])
+        for pid in pids:
+            try:
+                if not _move(pid, self.dirs[role]):
+                    continue
+            except OSError as e:
+                raise Stuck(f"cannot move pid {pid} into {self.dirs[role]}: {e.strerror}") from e
+            now = cgroups.cgroup_of(pid, self.flavour.controller)
+            if now is not None and now != want:
+                raise Stuck(f"pid {pid} is in {now} after moving it into {want}")
+            self.placed[role].add(pid)
+
+    def _write(self, role: Role) -> None:
+        f = self.flavour
+        n = max(1, len(_procs(self.dirs[role])))
+        value = min(max(round(self.factor[role] * f.default * n), f.lo), f.hi)
+        path = self.dirs[role] / f.file
+        if not write_int(path, value):
+            raise Stuck(f"{path} is gone (someone removed our cgroup)")
+        try:
+            _sum_children(self.session, f)
+            _sum_children(self.parent, f)
+        except OSError as e:
+            raise Stuck(f"cannot update the weights above {path}: {e.strerror}") from e
+        self.value[role] = value
+        self.count[role] = n
+
+    def _pids(self, role: Role, members: Members) -> list[int]:
+        return list(members.trainer_pids if role is Role.TRAINER else members.loader_pids)
+
+    def set(self, knob: str, value: float, members: Members) -> str:
+        role = KNOBS[knob]
+        if self.entry is None:
+            self._create()
+            for r in ROLE_DIRS:
+                self._place(r, self._pids(r, members))
+                self._write(r)
+        self.factor[role] = value
+        self._write(role)
+        return f"{self.flavour.file}={self.value[role]} in {self.dirs[role]}"
+
+    def follow(self, members: Members) -> list[Notice]:
+        if self.entry is None:
+            return []
+        out: list[Notice] = []
+        for role in ROLE_DIRS:
+            if role in self.yielded:
+                continue
+            knob = f"weight.{role}"
+            path = self.dirs[role] / self.flavour.file
+            got = _read_int(path)
+            if got != self.value.get(role):
+                self.yielded.add(role)
+                out.append(Notice(knob, "yield", f"{path} was set to {got} behind our back"))
+                continue
+            inside = set(_procs(self.dirs[role]))
+            pids = self._pids(role, members)
+            gone = [p for p in self.placed[role] if p not in inside and start_time(p) is not None]
+            if gone:
+                where = cgroups.cgroup_of(gone[0], self.flavour.controller)
+                if where not in {self._rel(d) for d in self.dirs.values()}:
+                    self.yielded.add(role)
+                    out.append(
+                        Notice(knob, "yield", f"pid {gone[0]} was moved to {where} behind our back")
+                    )
+                    continue
+            try:
+                self._place(role, [p for p in pids if p not in inside])
+                if max(1, len(_procs(self.dirs[role]))) != self.count.get(role):
+                    self._write(role)  # the role's weight is per process
+            except Stuck as e:
+                out.append(Notice(knob, "stuck", str(e)))
+        return out
+
+
+def replay_cgroups(session: Session) -> list[Decision]:
+    """Move every task in the session's cgroups back where it came from; remove the cgroups."""
+    out: list[Decision] = []
+    for e in session["entries"].values():
+        if e.get("kind") != "cgroups":
+            continue
+        mount = Path(e["mount"])
+        moved: dict[str, Any] = e["moved"]
+        for role, d in zip(ROLE_DIRS, (Path(p) for p in e["roles"]), strict=True):
+            if not d.is_dir():
+                continue
+            procs = _procs(d)
+            shares = _read_int(d / e["file"])
+            default = V1.default if e["file"] == V1.file else V2.default
+            old = shares / (default * max(1, len(procs))) if shares else None
+            back = 0
+            for _ in range(5):  # a task forked meanwhile lands in the cgroup: go round again
+                for pid in procs:
+                    start, origin = moved.get(str(pid), [None, e["origin"]])
+                    if start is not None and start != start_time(pid):
+                        origin = e["origin"]
+                    dest = mount / str(origin).lstrip("/")
+                    try:
+                        back += _move(pid, dest if dest.is_dir() else mount)
+                    except OSError:
+                        continue
+                try:
+                    d.rmdir()
+                    break
+                except OSError:
+                    procs = _procs(d)
+            removed = not d.exists()
+            what = f"{back} process(es) moved back; {'removed' if removed else 'cannot remove'} {d}"
+            event = RESTORE if removed else FAILED
+            out.append(Decision(f"weight.{role}", role, old, 1.0, "restore", event, detail=what))
+        session_dir, parent = Path(e["session"]), Path(e["parent"])
+        for d in (session_dir, parent):  # the parent goes only when no other session uses it
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                flavour = V1 if e["file"] == V1.file else V2
+                if d == parent and parent.is_dir():
+                    _sum_children(parent, flavour)
+    return out
+
+
+# --- nice -------------------------------------------------------------------------------------
+
+
+class NiceValues(ThreadValues[int]):
+    """A thread's nice value."""
+
+    kind = "nice"
+
+    def get(self, tid: int) -> int | None:
+        return thread_nice(tid)
+
+    def put(self, tid: int, value: int) -> None:
+        os.setpriority(os.PRIO_PROCESS, tid, value)
+
+    def encode(self, value: int) -> Any:
+        return value
+
+    def decode(self, raw: Any) -> int:
+        return int(raw)
+
+    def number(self, value: int) -> float:
+        return nice_factor(value)
+
+    def show(self, value: int) -> str:
+        return f"nice {value}"
+
+
+class NiceWeights(Family):
+    """``weight.<role>`` as the nice value of every thread of the role."""
+
+    knobs = tuple(KNOBS)
+
+    def __init__(self, journal: Journal, ctx: WeightsContext) -> None:
+        super().__init__(journal)
+        self.threads = PerThread(journal, NiceValues(), {r: k for k, r in KNOBS.items()})
+        self.threads.begin(ctx.trainer_pid)
+
+    def set(self, knob: str, value: float, members: Members) -> str:
+        role = KNOBS[knob]
+        nice = nice_for_factor(value)
+        pids = members.trainer_pids if role is Role.TRAINER else members.loader_pids
+        n = self.threads.assign(role, nice, pids)
+        return f"nice {nice} on {n} thread(s)"
+
+    def follow(self, members: Members) -> list[Notice]:
+        notices = [
+            self.threads.follow(Role.TRAINER, members.trainer_pids),
+            self.threads.follow(Role.LOADER, members.loader_pids),
+        ]
+        return [n for n in notices if n is not None]
+
+
+def replay_nice(session: Session) -> list[Decision]:
+    """Restore the nice value of every thread that still has one we gave it."""
+    return replay_threads(session, NiceValues(), KNOBS)
+
+
+# --- choice -----------------------------------------------------------------------------------
+
+
+def build(
+    journal: Journal, ctx: WeightsContext, prefer: str | None = None
+) -> tuple[Family, backends.Choice]:
+    """The weights backend for this node (or ``prefer``), as a family.
+
+    A chosen backend whose module is not installed (the sched_ext one, say) falls back to the
+    next choice, and the returned :class:`~autotune.actuators.backends.Choice` says so.
+    """
+    choice = backends.weights(ctx.mounts, prefer=prefer)
+    if choice.backend == "sched_ext":
+        module, _, attr = backends.WEIGHTS_IMPL["sched_ext"].partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            fallback = backends.weights(ctx.mounts, prefer=None, sched_ext=False)
+            choice = backends.Choice(
+                "weights", fallback.backend, f"{fallback.reason}; sched_ext backend missing ({e})"
+            )
+        else:
+            family: Family = cls(journal, ctx)
+            return family, choice
+    if choice.backend == "cgroup2":
+        return CgroupWeights(journal, ctx, 2), choice
+    if choice.backend == "cgroup1":
+        return CgroupWeights(journal, ctx, 1), choice
+    return NiceWeights(journal, ctx), choice
