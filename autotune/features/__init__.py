@@ -6,6 +6,14 @@ from autotune.features.schema import (
     SCHEMA_VERSION,
     featurize,
     hist_quantile,
+    knob_levels,
 )
 
-__all__ = ["FEATURE_NAMES", "N_FEATURES", "SCHEMA_VERSION", "featurize", "hist_quantile"]
+__all__ = [
+    "FEATURE_NAMES",
+    "N_FEATURES",
+    "SCHEMA_VERSION",
+    "featurize",
+    "hist_quantile",
+    "knob_levels",
+]

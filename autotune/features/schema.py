@@ -153,6 +153,7 @@ def featurize(s: Sample, out: npt.NDArray[np.float32] | None = None) -> npt.NDAr
     """
     dt = max(s.interval_s, 1e-6)
     cap = dt * 1e9 * max(s.ncpus, 1)
+    log1p = math.log1p
     values: list[float] = []
     rows = s.roles.tolist()
     for r, hist in zip(rows, s.runq_hist.tolist(), strict=True):
@@ -166,12 +167,12 @@ def featurize(s: Sample, out: npt.NDArray[np.float32] | None = None) -> npt.NDAr
             wait / runnable if runnable > 0 else 0.0,
             p50 / N_SLOTS,
             p99 / N_SLOTS,
-            _lograte(r[_NVCSW], dt, _L1E5),
-            _lograte(r[_NIVCSW], dt, _L1E5),
-            _lograte(r[_MIGR], dt, _L1E5),
-            _lograte(r[_PGMISS], dt, _L1E6),
+            log1p(max(r[_NVCSW], 0) / dt) / _L1E5,
+            log1p(max(r[_NIVCSW], 0) / dt) / _L1E5,
+            log1p(max(r[_MIGR], 0) / dt) / _L1E5,
+            log1p(max(r[_PGMISS], 0) / dt) / _L1E6,
             r[_RA_SYNC] / ra_events if ra_events > 0 else 0.0,
-            _lograte(r[_MAJFLT], dt, _L1E5),
+            log1p(max(r[_MAJFLT], 0) / dt) / _L1E5,
         )
     blk = s.block.tolist()
     lat50, lat99 = _quantiles(s.block_lat_hist.tolist())
@@ -202,3 +203,13 @@ def featurize(s: Sample, out: npt.NDArray[np.float32] | None = None) -> npt.NDAr
         out[:] = values
     np.clip(obs, 0.0, 1.0, out=obs)
     return obs
+
+
+_KNOB_OFFSET = N_FEATURES - len(KNOBS)
+
+
+def knob_levels(obs: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """The ladder index of every knob in effect, read back from an observation's knob fields."""
+    x = np.asarray(obs, dtype=np.float64).reshape(-1)[_KNOB_OFFSET:]
+    top = np.array([k.levels - 1 for k in KNOBS], dtype=np.float64)
+    return np.rint(x * top).astype(np.int64)

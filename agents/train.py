@@ -1,0 +1,216 @@
+"""Offline training in ReplayEnv, with held-out evaluation, early stopping, checkpoints and
+MLflow tracking.
+
+One call of :func:`train` is one MLflow run (kind ``train``): the hyperparameters as params,
+SB3's logger mirrored into metrics (``train/episode_reward`` among them), the held-out score
+``eval/progress_vs_default`` at every evaluation, and the best policy exported
+(:mod:`autotune.agents.export`) as the ``policy/`` artifact and the run's model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from autotune.agents import algos
+from autotune.agents.evaluate import run_episode
+from autotune.agents.export import export
+from autotune.envs.replay import TRAIN_ROWS, ReplayEnv
+from autotune.envs.workload import Workload
+
+from autotune import policy as runtime
+from autotune.errors import UserError
+
+MIN_IMPROVEMENT = 0.002  # progress-vs-default an evaluation must gain to count as better
+
+
+@dataclass
+class TrainConfig:
+    """What to train, on what, for how long."""
+
+    algo: str = "ppo"
+    timesteps: int = 100_000
+    seed: int = 0
+    n_envs: int = 2
+    frame_stack: int = 1
+    tiny: bool = False
+    eval_freq: int = 10_000
+    patience: int = 5
+    out_dir: Path = Path("runs/training")
+    tracking_uri: str = "sqlite:///runs/mlflow.db"
+    experiment: str = "autotune"
+    runs_dir: Path = Path("runs")
+    progress_bar: bool = True
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalPoint:
+    timesteps: int
+    wall_s: float
+    score: float
+
+
+@dataclass
+class TrainResult:
+    """The outcome: where the best policy is, and how evaluation went."""
+
+    run_id: str
+    policy_dir: Path
+    best_score: float
+    timesteps: int
+    wall_s: float
+    history: list[EvalPoint]
+    stopped_early: bool
+
+    def to_time_to(self, fraction: float = 0.95) -> EvalPoint | None:
+        """The first evaluation reaching ``fraction`` of the final gain over default."""
+        if not self.history:
+            return None
+        final = self.history[-1].score
+        for p in self.history:
+            if p.score - 1.0 >= fraction * (final - 1.0):
+                return p
+        return self.history[-1]
+
+
+def _make_env(workloads: Sequence[Workload], algo: algos.Algo, seed: int) -> Any:
+    from stable_baselines3.common.monitor import Monitor
+
+    def build() -> Any:
+        env: Any = ReplayEnv(list(workloads), rows=TRAIN_ROWS)
+        if algo.wrapper is not None:
+            env = algo.wrapper(env)
+        return Monitor(env)
+
+    return build
+
+
+def held_out_score(policy: runtime.Policy, workloads: Sequence[Workload], seed: int) -> float:
+    """Mean progress vs default of a policy over every workload's held-out rows (one seed)."""
+    return float(
+        np.mean([run_episode(policy, w, seed, "eval").progress_vs_default for w in workloads])
+    )
+
+
+def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
+    """Train, evaluate on held-out rows as it goes, keep the best policy, track everything."""
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
+
+    from autotune.tracking import schema as ts
+    from autotune.tracking.run import tracked_run
+    from autotune.tracking.sb3 import TrackingCallback
+
+    if not workloads:
+        raise UserError("no workloads to train on")
+    if cfg.timesteps < 1 or cfg.n_envs < 1 or cfg.frame_stack < 1:
+        raise UserError("timesteps, n-envs and frame-stack must be at least 1")
+    algo = algos.get(cfg.algo)
+    if algo.recurrent and cfg.frame_stack > 1:
+        raise UserError("recurrent-ppo keeps its own memory: use --frame-stack 1 with it")
+    hp = {**algo.hyperparameters(cfg.tiny), **cfg.overrides}
+    names = [w.name for w in workloads]
+    params = {
+        "algo": cfg.algo,
+        "timesteps": cfg.timesteps,
+        "seed": cfg.seed,
+        "n_envs": cfg.n_envs,
+        "frame_stack": cfg.frame_stack,
+        "tiny": cfg.tiny,
+        "workloads": ",".join(names),
+        **{k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in hp.items()},
+    }
+    run_name = f"{cfg.algo}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = cfg.out_dir / run_name
+    out.mkdir(parents=True, exist_ok=True)
+    tags = {ts.TAG_ALGO: cfg.algo, ts.TAG_WORKLOADS: ",".join(names)}
+    with tracked_run(
+        ts.TRAIN,
+        name=run_name,
+        tags=tags,
+        params=params,
+        tracking_uri=cfg.tracking_uri,
+        experiment=cfg.experiment,
+        runs_dir=cfg.runs_dir,
+    ) as run:
+        venv: Any = DummyVecEnv(
+            [_make_env(workloads, algo, cfg.seed + i) for i in range(cfg.n_envs)]
+        )
+        if cfg.frame_stack > 1:
+            venv = VecFrameStack(venv, cfg.frame_stack)
+        venv.seed(cfg.seed)
+        model = algo.load_class()(algo.policy, venv, seed=cfg.seed, verbose=0, **hp)
+        best_dir = out / "policy"
+        state: dict[str, Any] = {"best": -np.inf, "stale": 0, "history": [], "stopped": False}
+        t0 = time.perf_counter()
+        extra = {"trained_on": names, "timesteps": 0, "train_run": run_name}
+
+        def evaluate_now(timesteps: int) -> bool:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = export(
+                    model,
+                    Path(tmp) / "p",
+                    algo=cfg.algo,
+                    frame_stack=cfg.frame_stack,
+                    extra={**extra, "timesteps": timesteps},
+                )
+                score = held_out_score(runtime.load(folder), workloads, cfg.seed)
+                state["history"].append(EvalPoint(timesteps, time.perf_counter() - t0, score))
+                run.log_metrics({ts.M_EVAL_PROGRESS: score}, step=timesteps)
+                if score > state["best"] + MIN_IMPROVEMENT or not best_dir.exists():
+                    state["best"] = max(state["best"], score)
+                    state["stale"] = 0
+                    if best_dir.exists():
+                        shutil.rmtree(best_dir)
+                    shutil.copytree(folder, best_dir)
+                else:
+                    state["stale"] += 1
+            if state["stale"] >= cfg.patience:
+                state["stopped"] = True
+                return False
+            return True
+
+        class HeldOutEval(BaseCallback):
+            """Evaluate every ``eval_freq`` timesteps; stop when evaluation stops improving."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.next = cfg.eval_freq
+
+            def _on_step(self) -> bool:
+                if self.num_timesteps >= self.next:
+                    self.next += cfg.eval_freq
+                    return evaluate_now(self.num_timesteps)
+                return True
+
+        checkpoints = CheckpointCallback(
+            save_freq=max(cfg.eval_freq // cfg.n_envs, 1),
+            save_path=str(out / "checkpoints"),
+            name_prefix=cfg.algo,
+        )
+        callbacks = CallbackList([HeldOutEval(), checkpoints, TrackingCallback(run)])
+        model.learn(cfg.timesteps, callback=callbacks, progress_bar=cfg.progress_bar)
+        if not state["stopped"]:
+            evaluate_now(model.num_timesteps)
+        wall = time.perf_counter() - t0
+        run.log_metrics({"train/wall_s": wall, "train/best_progress_vs_default": state["best"]})
+        (out / "history.json").write_text(json.dumps([asdict(p) for p in state["history"]]))
+        run.log_artifact(out / "history.json")
+        run.log_policy(best_dir)
+        return TrainResult(
+            run_id=run.id,
+            policy_dir=best_dir,
+            best_score=float(state["best"]),
+            timesteps=int(model.num_timesteps),
+            wall_s=wall,
+            history=state["history"],
+            stopped_early=bool(state["stopped"]),
+        )

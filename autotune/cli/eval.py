@@ -1,0 +1,75 @@
+"""`autotune eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from autotune import config
+
+BASELINE_NAMES = ("default", "random", "static-best", "heuristic")
+
+
+def _baselines(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if names == ["all"]:
+        return list(BASELINE_NAMES)
+    if names == ["none"]:
+        return []
+    bad = [n for n in names if n not in BASELINE_NAMES]
+    if bad:
+        raise click.BadParameter(
+            f"unknown baseline {bad[0]!r}; choose from {', '.join(BASELINE_NAMES)}, all, none"
+        )
+    return names
+
+
+@click.command(name="eval")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="RUN_ID|PATH",
+    help="Trained policies to evaluate (MLflow run id or exported folder; repeatable).",
+)
+@click.option("--workload", "workloads", multiple=True, metavar="NAME|PATH|GLOB")
+@click.option(
+    "--baselines",
+    default="all",
+    show_default=True,
+    help="Comma-separated: default, random, static-best, heuristic (or all, none).",
+)
+@click.option("--seeds", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="PNG to write.")
+@click.option("--experiment", default="autotune", show_default=True)
+@click.option("--tracking-uri", help="MLflow tracking URI (default: settings).")
+@click.option("--config", "config_file", type=click.Path(), help="Settings file (TOML).")
+def evaluate(  # noqa: PLR0917 - one parameter per click option
+    models: tuple[str, ...],
+    workloads: tuple[str, ...],
+    baselines: str,
+    seeds: int,
+    plot_path: Path | None,
+    experiment: str,
+    tracking_uri: str | None,
+    config_file: str | None,
+) -> None:
+    """Evaluate policies and baselines on held-out traces, the same protocol for all.
+
+    N seeds × each workload's held-out last quarter: mean and 95% interval of progress
+    relative to the default knobs, knob changes per minute, worst regression. Prints a table,
+    writes a PNG plot, logs both to MLflow (one eval run, a child run per result).
+    """
+    from autotune.agents.run_eval import run
+
+    settings = config.load({"tracking_uri": tracking_uri}, config_file)
+    run(
+        models=list(models),
+        workload_patterns=list(workloads),
+        baseline_names=_baselines(baselines),
+        seeds=list(range(seeds)),
+        plot_path=plot_path,
+        experiment=experiment,
+        settings=settings,
+    )

@@ -1,0 +1,386 @@
+"""ReplayEnv: recorded workloads, answered by a calibrated model of the node."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import numpy.typing as npt
+from autotune.envs import spaces
+from autotune.envs.model import Demand, Knobs, Params, Response, cores_for, respond
+from autotune.envs.workload import Workload, load
+
+from autotune.errors import UserError
+from autotune.features import N_FEATURES, featurize
+from autotune.knobs import KNOBS
+from autotune.roles import ROLE_INDEX, Role
+from autotune.telemetry.sample import PROGRESS_CLIENT, B, C, Sample
+
+# Reward cost per knob changed in a step, in units of progress relative to default: a change
+# must buy at least 1% more progress to pay for itself (changes disturb a running job).
+CHANGE_COST = 0.01
+DEFAULT_EPISODE_STEPS = 240  # one minute at the 250 ms default interval
+# Each trace's first three quarters train; the last quarter is held out for evaluation.
+TRAIN_ROWS = (0.0, 0.75)
+HELDOUT_ROWS = (0.75, 1.0)
+_T, _L, _O = ROLE_INDEX[Role.TRAINER], ROLE_INDEX[Role.LOADER], ROLE_INDEX[Role.OTHER]
+_EPS = 0.05
+_ONCPU, _WAIT, _NVCSW, _NIVCSW = C["oncpu_ns"], C["runq_wait_ns"], C["nvcsw"], C["nivcsw"]
+_RA_SYNC, _RA_ASYNC = C["ra_sync"], C["ra_async"]
+_IO_COUNTERS = tuple(C[n] for n in ("pgcache_miss", "majflt", "ra_sync_pages", "ra_async_pages"))
+_READ_BYTES, _READ_REQS = B["read_bytes"], B["read_reqs"]
+
+
+@dataclass
+class _Row:
+    """Per-row values computed once per workload: the demand and the model at two settings."""
+
+    demand: Demand
+    recorded: Response
+    default: Response
+    rate: float  # recorded progress per second
+    contention: tuple[float, float, float]  # per role, at the recorded knobs
+    readahead_kb: float  # recorded
+    client: bool  # progress reported by the job (else the CPU proxy)
+    roles: list[list[float]]  # the recorded counters, as floats to rescale
+    runq_hist: npt.NDArray[np.int64]
+    block: list[float]
+    shifted: dict[tuple[int, ...], npt.NDArray[np.int64]] = field(default_factory=dict)
+    blk_shifted: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
+
+
+def contention(d: Demand, k: Knobs, p: Params, ncpus: int) -> tuple[float, float, float]:
+    """How crowded each role's CPUs are, weighted by how little of them it may claim.
+
+    ``max(0, wanted / cores - 1) × (1 - weight share)`` per role: 0 when its CPUs are not
+    oversubscribed. The replay scales recorded run-queue waits by its change.
+    """
+    k_t, k_l = cores_for(k.cpus_trainer, ncpus), cores_for(k.cpus_loader, ncpus)
+    w_t, w_l = k.weight_trainer * p.u_trainer, k.weight_loader * p.u_loader
+    w_o = max(d.other_cores, 0.0)
+    total = w_t + w_l + w_o
+    out = []
+    for cores, own, weight in ((k_t, d.par_trainer, w_t), (k_l, d.par_loader, w_l)):
+        other_here = d.other_cores * cores / ncpus
+        job_here = d.par_trainer + d.par_loader if k_t + k_l > ncpus else own
+        over = max(0.0, (job_here + other_here) / cores - 1.0)
+        out.append(over * (1.0 - weight / total) if total > 0 else 0.0)
+    over_node = max(0.0, (d.par_trainer + d.par_loader + d.other_cores) / ncpus - 1.0)
+    out.append(over_node * (1.0 - w_o / total) if total > 0 else 0.0)
+    return out[0], out[1], out[2]
+
+
+def _shift(hist: npt.NDArray[np.int64], slots: int) -> npt.NDArray[np.int64]:
+    """Move a log2 histogram by ``slots`` (×2 per slot), piling the overflow at the ends."""
+    if slots == 0:
+        return hist
+    out = np.zeros_like(hist)
+    n = hist.shape[-1]
+    if slots > 0:
+        out[..., slots:] = hist[..., : n - slots]
+        out[..., -1] += hist[..., n - slots :].sum(axis=-1)
+    else:
+        s = -slots
+        out[..., : n - s] = hist[..., s:]
+        out[..., 0] += hist[..., :s].sum(axis=-1)
+    return out
+
+
+class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
+    """Tune knobs against recorded workloads.
+
+    ## Description
+
+    Each episode replays a recorded training job from a random row of its trace. What the job
+    *wanted* in each interval (CPU per sample for trainer and loaders, bytes per sample, what
+    other tasks wanted) comes from the recording; what it *gets* under the agent's knobs comes
+    from a model of the node (:mod:`autotune.envs.model`) calibrated on recordings of the same
+    workload. The model answers relative to the recorded setting, so the recorded row anchors
+    every answer.
+
+    ## Action Space
+
+    ``MultiDiscrete`` with one ladder index per knob of :data:`autotune.knobs.KNOBS`, in table
+    order: ``weight.trainer`` and ``weight.loader`` (6 levels, 0.25× … 8×), ``cpus.trainer`` and
+    ``cpus.loader`` (4 levels, 25 % … 100 % of the CPUs), ``readahead`` (11 levels, 16 KiB …
+    16 MiB), ``prefetch.loader`` (4 levels, 1 … 8). Wrap with
+    :class:`autotune.envs.spaces.DiscreteStep` for DQN or :class:`~autotune.envs.spaces.BoxLevels`
+    for SAC/TD3.
+
+    ## Observation Space
+
+    ``Box(0, 1, (N_FEATURES,), float32)``: the observation schema of :mod:`autotune.features`
+    (per-role CPU share, demand, run-queue wait and latency, switches, page-cache misses,
+    readahead; block throughput and latency; progress; GPU; the knob levels in effect), computed
+    from a synthesized telemetry sample exactly as online.
+
+    ## Rewards
+
+    ``rate / rate_default - 1 - 0.01 × knobs changed``: progress relative to what the same
+    interval would have made at the default knobs (the machine as it was), minus a cost of 1 %
+    per knob changed in the step.
+
+    ## Starting State
+
+    The knobs at their defaults, at a random row of a randomly chosen workload (or
+    ``options={"workload": name, "start": row}``).
+
+    ## Episode End
+
+    Truncated after ``episode_steps`` steps or at the end of the trace; never terminated.
+
+    ## Arguments
+
+    * ``workloads``: names of bundled workloads or trace paths, or loaded :class:`Workload`
+      objects (default: every bundled workload).
+    * ``episode_steps``: steps before truncation (default 240: a minute at 250 ms).
+    * ``noise``: standard deviation of the multiplicative log-normal noise on progress (default:
+      each workload's calibrated residual).
+    * ``rows``: the part of each trace to replay, as fractions ``(start, end)``: training uses
+      ``TRAIN_ROWS``, evaluation the held-out ``HELDOUT_ROWS`` (default: all of it).
+    """
+
+    metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium's convention
+
+    def __init__(
+        self,
+        workloads: Sequence[str | Workload] | None = None,
+        episode_steps: int = DEFAULT_EPISODE_STEPS,
+        noise: float | None = None,
+        rows: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
+        from autotune.envs.workload import list_bundled
+
+        names: Sequence[str | Workload] = workloads if workloads else list_bundled()
+        if not names:
+            raise UserError("no workloads to replay (none bundled and none given)")
+        if episode_steps < 1:
+            raise UserError(f"episode_steps must be at least 1, not {episode_steps}")
+        self.workloads = [w if isinstance(w, Workload) else load(w) for w in names]
+        for w in self.workloads:
+            if len(w) < 2:
+                raise UserError(f"{w.path}: a trace needs at least 2 rows to replay")
+        if not 0.0 <= rows[0] < rows[1] <= 1.0:
+            raise UserError(f"rows must be fractions 0 <= start < end <= 1, not {rows}")
+        self.episode_steps = episode_steps
+        self.rows = rows
+        self._noise_override = noise
+        self.action_space = spaces.multidiscrete()
+        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(N_FEATURES,), dtype=np.float32)
+        self._rows = [self._prepare(w) for w in self.workloads]
+        self._wl = 0
+        self._row = 0
+        self._steps = 0
+        self._levels = np.zeros(len(KNOBS), dtype=np.int64)
+        self._obs = np.zeros(N_FEATURES, dtype=np.float32)
+
+    # --- per-workload precomputation -----------------------------------------------------
+
+    def _prepare(self, w: Workload) -> list[_Row]:
+        defaults = Knobs.from_values(w.defaults)
+        rows = []
+        for i, d in enumerate(w.demands()):
+            rec = Knobs.from_values({**w.defaults, **w.knobs[i]})
+            s = w.samples[i]
+            rows.append(
+                _Row(
+                    demand=d,
+                    recorded=respond(d, rec, w.params, w.ncpus),
+                    default=respond(d, defaults, w.params, w.ncpus),
+                    rate=float(w.rate[i]),
+                    contention=contention(d, rec, w.params, w.ncpus),
+                    readahead_kb=rec.readahead_kb,
+                    client=s.progress_source == PROGRESS_CLIENT,
+                    roles=s.roles.astype(np.float64).tolist(),
+                    runq_hist=s.runq_hist,
+                    block=s.block.astype(np.float64).tolist(),
+                )
+            )
+        return rows
+
+    def _noise(self, w: Workload) -> float:
+        if self._noise_override is not None:
+            return self._noise_override
+        return float(w.calibration.get("residual_sd", 0.05))
+
+    # --- the model's answer as telemetry -------------------------------------------------
+
+    def _synthesize(
+        self,
+        *,
+        w: Workload,
+        r: _Row,
+        i: int,
+        k: Knobs,
+        resp: Response,
+        rate: float,
+        values: dict[str, float],
+    ) -> Sample:
+        """The telemetry the model's answer would have produced: the recorded row, rescaled."""
+        rec_s = w.samples[i]
+        rec = r.recorded
+        roles = [row[:] for row in r.roles]
+        for idx, new, old in (
+            (_T, resp.x_trainer, rec.x_trainer),
+            (_L, resp.x_loader, rec.x_loader),
+            (_O, resp.x_other, rec.x_other),
+        ):
+            if old > 0:
+                roles[idx][_ONCPU] *= new / old
+        cont = contention(r.demand, k, w.params, w.ncpus)
+        hist = r.runq_hist
+        shifts = []
+        for idx in (_T, _L, _O):
+            g = (cont[idx] + _EPS) / (r.contention[idx] + _EPS)
+            roles[idx][_WAIT] *= g
+            roles[idx][_NIVCSW] *= g
+            shifts.append(round(math.log2(g)))
+        if any(shifts):
+            key = tuple(shifts)
+            cached = r.shifted.get(key)
+            if cached is None:
+                cached = np.stack([_shift(hist[j], shifts[j]) for j in range(3)])
+                r.shifted[key] = cached
+            hist = cached
+        rate_ratio = rate / r.rate if r.rate > 0 else 0.0
+        io = 0.0
+        if rec.bytes_per_sample > 0 and r.rate > 0:
+            io = rate * resp.bytes_per_sample / (r.rate * rec.bytes_per_sample)
+        events = io * r.readahead_kb / max(k.readahead_kb, 1.0)
+        for idx in (_T, _L):
+            row = roles[idx]
+            row[_NVCSW] *= rate_ratio
+            for c in _IO_COUNTERS:
+                row[c] *= io
+            row[_RA_SYNC] *= events
+            row[_RA_ASYNC] *= events
+        block = r.block[:]
+        block[_READ_BYTES] *= io
+        req_ratio = io * rec.request_bytes / resp.request_bytes if resp.request_bytes > 0 else 0.0
+        block[_READ_REQS] *= req_ratio
+        # Only the histogram's quantiles are observed, and they do not change with its count:
+        # shift it by the latency change, and leave the counts as recorded.
+        blk_hist = rec_s.block_lat_hist
+        if rec.latency_s > 0 and resp.latency_s != rec.latency_s:
+            lat_shift = round(math.log2(resp.latency_s / rec.latency_s))
+            if lat_shift:
+                cached = r.blk_shifted.get(lat_shift)
+                if cached is None:
+                    cached = r.blk_shifted[lat_shift] = _shift(blk_hist, lat_shift)
+                blk_hist = cached
+        dt = rec_s.interval_s
+        return Sample(
+            t=rec_s.t,
+            t_wall=rec_s.t_wall,
+            interval_s=dt,
+            ncpus=rec_s.ncpus,
+            roles=np.array(roles).round().astype(np.int64),
+            runq_hist=hist,
+            block=np.array(block).round().astype(np.int64),
+            block_lat_hist=blk_hist,
+            progress_samples=rate * dt if r.client else 0.0,
+            progress_source=rec_s.progress_source,
+            gpu_present=rec_s.gpu_present,
+            gpu_util=rec_s.gpu_util,
+            gpu_mem=rec_s.gpu_mem,
+            knobs=values,
+            source=rec_s.source,
+        )
+
+    def _observe(self, values: dict[str, float]) -> tuple[npt.NDArray[np.float32], float, float]:
+        w = self.workloads[self._wl]
+        r = self._rows[self._wl][self._row]
+        k = Knobs.from_values(values)
+        resp = respond(r.demand, k, w.params, w.ncpus)
+        if r.recorded.rate > 0:
+            scale = r.rate / r.recorded.rate
+            rate, rate_default = resp.rate * scale, r.default.rate * scale
+        else:
+            rate, rate_default = r.rate, r.rate
+        sd = self._noise(w)
+        if sd > 0 and rate > 0:
+            rate *= math.exp(self.np_random.normal(0.0, sd))
+        sample = self._synthesize(w=w, r=r, i=self._row, k=k, resp=resp, rate=rate, values=values)
+        featurize(sample, self._obs)
+        return self._obs.copy(), rate, rate_default
+
+    # --- Gymnasium API -------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+        super().reset(seed=seed)
+        opts = options or {}
+        self._wl = self._pick_workload(opts.get("workload"))
+        lo, hi = self._bounds(self._wl)
+        last_start = max(lo, hi - 1 - self.episode_steps)
+        start = opts.get("start")
+        if start is None:
+            start = int(self.np_random.integers(lo, last_start + 1))
+        elif not lo <= int(start) < hi - 1:
+            name = self.workloads[self._wl].name
+            raise UserError(f"start row {start} is outside {lo}..{hi - 2} of {name}")
+        self._row = int(start)
+        self._steps = 0
+        w = self.workloads[self._wl]
+        self._levels = spaces.values_to_levels(w.defaults)
+        values = spaces.levels_to_values(self._levels)
+        obs, rate, rate_default = self._observe(values)
+        return obs, self._info(values, rate, rate_default, 0)
+
+    def _bounds(self, wl: int) -> tuple[int, int]:
+        """The rows ``[lo, hi)`` of workload ``wl`` this env replays (at least two)."""
+        n = len(self.workloads[wl])
+        lo = min(int(self.rows[0] * n), n - 2)
+        hi = max(int(self.rows[1] * n), lo + 2)
+        return lo, hi
+
+    def _pick_workload(self, which: Any) -> int:
+        if which is None:
+            return int(self.np_random.integers(0, len(self.workloads)))
+        if isinstance(which, int | np.integer):
+            if not 0 <= int(which) < len(self.workloads):
+                raise UserError(f"workload index {which} is outside 0..{len(self.workloads) - 1}")
+            return int(which)
+        for i, w in enumerate(self.workloads):
+            if which in (w.name, str(w.path)):
+                return i
+        raise UserError(
+            f"no workload {which!r} in this env; it has {', '.join(w.name for w in self.workloads)}"
+        )
+
+    def step(
+        self, action: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        if not self.action_space.contains(np.asarray(action, dtype=np.int64)):
+            raise gym.error.InvalidAction(f"{action!r} is not in {self.action_space}")
+        levels = np.asarray(action, dtype=np.int64)
+        changed = int((levels != self._levels).sum())
+        self._levels = levels.copy()
+        self._row += 1
+        self._steps += 1
+        values = spaces.levels_to_values(levels)
+        obs, rate, rate_default = self._observe(values)
+        if rate_default > 0:
+            reward = rate / rate_default - 1.0 - CHANGE_COST * changed
+        else:
+            reward = -CHANGE_COST * changed
+        truncated = self._steps >= self.episode_steps or self._row >= self._bounds(self._wl)[1] - 1
+        return obs, float(reward), False, truncated, self._info(values, rate, rate_default, changed)
+
+    def _info(
+        self, values: dict[str, float], rate: float, rate_default: float, changed: int
+    ) -> dict[str, Any]:
+        return {
+            "workload": self.workloads[self._wl].name,
+            "row": self._row,
+            "levels": self._levels.copy(),
+            "knobs": values,
+            "rate": rate,
+            "rate_default": rate_default,
+            "changes": changed,
+        }

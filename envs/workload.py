@@ -1,0 +1,303 @@
+"""Recorded workloads: a trace, the demand derived from it, and its calibrated model.
+
+A workload is a trace (``<name>.parquet``, written by ``autotune record``) and its calibration
+(``<name>.calib.json``, written by :mod:`autotune.envs.calibrate`). Bundled workloads live in
+``envs/workloads/``; any trace path works too. Every problem with the files is a
+:class:`~autotune.errors.UserError` naming the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from autotune.envs.model import KIB, Demand, Knobs, Params
+
+from autotune.errors import UserError
+from autotune.features import SCHEMA_VERSION
+from autotune.knobs import KNOB_TABLE_VERSION, KNOBS
+from autotune.roles import ROLE_INDEX, Role
+from autotune.telemetry.sample import PROGRESS_CLIENT, B, C, Sample
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "workloads"
+CALIB_SUFFIX = ".calib.json"
+# Rows either side of a row whose counters are pooled to estimate its demand (±1 s at 250 ms):
+# one interval alone is too noisy to divide CPU time by samples.
+SMOOTH_ROWS = 4
+
+F64 = npt.NDArray[np.float64]
+_T, _L, _O = ROLE_INDEX[Role.TRAINER], ROLE_INDEX[Role.LOADER], ROLE_INDEX[Role.OTHER]
+
+
+def list_bundled() -> list[str]:
+    """Names of the bundled workloads."""
+    return sorted(p.name.removesuffix(".parquet") for p in BUNDLED_DIR.glob("*.parquet"))
+
+
+def resolve(name_or_path: str | os.PathLike[str]) -> Path:
+    """A bundled workload's name, or a trace path, → the trace path."""
+    p = Path(name_or_path)
+    if p.suffix in {".parquet", ".partial"} or p.exists():
+        if not p.is_file():
+            raise UserError(f"{p}: no such trace file")
+        return p
+    bundled = BUNDLED_DIR / f"{name_or_path}.parquet"
+    if bundled.is_file():
+        return bundled
+    names = ", ".join(list_bundled()) or "none bundled"
+    raise UserError(f"no workload named {str(name_or_path)!r}; bundled workloads: {names}")
+
+
+@dataclass
+class Workload:
+    """A recorded workload, ready for the replay env.
+
+    Attributes:
+        name: the trace's stem.
+        path: the trace.
+        meta: the trace's metadata.
+        samples: the recorded intervals.
+        params: the calibrated model (defaults when never calibrated).
+        calibration: what the calibration file says besides the parameters (fit quality).
+        rate: recorded progress per second, per row (samples, or the proxy).
+        knobs: recorded knob values per row.
+        defaults: the knob values that mean "as the machine had it" for this workload.
+    """
+
+    name: str
+    path: Path
+    meta: dict[str, Any]
+    samples: list[Sample]
+    params: Params
+    calibration: dict[str, Any] = field(default_factory=dict)
+    rate: F64 = field(default_factory=lambda: np.zeros(0))
+    knobs: list[dict[str, float]] = field(default_factory=list)
+    defaults: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ncpus(self) -> int:
+        return int(self.samples[0].ncpus) if self.samples else 1
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def demands(self, params: Params | None = None) -> list[Demand]:
+        """Each row's demand (pooled over nearby rows recorded at the same knobs)."""
+        return derive_demands(self, params or self.params)
+
+
+def _check_meta(path: Path, meta: dict[str, Any]) -> None:
+    got = meta.get("features_schema_version")
+    if got != SCHEMA_VERSION:
+        raise UserError(
+            f"{path}: recorded with observation schema {got!r}, this autotune uses "
+            f"{SCHEMA_VERSION}; record it again"
+        )
+    got = meta.get("knob_table_version")
+    if got != KNOB_TABLE_VERSION:
+        raise UserError(
+            f"{path}: recorded with knob table {got!r}, this autotune uses {KNOB_TABLE_VERSION}"
+        )
+
+
+REQUIRED_COLUMNS = (
+    "interval_s",
+    "ncpus",
+    "progress_samples",
+    "trainer_oncpu_ns",
+    "loader_oncpu_ns",
+    "other_oncpu_ns",
+    "blk_read_bytes",
+    *(k.column for k in KNOBS),
+)
+
+
+def load(name_or_path: str | os.PathLike[str]) -> Workload:
+    """Load a bundled workload by name, or any trace by path, with its calibration.
+
+    Raises:
+        UserError: unknown name; missing, foreign or damaged file; wrong schema or knob table
+            version; missing columns; no rows; NaNs where numbers are needed; a bad calibration.
+    """
+    from autotune.trace.columns import table_to_samples
+    from autotune.trace.reader import load_trace
+
+    path = resolve(name_or_path)
+    table, meta = load_trace(path)
+    _check_meta(path, meta)
+    absent = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if absent:
+        raise UserError(f"{path}: missing columns {', '.join(absent)}")
+    if table.num_rows == 0:
+        raise UserError(f"{path}: the trace has no rows")
+    for c in REQUIRED_COLUMNS:
+        col = table.column(c).cast("float64")
+        values = np.asarray(col.fill_null(np.nan).to_numpy(zero_copy_only=False), np.float64)
+        if np.isnan(values).any():
+            bad = int(np.flatnonzero(np.isnan(values))[0])
+            raise UserError(f"{path}: column {c} has NaN or NULL values (first at row {bad})")
+    samples = table_to_samples(table)
+    name = path.name.removesuffix(".partial").removesuffix(".parquet")
+    params, calibration = _load_calibration(path)
+    wl = Workload(name=name, path=path, meta=meta, samples=samples, params=params)
+    wl.calibration = calibration
+    wl.rate = recorded_rates(samples)
+    wl.knobs = [dict(s.knobs) for s in samples]
+    wl.defaults = default_knobs(meta, wl.knobs)
+    return wl
+
+
+def calibration_path(trace: Path) -> Path:
+    return trace.with_name(
+        trace.name.removesuffix(".partial").removesuffix(".parquet") + CALIB_SUFFIX
+    )
+
+
+def _load_calibration(trace: Path) -> tuple[Params, dict[str, Any]]:
+    path = calibration_path(trace)
+    if not path.is_file():
+        return Params(), {}
+    try:
+        data = json.loads(path.read_text())
+        params = Params.from_dict(data["params"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: not a valid calibration file ({e})") from None
+    if any(not math.isfinite(v) for v in params.to_dict().values()):
+        raise UserError(f"{path}: calibration has non-finite parameters")
+    return params, data
+
+
+def default_knobs(meta: dict[str, Any], recorded: list[dict[str, float]]) -> dict[str, float]:
+    """The "as the machine had it" setting: the table's defaults, and the read-ahead the
+    recording started with (metadata ``defaults`` when the recorder stored them)."""
+    stored = meta.get("defaults") or {}
+    out: dict[str, float] = {}
+    for k in KNOBS:
+        if k.name in stored:
+            out[k.name] = float(stored[k.name])
+        elif k.default is not None:
+            out[k.name] = k.default
+        else:
+            first = next((r[k.name] for r in recorded if k.name in r), None)
+            out[k.name] = float(first) if first is not None else 128.0
+    return out
+
+
+def recorded_rates(samples: list[Sample]) -> F64:
+    """Progress per second of each row: reported samples, else steps, else the CPU proxy."""
+    out = np.zeros(len(samples))
+    for i, s in enumerate(samples):
+        dt = max(s.interval_s, 1e-6)
+        if s.progress_source == PROGRESS_CLIENT:
+            out[i] = (s.progress_samples or s.progress_steps) / dt
+        else:
+            out[i] = s.roles[_T, C["oncpu_ns"]] / 1e9 / dt
+    return out
+
+
+def _segments(knobs: list[dict[str, float]]) -> npt.NDArray[np.int64]:
+    """A segment id per row: consecutive rows at the same knob setting share one."""
+    seg = np.zeros(len(knobs), dtype=np.int64)
+    for i in range(1, len(knobs)):
+        seg[i] = seg[i - 1] + (knobs[i] != knobs[i - 1])
+    return seg
+
+
+def _pooled(values: F64, seg: npt.NDArray[np.int64], w: int) -> F64:
+    """Sum of ``values`` over rows within ``w`` of each row and in its segment."""
+    n = len(values)
+    out = np.empty(n)
+    for i in range(n):
+        lo, hi = max(0, i - w), min(n, i + w + 1)
+        mask = seg[lo:hi] == seg[i]
+        out[i] = values[lo:hi][mask].sum()
+    return out
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """Per-row sums over ±SMOOTH_ROWS rows at the same knobs: what demand is derived from."""
+
+    done: F64  # samples
+    dt: F64  # seconds
+    cpu_trainer: F64  # CPU-seconds
+    cpu_loader: F64
+    want_other: F64  # CPU-seconds other tasks were runnable
+    read_bytes: F64
+    par_trainer: F64  # most cores the role was runnable on, nearby
+    par_loader: F64
+    readahead_kb: F64  # in effect at the row
+
+
+def pool(wl: Workload) -> Pooled:
+    """Pool each row's counters with its neighbours recorded at the same knobs."""
+    roles = np.stack([s.roles for s in wl.samples]).astype(np.float64)
+    dt = np.array([max(s.interval_s, 1e-6) for s in wl.samples])
+    read = np.array([float(s.block[B["read_bytes"]]) for s in wl.samples])
+    seg = _segments(wl.knobs)
+    w = SMOOTH_ROWS
+    run_t = (roles[:, _T, C["oncpu_ns"]] + roles[:, _T, C["runq_wait_ns"]]) / 1e9 / dt
+    run_l = (roles[:, _L, C["oncpu_ns"]] + roles[:, _L, C["runq_wait_ns"]]) / 1e9 / dt
+    n = len(dt)
+    par_t, par_l = np.empty(n), np.empty(n)
+    for i in range(n):
+        lo, hi = max(0, i - w), min(n, i + w + 1)
+        mask = seg[lo:hi] == seg[i]
+        par_t[i] = run_t[lo:hi][mask].max()
+        par_l[i] = run_l[lo:hi][mask].max()
+    default_ra = wl.defaults.get("readahead", 128.0)
+    return Pooled(
+        done=_pooled(wl.rate * dt, seg, w),
+        dt=_pooled(dt, seg, w),
+        cpu_trainer=_pooled(roles[:, _T, C["oncpu_ns"]] / 1e9, seg, w),
+        cpu_loader=_pooled(roles[:, _L, C["oncpu_ns"]] / 1e9, seg, w),
+        want_other=_pooled(
+            (roles[:, _O, C["oncpu_ns"]] + roles[:, _O, C["runq_wait_ns"]]) / 1e9, seg, w
+        ),
+        read_bytes=_pooled(read, seg, w),
+        par_trainer=par_t,
+        par_loader=par_l,
+        readahead_kb=np.array([k.get("readahead", default_ra) for k in wl.knobs]),
+    )
+
+
+def demands_from(p: Pooled, waste: float) -> list[Demand]:
+    """Each row's demand, given the calibrated waste of read-ahead per sample."""
+    out: list[Demand] = []
+    for i in range(len(p.dt)):
+        other = float(p.want_other[i] / p.dt[i])
+        if p.done[i] <= 0.0:
+            out.append(Demand(0.0, 0.0, 0.0, other, 0.0, 0.0))
+            continue
+        per = 1.0 / p.done[i]
+        out.append(
+            Demand(
+                a_trainer=float(p.cpu_trainer[i] * per),
+                a_loader=float(p.cpu_loader[i] * per),
+                useful_bytes=float(
+                    max(0.0, p.read_bytes[i] * per - waste * p.readahead_kb[i] * KIB)
+                ),
+                other_cores=other,
+                par_trainer=float(max(p.par_trainer[i], p.cpu_trainer[i] / p.dt[i])),
+                par_loader=float(max(p.par_loader[i], p.cpu_loader[i] / p.dt[i])),
+            )
+        )
+    return out
+
+
+def derive_demands(wl: Workload, params: Params) -> list[Demand]:
+    """Per row, what the job wanted, pooled over ±SMOOTH_ROWS rows at the same knobs."""
+    if not wl.samples:
+        return []
+    return demands_from(pool(wl), params.waste)
+
+
+def knobs_of(values: dict[str, float], defaults: dict[str, float]) -> Knobs:
+    """Model knobs from a (possibly partial) dict of knob values."""
+    return Knobs.from_values({**defaults, **values})
