@@ -1,0 +1,157 @@
+"""Readers of the /proc counters the kernel keeps anyway, for both collectors.
+
+Each returns None (or an empty result) for a process or thread that is gone or unreadable: a
+job's processes come and go between the listing and the read, and that is not an error.
+The major-fault counter per role (:class:`MajorFaults`) lives here because the BPF collector uses
+it too: no tracepoint tells a major fault from a minor one, and the kernel already counts them
+per process (``majflt`` in ``/proc/<pid>/stat``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autotune.roles import ROLE_INDEX, ROLES, Role
+from autotune.telemetry.sample import Counts
+
+PROC = Path("/proc")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's block size
+
+
+def _read(path: Path | str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:  # gone (ENOENT, ESRCH) or not ours to read (EACCES)
+        return None
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of ``/proc/<pid>[/task/<tid>]/stat`` we use."""
+
+    state: str
+    utime: int  # clock ticks
+    stime: int
+    majflt: int
+    num_threads: int
+    starttime: int  # clock ticks since boot
+
+
+def read_stat(pid: int, tid: int | None = None) -> ProcStat | None:
+    """A process's (or one of its threads') stat line, parsed."""
+    path = PROC / str(pid) / "stat" if tid is None else PROC / str(pid) / "task" / str(tid) / "stat"
+    text = _read(path)
+    if not text or ")" not in text:
+        return None
+    # The command may hold spaces and parentheses: fields follow the last ')'.
+    f = text[text.rindex(")") + 2 :].split()
+    try:
+        return ProcStat(f[0], int(f[11]), int(f[12]), int(f[9]), int(f[17]), int(f[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def read_schedstat(pid: int, tid: int) -> tuple[int, int] | None:
+    """A thread's (on-CPU ns, run-queue wait ns) from ``schedstat``."""
+    text = _read(PROC / str(pid) / "task" / str(tid) / "schedstat")
+    if not text:
+        return None
+    f = text.split()
+    try:
+        return int(f[0]), int(f[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def read_keyed(path: Path | str, keys: tuple[str, ...], sep: str = ":") -> dict[str, int]:
+    """``key<sep> value`` lines (``status``, ``sched``, ``vmstat``): the wanted keys found."""
+    text = _read(path)
+    out: dict[str, int] = {}
+    if not text:
+        return out
+    for line in text.splitlines():
+        key, _, value = line.partition(sep)
+        key = key.strip()
+        if key in keys:
+            try:
+                out[key] = int(float(value.split()[0]))
+            except (IndexError, ValueError):
+                continue
+    return out
+
+
+def vmstat(key: str) -> int | None:
+    """One counter of ``/proc/vmstat``."""
+    return read_keyed(PROC / "vmstat", (key,), sep=" ").get(key)
+
+
+def cpu_busy_ns() -> int | None:
+    """CPU time spent busy on all CPUs since boot, from ``/proc/stat`` (tick resolution)."""
+    text = _read(PROC / "stat")
+    if not text:
+        return None
+    f = text.split("\n", 1)[0].split()
+    if not f or f[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal (guest is already inside user)
+    ticks = [int(x) for x in f[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy * 1_000_000_000 // CLK_TCK
+
+
+def total_threads() -> int | None:
+    """Threads on the node now (``/proc/loadavg``'s ``running/total``)."""
+    text = _read(PROC / "loadavg")
+    try:
+        return int(text.split()[3].split("/")[1]) if text else None
+    except (IndexError, ValueError):
+        return None
+
+
+def boot_ticks() -> int:
+    """Now, in the clock ticks since boot that ``starttime`` uses."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * CLK_TCK)
+
+
+class MajorFaults:
+    """Major faults per role in each interval, from the job's processes and ``/proc/vmstat``.
+
+    A process seen for the first time counts from its start if it started after this object did,
+    else from now. A process that exits loses its last partial interval (its counter goes with
+    it). ``other`` is the node's ``pgmajfault`` less the job's.
+    """
+
+    def __init__(self) -> None:
+        self._since = boot_ticks()
+        self._last: dict[int, tuple[int, int]] = {}  # pid -> (starttime, majflt)
+        self._node = vmstat("pgmajfault")
+
+    def read(self, processes: dict[int, Role]) -> Counts:
+        """Major faults since the previous read, shape ``(len(ROLES),)``."""
+        out = np.zeros(len(ROLES), np.int64)
+        seen: dict[int, tuple[int, int]] = {}
+        for pid, role in processes.items():
+            st = read_stat(pid)
+            if st is None:
+                continue
+            last = self._last.get(pid)
+            if last is not None and last[0] == st.starttime:
+                base = last[1]
+            else:
+                base = 0 if st.starttime >= self._since else st.majflt
+            out[ROLE_INDEX[role]] += max(st.majflt - base, 0)
+            seen[pid] = (st.starttime, st.majflt)
+        self._last = seen
+        node = vmstat("pgmajfault")
+        if node is not None and self._node is not None:
+            job = out[ROLE_INDEX[Role.TRAINER]] + out[ROLE_INDEX[Role.LOADER]]
+            out[ROLE_INDEX[Role.OTHER]] = max(node - self._node - job, 0)
+        self._node = node
+        return out

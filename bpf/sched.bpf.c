@@ -1,0 +1,215 @@
+// Scheduler telemetry per role: on-CPU time, run-queue latency (histogram and sum), voluntary and
+// involuntary switches, migrations, and the number of threads in each role.
+//
+// Tracepoint arguments and helper results only (bpf/README.md): no task_struct is read.
+//
+// Roles: autotune_roles maps tid -> role for the job's threads; everything absent is ROLE_OTHER.
+// User space seeds it from /proc (autotune.target.Members). A forked child inherits its parent's
+// role provisionally (INFO_PENDING): sched_process_fork does not say whether the child is a
+// thread or a process, so the child settles it the first time a tracepoint fires in its own
+// context (its first switch-out or its exit), from bpf_get_current_pid_tgid(): a thread of a
+// trainer process stays trainer, anything else becomes loader; a child whose tid is its tgid is
+// a new process and joins `procs` (user space reads its majflt from /proc/<pid>/stat).
+//
+// Run-queue latency as bcc's runqlat measures it: wakeup/wakeup_new -> switch-in, and
+// switched out while still runnable (preempted or yielding) -> switch-in.
+#include "telemetry.h"
+
+#ifndef C_ONCPU_NS
+#error "sched.bpf.c needs the counter indices as -D cflags (autotune/telemetry/bpfmaps.py)"
+#endif
+
+// prev_state as sched_switch reports it: the task state bits (TASK_REPORT, 0x7f, S D T t X Z P)
+// and I (0x80), or TASK_REPORT_MAX (0x100, printed "R+") for a preempted task, or 0 ("R") for a
+// runnable task that gave up the CPU itself. Runnable is therefore "no bit below 0x100".
+#define PREV_STATE_BLOCKED_MASK 0xffL
+
+#define MAX_PROCS 8192
+#define MAX_TRAINERS 64
+
+BPF_TABLE_PUBLIC("hash", u32, u32, autotune_roles, MAX_TASKS);
+BPF_HASH(trainer_tgids, u32, u32, MAX_TRAINERS); // tgids of the trainer processes
+BPF_HASH(procs, u32, u32, MAX_PROCS);            // tgid -> role of the job's processes
+BPF_HASH(runq_start, u32, u64, MAX_TASKS);       // tid -> when it became runnable
+BPF_PERCPU_ARRAY(counters, struct role_counters, 1);
+BPF_PERCPU_ARRAY(runq_hist, struct role_hists, 1);
+BPF_PERCPU_ARRAY(oncpu, struct cpu_slot, 1);
+
+static __always_inline void add(struct role_counters *rc, u32 role, u32 counter, u64 v)
+{
+	u32 i = CIDX(role, counter);
+	if (i < N_ROLES * N_COUNTERS)
+		rc->c[i] += v;
+}
+
+// Settle a pending child's role. Runs in the context of `tid` only (else leaves it pending).
+static __always_inline u32 settle(u32 tid, u32 *infop, struct role_counters *rc)
+{
+	u32 info = *infop;
+	if (!(info & INFO_PENDING))
+		return info;
+	u64 id = bpf_get_current_pid_tgid();
+	if ((u32)id != tid)
+		return info;
+	u32 tgid = id >> 32;
+	u32 role = info & INFO_ROLE_MASK;
+	u32 settled = role;
+	if (role == ROLE_TRAINER && !trainer_tgids.lookup(&tgid))
+		settled = ROLE_LOADER;
+	if (tgid == tid)
+		procs.update(&tgid, &settled);
+	if (settled != role) {
+		add(rc, role, C_THREADS, (u64)-1);
+		add(rc, settled, C_THREADS, 1);
+	}
+	info = (info & ~(INFO_PENDING | INFO_ROLE_MASK)) | settled;
+	*infop = info;
+	return info;
+}
+
+static __always_inline int enqueue(u32 tid)
+{
+	if (tid == 0)
+		return 0;
+	u64 now = bpf_ktime_get_ns();
+	runq_start.update(&tid, &now);
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_wakeup)
+{
+	return enqueue(args->pid);
+}
+
+TRACEPOINT_PROBE(sched, sched_wakeup_new)
+{
+	return enqueue(args->pid);
+}
+
+TRACEPOINT_PROBE(sched, sched_switch)
+{
+	u64 now = bpf_ktime_get_ns();
+	int zero = 0;
+	struct role_counters *rc = counters.lookup(&zero);
+	struct role_hists *rh = runq_hist.lookup(&zero);
+	struct cpu_slot *slot = oncpu.lookup(&zero);
+	if (!rc || !rh || !slot)
+		return 0;
+	u32 prev = args->prev_pid;
+	u32 next = args->next_pid;
+
+	if (prev != 0) {
+		// The slot caches prev's role from its switch-in; only a pending or exiting thread
+		// needs the table (to settle it, or to drop it).
+		u32 info = ROLE_OTHER;
+		u32 *infop = 0;
+		if (slot->tid == prev && slot->ts != 0) {
+			info = slot->info;
+			if (info & (INFO_PENDING | INFO_EXITING))
+				infop = autotune_roles.lookup(&prev);
+		} else {
+			infop = autotune_roles.lookup(&prev);
+		}
+		if (infop) {
+			info = settle(prev, infop, rc);
+			if (*infop & INFO_EXITING)
+				info |= INFO_EXITING;
+		}
+		u32 role = info & INFO_ROLE_MASK;
+		if (slot->tid == prev && slot->ts != 0 && now > slot->ts)
+			add(rc, role, C_ONCPU_NS, now - slot->ts);
+		if ((args->prev_state & PREV_STATE_BLOCKED_MASK) == 0) {
+			add(rc, role, C_NIVCSW, 1);
+			runq_start.update(&prev, &now);
+		} else {
+			add(rc, role, C_NVCSW, 1);
+		}
+		if (infop && (info & INFO_EXITING))
+			autotune_roles.delete(&prev);
+	}
+
+	u32 ninfo = ROLE_OTHER;
+	if (next != 0) {
+		u32 *ni = autotune_roles.lookup(&next);
+		if (ni)
+			ninfo = *ni;
+		u64 *tsp = runq_start.lookup(&next);
+		if (tsp) {
+			u64 delta = now > *tsp ? now - *tsp : 0;
+			u32 role = ninfo & INFO_ROLE_MASK;
+			add(rc, role, C_RUNQ_WAIT_NS, delta);
+			u32 h = role * N_SLOTS + lat_slot(delta / 1000);
+			if (h < N_ROLES * N_SLOTS)
+				rh->h[h] += 1;
+			runq_start.delete(&next);
+		}
+	}
+	slot->ts = now;
+	slot->tid = next;
+	slot->info = ninfo;
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_migrate_task)
+{
+	u32 tid = args->pid;
+	int zero = 0;
+	struct role_counters *rc = counters.lookup(&zero);
+	if (!rc || tid == 0)
+		return 0;
+	u32 *infop = autotune_roles.lookup(&tid);
+	u32 role = infop ? (*infop & INFO_ROLE_MASK) : ROLE_OTHER;
+	add(rc, role, C_MIGRATIONS, 1);
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+	u32 parent = args->parent_pid; // the forking thread's tid
+	u32 child = args->child_pid;
+	u32 *pinfo = autotune_roles.lookup(&parent);
+	if (!pinfo)
+		return 0;
+	int zero = 0;
+	struct role_counters *rc = counters.lookup(&zero);
+	if (!rc)
+		return 0;
+	u32 role = *pinfo & INFO_ROLE_MASK;
+	u32 info = role | INFO_PENDING;
+	if (autotune_roles.insert(&child, &info) == 0)
+		add(rc, role, C_THREADS, 1);
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+	u32 tid = args->pid;
+	runq_start.delete(&tid);
+	u32 *infop = autotune_roles.lookup(&tid);
+	if (!infop)
+		return 0;
+	int zero = 0;
+	struct role_counters *rc = counters.lookup(&zero);
+	if (!rc)
+		return 0;
+	u32 info = settle(tid, infop, rc);
+	if (info & INFO_EXITING)
+		return 0;
+	add(rc, info & INFO_ROLE_MASK, C_THREADS, (u64)-1);
+	// Kept until its last switch-out, so that its last slice still counts for its role.
+	*infop = info | INFO_EXITING;
+	struct cpu_slot *slot = oncpu.lookup(&zero);
+	if (slot && slot->tid == tid)
+		slot->info |= INFO_EXITING;
+#ifdef HAVE_GROUP_DEAD
+	if (args->group_dead) {
+		u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		procs.delete(&tgid);
+	}
+#else
+	// Older kernels do not say when the group dies: drop the process when its leader exits.
+	if (tid == (u32)(bpf_get_current_pid_tgid() >> 32))
+		procs.delete(&tid);
+#endif
+	return 0;
+}

@@ -1,0 +1,59 @@
+/* What the telemetry programs (sched, pagecache, block) share with each other and with user space
+ * (autotune/telemetry/{sched,pagecache,block}.py, which read these layouts with numpy).
+ *
+ * Sizes and counter indices come in as -D cflags from autotune/telemetry/bpfmaps.py, generated
+ * from autotune.roles and autotune.telemetry.sample, so that Python stays their one definition.
+ *
+ * Counters are cumulative: user space keeps the previous reading and takes the difference each
+ * interval. Reading and then clearing a map loses the events that land between the two calls;
+ * a difference loses none.
+ */
+#ifndef AUTOTUNE_TELEMETRY_H
+#define AUTOTUNE_TELEMETRY_H
+
+#if !defined(N_ROLES) || !defined(N_COUNTERS) || !defined(N_SLOTS) || !defined(ROLE_OTHER)
+#error "telemetry.h needs N_ROLES, N_COUNTERS, N_SLOTS and the role indices as -D cflags"
+#endif
+
+/* sched.bpf.c's public table autotune_roles (tid -> role), which pagecache.bpf.c imports. bcc
+ * links an "extern" table to the first public table of that name in the process, so a process
+ * holds one set of telemetry programs at a time (autotune/telemetry/sched.py enforces it). bcc
+ * cannot call map methods on a name given by a macro, hence the fixed name. */
+#define MAX_TASKS 65536
+
+/* The value of the role table: a role index in the low byte, and flags. */
+#define INFO_ROLE_MASK 0xffu
+#define INFO_PENDING 0x100u /* forked child whose thread/process kind is not settled yet */
+#define INFO_EXITING 0x200u /* sched_process_exit seen; removed at its last switch-out */
+
+/* Index of one role's counter in role_counters.c. */
+#define CIDX(role, counter) ((role) * N_COUNTERS + (counter))
+
+/* Per-role counters (ROLE_COUNTERS columns), cumulative, one copy per CPU. */
+struct role_counters {
+	u64 c[N_ROLES * N_COUNTERS];
+};
+
+/* Per-role run-queue latency histograms, log2 microseconds, cumulative, one copy per CPU. */
+struct role_hists {
+	u64 h[N_ROLES * N_SLOTS];
+};
+
+/* What runs on this CPU since when: user space credits a slice still running at read time. */
+struct cpu_slot {
+	u64 ts;   /* bpf_ktime_get_ns() at switch-in; 0 before the first switch seen */
+	u32 tid;  /* 0 is the idle task */
+	u32 info; /* role table value of tid at switch-in (ROLE_OTHER when absent) */
+};
+
+/* Slot of a latency in microseconds: slot 0 below 2 us, slot i in [2^i, 2^(i+1)), clamped. */
+static __always_inline u32 lat_slot(u64 us)
+{
+	/* bpf_log2l(v) is floor(log2(v)) + 1 for v > 0, and 0 for 0. */
+	u32 slot = us > 1 ? bpf_log2l(us) - 1 : 0;
+	if (slot >= N_SLOTS)
+		slot = N_SLOTS - 1;
+	return slot;
+}
+
+#endif /* AUTOTUNE_TELEMETRY_H */
