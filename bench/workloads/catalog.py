@@ -1,0 +1,92 @@
+"""The workloads by name: which job, which data, beside a neighbour or not, and tiny settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autotune.errors import UserError
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One bundled workload.
+
+    Attributes:
+        name: its name (also the recording's file name).
+        module: the job, run as ``python -m <module>``.
+        dataset: the make_data dataset it reads.
+        noisy: run beside the noisy neighbour by default.
+        tiny_args: job flags for the tiny data (tests).
+        stresses: what it stresses, one line.
+        knob: the knob that should matter, and why, one line.
+    """
+
+    name: str
+    module: str
+    dataset: str
+    noisy: bool
+    tiny_args: tuple[str, ...]
+    stresses: str
+    knob: str
+
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in (
+        Workload(
+            "cnn",
+            "bench.workloads.cnn",
+            "images",
+            False,
+            ("--batch-size", "8"),
+            "CPU: JPEG decoding in 2 DataLoader workers and CNN training share the cores",
+            "weights / cpus (who gets the cores); prefetch.loader; readahead hardly (small files)",
+        ),
+        Workload(
+            "cnn_noisy",
+            "bench.workloads.cnn",
+            "images",
+            True,
+            ("--batch-size", "8"),
+            "the same job beside stress-ng --cpu 2",
+            "weight.trainer / weight.loader: 8× cpu.shares wins the cores back",
+        ),
+        Workload(
+            "shards",
+            "bench.workloads.shards",
+            "shards",
+            False,
+            ("--batch-size", "4"),
+            "sequential 10 KiB reads of 32 MiB tar shards, light work per byte",
+            "readahead: small windows turn one stream into many small I/Os",
+        ),
+        Workload(
+            "randread",
+            "bench.workloads.randread",
+            "tokens",
+            False,
+            ("--batch-size", "4", "--block", "256", "--evict-every", "8"),
+            "random 2 KiB windows of a memory-mapped 1 GiB token array",
+            "readahead, downwards: each page fault reads around read_ahead_kb",
+        ),
+        Workload(
+            "phases",
+            "bench.workloads.phases",
+            "shards",
+            False,
+            ("--batch-size", "4", "--load-shards", "1"),
+            "cold shard loading, then CNN epochs on what was loaded, repeating",
+            "readahead in the load phase, weights/cpus in the compute phase",
+        ),
+    )
+}
+
+
+def get(name: str) -> Workload:
+    """A workload by name; an unknown name is a UserError listing the known ones."""
+    try:
+        return WORKLOADS[name]
+    except KeyError:
+        raise UserError(
+            f"unknown workload {name!r}; choose one of {', '.join(WORKLOADS)}"
+        ) from None
