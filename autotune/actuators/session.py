@@ -175,9 +175,13 @@ class Actuators:
 
         Raises:
             KnobRangeError: a value not on its knob's ladder (nothing is written then).
-            UserError: an unknown knob, or a closed session.
+            UserError: an unknown knob, or a session that was never opened or was closed.
+
+        After the target has exited everything is restored and this returns ``{}``.
         """
         checked = {by_name(k).name: by_name(k).check(float(v)) for k, v in action.items()}
+        if self.target_exited:
+            return {}
         if not self._open:
             raise UserError("the actuators are not open (use them in a `with` block)")
         if self._closing:

@@ -188,7 +188,14 @@ class PerThread(Generic[V]):
             )
         self.journal.flush()
         try:
-            self.known[role] |= self._write(role, value, new)
+            # A thread may start from one we have not set yet while we work: go round again
+            # (a few times; the next interval catches whatever is still left).
+            for _ in range(3):
+                self.known[role] |= self._write(role, value, new)
+                new = [(p, t) for p, t in _pairs(pids) if t not in self.known[role]]
+                new = [(p, t) for p, t in new if self.values.get(t) not in (None, value)]
+                if not new:
+                    break
         except Stuck as e:
             return Notice(self.knobs[role], "stuck", str(e))
         return None
@@ -235,6 +242,8 @@ def replay_threads(
                     left.append(tid)
                 continue
             want = values.decode(e["threads"].get(str(tid), e["original"]))
+            if cur == want:
+                continue  # what we wrote was its original (a share of 1.0, say)
             try:
                 values.put(tid, want)
             except ProcessLookupError:

@@ -104,6 +104,15 @@ def _move(pid: int, directory: Path) -> bool:
     return True
 
 
+def _running(pid: int) -> bool:
+    """Alive and not exiting: an exiting task leaves its cgroup before it is reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZXx"
+
+
 def _sum_children(directory: Path, flavour: _Flavour) -> None:
     """Set a cgroup's weight to the sum of its children's (clamped), so it splits, not caps."""
     total = sum(
@@ -236,7 +245,7 @@ class CgroupWeights(Family):
                 continue
             inside = set(_procs(self.dirs[role]))
             pids = self._pids(role, members)
-            gone = [p for p in self.placed[role] if p not in inside and start_time(p) is not None]
+            gone = [p for p in self.placed[role] if p not in inside and _running(p)]
             if gone:
                 where = cgroups.cgroup_of(gone[0], self.flavour.controller)
                 if where not in {self._rel(d) for d in self.dirs.values()}:
@@ -268,7 +277,7 @@ def replay_cgroups(session: Session) -> list[Decision]:
             procs = _procs(d)
             shares = _read_int(d / e["file"])
             default = V1.default if e["file"] == V1.file else V2.default
-            old = shares / (default * max(1, len(procs))) if shares else None
+            old = shares / (default * len(procs)) if shares and procs else None
             back = 0
             for _ in range(5):  # a task forked meanwhile lands in the cgroup: go round again
                 for pid in procs:

@@ -1,0 +1,66 @@
+"""Read-ahead on our own loop device: found from the job's open files, verified, followed,
+yielded to a person, restored; the root disk is never touched."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from actuator_kit import Job, Loop
+
+from autotune.actuators import Actuators, DecisionLog
+from autotune.config import Settings
+from autotune.errors import UserError
+
+pytestmark = pytest.mark.root
+
+
+def test_found_from_open_files_applied_and_restored(
+    loop: Loop, spawn: Callable[..., Job], settings: Settings
+) -> None:
+    job = spawn("--loaders", "1", "--open", str(loop.data))
+    new = 1024 if loop.original_ra != 1024 else 2048
+    with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
+        assert act.defaults()["readahead"] == loop.original_ra
+        got = act.apply({"readahead": float(new)}, reason="test")
+        assert got["readahead"] == new
+        assert loop.read_ahead_kb() == new
+        act.follow()
+        assert "readahead" not in act.disabled
+    assert loop.read_ahead_kb() == loop.original_ra
+
+
+def test_a_device_opened_later_gets_the_setting(
+    loop: Loop, spawn: Callable[..., Job], settings: Settings
+) -> None:
+    job = spawn("--loaders", "0")  # reads nothing on a disk yet (the root disk is never tuned)
+    with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
+        act.apply({"readahead": 64.0})
+        assert loop.read_ahead_kb() == loop.original_ra
+        job.send(f"open {loop.data}")
+        act.follow()
+        assert loop.read_ahead_kb() == 64
+    assert loop.read_ahead_kb() == loop.original_ra
+
+
+def test_a_person_writing_read_ahead_wins(
+    loop: Loop, spawn: Callable[..., Job], settings: Settings
+) -> None:
+    job = spawn("--loaders", "0", "--open", str(loop.data))
+    try:
+        with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
+            act.apply({"readahead": 512.0})
+            loop.set_read_ahead_kb(4096)  # a person, behind our back
+            act.follow()
+            assert "behind our back" in act.disabled["readahead"]
+            act.apply({"readahead": 16.0})
+            assert loop.read_ahead_kb() == 4096  # no longer touched
+        assert loop.read_ahead_kb() == 4096  # and not restored over
+    finally:
+        loop.set_read_ahead_kb(loop.original_ra)
+
+
+def test_explicit_device_that_does_not_exist(spawn: Callable[..., Job], settings: Settings) -> None:
+    job = spawn("--loaders", "0")
+    with pytest.raises(UserError, match="no block device 'nope0'"):
+        Actuators(job.target, settings, devices=["nope0"])

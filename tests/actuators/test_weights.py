@@ -1,0 +1,134 @@
+"""Weights on real cgroups (v1 cpu.shares here) and real nice values: apply, verify, follow,
+yield, restore."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from actuator_kit import Job, cpu_cgroup
+
+from autotune.actuators import Actuators, DecisionLog
+from autotune.config import Settings
+from autotune.system import cgroups
+from autotune.target import threads
+
+pytestmark = pytest.mark.root
+
+
+def _cpu_mount() -> Path:
+    mount = cgroups.mounts().v1.get("cpu")
+    if mount is None:
+        pytest.skip("no cgroup v1 cpu hierarchy on this node")
+    return mount
+
+
+def _shares(directory: Path) -> int:
+    return int((directory / "cpu.shares").read_text())
+
+
+def test_cgroup_weights_apply_follow_and_restore(
+    spawn: Callable[..., Job], settings: Settings, tmp_path: Path
+) -> None:
+    mount = _cpu_mount()
+    job = spawn("--loaders", "2")
+    origin = cpu_cgroup(job.proc.pid)
+    log_path = tmp_path / "decisions.jsonl"
+    with Actuators(job.target, settings, log=DecisionLog(log_path, console=False)) as act:
+        assert act.backends["weights"].backend == "cgroup1"
+        got = act.apply({"weight.trainer": 4.0, "weight.loader": 0.5}, reason="test")
+        assert got["weight.trainer"] == 4.0
+        assert got["weight.loader"] == 0.5
+        session = mount / settings.cgroup_parent / act.session_id
+        m = job.target.members()
+        assert (
+            cpu_cgroup(m.trainer_pids[0]) == f"/{settings.cgroup_parent}/{act.session_id}/trainer"
+        )
+        assert {cpu_cgroup(p) for p in m.loader_pids} == {
+            f"/{settings.cgroup_parent}/{act.session_id}/loader"
+        }
+        # Per process: 4 × 1024 for the one trainer, 0.5 × 1024 × 2 for the two loaders; the
+        # session and the parent weigh what their children add up to.
+        assert _shares(session / "trainer") == 4096
+        assert _shares(session / "loader") == 1024
+        assert _shares(session) == 5120
+        assert _shares(mount / settings.cgroup_parent) == 5120
+        assert settings.journal.exists()
+
+        new_pid = int(job.send("fork").split()[1])  # born in the trainer's cgroup
+        act.follow()
+        assert cpu_cgroup(new_pid) == f"/{settings.cgroup_parent}/{act.session_id}/loader"
+        assert _shares(session / "loader") == 1536  # three loaders now
+        assert act.current()["weight.loader"] == 0.5
+        assert not act.disabled.keys() & {"weight.trainer", "weight.loader"}
+
+    assert not (mount / settings.cgroup_parent).exists()
+    m = job.target.members()
+    assert {cpu_cgroup(p) for p in m.all_pids} == {origin}
+    lines = DecisionLog.read(log_path)
+    sets = [(d["knob"], d["old"], d["new"]) for d in lines if d["event"] == "set"]
+    assert ("weight.trainer", 1.0, 4.0) in sets
+    assert ("weight.loader", 1.0, 0.5) in sets
+    assert {d["knob"] for d in lines if d["event"] == "restore"} >= {"weight.trainer"}
+
+
+def test_someone_changing_our_shares_makes_us_yield(
+    spawn: Callable[..., Job], settings: Settings
+) -> None:
+    mount = _cpu_mount()
+    job = spawn("--loaders", "1")
+    with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
+        act.apply({"weight.trainer": 2.0})
+        trainer_dir = mount / settings.cgroup_parent / act.session_id / "trainer"
+        (trainer_dir / "cpu.shares").write_text("3000")  # a person, behind our back
+        act.follow()
+        assert "behind our back" in act.disabled["weight.trainer"]
+        act.apply({"weight.trainer": 8.0})
+        assert _shares(trainer_dir) == 3000  # no longer touched
+        act.apply({"weight.loader": 2.0})  # the other role still is
+        assert act.current()["weight.loader"] == 2.0
+
+
+def test_nice_weights_forced(spawn: Callable[..., Job], settings: Settings) -> None:
+    job = spawn("--loaders", "2")
+    m = job.target.members()
+    # One loader thread starts at nice 1 (someone's choice before we came): it must get it back.
+    odd = threads(m.loader_pids[0])[-1]
+    os.setpriority(os.PRIO_PROCESS, odd, 1)
+    with Actuators(
+        job.target, settings, weights_backend="nice", log=DecisionLog(console=False)
+    ) as act:
+        assert act.backends["weights"].backend == "nice"
+        got = act.apply({"weight.trainer": 4.0, "weight.loader": 0.25})
+        assert got["weight.trainer"] == 4.0
+        assert got["weight.loader"] == 0.25
+        assert {os.getpriority(os.PRIO_PROCESS, t) for t in m.trainer_tids} == {-6}
+        assert {os.getpriority(os.PRIO_PROCESS, t) for t in m.loader_tids} == {6}
+        assert not (
+            cgroups.mounts().v1.get("cpu", Path("/nonexistent")) / settings.cgroup_parent
+        ).exists()
+        job.send("threads 2")  # inherit -6 from the trainer's main thread: still ours
+        act.follow()
+        assert not act.disabled.keys() & {"weight.trainer", "weight.loader"}
+    after = job.target.members()
+    assert {os.getpriority(os.PRIO_PROCESS, t) for t in after.trainer_tids} == {0}
+    assert os.getpriority(os.PRIO_PROCESS, odd) == 1
+    assert {os.getpriority(os.PRIO_PROCESS, t) for t in after.loader_tids if t != odd} == {0}
+
+
+def test_a_reniced_thread_is_left_to_the_person(
+    spawn: Callable[..., Job], settings: Settings
+) -> None:
+    job = spawn("--loaders", "1")
+    m = job.target.members()
+    with Actuators(
+        job.target, settings, weights_backend="nice", log=DecisionLog(console=False)
+    ) as act:
+        act.apply({"weight.trainer": 2.0})
+        os.setpriority(os.PRIO_PROCESS, m.trainer_tids[-1], 5)
+        act.follow()
+        assert "behind our back" in act.disabled["weight.trainer"]
+    assert os.getpriority(os.PRIO_PROCESS, m.trainer_tids[-1]) == 5  # theirs, kept
+    assert os.getpriority(os.PRIO_PROCESS, m.trainer_tids[0]) == 0  # ours, restored
