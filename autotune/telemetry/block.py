@@ -38,7 +38,7 @@ class BlockCollector:
     def __init__(self) -> None:
         self.bpf = load("block", bpfmaps.cflags())
         self._closed = False
-        self._devices = self.bpf.get_table("devices")
+        self._devices = self.bpf.get_table(b"devices")
         self._names: dict[int, str] = {}
         self._prev = self._cumulative()
 

@@ -167,9 +167,13 @@ class TelemetryCollector:
             s.progress_source = PROGRESS_CLIENT
         else:
             # The proxy: trainer on-CPU seconds (see the module docstring).
-            s.progress_samples = s.roles[ROLE_INDEX[Role.TRAINER], C["oncpu_ns"]] / 1e9
+            s.progress_samples = float(s.roles[ROLE_INDEX[Role.TRAINER], C["oncpu_ns"]]) / 1e9
             s.progress_steps = 0.0
             s.progress_source = PROGRESS_PROXY
+
+    def processes(self) -> dict[int, Role]:
+        """The job's processes now, by role (as the role source tracks them)."""
+        return self._roles.processes()
 
     def alive(self) -> bool:
         """Whether the target still runs (the caller stops sampling when it does not)."""

@@ -44,7 +44,7 @@ class PageCacheCollector:
         self.missing: frozenset[str] = frozenset() if has_ra else frozenset(READAHEAD_COUNTERS)
         self.bpf = load("pagecache", flags)
         self._closed = False
-        self._counters = self.bpf.get_table("counters")
+        self._counters = self.bpf.get_table(b"counters")
         self._prev = self._cumulative()
 
     def _cumulative(self) -> Counts:

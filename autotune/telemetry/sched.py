@@ -100,12 +100,12 @@ class SchedCollector:
             _release()
             raise
         self._closed = False
-        self._roles = self.bpf.get_table(bpfmaps.ROLES_TABLE)
-        self._trainers = self.bpf.get_table("trainer_tgids")
-        self._procs = self.bpf.get_table("procs")
-        self._counters = self.bpf.get_table("counters")
-        self._hists = self.bpf.get_table("runq_hist")
-        self._slots = self.bpf.get_table("oncpu")
+        self._roles = self.bpf.get_table(bpfmaps.ROLES_TABLE.encode())
+        self._trainers = self.bpf.get_table(b"trainer_tgids")
+        self._procs = self.bpf.get_table(b"procs")
+        self._counters = self.bpf.get_table(b"counters")
+        self._hists = self.bpf.get_table(b"runq_hist")
+        self._slots = self.bpf.get_table(b"oncpu")
         # Threads user space added to the table (the kernel counts only what fork and exit move).
         self._seeded = np.zeros(_N_ROLES, np.int64)
         # cpu -> (slot start, role, ns already credited) for slices still running at a read.

@@ -1,0 +1,168 @@
+"""The BPF collectors on a real job: roles, CPU time against /proc, run queue, page cache, block.
+
+Each test loads the real programs (sched, block, pagecache) and drives tests/telemetry/workload.py:
+a trainer process whose threads burn CPU and read files, and workers it forks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from telemetry_kit import Job, LoopDisk
+
+from autotune.errors import UserError
+from autotune.roles import ROLE_INDEX, Role
+from autotune.telemetry.collector import open_collector
+from autotune.telemetry.sample import B, C, Sample
+
+pytestmark = [pytest.mark.root, pytest.mark.bpf]
+
+TRAINER, LOADER, OTHER = (ROLE_INDEX[r] for r in (Role.TRAINER, Role.LOADER, Role.OTHER))
+TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def total(samples: list[Sample], role: int, counter: str) -> int:
+    return int(sum(s.roles[role, C[counter]] for s in samples))
+
+
+def proc_cpu_ns(pid: int) -> tuple[int, int]:
+    """(utime + stime, cutime + cstime) of a process, in ns, from /proc/<pid>/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    f = text[text.rindex(")") + 2 :].split()
+    return (int(f[11]) + int(f[12])) * TICK_NS, (int(f[13]) + int(f[14])) * TICK_NS
+
+
+def diskstats(name: str) -> tuple[int, int]:
+    """(bytes read, reads completed) of one disk, from /proc/diskstats."""
+    for line in Path("/proc/diskstats").read_text().splitlines():
+        f = line.split()
+        if f[2] == name:
+            return int(f[5]) * 512, int(f[3])
+    raise AssertionError(f"{name} is not in /proc/diskstats")
+
+
+def close_to(ours: int, theirs: int, rel: float, abs_ns: int) -> bool:
+    return abs(ours - theirs) <= max(rel * theirs, abs_ns)
+
+
+def test_roles_cpu_time_and_a_worker_forked_mid_run(job: Job, cpu_hog: list[int]) -> None:
+    with open_collector(job.target, require_bpf=True) as col:
+        assert col.source == "bpf"
+        self0, children0 = proc_cpu_ns(job.proc.pid)
+        samples = [col.sample()]
+        _, spin = job.sample_while(col, "spin 1.5 2")
+        samples += spin
+        # No worker exists yet: the loader role saw nothing at all.
+        assert not any(s.roles[LOADER].any() for s in spin)
+        # The two new threads were settled as trainer threads, not loaders.
+        assert max(s.get(Role.TRAINER, "threads") for s in spin) == 3
+        # Four CPU-bound threads on this node's CPUs: the trainer waited in the run queue.
+        assert sum(int(s.runq_hist[TRAINER].sum()) for s in spin) > 0
+        assert total(spin, TRAINER, "runq_wait_ns") > 0
+        assert total(spin, TRAINER, "nivcsw") > 0
+        assert total(spin, OTHER, "oncpu_ns") > 0  # the hogs
+
+        samples.append(col.sample())  # the interval before the fork
+        job.send("fork 1.0")
+        time.sleep(0.25)
+        first = col.sample()  # the worker's first interval
+        assert first.get(Role.LOADER, "threads") == 1
+        assert first.get(Role.LOADER, "oncpu_ns") > 0
+        assert set(col.processes().values()) == {Role.TRAINER, Role.LOADER}
+        _, reaped = job.sample_while(col, "reap")
+        samples += [first, *reaped]
+        assert reaped[-1].get(Role.LOADER, "threads") == 0
+        self1, children1 = proc_cpu_ns(job.proc.pid)
+
+    trainer_ns, loader_ns = total(samples, TRAINER, "oncpu_ns"), total(samples, LOADER, "oncpu_ns")
+    assert close_to(trainer_ns, self1 - self0, 0.05, 50_000_000), (trainer_ns, self1 - self0)
+    assert close_to(loader_ns, children1 - children0, 0.05, 50_000_000), (
+        loader_ns,
+        children1 - children0,
+    )
+    # The proxy progress is the trainer's on-CPU seconds.
+    assert all(s.progress_source == "proxy" for s in samples)
+    proxy = sum(s.progress_samples for s in samples)
+    assert proxy == pytest.approx(trainer_ns / 1e9)
+
+
+def test_page_cache_readahead_and_block_io_per_role(job: Job, loopdisk: LoopDisk) -> None:
+    size = loopdisk.data.stat().st_size
+    with open_collector(job.target, require_bpf=True) as col:
+        loopdisk.drop_cache()
+        col.sample()
+        bytes0, reads0 = diskstats(loopdisk.name)
+        answer, samples = job.sample_while(col, f"read {loopdisk.data}")
+        assert int(answer.split()[1]) == size
+        time.sleep(0.1)
+        samples.append(col.sample())
+        bytes1, reads1 = diskstats(loopdisk.name)
+
+        loopdisk.drop_cache()
+        col.sample()
+        job.send(f"fork 0.05 {loopdisk.data}")
+        _, by_worker = job.sample_while(col, "reap")
+
+    pages = size // 4096
+    # The trainer's sequential read: every page a miss, brought in by readahead.
+    assert total(samples, TRAINER, "pgcache_miss") >= pages
+    assert total(samples, TRAINER, "ra_sync") >= 1
+    assert total(samples, TRAINER, "ra_async") >= 1
+    ra_pages = total(samples, TRAINER, "ra_sync_pages") + total(samples, TRAINER, "ra_async_pages")
+    assert pages <= ra_pages <= 2 * pages
+    assert total(samples, LOADER, "pgcache_miss") == 0
+    # The worker's read counts for the loader role.
+    assert total(by_worker, LOADER, "pgcache_miss") >= pages
+    assert total(by_worker, LOADER, "ra_async") >= 1
+
+    # Block I/O of our loop device against /proc/diskstats over the same window.
+    ours = sum(
+        (s.devices[loopdisk.name].counters for s in samples if loopdisk.name in s.devices),
+        np.zeros(4, np.int64),
+    )
+    assert ours[B["read_bytes"]] >= size
+    assert ours[B["read_bytes"]] == bytes1 - bytes0
+    assert ours[B["read_reqs"]] == reads1 - reads0
+    lat = sum(s.devices[loopdisk.name].lat_hist for s in samples if loopdisk.name in s.devices)
+    assert lat.sum() >= ours[B["read_reqs"]]
+    assert sum(int(s.block[B["read_bytes"]]) for s in samples) >= size  # the node's sum
+
+
+def test_a_running_worker_is_seeded_and_the_target_dies_mid_collection(job: Job) -> None:
+    job.send("fork 30")  # a worker that already runs when the collector opens
+    with open_collector(job.target, require_bpf=True) as col:
+        time.sleep(0.3)
+        s = col.sample()
+        assert s.get(Role.LOADER, "threads") == 1
+        assert s.get(Role.LOADER, "oncpu_ns") > 0
+        assert s.get(Role.TRAINER, "threads") == 1
+        os.killpg(job.proc.pid, signal.SIGKILL)
+        job.proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while col.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not col.alive()
+        time.sleep(0.1)
+        after = col.sample()  # still a sample, not an error
+        assert after.get(Role.TRAINER, "threads") == 0
+        assert after.get(Role.LOADER, "threads") == 0
+        assert after.source == "bpf"
+
+
+def test_one_set_of_programs_per_process(job: Job, caplog: pytest.LogCaptureFixture) -> None:
+    with open_collector(job.target, require_bpf=True) as first:
+        with pytest.raises(UserError, match="another BPF telemetry collector is open"):
+            open_collector(job.target, require_bpf=True)
+        with caplog.at_level("WARNING", logger="autotune.telemetry"):
+            second = open_collector(job.target)
+        try:
+            assert second.source == "proc"
+            assert [r.getMessage() for r in caplog.records if "using /proc" in r.getMessage()]
+        finally:
+            second.close()
+        assert first.sample().source == "bpf"
