@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "What this node supports and what the tuner will use.",
     ),
     "restore": ("autotune.cli.restore:restore", "Put back every knob a crashed run left changed."),
+    "scx": ("autotune.cli.scx:scx_group", "Our sched_ext scheduler: status, load, unload."),
     "query": (
         "autotune.cli.query:query",
         "Run SQL (DuckDB) over recorded traces, as table `trace`.",

@@ -1,0 +1,94 @@
+"""What autotune writes to MLflow: the names every run, report and query agrees on.
+
+Store
+    The default tracking URI is :data:`DEFAULT_TRACKING_URI` (``Settings.tracking_uri``,
+    ``--tracking-uri``, ``MLFLOW_TRACKING_URI``), with artifacts under ``<runs_dir>/artifacts``.
+    Runs go to the experiment :data:`DEFAULT_EXPERIMENT` unless ``--experiment`` says otherwise.
+    A run whose store cannot be reached is kept in ``<runs_dir>/spool/<local id>/`` until it is
+    uploaded (``autotune sync``).
+
+Tags on every run
+    ``autotune.kind`` (one of :data:`KINDS`), ``autotune.host``, ``autotune.git_commit``,
+    ``autotune.schema_version`` (the observation schema), ``autotune.knob_table_version`` and
+    ``autotune.local_id`` (the spool id, which makes uploads idempotent).
+
+By kind
+    ``train``: tags ``autotune.algo``, ``autotune.workloads``; params are the hyperparameters;
+    metrics ``train/episode_reward`` and ``eval/progress_vs_default`` over timesteps; the policy
+    as the artifact folder ``policy/`` (weights ``.npz`` + metadata ``.json``) and as the run's
+    logged model.
+
+    ``eval``: a parent run with one ``eval_result`` child per (policy, workload, seed), tagged
+    ``autotune.policy`` (an algo name or a baseline: default, random, static-best, heuristic),
+    ``autotune.workload``, ``autotune.seed`` and, for a trained policy, ``autotune.model_run_id``;
+    metrics ``progress_vs_default`` (a ratio, 1.0 is the default knobs), ``knob_changes_per_min``
+    and ``worst_regression``.
+
+    ``tune``: tags ``autotune.model_run_id``, ``autotune.target_command``; metrics over time
+    ``progress_rate``, ``knob/<knob name>`` (the knob table's names) and ``loop_cpu_percent``;
+    the summary metric ``progress_vs_default``; the artifact ``decisions.jsonl``.
+
+    ``record``: a telemetry recording (tags only, plus whatever its recorder logs).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEFAULT_TRACKING_URI: Final = "sqlite:///runs/mlflow.db"
+DEFAULT_EXPERIMENT: Final = "autotune"
+ARTIFACTS_DIR: Final = "artifacts"  # under runs_dir, for file-backed stores
+SPOOL_DIR: Final = "spool"  # under runs_dir
+MODELS_CACHE_DIR: Final = "models"  # under runs_dir: downloaded policies
+
+# Run kinds.
+TRAIN: Final = "train"
+EVAL: Final = "eval"
+EVAL_RESULT: Final = "eval_result"
+TUNE: Final = "tune"
+RECORD: Final = "record"
+KINDS: Final = (TRAIN, EVAL, EVAL_RESULT, TUNE, RECORD)
+
+# Tags.
+TAG_KIND: Final = "autotune.kind"
+TAG_HOST: Final = "autotune.host"
+TAG_GIT_COMMIT: Final = "autotune.git_commit"
+TAG_SCHEMA_VERSION: Final = "autotune.schema_version"
+TAG_KNOB_TABLE_VERSION: Final = "autotune.knob_table_version"
+TAG_LOCAL_ID: Final = "autotune.local_id"
+TAG_ALGO: Final = "autotune.algo"
+TAG_WORKLOADS: Final = "autotune.workloads"
+TAG_POLICY: Final = "autotune.policy"
+TAG_WORKLOAD: Final = "autotune.workload"
+TAG_SEED: Final = "autotune.seed"
+TAG_MODEL_RUN_ID: Final = "autotune.model_run_id"
+TAG_TARGET_COMMAND: Final = "autotune.target_command"
+TAG_PARENT_LOCAL_ID: Final = "autotune.parent_local_id"
+# MLflow's own tags.
+MLFLOW_PARENT_RUN_ID: Final = "mlflow.parentRunId"
+MLFLOW_RUN_NAME: Final = "mlflow.runName"
+
+# Baseline policies (values of autotune.policy that are not algorithms).
+BASELINES: Final = ("default", "random", "static-best", "heuristic")
+
+# Metrics.
+M_EPISODE_REWARD: Final = "train/episode_reward"
+M_EVAL_PROGRESS: Final = "eval/progress_vs_default"
+M_PROGRESS_VS_DEFAULT: Final = "progress_vs_default"
+M_KNOB_CHANGES_PER_MIN: Final = "knob_changes_per_min"
+M_WORST_REGRESSION: Final = "worst_regression"
+M_PROGRESS_RATE: Final = "progress_rate"
+M_LOOP_CPU: Final = "loop_cpu_percent"
+KNOB_METRIC_PREFIX: Final = "knob/"
+
+# Artifacts.
+POLICY_ARTIFACT: Final = "policy"
+# The logged model's name must differ from the artifact folder's: MLflow lists and downloads a
+# run's artifact path together with the files of a logged model of the same name.
+POLICY_MODEL_NAME: Final = "autotune-policy"
+DECISIONS_ARTIFACT: Final = "decisions.jsonl"
+
+
+def knob_metric(name: str) -> str:
+    """The metric holding a knob's trajectory in a tuning session (``knob/weight.trainer``)."""
+    return KNOB_METRIC_PREFIX + name
