@@ -7,7 +7,7 @@ AUTOTUNE := $(VENV)/bin/autotune
 LINT_DIRS := autotune envs agents
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format bootstrap clean typecheck-tree
+.PHONY: demo test lint format bootstrap clean typecheck-tree test-scx
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -17,6 +17,11 @@ demo: bootstrap
 
 test: bootstrap lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Our sched_ext scheduler, attached in a VM booting a sched_ext kernel under qemu (about 40 s once
+# the kernel is cached); `make test` runs it too, through tests/scx/test_scx_vm.py.
+test-scx: bootstrap
+	scx/vm/run.sh
 
 lint: bootstrap typecheck-tree
 	$(VENV)/bin/ruff check $(LINT_DIRS) tests bench

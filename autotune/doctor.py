@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from autotune.actuators import backends
+from autotune.actuators import backends, scx
 from autotune.system import blockdev, cgroups, gpu, kernel, topology
 
 # The libraries offline training needs; any missing one is a broken install.
@@ -109,17 +109,22 @@ def check_btf() -> Check:
 
 def check_sched_ext() -> Check:
     s = kernel.sched_ext()
-    data = asdict(s)
+    ours = scx.status()
+    data: dict[str, Any] = {
+        **asdict(s),
+        "scheduler": {"loaded": ours.loaded, "ops": ours.ops, "why_not": ours.reason},
+    }
     if not s.supported:
         return Check(
             "sched_ext",
             False,
             "",
-            s.reason,
+            f"{s.reason}, so our scheduler cannot load",
             "Linux 6.12+ with CONFIG_SCHED_CLASS_EXT=y; weights use cgroups meanwhile",
             data=data,
         )
-    return Check("sched_ext", True, f"state: {s.state}", data=data)
+    mine = "our scheduler loaded" if ours.loaded else f"ours not loaded: {ours.reason}"
+    return Check("sched_ext", True, f"state: {s.state}; {mine}", data=data)
 
 
 def check_cgroups() -> Check:

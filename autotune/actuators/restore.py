@@ -25,6 +25,7 @@ REPLAY: dict[str, str] = {
     "affinity": "autotune.actuators.affinity:replay",
     "nice": "autotune.actuators.weights:replay_nice",
     "cgroups": "autotune.actuators.weights:replay_cgroups",
+    "sched_ext": "autotune.actuators.weights_scx:replay",
 }
 
 

@@ -8,7 +8,8 @@
 # SCX-TEST-RESULT line. A boot that crashes or hangs before that line is retried, at most twice,
 # and said so; a FAIL line is a test failure and is not retried.
 #
-# Exit status: 0 pass, 1 fail, 3 could not boot, 2 a missing host tool.
+# Exit status: 0 pass, 1 fail, 2 a missing host tool, 3 could not boot, 4 the downloads are
+# unavailable (no network to the Debian mirror and nothing cached).
 # Environment: AUTOTUNE_SCX_CACHE (see scx/fetch.sh), SCX_VM_TIMEOUT (seconds per boot, 300).
 set -euo pipefail
 
@@ -20,11 +21,12 @@ for tool in qemu-system-x86_64 cpio gzip zstd; do
     command -v "$tool" >/dev/null || die "$tool not found: run scripts/bootstrap.sh"
 done
 BUSYBOX=/bin/busybox
-[ -x "$BUSYBOX" ] && file -L "$BUSYBOX" 2>/dev/null | grep -q 'statically linked' \
+[ -x "$BUSYBOX" ] && LC_ALL=C ldd "$BUSYBOX" 2>&1 | grep -q 'not a dynamic executable' \
     || die "no static $BUSYBOX: apt-get install busybox-static (scripts/bootstrap.sh)"
 
 t0=$(date +%s.%N)
-kernel=$(scx/fetch.sh kernel)
+kernel=$(scx/fetch.sh kernel) || { say "cannot fetch the sched_ext kernel"; exit 4; }
+scx/fetch.sh tools >/dev/null || { say "cannot fetch bpftool and libbpf"; exit 4; }
 out=build/scx/vm-$(basename "$kernel")
 scx/build.sh --vmlinuz "$kernel/vmlinuz" --out "$out"
 
