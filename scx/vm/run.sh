@@ -21,7 +21,8 @@ for tool in qemu-system-x86_64 cpio gzip zstd; do
     command -v "$tool" >/dev/null || die "$tool not found: run scripts/bootstrap.sh"
 done
 BUSYBOX=/bin/busybox
-[ -x "$BUSYBOX" ] && LC_ALL=C ldd "$BUSYBOX" 2>&1 | grep -q 'not a dynamic executable' \
+linkage=$(LC_ALL=C ldd "$BUSYBOX" 2>&1 || true)
+[ -x "$BUSYBOX" ] && [[ $linkage == *"not a dynamic executable"* ]] \
     || die "no static $BUSYBOX: apt-get install busybox-static (scripts/bootstrap.sh)"
 
 t0=$(date +%s.%N)

@@ -40,3 +40,18 @@ def test_scheduler_honours_weights_in_a_vm() -> None:
     found = dict(re.findall(r"(\w+)=([0-9.]+)", r.stderr.strip().splitlines()[-1]))
     for name, (lo, hi) in EXPECTED.items():
         assert lo <= float(found[name]) <= hi, f"{name}={found.get(name)} outside {lo}..{hi}"
+
+
+@pytest.mark.vm
+def test_a_boot_that_hangs_is_retried_twice_then_reported() -> None:
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (scripts/bootstrap.sh installs it)")
+    # Two seconds is far too short for the kernel to boot under TCG: every boot "hangs".
+    env = {**os.environ, "SCX_VM_TIMEOUT": "2"}
+    r = subprocess.run([str(RUN)], capture_output=True, text=True, timeout=300, env=env)
+    if r.returncode == DOWNLOADS_UNAVAILABLE:
+        pytest.skip(f"sched_ext kernel unavailable: {r.stderr.strip().splitlines()[-1]}")
+    assert r.returncode == 3, r.stderr[-3000:]
+    assert r.stderr.count("crashed or hung before a result") == 3
+    assert r.stderr.count("retrying (at most twice)") == 2
+    assert "no result after 3 boots" in r.stderr
