@@ -7,4 +7,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+from autotune.api import count_batches, report, tuning
+
+__all__ = ["__version__", "count_batches", "report", "tuning"]

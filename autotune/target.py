@@ -10,7 +10,10 @@ not a scan of every process.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +58,12 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` in the process tree, breadth first."""
+def descendants(pid: int, prune: frozenset[int] = frozenset()) -> list[int]:
+    """Every process below ``pid`` in the process tree, breadth first, except the subtrees
+    rooted at ``prune``."""
     out: list[int] = []
     queue = children(pid)
-    seen = {pid}
+    seen = {pid, *prune}
     while queue:
         p = queue.pop(0)
         if p in seen:
@@ -95,11 +99,16 @@ class Target:
         self,
         roots: Sequence[int],
         description: str,
+        *,
         process: subprocess.Popen[bytes] | None = None,
         cgroup: Path | None = None,
         command: Sequence[str] | None = None,
+        exclude: Sequence[int] = (),
     ) -> None:
         self._roots = [(p, start_time(p)) for p in roots]
+        # Processes that are not the job's even though they descend from it: a tuner that the
+        # job started itself (autotune.tuning()) must not tune itself as a loader.
+        self.exclude = frozenset(exclude)
         self.description = description
         self.process = process
         self.cgroup = cgroup
@@ -108,14 +117,14 @@ class Target:
     # --- construction ---------------------------------------------------------------------
 
     @classmethod
-    def from_pid(cls, pid: int) -> Target:
-        """Target an existing process."""
+    def from_pid(cls, pid: int, exclude: Sequence[int] = ()) -> Target:
+        """Target an existing process (``exclude``: descendants that are not the job's)."""
         if pid <= 0 or start_time(pid) is None:
             raise UserError(f"no process with PID {pid}")
         if pid == os.getpid():
             raise UserError(f"PID {pid} is autotune itself")
         cmd = (_read(PROC / str(pid) / "cmdline") or "").replace("\0", " ").strip()
-        return cls([pid], f"pid {pid} ({cmd or '?'})", command=cmd.split() or None)
+        return cls([pid], f"pid {pid} ({cmd or '?'})", command=cmd.split() or None, exclude=exclude)
 
     @classmethod
     def from_cgroup(cls, path: str | Path) -> Target:
@@ -135,17 +144,47 @@ class Target:
         return cls(roots or pids[:1], f"cgroup {p}", cgroup=p)
 
     @classmethod
-    def launch(cls, command: Sequence[str], env: Mapping[str, str] | None = None) -> Target:
-        """Start ``command`` as the target (stdin, stdout and stderr stay the caller's)."""
+    def launch(
+        cls, command: Sequence[str], env: Mapping[str, str] | None = None, paused: bool = False
+    ) -> Target:
+        """Start ``command`` as the target (stdin, stdout and stderr stay the caller's).
+
+        With ``paused`` the process stops itself before it executes the command, keeping its
+        PID; :meth:`resume` lets it run. A tuner or recorder thus attaches its telemetry before
+        the job does anything, and sees it from its first instruction.
+        """
         if not command:
             raise UserError("no command given after --")
+        exe = shutil.which(command[0]) if "/" not in command[0] else command[0]
+        if exe is None or not os.path.exists(exe):
+            raise UserError(f"command not found: {command[0]}")
+        if not os.access(exe, os.X_OK) or os.path.isdir(exe):
+            raise UserError(f"command is not executable: {command[0]}")
+        argv = list(command)
+        if paused:
+            # The shell stops itself, and on SIGCONT becomes the command (same PID).
+            argv = ["/bin/sh", "-c", 'kill -STOP $$; exec "$@"', "autotune-paused", *argv]
         try:
-            proc = subprocess.Popen(list(command), env={**os.environ, **(env or {})})
-        except FileNotFoundError:
-            raise UserError(f"command not found: {command[0]}") from None
-        except PermissionError:
-            raise UserError(f"command is not executable: {command[0]}") from None
-        return cls([proc.pid], " ".join(command), process=proc, command=command)
+            proc = subprocess.Popen(argv, env={**os.environ, **(env or {})})
+        except OSError as e:
+            raise UserError(f"cannot start {command[0]}: {e.strerror or e}") from None
+        target = cls([proc.pid], " ".join(command), process=proc, command=command)
+        if paused:
+            target._wait_stopped()
+        return target
+
+    def _wait_stopped(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stat = _read(PROC / str(self.pid) / "stat")
+            if stat is None or stat[stat.rindex(")") + 2] == "T":
+                return
+            time.sleep(0.002)
+
+    def resume(self) -> None:
+        """Let a job started with ``paused=True`` run (a no-op otherwise)."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.pid, signal.SIGCONT)
 
     # --- queries --------------------------------------------------------------------------
 
@@ -168,7 +207,9 @@ class Target:
         """The roles' processes and threads, now."""
         trainer_pids = tuple(p for p, st in self._roots if start_time(p) == st)
         trainer_tids = tuple(t for p in trainer_pids for t in threads(p))
-        loader_pids = tuple(d for p in trainer_pids for d in descendants(p))
+        loader_pids = tuple(
+            d for p in trainer_pids for d in descendants(p, self.exclude) if d not in self.exclude
+        )
         loader_tids = tuple(t for p in loader_pids for t in threads(p))
         return Members(trainer_pids, trainer_tids, loader_pids, loader_tids)
 

@@ -18,7 +18,7 @@ from autotune.errors import UserError
 from autotune.features import N_FEATURES, featurize
 from autotune.knobs import KNOBS
 from autotune.roles import ROLE_INDEX, Role
-from autotune.telemetry.sample import PROGRESS_CLIENT, B, C, Sample
+from autotune.telemetry.sample import B, C, Sample
 
 # Reward cost per knob changed in a step, in units of progress relative to default: a change
 # must buy at least 1% more progress to pay for itself (changes disturb a running job).
@@ -45,7 +45,6 @@ class _Row:
     rate: float  # recorded progress per second
     contention: tuple[float, float, float]  # per role, at the recorded knobs
     readahead_kb: float  # recorded
-    client: bool  # progress reported by the job (else the CPU proxy)
     roles: list[list[float]]  # the recorded counters, as floats to rescale
     runq_hist: npt.NDArray[np.int64]
     block: list[float]
@@ -194,7 +193,6 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
                     rate=float(w.rate[i]),
                     contention=contention(d, rec, w.params, w.ncpus),
                     readahead_kb=rec.readahead_kb,
-                    client=s.progress_source == PROGRESS_CLIENT,
                     roles=s.roles.astype(np.float64).tolist(),
                     runq_hist=s.runq_hist,
                     block=s.block.astype(np.float64).tolist(),
@@ -282,7 +280,9 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
             runq_hist=hist,
             block=np.array(block).round().astype(np.int64),
             block_lat_hist=blk_hist,
-            progress_samples=rate * dt if r.client else 0.0,
+            # The job's samples, or for a job that does not report the proxy (trainer CPU-seconds)
+            # exactly as the live collector fills it.
+            progress_samples=rate * dt,
             progress_source=rec_s.progress_source,
             gpu_present=rec_s.gpu_present,
             gpu_util=rec_s.gpu_util,

@@ -106,7 +106,9 @@ def _check_meta(path: Path, meta: dict[str, Any]) -> None:
         )
 
 
-REQUIRED_COLUMNS = (
+# Columns the replay cannot do without: NULL or NaN there is an error. Knob columns may be NULL
+# (a knob with no backend while recording, say): the workload's default stands in.
+NUMERIC_COLUMNS = (
     "interval_s",
     "ncpus",
     "progress_samples",
@@ -114,8 +116,8 @@ REQUIRED_COLUMNS = (
     "loader_oncpu_ns",
     "other_oncpu_ns",
     "blk_read_bytes",
-    *(k.column for k in KNOBS),
 )
+REQUIRED_COLUMNS = (*NUMERIC_COLUMNS, *(k.column for k in KNOBS))
 
 
 def load(name_or_path: str | os.PathLike[str]) -> Workload:
@@ -136,7 +138,7 @@ def load(name_or_path: str | os.PathLike[str]) -> Workload:
         raise UserError(f"{path}: missing columns {', '.join(absent)}")
     if table.num_rows == 0:
         raise UserError(f"{path}: the trace has no rows")
-    for c in REQUIRED_COLUMNS:
+    for c in NUMERIC_COLUMNS:
         col = table.column(c).cast("float64")
         values = np.asarray(col.fill_null(np.nan).to_numpy(zero_copy_only=False), np.float64)
         if np.isnan(values).any():
@@ -148,8 +150,9 @@ def load(name_or_path: str | os.PathLike[str]) -> Workload:
     wl = Workload(name=name, path=path, meta=meta, samples=samples, params=params)
     wl.calibration = calibration
     wl.rate = recorded_rates(samples)
-    wl.knobs = [dict(s.knobs) for s in samples]
-    wl.defaults = default_knobs(meta, wl.knobs)
+    recorded = [dict(s.knobs) for s in samples]
+    wl.defaults = default_knobs(meta, recorded)
+    wl.knobs = [{**wl.defaults, **k} for k in recorded]
     return wl
 
 

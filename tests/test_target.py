@@ -67,3 +67,26 @@ def test_bad_cgroup(tmp_path: object) -> None:
 def test_missing_command() -> None:
     with pytest.raises(UserError, match="command not found: no-such-binary-xyz"):
         Target.launch(["no-such-binary-xyz"])
+
+
+def test_paused_launch_runs_nothing_until_resumed(tmp_path: object) -> None:
+    from pathlib import Path
+
+    marker = Path(str(tmp_path)) / "ran"
+    t = Target.launch([sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"], paused=True)
+    pid = t.pid
+    time.sleep(0.3)
+    assert not marker.exists()  # stopped before the command ran
+    t.resume()
+    assert t.wait(timeout=30) == 0
+    assert marker.exists()
+    assert t.pid == pid
+
+
+def test_not_executable(tmp_path: object) -> None:
+    from pathlib import Path
+
+    f = Path(str(tmp_path)) / "script"
+    f.write_text("#!/bin/sh\n")
+    with pytest.raises(UserError, match="not executable"):
+        Target.launch([str(f)])

@@ -18,6 +18,13 @@ from autotune.errors import UserError
 
 # name → (module:attribute, one-line help shown by `autotune --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("autotune.cli.train:train", "Train an agent offline on recorded workloads."),
+    "calibrate": (
+        "autotune.cli.calibrate:calibrate",
+        "Fit the replay model of recorded workloads.",
+    ),
+    "eval": ("autotune.cli.eval:evaluate", "Evaluate policies and baselines on held-out traces."),
+    "tune": ("autotune.cli.tune:tune", "Tune a running training job with a trained policy."),
     "doctor": (
         "autotune.cli.doctor:doctor",
         "What this node supports and what the tuner will use.",

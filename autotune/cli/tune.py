@@ -1,0 +1,73 @@
+"""`autotune tune`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from autotune import config
+from autotune.errors import UserError
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.option("--model", required=True, metavar="RUN_ID|PATH", help="Policy to deploy.")
+@click.option("--pid", type=int, help="Tune a running process (and its children).")
+@click.option("--cgroup", type=click.Path(), help="Tune every process of a cgroup.")
+@click.option("--interval", "interval_ms", type=int, help="Control interval in ms (50 to 5000).")
+@click.option("--dry-run", is_flag=True, help="Decide and log every change; write nothing.")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: settings).")
+@click.option("--experiment", default="autotune", show_default=True)
+@click.option("--decisions", type=click.Path(path_type=Path), help="Decision log (JSONL) to write.")
+@click.option("--device", "devices", multiple=True, help="Block device for read-ahead.")
+@click.option("--no-view", is_flag=True, help="No live view (decision lines only).")
+@click.option("--progress-socket", type=click.Path(path_type=Path), hidden=True)
+@click.option("--config", "config_file", type=click.Path(), help="Settings file (TOML).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def tune(  # noqa: PLR0917 - one parameter per click option
+    model: str,
+    pid: int | None,
+    cgroup: str | None,
+    interval_ms: int | None,
+    dry_run: bool,
+    tracking_uri: str | None,
+    experiment: str,
+    decisions: Path | None,
+    devices: tuple[str, ...],
+    no_view: bool,
+    progress_socket: Path | None,
+    config_file: str | None,
+    command: tuple[str, ...],
+) -> int:
+    """Tune a running training job with a trained policy, guarded, explained, tracked.
+
+    Give the job as `-- CMD...` (autotune starts it, ends when it ends and passes its exit
+    status through), --pid PID or --cgroup PATH. --model is an MLflow run id (resolved through
+    the tracking URI) or an exported policy folder. Every change is bounded, journalled and
+    undone on exit, SIGTERM, the job's end or (after a crash) `autotune restore`; a change that
+    makes progress worse is rolled back, and a session doing worse than the default knobs falls
+    back to them.
+    """
+    from autotune.daemon.session import TuneRequest, run_session
+
+    given = [pid is not None, cgroup is not None, bool(command)]
+    if sum(given) != 1:
+        raise UserError("give exactly one target: --pid PID, --cgroup PATH or -- CMD...")
+    settings = config.load({"tracking_uri": tracking_uri, "interval_ms": interval_ms}, config_file)
+    request = TuneRequest(
+        model=model,
+        pid=pid,
+        cgroup=cgroup,
+        command=list(command),
+        dry_run=dry_run,
+        experiment=experiment,
+        decisions=decisions,
+        devices=list(devices),
+        view=not no_view and sys.stdout.isatty(),
+        progress_socket=progress_socket,
+    )
+    code = run_session(request, settings)
+    if code is not None and code < 0:  # the job died of a signal: report it the shell's way
+        return 128 - code
+    return code or 0

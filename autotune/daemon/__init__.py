@@ -1,0 +1,1 @@
+"""The online tuner: telemetry → features → policy → guard → actuators, once per interval."""

@@ -1,0 +1,211 @@
+"""The guard between the policy and the node: what makes it safe to tune someone's job.
+
+Pure logic (no I/O), fed once per interval with the job's progress and the policy's wish:
+
+* **warm-up**: the first ``warmup`` intervals run at the default knobs and set the reference
+  rate (the job "as the machine had it");
+* **rate limits** from the knob table: at most one ladder step per knob per interval, and a knob
+  changes at most once every ``dwell`` intervals;
+* **canary and rollback**: after a change, progress over the next ``canary`` intervals is
+  compared with the ``canary`` intervals before it; if it fell by more than ``threshold`` *and*
+  by more than twice the standard error of the difference (a window, not one sample), the change
+  is reverted and the new levels it set are held off for ``holdoff`` intervals. One change is
+  judged at a time;
+* **fallback**: if the tuned job makes less than ``1 - fallback_margin`` of the reference rate
+  over the last ``fallback_window`` intervals, every knob goes back to default, and stays there
+  for ``fallback_window`` intervals.
+
+Yielding to people and restoring on exit are the actuators' (they own the knobs); the watchdog
+is the loop's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from autotune.knobs import KNOBS
+
+Levels = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """The guard's limits, in control intervals (250 ms by default).
+
+    Attributes:
+        warmup: intervals at default knobs before the first change (reference rate).
+        dwell: intervals between two changes of one knob.
+        canary: intervals after a change before it is judged, and before it compared with.
+        threshold: relative fall in progress that reverts a change (0.10: 10 %).
+        holdoff: intervals a reverted setting is refused.
+        fallback_window: intervals over which tuned progress is compared with the reference.
+        fallback_margin: how far below the reference the tuned job may run before fallback.
+    """
+
+    warmup: int = 20
+    dwell: int = 8
+    canary: int = 8
+    threshold: float = 0.10
+    holdoff: int = 120
+    fallback_window: int = 120
+    fallback_margin: float = 0.05
+
+    @classmethod
+    def for_interval(cls, interval_s: float) -> GuardConfig:
+        """The defaults, in intervals of ``interval_s``: 5 s warm-up, 2 s dwell and canary,
+        30 s hold-off and fallback window."""
+
+        def n(seconds: float, least: int) -> int:
+            return max(least, round(seconds / interval_s))
+
+        return cls(
+            warmup=n(5.0, 2),
+            dwell=n(2.0, 1),
+            canary=n(2.0, 2),
+            holdoff=n(30.0, 4),
+            fallback_window=n(30.0, 8),
+        )
+
+
+@dataclass
+class Verdict:
+    """What the guard lets through this interval, and why."""
+
+    levels: Levels
+    reasons: dict[str, str] = field(default_factory=dict)  # knob name → why it moves
+    event: str = ""  # "", "warmup", "rollback", "fallback", "canary"
+
+
+@dataclass
+class _Canary:
+    start: int  # interval of the change
+    before: Levels
+    after: Levels
+    baseline: list[float]
+
+
+class Guard:
+    """Decides, each interval, which of the policy's wishes reach the knobs."""
+
+    def __init__(self, defaults: Levels, config: GuardConfig | None = None) -> None:
+        self.cfg = config or GuardConfig()
+        self.defaults = np.asarray(defaults, dtype=np.int64).copy()
+        self.levels = self.defaults.copy()
+        self.t = 0
+        self.rates: deque[float] = deque(maxlen=max(self.cfg.fallback_window, 4 * self.cfg.canary))
+        self.warmup_rates: list[float] = []
+        self.last_change = np.full(len(KNOBS), -(10**9), dtype=np.int64)
+        self.held: dict[tuple[int, int], int] = {}  # (knob index, level) → refused until
+        self.canary: _Canary | None = None
+        self.fallback_until = -1
+        self.tuned_rates: deque[float] = deque(maxlen=self.cfg.fallback_window)
+
+    @property
+    def reference_rate(self) -> float:
+        """The job's progress at default knobs during warm-up (0 before it ends)."""
+        return float(np.mean(self.warmup_rates)) if self.warmup_rates else 0.0
+
+    @property
+    def warming_up(self) -> bool:
+        return self.t <= self.cfg.warmup
+
+    def step(self, rate: float, wish: Levels) -> Verdict:
+        """Feed the last interval's progress rate and the policy's wish; get what to apply."""
+        self.t += 1
+        self.rates.append(rate)
+        if self.warming_up:
+            self.warmup_rates.append(rate)
+            return Verdict(self.levels.copy(), event="warmup")
+        if not np.array_equal(self.levels, self.defaults):
+            self.tuned_rates.append(rate)
+        verdict = self._judge_canary()
+        if verdict is not None:
+            return verdict
+        verdict = self._check_fallback()
+        if verdict is not None:
+            return verdict
+        if self.canary is not None or self.t < self.fallback_until:
+            return Verdict(self.levels.copy(), event="canary" if self.canary else "fallback")
+        return self._limit(np.asarray(wish, dtype=np.int64))
+
+    def _limit(self, wish: Levels) -> Verdict:
+        new = self.levels.copy()
+        reasons: dict[str, str] = {}
+        for i, k in enumerate(KNOBS):
+            if wish[i] == self.levels[i]:
+                continue
+            if self.t - self.last_change[i] < self.cfg.dwell:
+                continue
+            step = int(np.sign(wish[i] - self.levels[i]))
+            level = int(self.levels[i] + step)
+            until = self.held.get((i, level))
+            if until is not None and self.t < until:
+                continue
+            new[i] = level
+            self.last_change[i] = self.t
+            reasons[k.name] = "policy"
+        if reasons:
+            before = list(self.rates)[-self.cfg.canary :]
+            self.canary = _Canary(self.t, self.levels.copy(), new.copy(), before)
+            self.levels = new
+        return Verdict(self.levels.copy(), reasons)
+
+    def _judge_canary(self) -> Verdict | None:
+        c = self.canary
+        if c is None or self.t - c.start < self.cfg.canary:
+            return None
+        self.canary = None
+        after = list(self.rates)[-self.cfg.canary :]
+        if worse(c.baseline, after, self.cfg.threshold):
+            drop = 1.0 - float(np.mean(after)) / max(float(np.mean(c.baseline)), 1e-12)
+            why = f"rollback: progress fell {drop:.0%} after the change"
+            reasons = {}
+            for i, k in enumerate(KNOBS):
+                if c.after[i] != c.before[i]:
+                    self.held[(i, int(c.after[i]))] = self.t + self.cfg.holdoff
+                    self.last_change[i] = self.t
+                    reasons[k.name] = why
+            self.levels = c.before.copy()
+            return Verdict(self.levels.copy(), reasons, event="rollback")
+        return None
+
+    def _check_fallback(self) -> Verdict | None:
+        ref = self.reference_rate
+        n = self.cfg.fallback_window
+        if ref <= 0 or len(self.tuned_rates) < n or np.array_equal(self.levels, self.defaults):
+            return None
+        tuned = float(np.mean(self.tuned_rates))
+        if tuned >= (1.0 - self.cfg.fallback_margin) * ref:
+            return None
+        why = f"fallback to default: tuned progress {tuned / ref - 1:+.0%} against default"
+        reasons = {k.name: why for i, k in enumerate(KNOBS) if self.levels[i] != self.defaults[i]}
+        self.levels = self.defaults.copy()
+        self.canary = None
+        self.tuned_rates.clear()
+        self.fallback_until = self.t + n
+        self.last_change[:] = self.t
+        return Verdict(self.levels.copy(), reasons, event="fallback")
+
+
+def worse(before: list[float], after: list[float], threshold: float) -> bool:
+    """Whether ``after`` is worse than ``before`` by more than ``threshold`` and the noise.
+
+    Noise-aware: the fall must also exceed twice the standard error of the difference of the
+    two windows' means.
+    """
+    if not before or not after:
+        return False
+    b, a = float(np.mean(before)), float(np.mean(after))
+    if b <= 0 or a >= b * (1.0 - threshold):
+        return False
+    var = 0.0
+    if len(before) > 1:
+        var += float(np.var(before, ddof=1)) / len(before)
+    if len(after) > 1:
+        var += float(np.var(after, ddof=1)) / len(after)
+    return (b - a) > 2.0 * math.sqrt(var)

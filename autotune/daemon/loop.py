@@ -1,0 +1,193 @@
+"""The online control loop: one pass per interval, guarded, logged, tracked.
+
+Each interval: follow new threads → read telemetry → features → policy (numpy weights) → guard →
+actuators → decision log → MLflow metrics. The loop's own CPU use and latency are measured and
+logged. It ends when the job ends, on SIGINT/SIGTERM (the actuators restore on the way out), or
+when the watchdog sees telemetry stop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from autotune.actuators import Actuators
+from autotune.daemon.explain import explain
+from autotune.daemon.guard import Guard, GuardConfig, Verdict
+from autotune.envs.live import progress_rate
+from autotune.envs.spaces import levels_to_values, values_to_levels
+from autotune.features import featurize
+from autotune.knobs import KNOBS
+from autotune.policy import Policy
+from autotune.telemetry.collector import TelemetryCollector
+from autotune.telemetry.sample import C, Sample
+
+log = logging.getLogger("autotune.daemon")
+# Intervals in a row with no CPU time seen in any role before the watchdog calls telemetry dead.
+WATCHDOG_INTERVALS = 8
+TABLE_DEFAULTS = {k.name: k.default if k.default is not None else 128.0 for k in KNOBS}
+
+
+@dataclass
+class Tick:
+    """What one interval saw and did (for the live view and tracking)."""
+
+    t: float
+    rate: float
+    reference: float
+    knobs: dict[str, float]
+    verdict: Verdict
+    loop_ms: float
+    cpu_percent: float
+
+
+@dataclass
+class Summary:
+    """The session in figures."""
+
+    intervals: int = 0
+    reference_rate: float = 0.0
+    mean_rate: float = 0.0
+    progress_vs_default: float = 1.0
+    changes: int = 0
+    rollbacks: int = 0
+    fallbacks: int = 0
+    time_at: dict[str, float] = field(default_factory=dict)  # setting → seconds
+    loop_cpu_percent: float = 0.0
+    loop_ms_p99: float = 0.0
+    rss_mb: float = 0.0
+    ended_by: str = ""
+
+
+class TuneLoop:
+    """Runs a policy against a job until the job, a signal or the watchdog ends it."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        collector: TelemetryCollector,
+        act: Actuators,
+        interval_s: float,
+        *,
+        guard: GuardConfig | None = None,
+        on_tick: Callable[[Tick], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.col = collector
+        self.act = act
+        self.interval_s = interval_s
+        self.defaults = {**TABLE_DEFAULTS, **act.defaults()}
+        self.guard = Guard(
+            values_to_levels(self.defaults), guard or GuardConfig.for_interval(interval_s)
+        )
+        self.on_tick = on_tick
+        self.summary = Summary()
+        self._quiet = 0
+        self._stop = False
+        self._rates: list[float] = []
+        self._loop_ms: list[float] = []
+        self._time_at: dict[str, float] = {}
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current interval."""
+        self._stop = True
+
+    def _sample(self) -> Sample:
+        s = self.col.sample()
+        s.knobs = {**self.defaults, **self.act.current()}
+        return s
+
+    def _telemetry_alive(self, s: Sample) -> bool:
+        busy = int(s.roles[:, C["oncpu_ns"]].sum())
+        self._quiet = 0 if busy > 0 else self._quiet + 1
+        return self._quiet < WATCHDOG_INTERVALS
+
+    def _apply(self, verdict: Verdict, obs: npt.NDArray[np.float32]) -> None:
+        if not verdict.reasons:
+            return
+        values = levels_to_values(verdict.levels)
+        for knob, why in verdict.reasons.items():
+            reason = why if why != "policy" else f"policy: {explain(knob, obs)}"
+            if knob in self.act.disabled:
+                continue
+            self.act.apply({knob: values[knob]}, reason)
+
+    def run(self) -> Summary:
+        """Loop until the end; returns the session's summary."""
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        next_tick = time.monotonic() + self.interval_s
+        ended = "job ended"
+        while not self._stop:
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+            next_tick += self.interval_s
+            if next_tick < time.monotonic():  # fell behind (a stall): do not try to catch up
+                next_tick = time.monotonic() + self.interval_s
+            t0, c0 = time.monotonic(), time.process_time()
+            if not self.col.alive():
+                break
+            self.act.follow()
+            s = self._sample()
+            if not self._telemetry_alive(s):
+                ended = "watchdog: telemetry stopped"
+                log.warning("autotune: telemetry stopped; restoring the knobs and stopping")
+                break
+            obs = featurize(s)
+            rate = progress_rate(s)
+            current = values_to_levels(s.knobs)
+            wish = self.policy.decide(obs, current)
+            verdict = self.guard.step(rate, wish)
+            self._apply(verdict, obs)
+            loop_ms = (time.monotonic() - t0) * 1e3
+            cpu = 100.0 * (time.process_time() - c0) / self.interval_s
+            self._record(s, rate, verdict, loop_ms)
+            if self.on_tick is not None:
+                self.on_tick(
+                    Tick(
+                        time.monotonic() - wall0,
+                        rate,
+                        self.guard.reference_rate,
+                        s.knobs,
+                        verdict,
+                        loop_ms,
+                        cpu,
+                    )
+                )
+        else:
+            ended = "stopped"
+        self._finish(ended, time.process_time() - cpu0, time.monotonic() - wall0)
+        return self.summary
+
+    def _record(self, s: Sample, rate: float, verdict: Verdict, loop_ms: float) -> None:
+        self._loop_ms.append(loop_ms)
+        if not self.guard.warming_up:
+            self._rates.append(rate)
+        setting = " ".join(f"{k}={v:g}" for k, v in sorted(s.knobs.items()))
+        self._time_at[setting] = self._time_at.get(setting, 0.0) + s.interval_s
+        self.summary.changes += len(verdict.reasons)
+        self.summary.rollbacks += verdict.event == "rollback"
+        self.summary.fallbacks += verdict.event == "fallback"
+
+    def _finish(self, ended: str, cpu_s: float, wall_s: float) -> None:
+        s = self.summary
+        s.ended_by = ended
+        s.intervals = len(self._loop_ms)
+        s.reference_rate = self.guard.reference_rate
+        s.mean_rate = float(np.mean(self._rates)) if self._rates else 0.0
+        s.progress_vs_default = s.mean_rate / s.reference_rate if s.reference_rate > 0 else 1.0
+        s.time_at = dict(sorted(self._time_at.items(), key=lambda kv: -kv[1]))
+        s.loop_cpu_percent = 100.0 * cpu_s / max(wall_s, 1e-9)
+        s.loop_ms_p99 = float(np.percentile(self._loop_ms, 99)) if self._loop_ms else 0.0
+        s.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def write_summary(summary: Summary, path: Path) -> Path:
+    path.write_text(json.dumps(summary.__dict__, indent=1, default=str) + "\n")
+    return path

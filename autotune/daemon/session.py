@@ -1,0 +1,205 @@
+"""A tuning session from a request: load the policy, start or find the job, open telemetry and
+actuators, run the loop, track it, restore everything, pass the job's exit status through.
+
+Nothing on the node is touched before the policy has loaded and the target has been checked: a
+missing, corrupt or foreign model ends the command with exit status 2 and the knobs as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autotune.config import Settings
+from autotune.daemon.guard import GuardConfig
+from autotune.target import Target
+
+# How long a launched job gets to end after the tuner passes it SIGTERM, before SIGKILL.
+JOB_STOP_S = 10.0
+
+
+@dataclass
+class TuneRequest:
+    """What `autotune tune` (or :func:`autotune.tuning`) was asked to do."""
+
+    model: str
+    pid: int | None = None
+    cgroup: str | None = None
+    command: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    experiment: str = "autotune"
+    decisions: Path | None = None
+    devices: list[str] = field(default_factory=list)
+    view: bool = False
+    progress_socket: Path | None = None
+    guard: GuardConfig | None = None
+
+
+def _target(req: TuneRequest, env: dict[str, str]) -> Target:
+    if req.command:
+        # Paused until telemetry and actuators are ready: the job is tuned from its start.
+        return Target.launch(req.command, env=env, paused=True)
+    if req.pid is not None:
+        return Target.from_pid(req.pid, exclude=[os.getpid()])
+    return Target.from_cgroup(str(req.cgroup))
+
+
+def _stop_job(target: Target) -> None:
+    proc = target.process
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGCONT)  # a job still paused must wake to die
+    try:
+        proc.wait(timeout=JOB_STOP_S)
+    except Exception:
+        proc.kill()
+        proc.wait()
+
+
+def run_session(req: TuneRequest, settings: Settings) -> int | None:
+    """Run one tuning session; returns the launched job's exit status (None for --pid/--cgroup).
+
+    Raises:
+        UserError: a bad model, target or setting (before anything is changed).
+    """
+    from autotune import policy as runtime
+    from autotune.actuators import Actuators, DecisionLog
+    from autotune.daemon.loop import TuneLoop, write_summary
+    from autotune.knobs import KNOBS
+    from autotune.telemetry.collector import open_collector
+    from autotune.telemetry.progress import ProgressServer
+    from autotune.tracking import schema as ts
+    from autotune.tracking.models import resolve_model
+    from autotune.tracking.run import tracked_run
+
+    folder = resolve_model(req.model, settings.tracking_uri, settings.runs_dir)
+    pol = runtime.load(folder)
+    interval_s = settings.interval_ms / 1000.0
+    model_run = pol.meta.get("train_run_id") or (req.model if not Path(req.model).exists() else "")
+    work = Path(tempfile.mkdtemp(prefix="autotune-tune-"))
+    decisions = req.decisions or work / ts.DECISIONS_ARTIFACT
+    exit_code: int | None = None
+    with contextlib.ExitStack() as stack:
+        stack.callback(_rmtree, work)
+        progress = stack.enter_context(ProgressServer(req.progress_socket))
+        target = _target(req, progress.env)
+        if target.process is not None:
+            stack.callback(_stop_job, target)
+        tags: dict[str, Any] = {
+            ts.TAG_TARGET_COMMAND: " ".join(target.command or []) or target.description,
+            ts.TAG_MODEL_RUN_ID: model_run,
+            ts.TAG_ALGO: pol.algo,
+        }
+        params = {"interval_ms": settings.interval_ms, "dry_run": req.dry_run, "model": req.model}
+        run = stack.enter_context(
+            tracked_run(
+                ts.TUNE,
+                name=f"tune-{pol.algo}-{target.pid}",
+                tags=tags,
+                params=params,
+                tracking_uri=settings.tracking_uri,
+                experiment=req.experiment,
+                runs_dir=settings.runs_dir,
+            )
+        )
+        collector = stack.enter_context(
+            open_collector(target, progress=progress, interval_s=interval_s)
+        )
+        log = stack.enter_context(DecisionLog(decisions))
+        act = stack.enter_context(
+            Actuators(
+                target,
+                settings,
+                dry_run=req.dry_run,
+                log=log,
+                progress=progress,
+                devices=req.devices or None,
+            )
+        )
+        view = None
+        if req.view:
+            from autotune.daemon.view import LiveView
+
+            view = stack.enter_context(
+                LiveView(f"autotune tune · {pol.algo} · {target.description}")
+            )
+            log.add_listener(view.decision)
+        step = {"n": 0}
+
+        def on_tick(t: Any) -> None:
+            step["n"] += 1
+            metrics = {
+                ts.M_PROGRESS_RATE: t.rate,
+                ts.M_LOOP_CPU: t.cpu_percent,
+                "loop_ms": t.loop_ms,
+            }
+            metrics.update(
+                {ts.knob_metric(k.name): t.knobs[k.name] for k in KNOBS if k.name in t.knobs}
+            )
+            run.log_metrics(metrics, step=step["n"])
+            if view is not None:
+                view.tick(t)
+
+        loop = TuneLoop(pol, collector, act, interval_s, guard=req.guard, on_tick=on_tick)
+        # SIGTERM and SIGHUP end the session the orderly way: the loop stops, the knobs are
+        # restored and the summary logged (the actuators' own handlers stay as the backstop).
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            old = signal.signal(sig, lambda *_: loop.stop())
+            stack.callback(signal.signal, sig, old)
+        target.resume()
+        if req.progress_socket is not None:  # autotune.tuning() waits for this
+            ready = req.progress_socket.with_name(req.progress_socket.name + ".ready")
+            ready.touch()
+            stack.callback(ready.unlink, missing_ok=True)
+        try:
+            summary = loop.run()
+        except (KeyboardInterrupt, SystemExit):
+            # Ctrl-C or SIGTERM: a job we started gets the same ending, then everything unwinds.
+            _stop_job(target)
+            raise
+        act.close()  # restore now, so the summary and decisions include the restore
+        run.log_metrics(
+            {
+                ts.M_PROGRESS_VS_DEFAULT: summary.progress_vs_default,
+                "reference_rate": summary.reference_rate,
+                "mean_rate": summary.mean_rate,
+                "rollbacks": float(summary.rollbacks),
+                "fallbacks": float(summary.fallbacks),
+                "loop_cpu_percent_mean": summary.loop_cpu_percent,
+                "loop_ms_p99": summary.loop_ms_p99,
+                "rss_mb": summary.rss_mb,
+            }
+        )
+        run.set_tags({"autotune.ended_by": summary.ended_by})
+        log.close()
+        if decisions.exists():
+            run.log_artifact(decisions)
+        run.log_artifact(write_summary(summary, work / "summary.json"))
+        if target.process is not None:
+            exit_code = target.process.wait()
+        _say(summary, req.dry_run)
+    return exit_code
+
+
+def _say(summary: Any, dry_run: bool) -> None:
+    import sys
+
+    mode = " (dry run: nothing was written)" if dry_run else ""
+    sys.stderr.write(
+        f"autotune: tuned {summary.intervals} intervals{mode}: progress "
+        f"{summary.progress_vs_default:.2f}× the default rate, {summary.changes} changes, "
+        f"{summary.rollbacks} rolled back, {summary.fallbacks} fallbacks; "
+        f"tuner {summary.loop_cpu_percent:.1f}% CPU, {summary.rss_mb:.0f} MB; {summary.ended_by}\n"
+    )
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

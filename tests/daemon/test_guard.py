@@ -1,0 +1,87 @@
+"""The guard's rules, interval by interval."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from autotune.daemon.guard import Guard, GuardConfig, worse
+from autotune.knobs import KNOBS
+
+CFG = GuardConfig(warmup=4, dwell=3, canary=3, threshold=0.10, holdoff=10, fallback_window=12)
+DEFAULT = np.array([2, 2, 3, 3, 3, 1])  # 1x weights, all CPUs, 128 KiB, prefetch 2
+W = {k.name: i for i, k in enumerate(KNOBS)}
+
+
+def warm(g: Guard, rate: float = 100.0) -> None:
+    for _ in range(CFG.warmup):
+        v = g.step(rate, DEFAULT + 2)
+        assert v.event == "warmup"
+        assert np.array_equal(v.levels, DEFAULT)
+
+
+def test_warmup_keeps_defaults_and_sets_the_reference() -> None:
+    g = Guard(DEFAULT, CFG)
+    warm(g, 80.0)
+    assert g.reference_rate == 80.0
+
+
+def test_one_step_per_knob_per_interval_and_dwell() -> None:
+    g = Guard(DEFAULT, CFG)
+    warm(g)
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] = 5  # three steps away
+    seen = []
+    for _ in range(12):
+        v = g.step(100.0, wish)  # progress steady: every change is kept
+        seen.append(int(v.levels[W["weight.trainer"]]))
+    assert seen[0] == 3
+    steps = np.diff([2, *seen])
+    assert set(steps) <= {0, 1}  # never more than one step at a time
+    changes = [i for i, s in enumerate(steps) if s]
+    assert all(b - a >= CFG.dwell for a, b in itertools.pairwise(changes))
+    assert seen[-1] == 5
+
+
+def test_a_bad_change_is_rolled_back_and_held_off() -> None:
+    g = Guard(DEFAULT, CFG)
+    warm(g)
+    wish = DEFAULT.copy()
+    wish[W["readahead"]] = 9
+    v = g.step(100.0, wish)
+    assert v.reasons == {"readahead": "policy"}
+    for _ in range(CFG.canary - 1):
+        assert g.step(60.0, wish).event == "canary"
+    v = g.step(60.0, wish)
+    assert v.event == "rollback"
+    assert v.levels[W["readahead"]] == DEFAULT[W["readahead"]]
+    assert "progress fell" in v.reasons["readahead"]
+    for _ in range(CFG.holdoff - 1):  # the same step is refused while held off
+        assert g.step(100.0, wish).levels[W["readahead"]] == DEFAULT[W["readahead"]]
+
+
+def test_noise_alone_does_not_roll_back() -> None:
+    before = [100.0, 120.0, 80.0, 110.0, 90.0, 100.0, 95.0, 105.0]
+    after = [112.0, 72.0, 102.0, 82.0, 92.0, 97.0, 87.0, 92.0]
+    assert not worse(before, after, 0.05)  # 8% lower, but well inside the noise
+    assert worse([100.0] * 8, [85.0] * 8, 0.10)
+    assert not worse([100.0] * 8, [95.0] * 8, 0.10)
+
+
+def test_falls_back_to_default_when_tuning_loses() -> None:
+    cfg = GuardConfig(warmup=4, dwell=1, canary=2, threshold=0.5, holdoff=4, fallback_window=6)
+    g = Guard(DEFAULT, cfg)
+    for _ in range(cfg.warmup):
+        g.step(100.0, DEFAULT)
+    wish = DEFAULT.copy()
+    wish[W["cpus.trainer"]] = 2
+    events = []
+    for _ in range(20):
+        v = g.step(90.0, wish)  # 10% worse than default: too little to roll back, enough to lose
+        events.append(v.event)
+        if v.event == "fallback":
+            assert np.array_equal(v.levels, DEFAULT)
+            assert "fallback to default" in next(iter(v.reasons.values()))
+            break
+    assert "fallback" in events
