@@ -41,6 +41,15 @@ class Channel(Protocol):
     def set_prefetch(self, depth: int) -> int: ...
 
 
+def _clients(channel: Channel) -> list[str]:
+    """A copy of the channel's client addresses (its receiving thread may be adding one)."""
+    while True:
+        try:
+            return list(channel.clients)
+        except RuntimeError:  # the set changed size while being copied: copy again
+            continue
+
+
 def _hex(addr: str | bytes) -> str:
     return (addr if isinstance(addr, bytes) else addr.encode()).hex()
 
@@ -79,7 +88,7 @@ class Prefetch(Family):
             default = by_name(KNOB).default or 2.0
             entry = {"kind": KIND, "knob": KNOB, "original": ack or int(default), "clients": []}
             self.journal.put(KIND, entry)
-        for addr in list(self.channel.clients):
+        for addr in _clients(self.channel):
             if _hex(addr) not in entry["clients"]:
                 entry["clients"].append(_hex(addr))
                 self.journal.touch()
@@ -88,7 +97,7 @@ class Prefetch(Family):
         self._journal()
         self.journal.wrote(KNOB, depth)
         self.journal.flush()
-        self.asked = {_hex(a) for a in self.channel.clients}
+        self.asked = {_hex(a) for a in _clients(self.channel)}
         return self.channel.set_prefetch(depth)
 
     def set(self, knob: str, value: float, members: Members) -> str:
@@ -104,7 +113,7 @@ class Prefetch(Family):
         if self.channel.prefetch_ack == want:
             self.waiting = 0
             return []
-        if {_hex(a) for a in self.channel.clients} - self.asked:
+        if {_hex(a) for a in _clients(self.channel)} - self.asked:
             self._ask(want)  # a job process that reported since
         if not self.channel.clients:
             return []

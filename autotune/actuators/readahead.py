@@ -4,6 +4,11 @@ The devices are found from the job's open files (``/proc/<pid>/fd``, loop device
 each follow, or given explicitly (from block telemetry, say). The disk holding ``/`` is left out
 of discovery: it serves the whole node (logs, packages, every daemon), so the tuner changes it
 only when it is named explicitly.
+
+The kernel copies a device's read-ahead into each open file when it is opened, so a new value
+reaches files the job opens afterwards (a DataLoader opening a file per sample or per shard),
+not a file it holds open from before (measured: bench/actuators/readahead_throughput.py --held
+reads with the same request size at every setting).
 """
 
 from __future__ import annotations
@@ -86,7 +91,8 @@ class Readahead(Family):
                 self.last[dev] = value
 
     def set(self, knob: str, value: float, members: Members) -> str:
-        self.devices = self.discover(members)
+        if not self.devices:  # known ones are kept; follow() finds devices opened later
+            self.devices = self.discover(members)
         self.wanted = int(value)
         if not self.devices:
             return "no block device found yet: applied when the job opens a file on one"

@@ -36,7 +36,7 @@ from autotune.knobs import by_name
 from autotune.knobs.readback import read_members
 from autotune.roles import Role
 from autotune.system import cgroups
-from autotune.target import Target, start_time
+from autotune.target import Members, Target, start_time
 
 # Signals that end a session with a restore (SIGINT becomes KeyboardInterrupt, the others
 # SystemExit(128 + n), so the `with` block unwinds through __exit__).
@@ -109,7 +109,8 @@ class Actuators:
             self.backends["weights"] = choice
         except Stuck as e:
             self._disable_quietly(weights.KNOBS, str(e))
-        self._adopt(affinity.Affinity(self.journal, self.target.pid, split_smt))
+        self._affinity = affinity.Affinity(self.journal, self.target.pid, split_smt)
+        self._adopt(self._affinity)
         try:
             self._ra = readahead.Readahead(self.journal, devices)
         except Stuck as e:
@@ -149,11 +150,14 @@ class Actuators:
 
     def current(self) -> dict[str, float]:
         """Knob name → value in effect now (ladder values; readahead in KiB as read)."""
-        m = self.target.members()
+        return self._current(self.target.members())
+
+    def _current(self, m: Members) -> dict[str, float]:
         devices = self._ra.devices or self._ra.discover(m)
         values = read_members(
             m,
             mounts=self._mounts,
+            pool=self._affinity.pool,
             devices=devices,
             prefetch=self.progress,
             cgroup_parent=self.settings.cgroup_parent,
@@ -208,7 +212,7 @@ class Actuators:
                 continue
             self._wanted[knob] = value
             self.log.record(Decision(knob, role, old, value, reason, SET, detail=detail))
-        self._last = self.current()
+        self._last = self._current(m)
         return dict(self._last)
 
     def follow(self) -> None:

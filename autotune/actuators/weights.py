@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ from autotune.system import cgroups
 from autotune.target import Members, start_time
 
 KNOBS = {"weight.trainer": Role.TRAINER, "weight.loader": Role.LOADER}
+# rmdir attempts on restore, backing off from 1 ms to 128 ms: about 2 s in all, far more than a
+# killed process takes to be reaped, yet short enough for a shutdown path.
+RMDIR_TRIES = 20
 ROLE_DIRS = (Role.TRAINER, Role.LOADER)
 
 
@@ -113,11 +117,14 @@ def _running(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] not in "ZXx"
 
 
-def _sum_children(directory: Path, flavour: _Flavour) -> None:
-    """Set a cgroup's weight to the sum of its children's (clamped), so it splits, not caps."""
-    total = sum(
-        _read_int(child / flavour.file) or 0 for child in directory.iterdir() if child.is_dir()
-    )
+def _sum_children(directory: Path, flavour: _Flavour, total: int | None = None) -> None:
+    """Set a cgroup's weight to the sum of its children's (clamped), so it splits, not caps.
+
+    ``total``: the sum when the caller knows it (our session's own roles), else read.
+    """
+    if total is None:
+        with os.scandir(directory) as it:
+            total = sum(_read_int(Path(e.path) / flavour.file) or 0 for e in it if e.is_dir())
     if total:
         (directory / flavour.file).write_text(str(min(max(total, flavour.lo), flavour.hi)))
 
@@ -207,12 +214,12 @@ class CgroupWeights(Family):
         path = self.dirs[role] / f.file
         if not write_int(path, value):
             raise Stuck(f"{path} is gone (someone removed our cgroup)")
+        self.value[role] = value
         try:
-            _sum_children(self.session, f)
+            _sum_children(self.session, f, sum(self.value.values()))
             _sum_children(self.parent, f)
         except OSError as e:
             raise Stuck(f"cannot update the weights above {path}: {e.strerror}") from e
-        self.value[role] = value
         self.count[role] = n
 
     def _pids(self, role: Role, members: Members) -> list[int]:
@@ -279,7 +286,9 @@ def replay_cgroups(session: Session) -> list[Decision]:
             default = V1.default if e["file"] == V1.file else V2.default
             old = shares / (default * len(procs)) if shares and procs else None
             back = 0
-            for _ in range(5):  # a task forked meanwhile lands in the cgroup: go round again
+            # Go round again when rmdir fails: a task forked meanwhile landed in the cgroup, or
+            # a killed task is still exiting (it holds the cgroup until it is reaped).
+            for attempt in range(RMDIR_TRIES):
                 for pid in procs:
                     start, origin = moved.get(str(pid), [None, e["origin"]])
                     if start is not None and start != start_time(pid):
@@ -293,6 +302,7 @@ def replay_cgroups(session: Session) -> list[Decision]:
                     d.rmdir()
                     break
                 except OSError:
+                    time.sleep(0.001 * 2 ** min(attempt, 7))
                     procs = _procs(d)
             removed = not d.exists()
             what = f"{back} process(es) moved back; {'removed' if removed else 'cannot remove'} {d}"

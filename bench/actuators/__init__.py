@@ -1,0 +1,1 @@
+"""Benchmarks of the actuators: apply time, and the effect of each knob on a real job."""
