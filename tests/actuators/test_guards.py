@@ -3,19 +3,21 @@ journal and the decision log keep their contracts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from actuator_kit import Job, Loop, cpu_cgroup, role_cpus
+from actuator_kit import Job, Loop, cpu_cgroup, online, role_cpus
 
 from autotune.actuators import Actuators, Decision, DecisionLog, journal
 from autotune.config import Settings
 from autotune.errors import UserError
 from autotune.knobs import KnobRangeError
 from autotune.knobs.readback import read_knobs
+from autotune.system import cgroups
 
 
 @pytest.mark.root
@@ -111,3 +113,54 @@ def test_decision_log_lines_jsonl_and_listeners(tmp_path: Path) -> None:
     (row,) = (json.loads(x) for x in path.read_text().splitlines())
     assert row["knob"] == "readahead" and row["old"] == 128 and row["new"] == 1024
     assert row["event"] == "set" and row["dry_run"] is False
+
+
+@pytest.mark.root
+def test_a_write_the_kernel_refuses_disables_the_knob(
+    spawn: Callable[..., Job], settings: Settings, tmp_path: Path
+) -> None:
+    mount = cgroups.mounts().v1.get("cpuset")
+    if mount is None or len(online()) < 2:
+        pytest.skip("needs a cgroup v1 cpuset hierarchy and two CPUs")
+    job = spawn("--loaders", "1")
+    loader = job.target.members().loader_pids[0]
+    # Someone confines the loader to the first CPU with a cpuset after the session started: the
+    # kernel then refuses the loaders' CPUs (the high end), and the knob must be given up.
+    fence = mount / f"{settings.cgroup_parent}-fence"
+    fence.mkdir()
+    try:
+        (fence / "cpuset.cpus").write_text(str(min(online())))
+        (fence / "cpuset.mems").write_text((mount / "cpuset.mems").read_text().strip())
+        log_path = tmp_path / "decisions.jsonl"
+        with Actuators(job.target, settings, log=DecisionLog(log_path, console=False)) as act:
+            (fence / "cgroup.procs").write_text(str(loader))
+            act.apply({"cpus.loader": 0.5, "cpus.trainer": 0.5})
+            assert "cannot set thread" in act.disabled["cpus.loader"]
+            assert "cpus.trainer" not in act.disabled  # the other knob is unaffected
+        stuck = [d for d in DecisionLog.read(log_path) if d["event"] == "stuck"]
+        assert [d["knob"] for d in stuck] == ["cpus.loader"]
+    finally:
+        root_procs = mount / "cgroup.procs"
+        for pid in (fence / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):
+                root_procs.write_text(pid)
+        fence.rmdir()
+
+
+@pytest.mark.root
+def test_a_cgroup_removed_under_us_disables_the_weight(
+    spawn: Callable[..., Job], settings: Settings
+) -> None:
+    mount = cgroups.mounts().v1.get("cpu")
+    if mount is None:
+        pytest.skip("no cgroup v1 cpu hierarchy")
+    job = spawn("--loaders", "1")
+    with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
+        act.apply({"weight.trainer": 2.0, "weight.loader": 2.0})
+        ours = mount / settings.cgroup_parent / act.session_id / "trainer"
+        (mount / "cgroup.procs").write_text(str(job.proc.pid))  # someone takes the trainer out
+        ours.rmdir()  # and removes our cgroup
+        act.apply({"weight.trainer": 4.0})
+        assert "is gone" in act.disabled["weight.trainer"]
+        assert act.apply({"weight.loader": 4.0})["weight.loader"] == 4.0
+    assert cpu_cgroup(job.proc.pid) == "/"
