@@ -9,12 +9,12 @@ devices' ``read_ahead_kb``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from autotune.actuators import scx as scx_scheduler
 from autotune.errors import UserError
-from autotune.system import cgroups, kernel
+from autotune.system import cgroups
 
-SCX_PIN_DIR = Path("/sys/fs/bpf/autotune")
+SCX_PIN_DIR = scx_scheduler.PIN_DIR
 
 
 @dataclass(frozen=True)
@@ -53,16 +53,12 @@ def weights(
         UserError: ``prefer`` names an unknown backend or one this node cannot use.
     """
     m = mounts or cgroups.mounts()
-    scx = kernel.sched_ext()
+    # Ours, running now: sched_ext enabled with our ops, and its link and maps pinned.
+    ours = scx_scheduler.status(SCX_PIN_DIR)
     available: dict[str, str] = {}
-    if (
-        sched_ext
-        and scx.supported
-        and scx.state == "enabled"
-        and (SCX_PIN_DIR / "weights").exists()
-    ):
+    if sched_ext and ours.loaded:
         available["sched_ext"] = "our sched_ext scheduler is loaded"
-    why_not_scx = scx.reason if not scx.supported else "our sched_ext scheduler is not loaded"
+    why_not_scx = ours.reason or "not asked to use sched_ext"
     if m.v2 is not None and "cpu" in m.v2_controllers:
         available["cgroup2"] = f"cgroup v2 cpu.weight ({why_not_scx})"
     if "cpu" in m.v1:

@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "restore": ("autotune.cli.restore:restore", "Put back every knob a crashed run left changed."),
     "scx": ("autotune.cli.scx:scx_group", "Our sched_ext scheduler: status, load, unload."),
+    "record": (
+        "autotune.cli.record:record",
+        "Record a job's telemetry into a trace (or --summary FILE).",
+    ),
     "query": (
         "autotune.cli.query:query",
         "Run SQL (DuckDB) over recorded traces, as table `trace`.",
