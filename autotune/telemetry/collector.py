@@ -175,6 +175,19 @@ class TelemetryCollector:
         """The job's processes now, by role (as the role source tracks them)."""
         return self._roles.processes()
 
+    def program_fds(self) -> dict[str, int]:
+        """The loaded BPF programs' file descriptors by name (none for /proc).
+
+        For measuring the programs' own run time, which the kernel keeps per program while
+        ``kernel.bpf_stats_enabled`` is 1 (``run_time_ns`` in ``/proc/self/fdinfo/<fd>``).
+        """
+        out: dict[str, int] = {}
+        for part in (self._roles, self._block, self._pagecache):
+            bpf = getattr(part, "bpf", None)
+            if bpf is not None:
+                out.update({name.decode(): f.fd for name, f in bpf.funcs.items()})
+        return out
+
     def alive(self) -> bool:
         """Whether the target still runs (the caller stops sampling when it does not)."""
         return self.target.alive()
