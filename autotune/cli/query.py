@@ -25,7 +25,8 @@ def _text(value: Any) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        # Six significant digits, but never an exponent for Unix times.
+        return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.3f}"
     if isinstance(value, list | dict):
         return json.dumps(value, default=str)
     return str(value)
@@ -40,7 +41,10 @@ def _print_table(rows: list[dict[str, Any]], names: list[str]) -> None:
         table.add_column(name, overflow="fold")
     for row in rows:
         table.add_row(*(_text(row[n]) for n in names))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: no terminal width to fold the columns into
+        console = Console(width=100_000)
+    console.print(table)
     click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", err=True)
 
 

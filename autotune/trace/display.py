@@ -112,7 +112,7 @@ def render_summary(s: Summary) -> RenderableType:
     head.add_column(style="bold")
     head.add_column()
     state = "complete" if m.get("complete") else "unfinished (partial)"
-    head.add_row("target", str(m.get("target")))
+    head.add_row("target", " ".join(str(m.get("target")).split()))
     head.add_row("host", f"{m.get('host')} (kernel {m.get('kernel')}, {m.get('cpus')} CPUs)")
     head.add_row("started", str(m.get("start_time")))
     head.add_row("duration", f"{s.duration_s:.1f} s, {s.rows} rows, {state}")

@@ -24,14 +24,15 @@ import pyarrow.parquet as pq
 from autotune.errors import UserError
 from autotune.telemetry.sample import Sample
 from autotune.trace import meta as trace_meta
-from autotune.trace.columns import SCHEMA, sample_to_row
+from autotune.trace.columns import SCHEMA, rows_to_batch, sample_to_row
 from autotune.trace.reader import load_trace
 
 PARTIAL_SUFFIX = ".partial"
 # A few seconds: what a crash may lose, against one small fsync per flush.
 DEFAULT_FLUSH_S = 2.0
-# Compress each streamed batch: a partial of an hour stays a few MB (see bench/trace).
-_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
+# Batches of a few rows compress poorly (×0.65 with zstd) at 20× the CPU: the partial is
+# temporary, so it is written uncompressed (bench/trace/write_speed.py).
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=None)
 
 
 def partial_path(path: Path) -> Path:
@@ -94,7 +95,7 @@ class TraceWriter:
         schema = trace_meta.attach(SCHEMA, self._meta)
         self._stream = pa.ipc.new_stream(self._file, schema, options=_IPC_OPTIONS)
         # Arrow writes the schema with the first batch: an empty one puts it on disk now.
-        self._stream.write_batch(pa.RecordBatch.from_pylist([], schema=SCHEMA))
+        self._stream.write_batch(rows_to_batch([]))
         self._sync()
 
     def append(self, sample: Sample) -> None:
@@ -115,7 +116,7 @@ class TraceWriter:
             return
         if self._stream is None:
             raise RuntimeError("TraceWriter.begin() must be called before rows are written")
-        batch = pa.RecordBatch.from_pylist(self._pending, schema=SCHEMA)
+        batch = rows_to_batch(self._pending)
         self._pending = []
         self._stream.write_batch(batch)
         self._sync()
@@ -176,6 +177,7 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` as Parquet: temp file in the same folder, fsync, rename."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the trace from other users
         with os.fdopen(fd, "wb") as f:
             pq.write_table(table, f, compression="zstd")
             f.flush()
