@@ -4,7 +4,8 @@
 # Loads our scheduler, runs two CPU-bound loops A and B pinned to CPU 1 and measures their
 # CPU-time ratio B/A (from /proc/PID/schedstat) at weights 1:3, then 4:1 after updating the map
 # live; then moves a third loop C, whose vtime ran far ahead alone on CPU 0, onto CPU 1 (it must
-# get its third, neither starve nor hog); then unloads the scheduler (the fair class: B/A about 1).
+# get its third, neither starve nor hog); then unloads the scheduler (the fair class: B/A about 1);
+# then reloads it and has sched_ext eject it, checking that it recorded why.
 # Prints one line `SCX-TEST-RESULT PASS|FAIL ...` and powers off; the host reads the console.
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -96,4 +97,18 @@ done
 sleep 1
 phase fair 0.8 1.25
 kill "$A" "$B"
+
+# Ejected: sched_ext's SysRq-S kill switch stands in for its watchdog. The kernel falls back to
+# the fair class; the scheduler must have recorded why it stopped (what user space reports).
+$LOADER load /scx/scx_autotune.bpf.o "$PIN" || finish "FAIL reloading the scheduler"
+echo S >/proc/sysrq-trigger
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    [ "$(state)" = disabled ] && break
+    sleep 0.5
+done
+[ "$(state)" = disabled ] || finish "FAIL state $(state) after SysRq-S"
+why=$($LOADER show "$PIN" | grep '^exit ')
+[ -n "$why" ] || finish "FAIL no exit reason recorded after SysRq-S"
+echo "scx-test: ejected: $why"
+$LOADER unload "$PIN"
 finish PASS
