@@ -5,11 +5,12 @@
 A file on a loop device of our own (ext4, attached with direct I/O so that the root disk's page
 cache and read-ahead stay out of it) is read start to end in 4 KiB reads by a reader process.
 The actuators find the device from the reader's open file and set ``readahead`` to 16 KiB,
-128 KiB (the kernel's default: the baseline), 1 MiB and 16 MiB in turn, the order rotating every
-repeat; before each read the file's page cache is evicted (posix_fadvise DONTNEED on the file and
-the device, not a global drop_caches, which would empty everyone's caches on this shared VM) and
-checked empty (fincore). Reported: MB/s per setting, median [range], and the ratio of medians to
-the 128 KiB baseline. Needs root.
+128 KiB (the kernel's usual default, the baseline; a direct-I/O loop device starts at 2560 KiB
+here), 1 MiB and 16 MiB in turn, the order rotating every repeat. Before each read the file's
+page cache is evicted (posix_fadvise DONTNEED on the file and the device, not a global
+drop_caches, which would empty everyone's caches on this shared VM) and checked empty (fincore).
+Reported: MB/s per setting, median [range], the ratio of medians to the 128 KiB baseline, and
+the mean request size the device saw. Needs root.
 """
 
 from __future__ import annotations
