@@ -14,7 +14,7 @@ from autotune.features import hist_quantile
 from autotune.knobs import KNOBS
 from autotune.roles import ROLE_INDEX, ROLES
 from autotune.telemetry.sample import B, C, Sample
-from autotune.trace.summary import Summary
+from autotune.trace.summary import Summary, progress_unit
 
 
 def _fmt(value: float | None, spec: str = ".2f", unit: str = "") -> str:
@@ -93,7 +93,7 @@ class LiveView:
             for r in ROLES
         )
         progress = s.progress_samples if s.progress_samples > 0 else s.progress_steps
-        unit = "samples" if s.progress_samples > 0 else "steps"
+        unit = progress_unit(s.progress_source, s.progress_samples)
         node = Text(
             f"read {s.block[B['read_bytes']] / 1e6 / dt:.1f} MB/s   readahead {ra / dt:.0f}/s   "
             f"progress {progress / dt:.1f} {unit}/s ({s.progress_source})"

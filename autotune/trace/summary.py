@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from autotune.features import hist_quantile
 from autotune.knobs import KNOBS
 from autotune.roles import ROLES
-from autotune.telemetry.sample import N_SLOTS, PAGE_KIB
+from autotune.telemetry.sample import N_SLOTS, PAGE_KIB, PROGRESS_PROXY
 
 
 @dataclass
@@ -48,6 +48,13 @@ class Summary:
     @property
     def progress_rate(self) -> float | None:
         return self.progress_total / self.duration_s if self.duration_s > 0 else None
+
+
+def progress_unit(source: str, samples: float) -> str:
+    """What progress counts: the job's samples or steps, or (the proxy) trainer on-CPU seconds."""
+    if source == PROGRESS_PROXY:
+        return "trainer CPU-s"
+    return "samples" if samples > 0 else "steps"
 
 
 def _sum(table: pa.Table, name: str) -> float | None:
@@ -127,6 +134,7 @@ def summarize(table: pa.Table, meta: dict[str, Any]) -> Summary:
     samples = _sum(table, "progress_samples") or 0.0
     steps = _sum(table, "progress_steps") or 0.0
     sources = set(table.column("progress_source").to_pylist()) - {None} if table.num_rows else set()
+    source = "client" if "client" in sources else (sorted(sources) or ["none"])[0]
     return Summary(
         meta=meta,
         rows=table.num_rows,
@@ -138,8 +146,8 @@ def summarize(table: pa.Table, meta: dict[str, Any]) -> Summary:
         ra_sync=totals["ra_sync"],
         ra_async=totals["ra_async"],
         ra_mean_kib=pages * PAGE_KIB / events if events else None,
-        progress_source="client" if "client" in sources else (sorted(sources) or ["none"])[0],
+        progress_source=source,
         progress_total=samples if samples > 0 else steps,
-        progress_unit="samples" if samples > 0 else "steps",
+        progress_unit=progress_unit(source, samples),
         settings=_settings(table, seconds),
     )

@@ -1,0 +1,1 @@
+"""Benchmarks of the trace format: write speed, size per hour, query time."""
