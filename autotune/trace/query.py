@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from autotune.errors import UserError
-from autotune.trace.reader import load_trace, read_meta
+from autotune.trace.reader import load_trace, read_header
 from autotune.trace.writer import PARTIAL_SUFFIX
 
 if TYPE_CHECKING:
@@ -69,11 +69,13 @@ def connect(traces: Sequence[Path]) -> duckdb.DuckDBPyConnection:
     import duckdb
 
     parquet: list[Path] = []
+    schemas: list[pa.Schema] = []
     streams: list[pa.Table] = []
     for path in traces:
-        kind, _ = read_meta(path)
+        kind, schema, _ = read_header(path)
         if kind == "parquet":
             parquet.append(path)
+            schemas.append(schema)
         else:
             table, _ = load_trace(path)
             column = pa.array([str(path)] * table.num_rows, pa.string())
@@ -82,9 +84,12 @@ def connect(traces: Sequence[Path]) -> duckdb.DuckDBPyConnection:
     parts: list[str] = []
     if parquet:
         files = ", ".join(_sql_string(str(p)) for p in parquet)
+        # Matching columns by name reads every file's footer again; only needed when traces of
+        # different format versions are mixed.
+        same = all(s.equals(schemas[0], check_metadata=False) for s in schemas)
         parts.append(
-            f"SELECT filename AS file, * EXCLUDE (filename) "
-            f"FROM read_parquet([{files}], filename = true, union_by_name = true)"
+            f"SELECT filename AS file, * EXCLUDE (filename) FROM read_parquet([{files}], "
+            f"filename = true, union_by_name = {'false' if same else 'true'})"
         )
     if streams:
         con.register("_autotune_partials", pa.concat_tables(streams, promote_options="default"))

@@ -70,6 +70,16 @@ def read_meta(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
     Raises:
         UserError: missing, unreadable, corrupted or foreign file.
     """
+    kind, _, meta = read_header(path)
+    return kind, meta
+
+
+def read_header(path: str | os.PathLike[str]) -> tuple[str, pa.Schema, dict[str, Any]]:
+    """The kind, Arrow schema and metadata of a trace, reading only its header (or footer).
+
+    Raises:
+        UserError: missing, unreadable, corrupted or foreign file.
+    """
     p = Path(path)
     kind = _kind(p)
     if kind == "parquet":
@@ -83,7 +93,7 @@ def read_meta(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
                 schema = reader.schema
         except (pa.ArrowException, OSError) as e:
             raise UserError(f"{p} is a damaged trace stream: {_first_line(e)}") from None
-    return kind, _checked_meta(p, schema)
+    return kind, schema, _checked_meta(p, schema)
 
 
 def load_trace(path: str | os.PathLike[str]) -> tuple[pa.Table, dict[str, Any]]:

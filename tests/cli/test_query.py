@@ -137,3 +137,14 @@ def test_no_traces_and_missing_files_are_one_line(run_cli: Run, tmp_path: Path) 
     _one_line_exit_2(run_cli("query", "SELECT 1", str(empty)), "no traces")
     r = run_cli("query", "SELECT 1", env=_env(tmp_path / "runs"))
     _one_line_exit_2(r, "no traces")
+
+
+def test_traces_with_different_columns_join_by_name(run_cli: Run, tmp_path: Path) -> None:
+    new = _trace(tmp_path / "new.parquet", 3)
+    table = pq.read_table(new)
+    old = tmp_path / "old.parquet"  # as an older writer without one column would have left it
+    pq.write_table(table.drop_columns(["trainer_majflt"]), old)
+    sql = "SELECT count(*) AS n, count(trainer_majflt) AS m FROM trace"
+    r = run_cli("query", "--format", "json", sql, str(new), str(old))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [{"n": 6, "m": 3}]
