@@ -44,10 +44,14 @@ timeout_s=${SCX_VM_TIMEOUT:-300}
 result=""
 for attempt in 1 2 3; do
     log=$out/console-$attempt.log
-    say "boot $attempt: $(basename "$kernel"), qemu TCG single-threaded, 2 CPUs (log: $log)"
+    say "boot $attempt: $(basename "$kernel"), qemu TCG single-threaded, icount, 2 CPUs (log: $log)"
     # panic=-1 and -no-reboot turn a kernel panic into qemu exiting, not a reboot loop.
+    # -icount: the guest's clock counts instructions (8 ns each), not host time, so the CPU-time
+    # ratios measured inside do not depend on how busy the host is. Without it a stalled qemu
+    # thread charges the stall to whichever guest task ran (measured: 4:1 read 0.287 once at
+    # host load 8; with it, five runs at load 18-29 gave 0.246-0.253).
     timeout "$timeout_s" qemu-system-x86_64 \
-        -accel tcg,thread=single -cpu max -smp 2 -m 1024 \
+        -accel tcg,thread=single -icount shift=3,sleep=on -cpu max -smp 2 -m 1024 \
         -kernel "$kernel/vmlinuz" -initrd "$out/initramfs.cpio.gz" \
         -append "console=ttyS0 rdinit=/init oops=panic panic=-1 quiet loglevel=4" \
         -nographic -no-reboot -monitor none -serial stdio </dev/null >"$log" 2>&1 || true
