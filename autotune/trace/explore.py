@@ -107,6 +107,9 @@ class Explorer:
             return
         self._next_at = now + self.hold_s
         setting = next(self._steps)
+        self.visited += 1
+        if self.visited == 1:
+            return  # the first setting is the knobs as found (snapped): record them untouched
         current = self.act.current()
         changes = {
             k: v
@@ -115,4 +118,3 @@ class Explorer:
         }
         if changes:
             self.act.apply(changes, reason="explore")
-        self.visited += 1

@@ -383,6 +383,27 @@ def test_explore_visits_settings_records_them_and_restores(
     assert not (parent / session).exists()
 
 
+@pytest.mark.root
+@pytest.mark.slow
+def test_record_a_cgroup(run_cli: Run, tmp_path: Path) -> None:
+    group = Path(f"/sys/fs/cgroup/cpu/autotune-test-record-{os.getpid()}")
+    group.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        (group / "cgroup.procs").write_text(str(sleeper.pid))
+        out = tmp_path / "cg.parquet"
+        r = run_cli("record", "--cgroup", str(group), "--duration", "1", "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        table, meta = load_trace(out)
+        assert meta["target"] == f"cgroup {group}" and meta["ended"] == "duration"
+        assert table.num_rows >= 1
+        assert sleeper.poll() is None  # a job it did not launch is left running
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        group.rmdir()
+
+
 # --- bad input ----------------------------------------------------------------------------------
 
 
