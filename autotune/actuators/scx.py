@@ -105,16 +105,18 @@ def build(out: Path | None = None) -> Path:
         raise ScxUnavailable(f"no {kernel.BTF_VMLINUX}: the scheduler is built against it")
     if not BUILD_SCRIPT.is_file():
         raise ScxUnavailable(f"{BUILD_SCRIPT} is missing: building needs the autotune repository")
-    r = subprocess.run(
-        [str(BUILD_SCRIPT), "--btf", str(kernel.BTF_VMLINUX), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ScxUnavailable(f"building the scheduler failed: {last}")
+    failed = _run([str(BUILD_SCRIPT), "--btf", str(kernel.BTF_VMLINUX), "--out", str(out)])
+    if failed:
+        raise ScxUnavailable(f"building the scheduler failed: {failed}")
     return out
+
+
+def _run(cmd: list[str]) -> str | None:
+    """Run a tool; None when it succeeded, else the last line it printed on stderr."""
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if r.returncode == 0:
+        return None
+    return (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
 
 
 def _wait_state(want: set[str], timeout: float) -> str:
@@ -158,15 +160,11 @@ def load(pin_dir: Path = PIN_DIR, built: Path | None = None, timeout: float = 5.
     if now.pinned:
         unload(pin_dir)  # pins of a scheduler that stopped: clear them first
     built = built or build()
-    r = subprocess.run(
-        [str(built / "scx-autotune"), "load", str(built / "scx_autotune.bpf.o"), str(pin_dir)],
-        capture_output=True,
-        text=True,
-        check=False,
+    failed = _run(
+        [str(built / "scx-autotune"), "load", str(built / "scx_autotune.bpf.o"), str(pin_dir)]
     )
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ScxUnavailable(f"loading the scheduler failed: {last}; {_fallback()}")
+    if failed:
+        raise ScxUnavailable(f"loading the scheduler failed: {failed}; {_fallback()}")
     _wait_state({"enabled"}, timeout)
     after = status(pin_dir)
     if not after.loaded:

@@ -26,16 +26,22 @@ EXPECTED = {
 }
 
 
-@pytest.mark.vm
-@pytest.mark.slow
-def test_scheduler_honours_weights_in_a_vm() -> None:
+def _run_vm(boot_timeout_s: int) -> subprocess.CompletedProcess[str]:
+    """Run scx/vm/run.sh; skip (with the reason) where qemu or the downloads are unavailable."""
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86_64 is not installed (scripts/bootstrap.sh installs it)")
-    # Three boots at most; keep each well inside pytest's timeout.
-    env = {**os.environ, "SCX_VM_TIMEOUT": "150"}
+    env = {**os.environ, "SCX_VM_TIMEOUT": str(boot_timeout_s)}
+    # Three boots at most, each within boot_timeout_s: inside pytest's own timeout.
     r = subprocess.run([str(RUN)], capture_output=True, text=True, timeout=560, env=env)
     if r.returncode == DOWNLOADS_UNAVAILABLE:
         pytest.skip(f"sched_ext kernel unavailable: {r.stderr.strip().splitlines()[-1]}")
+    return r
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+def test_scheduler_honours_weights_in_a_vm() -> None:
+    r = _run_vm(150)
     assert r.returncode == 0, r.stderr[-3000:]
     found = dict(re.findall(r"(\w+)=([0-9.]+)", r.stderr.strip().splitlines()[-1]))
     for name, (lo, hi) in EXPECTED.items():
@@ -44,13 +50,7 @@ def test_scheduler_honours_weights_in_a_vm() -> None:
 
 @pytest.mark.vm
 def test_a_boot_that_hangs_is_retried_twice_then_reported() -> None:
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is not installed (scripts/bootstrap.sh installs it)")
-    # Two seconds is far too short for the kernel to boot under TCG: every boot "hangs".
-    env = {**os.environ, "SCX_VM_TIMEOUT": "2"}
-    r = subprocess.run([str(RUN)], capture_output=True, text=True, timeout=300, env=env)
-    if r.returncode == DOWNLOADS_UNAVAILABLE:
-        pytest.skip(f"sched_ext kernel unavailable: {r.stderr.strip().splitlines()[-1]}")
+    r = _run_vm(2)  # far too short for the kernel to boot under TCG: every boot "hangs"
     assert r.returncode == 3, r.stderr[-3000:]
     assert r.stderr.count("crashed or hung before a result") == 3
     assert r.stderr.count("retrying (at most twice)") == 2
