@@ -53,6 +53,13 @@ class Status:
     reason: str
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # bpffs is root-only: for others, our pins cannot be seen
+        return False
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip()
@@ -63,11 +70,11 @@ def _read(path: Path) -> str | None:
 def status(pin_dir: Path = PIN_DIR) -> Status:
     """Report whether our scheduler runs, and if not, why not."""
     scx = kernel.sched_ext()
-    pinned = (pin_dir / "weights").exists()
+    pinned = _exists(pin_dir / "weights")
     if not scx.supported:
         return Status(False, scx.state, None, pinned, False, f"no sched_ext: {scx.reason}")
     ops = _read(ROOT_OPS) if scx.state == "enabled" else None
-    if scx.state == "enabled" and ops == OPS_NAME and pinned and (pin_dir / "link").exists():
+    if scx.state == "enabled" and ops == OPS_NAME and pinned and _exists(pin_dir / "link"):
         return Status(True, scx.state, ops, pinned, True, "")
     if ops and ops != OPS_NAME:
         why = f"another sched_ext scheduler ({ops}) is running"
