@@ -307,11 +307,9 @@ def _knob_source(
     from autotune.trace.recorder import ReadBack
 
     if explore_hold is None:
-        from autotune.knobs.readback import read_knobs
+        from autotune.trace.knobs import KnobReader
 
-        return ReadBack(
-            lambda: read_knobs(target, prefetch=progress, cgroup_parent=settings.cgroup_parent)
-        )
+        return ReadBack(KnobReader(target, progress, settings.cgroup_parent))
     from dataclasses import asdict
 
     from autotune.actuators import Actuators, DecisionLog
