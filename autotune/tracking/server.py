@@ -74,7 +74,10 @@ def start(
     workers: int = 1,
     log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``mlflow server`` in its own process group; returns the process (not yet ready)."""
+    """Start ``mlflow server`` in its own process group; returns the process (not yet ready).
+
+    Its output goes to ``log``, or else to our stderr: stdout stays for what we print.
+    """
     db = backend_store_uri.removeprefix("sqlite:///")
     if backend_store_uri.startswith("sqlite:///"):
         Path(db).parent.mkdir(parents=True, exist_ok=True)
@@ -85,8 +88,8 @@ def start(
         return subprocess.Popen(
             command(host, port, backend_store_uri, artifacts_destination, workers),
             env=server_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT if out is not None else None,
+            stdout=out if out is not None else sys.stderr.fileno(),
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # so stop() can end its workers too
         )
     finally:

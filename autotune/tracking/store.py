@@ -19,9 +19,10 @@ from autotune.tracking.schema import ARTIFACTS_DIR
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-# Why these: a loopback or LAN server answers in milliseconds; 5 s covers a slow artifact
-# upload of a policy (kilobytes) and keeps a dead server from holding a report for minutes.
-HTTP_TIMEOUT_S = 5
+# Why these: a loopback or LAN server answers in milliseconds, but a busy one (a 2-core node
+# at load 20, seen here while training) took over 5 s for a 1,000-metric batch; 15 s covers
+# that and still keeps a dead server from holding a report or a run's end for minutes.
+HTTP_TIMEOUT_S = 15
 HTTP_MAX_RETRIES = 0
 PROBE_TIMEOUT_S = 3.0
 

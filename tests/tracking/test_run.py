@@ -1,0 +1,122 @@
+"""tracked_run against a real SQLite store: what a run writes, and that it is all there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from autotune.features import SCHEMA_VERSION
+from autotune.knobs import KNOB_TABLE_VERSION
+from autotune.tracking import schema, store, tracked_run
+from autotune.tracking.spool import UPLOADED_INDEX
+
+
+def _policy(tmp_path: Path) -> Path:
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    (folder / "weights.npz").write_bytes(b"\x93NUMPY fake weights")
+    (folder / "metadata.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
+    return folder
+
+
+def test_train_run_logs_everything(runs: Path, sqlite_uri: str, tmp_path: Path) -> None:
+    with tracked_run(
+        "train",
+        name="ppo-seed0",
+        tags={schema.TAG_ALGO: "ppo", schema.TAG_WORKLOADS: "cnn,shards"},
+        params={"learning_rate": 3e-4, "n_steps": 64},
+        tracking_uri=sqlite_uri,
+        runs_dir=runs,
+    ) as run:
+        assert len(run.id) == 32, "the store answered, so the id is MLflow's"
+        for i in range(5):
+            run.log_metrics({schema.M_EPISODE_REWARD: float(i)}, step=i * 64)
+        run.log_dict({"net_arch": [16]}, "config/hparams.json")
+        run.log_policy(_policy(tmp_path))
+
+    c = store.client(sqlite_uri)
+    got = c.get_run(run.id)
+    tags = got.data.tags
+    assert got.info.status == "FINISHED"
+    assert got.info.run_name == "ppo-seed0"
+    assert tags[schema.TAG_KIND] == "train"
+    assert tags[schema.TAG_ALGO] == "ppo"
+    assert tags[schema.TAG_SCHEMA_VERSION] == str(SCHEMA_VERSION)
+    assert tags[schema.TAG_KNOB_TABLE_VERSION] == str(KNOB_TABLE_VERSION)
+    assert tags[schema.TAG_HOST]
+    assert tags[schema.TAG_GIT_COMMIT]
+    assert tags[schema.TAG_LOCAL_ID] == run.local_id
+    assert got.data.params == {"learning_rate": "0.0003", "n_steps": "64"}
+    history = c.get_metric_history(run.id, schema.M_EPISODE_REWARD)
+    assert sorted((m.step, m.value) for m in history) == [(i * 64, float(i)) for i in range(5)]
+    top = {a.path for a in c.list_artifacts(run.id)}
+    assert top == {"config", "policy"}
+    assert {a.path for a in c.list_artifacts(run.id, "policy")} == {
+        "policy/weights.npz",
+        "policy/metadata.json",
+    }
+    models = c.search_logged_models([got.info.experiment_id])
+    assert [(m.name, m.source_run_id) for m in models] == [(schema.POLICY_MODEL_NAME, run.id)]
+    # Artifacts of the embedded store live under runs/artifacts/<experiment>.
+    assert (runs / "artifacts" / schema.DEFAULT_EXPERIMENT).is_dir()
+    # Wholly uploaded: the spool folder is gone and the index remembers the mapping.
+    assert not (runs / "spool" / run.local_id).exists()
+    assert run.local_id in (runs / "spool" / UPLOADED_INDEX).read_text()
+
+
+def test_child_runs_name_their_parent(runs: Path, sqlite_uri: str) -> None:
+    with tracked_run("eval", tracking_uri=sqlite_uri, runs_dir=runs) as parent:
+        for policy in ("default", "heuristic"):
+            with tracked_run(
+                "eval_result",
+                parent=parent,
+                tags={schema.TAG_POLICY: policy, schema.TAG_WORKLOAD: "cnn"},
+                tracking_uri=sqlite_uri,
+                runs_dir=runs,
+            ) as child:
+                child.log_metrics({schema.M_PROGRESS_VS_DEFAULT: 1.0})
+    c = store.client(sqlite_uri)
+    exp = c.get_experiment_by_name(schema.DEFAULT_EXPERIMENT)
+    assert exp is not None
+    children = c.search_runs(
+        [exp.experiment_id], f"tags.`{schema.MLFLOW_PARENT_RUN_ID}` = '{parent.id}'"
+    )
+    assert sorted(r.data.tags[schema.TAG_POLICY] for r in children) == ["default", "heuristic"]
+
+
+def test_failed_block_marks_run_failed(runs: Path, sqlite_uri: str) -> None:
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        tracked_run("tune", tracking_uri=sqlite_uri, runs_dir=runs) as run,
+    ):
+        run.log_metrics({schema.M_PROGRESS_RATE: 10.0})
+        raise RuntimeError("boom")
+    assert store.client(sqlite_uri).get_run(run.id).info.status == "FAILED"
+
+
+def test_steps_default_to_a_counter(runs: Path, sqlite_uri: str) -> None:
+    with tracked_run("tune", tracking_uri=sqlite_uri, runs_dir=runs) as run:
+        for v in (1.0, 2.0, 3.0):
+            run.log_metrics({schema.knob_metric("readahead"): v})
+    history = store.client(sqlite_uri).get_metric_history(run.id, "knob/readahead")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+
+
+def test_experiment_by_name(runs: Path, sqlite_uri: str) -> None:
+    with tracked_run("record", tracking_uri=sqlite_uri, experiment="nodes", runs_dir=runs) as r:
+        pass
+    c = store.client(sqlite_uri)
+    exp = c.get_experiment_by_name("nodes")
+    assert exp is not None
+    assert c.get_run(r.id).info.experiment_id == exp.experiment_id
+
+
+def test_unknown_kind_is_refused(runs: Path, sqlite_uri: str) -> None:
+    with (
+        pytest.raises(ValueError, match="unknown run kind"),
+        tracked_run("nope", tracking_uri=sqlite_uri, runs_dir=runs),
+    ):
+        pass
+    assert not (runs / "spool").exists() or not list((runs / "spool").iterdir())
