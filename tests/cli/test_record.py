@@ -404,6 +404,22 @@ def test_record_a_cgroup(run_cli: Run, tmp_path: Path) -> None:
         group.rmdir()
 
 
+@pytest.mark.slow
+def test_default_output_is_timestamped_under_runs_workloads(run_cli: Run, tmp_path: Path) -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        env = {**os.environ, "AUTOTUNE_RUNS_DIR": str(tmp_path / "runs")}
+        r = run_cli("record", "--pid", str(sleeper.pid), "--duration", "0.5", env=env)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert r.returncode == 0, r.stderr
+    (made,) = (tmp_path / "runs" / "workloads").iterdir()
+    assert made.name.startswith(f"pid{sleeper.pid}-") and made.suffix == ".parquet"
+    assert str(made) in r.stderr.splitlines()[-1]
+    assert load_trace(made)[1]["complete"] is True
+
+
 # --- bad input ----------------------------------------------------------------------------------
 
 
