@@ -1,0 +1,1 @@
+"""Real workloads for recording, replay fidelity and online tuning (see README.md here)."""

@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         shuffle=True,
         num_workers=args.workers,
         prefetch_factor=args.prefetch,
+        persistent_workers=True,  # as multi-epoch training runs: workers live across epochs
         generator=torch.Generator().manual_seed(args.seed),
     )
     meter = jobkit.Meter(args.samples)

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from autotune.errors import NotPermitted, UserError
@@ -24,6 +25,7 @@ from autotune.system.blockdev import SYS_BLOCK, disk_of_path
 # Backing files live on a real disk (not /tmp, which may be tmpfs and cannot do O_DIRECT).
 BACKING_ROOT = Path("/var/tmp")
 PREFIX = "autotune-workloads-"
+SETTLE_S = 5.0  # how long to wait for a busy mount or loop device to be let go
 
 
 def _run(cmd: list[str]) -> str:
@@ -155,12 +157,10 @@ class DataDisk:
     def close(self) -> None:
         """Unmount, detach and delete; safe to call twice and after a partial :meth:`open`."""
         if self._mounted and self.mountpoint is not None:
-            # A job killed a moment ago may still hold files open: retry, then detach lazily.
-            if subprocess.run(["umount", str(self.mountpoint)], capture_output=True).returncode:
-                subprocess.run(["umount", "-l", str(self.mountpoint)], capture_output=True)
+            _unmount(self.mountpoint)
             self._mounted = False
         if self.device is not None:
-            subprocess.run(["losetup", "-d", f"/dev/{self.device}"], capture_output=True)
+            _detach(self.device)
             self.device = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -185,6 +185,25 @@ class DataDisk:
         if self.mountpoint is None or not self._mounted:
             raise UserError("the data disk is not open")
         return self.mountpoint
+
+
+def _unmount(mountpoint: Path) -> None:
+    # A process that just died may hold a file for a moment longer: retry before going lazy.
+    deadline = time.monotonic() + SETTLE_S
+    while subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode:
+        if time.monotonic() > deadline:
+            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+            return
+        time.sleep(0.1)
+
+
+def _detach(device: str) -> None:
+    # Detaching a device still in use only marks it to go when the last user closes it.
+    backing = SYS_BLOCK / device / "loop" / "backing_file"
+    subprocess.run(["losetup", "-d", f"/dev/{device}"], capture_output=True)
+    deadline = time.monotonic() + SETTLE_S
+    while backing.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def loop_device_of(path: Path) -> str:

@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+# Imported up front, not when a run starts: a Ctrl-C that lands inside a dataclass being built
+# (exec'd code) makes CPython 3.11 end the process by SIGINT even after the harness handled it.
+from autotune import config
+from autotune.actuators import Actuators, DecisionLog
 from autotune.errors import UserError
 from autotune.knobs import by_name
 from autotune.target import Target
@@ -79,7 +83,6 @@ class FixedKnobs:
         self._ra_original: int | None = None
         self._act: Any = None
         self._target: Target | None = None
-        self._workers_seen = False
         # The fixed knobs' values as read back: after apply, and again once the job's
         # DataLoader workers exist (the actuators put them under the loader's settings).
         self.in_effect: dict[str, float] = {}
@@ -95,9 +98,6 @@ class FixedKnobs:
         """Hand the settings to the actuators now that the job runs; check that each took."""
         if self.tuned or not self.knobs:
             return
-        from autotune import config
-        from autotune.actuators import Actuators, DecisionLog
-
         self._act = Actuators(
             target,
             config.load(),
@@ -124,16 +124,15 @@ class FixedKnobs:
         """Once per interval while the job runs: new workers get their role's settings."""
         if self._act is None or self._target is None:
             return
+        before = self._target.members().loader_pids
         self._act.follow()
         self.check()
-        # Read back until every knob shows, with the workers there (prefetch is acknowledged
-        # only after the job's first batches): a few intervals, then no more reads.
-        if set(self.in_effect) >= set(self.knobs) and self._workers_seen:
-            return
-        if self._target.alive() and self._target.members().loader_pids:
-            self._workers_seen = True
+        # Read back while the workers are there and none came or went during the follow (a
+        # worker born since is not placed yet): the last such reading is what the run had.
+        if before and self._target.alive():
             now = self._act.current()
-            self.in_effect = {k: v for k, v in now.items() if k in self.knobs}
+            if self._target.members().loader_pids == before:
+                self.in_effect = {k: v for k, v in now.items() if k in self.knobs}
 
     def close(self) -> None:
         """Let the actuators restore what they changed, then put read-ahead back."""

@@ -66,19 +66,22 @@ class Neighbour:
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group led by ``proc``, SIGKILL it if it lingers, and reap ``proc``."""
+    """Stop the process group led by ``proc``: SIGTERM, SIGKILL if it lingers; reap ``proc``.
+
+    Returns once no process of the group is left, so that files they held (on a data disk about
+    to be unmounted, say) are closed.
+    """
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             break  # the whole group is gone
-        try:
-            proc.wait(STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            continue
-        if not _group_alive(proc.pid):
-            break
-        time.sleep(0.05)
+        deadline = time.monotonic() + STOP_WAIT_S
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader: a zombie still counts as a member
+            if not _group_alive(proc.pid):
+                return
+            time.sleep(0.02)
     proc.poll()
 
 

@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         batch_size=args.batch_size,
         shuffle=True,
         num_workers=args.workers,
+        persistent_workers=True,
         generator=torch.Generator().manual_seed(args.seed),
     )
     meter = jobkit.Meter(args.samples)

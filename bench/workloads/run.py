@@ -45,6 +45,7 @@ from bench.workloads.neighbour import Neighbour, stop_group
 REPO = Path(__file__).resolve().parents[2]
 FOLLOW_S = 0.25  # how often the actuators follow new workers (the tuner's default interval)
 DISK_MIB = {"default": 2560, "tiny": 256}
+TINY_SAMPLES = 64  # the jobs' own defaults are sized for the default data
 
 
 class WorkloadFailed(UserError):
@@ -153,6 +154,7 @@ class Workbench:
         cmd = [sys.executable, "-m", w.module, "--data-dir", str(self.prepare(name))]
         if self.size == "tiny":
             cmd += w.tiny_args
+            samples = TINY_SAMPLES if samples is None else samples
         if samples is not None:
             cmd += ["--samples", str(samples)]
         return [*cmd, *extra_args]
@@ -218,7 +220,7 @@ class Workbench:
             out, err = _wait(proc, fixed, t0 + timeout_s)
             wall = time.monotonic() - t0
             read = disk.device_read_bytes(dev) - read0 if dev and read0 is not None else None
-            reported = _drain(progress) if progress else None
+            reported = drain_progress(progress) if progress else None
         if proc.returncode != 0:
             tail = (err.strip().splitlines() or ["(no output)"])[-1]
             raise WorkloadFailed(f"workload {name} exited with status {proc.returncode}: {tail}")
@@ -254,7 +256,7 @@ def _wait(proc: subprocess.Popen[bytes], fixed: FixedKnobs, deadline: float) -> 
         return out.decode(errors="replace"), err.decode(errors="replace")
 
 
-def _drain(progress: ProgressServer, quiet_s: float = 0.3, limit_s: float = 3.0) -> float:
+def drain_progress(progress: ProgressServer, quiet_s: float = 0.3, limit_s: float = 3.0) -> float:
     """Samples received from the job, waiting until its last reports (sent at exit) are in."""
     total = 0.0
     end = time.monotonic() + limit_s
@@ -294,7 +296,7 @@ def summary(results: Sequence[Result]) -> dict[str, Any]:
     }
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+def on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwind through every finally: knobs, neighbour, disk
 
 
@@ -311,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--under", help='run the job under a command prefix ("autotune tune ...")')
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
     args = p.parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         if args.repeat < 1:
             raise UserError(f"--repeat must be at least 1, got {args.repeat}")
