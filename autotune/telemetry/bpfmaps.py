@@ -91,7 +91,8 @@ def percpu_hash_items(
 def u32_items(table: Any) -> dict[int, int]:
     """A hash of u32 → u32 as a dict (one batched syscall where the kernel has it)."""
     try:
-        return {int(k.value): int(v.value) for k, v in table.items_lookup_batch()}
+        # bcc yields plain ints from its batch arrays, ctypes values from items().
+        return {int(k): int(v) for k, v in table.items_lookup_batch()}
     except Exception:  # kernels before 5.6 have no batch ops: walk the keys
         return {int(k.value): int(v.value) for k, v in table.items()}
 

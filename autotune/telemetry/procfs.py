@@ -3,9 +3,10 @@
 Used when the tuner is not root or BPF does not load. What it fills and from where:
 
 =====================  =============================================================================
-``oncpu_ns``           trainer, loader: ``/proc/<pid>/task/<tid>/schedstat``; other:
-                       ``/proc/stat`` busy time less the job's (tick resolution)
-``runq_wait_ns``       trainer, loader: ``schedstat`` (the kernel's run_delay)
+``oncpu_ns``           trainer, loader: utime + stime of ``/proc/<pid>/stat`` (the process's,
+                       its exited threads included); other: ``/proc/stat`` busy time less the
+                       job's (both in clock ticks)
+``runq_wait_ns``       trainer, loader: ``/proc/<pid>/task/<tid>/schedstat`` (run_delay)
 ``nvcsw``, ``nivcsw``  trainer, loader: ``task/<tid>/sched`` (or ``status`` without it)
 ``migrations``         trainer, loader: ``task/<tid>/sched`` (``se.nr_migrations``), when present
 ``threads``            trainer, loader: the threads listed; other: ``/proc/loadavg`` less the job's
@@ -15,7 +16,8 @@ block counters         ``/proc/diskstats``, per whole disk
 
 The rest (run-queue histograms, block latency histograms, page-cache and readahead counters, and
 other's waits, switches and migrations) is named in ``Sample.missing``, never a zero.
-A thread that exits between two reads loses its last partial interval.
+A thread that exits between two reads loses its last partial interval of waits and switches; a
+process that exits, its last partial interval of everything.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from autotune.telemetry.sample import (
 from autotune.telemetry.sched import SchedReading
 
 # Per-thread cumulative values, in this order, and the role counter each one feeds.
-_THREAD_FIELDS = ("oncpu_ns", "runq_wait_ns", "nvcsw", "nivcsw", "migrations")
+_THREAD_FIELDS = ("runq_wait_ns", "nvcsw", "nivcsw", "migrations")
 _THREAD_COLS = [C[name] for name in _THREAD_FIELDS]
 _SCHED_KEYS = ("nr_voluntary_switches", "nr_involuntary_switches", "se.nr_migrations")
 _STATUS_KEYS = ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")
@@ -77,9 +79,12 @@ class ProcRoles:
         self._sched_file = _has_sched_file()
         self.missing = ALWAYS_MISSING | (set() if self._sched_file else {"migrations"})
         self._last: dict[tuple[int, int], list[int]] = {}
+        self._cpu: dict[int, tuple[int, int]] = {}  # pid -> (starttime, utime + stime ticks)
         self._members = target.members()
         self._busy = procread.cpu_busy_ns()
-        self._read_threads(self._members)  # the baseline: counts start now
+        # The baseline: counts start now.
+        self._read_threads(self._members)
+        self._read_cpu(self._members)
 
     def _thread(self, pid: int, tid: int) -> list[int] | None:
         ss = procread.read_schedstat(pid, tid)
@@ -92,7 +97,7 @@ class ProcRoles:
         else:
             kv = procread.read_keyed(base / "status", _STATUS_KEYS)
             switches = [*(kv.get(k, 0) for k in _STATUS_KEYS), 0]
-        return [ss[0], ss[1], *switches]
+        return [ss[1], *switches]
 
     def _read_threads(self, m: Members) -> Counts:
         """Per-role deltas of the per-thread counters; remembers the new cumulative values."""
@@ -111,6 +116,24 @@ class ProcRoles:
         self._last = seen
         return out
 
+    def _read_cpu(self, m: Members) -> Counts:
+        """Per-role on-CPU ns of the job's processes since the previous read."""
+        out = np.zeros(len(ROLES), np.int64)
+        seen: dict[int, tuple[int, int]] = {}
+        for pids, role in ((m.trainer_pids, _TRAINER), (m.loader_pids, _LOADER)):
+            for pid in pids:
+                st = procread.read_stat(pid)
+                if st is None:
+                    continue
+                ticks = st.utime + st.stime
+                last = self._cpu.get(pid)
+                # A process first seen after open started since (or was missed): count all of it.
+                base = last[1] if last is not None and last[0] == st.starttime else 0
+                out[role] += max(ticks - base, 0) * procread.TICK_NS
+                seen[pid] = (st.starttime, ticks)
+        self._cpu = seen
+        return out
+
     def processes(self) -> dict[int, Role]:
         """The job's processes at the last read."""
         m = self._members
@@ -127,6 +150,7 @@ class ProcRoles:
         m = self._members = self.target.members()
         roles = zeros_roles()
         roles[:, _THREAD_COLS] = self._read_threads(m)
+        roles[:, C["oncpu_ns"]] = self._read_cpu(m)
         busy = procread.cpu_busy_ns()
         if busy is not None and self._busy is not None:
             job = roles[_TRAINER, C["oncpu_ns"]] + roles[_LOADER, C["oncpu_ns"]]

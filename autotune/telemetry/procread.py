@@ -21,15 +21,26 @@ from autotune.telemetry.sample import Counts
 
 PROC = Path("/proc")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+TICK_NS = 1_000_000_000 // CLK_TCK
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's block size
 
 
 def _read(path: Path | str) -> str | None:
+    # os.open/os.read: half the cost of open() in text mode, and the collector reads a stat file
+    # per process of the job every interval.
     try:
-        with open(path) as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:  # gone (ENOENT, ESRCH) or not ours to read (EACCES)
         return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -88,8 +99,20 @@ def read_keyed(path: Path | str, keys: tuple[str, ...], sep: str = ":") -> dict[
 
 
 def vmstat(key: str) -> int | None:
-    """One counter of ``/proc/vmstat``."""
-    return read_keyed(PROC / "vmstat", (key,), sep=" ").get(key)
+    """One counter of ``/proc/vmstat`` (found, not parsed line by line: read every interval)."""
+    text = _read(PROC / "vmstat")
+    if not text:
+        return None
+    text = "\n" + text
+    at = text.find(f"\n{key} ")
+    if at < 0:
+        return None
+    start = at + len(key) + 2
+    end = text.find("\n", start)
+    try:
+        return int(text[start : end if end >= 0 else None])
+    except ValueError:
+        return None
 
 
 def cpu_busy_ns() -> int | None:

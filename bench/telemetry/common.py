@@ -54,9 +54,14 @@ class RefTool:
     proc: subprocess.Popen[str]
     output: str = ""
 
-    def stop(self) -> str:
+    def interrupt(self) -> None:
+        """Ask it to print its histogram and exit (bcc's tools do on SIGINT)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
+
+    def stop(self) -> str:
+        """Interrupt it and return everything it printed."""
+        self.interrupt()
         out, _ = self.proc.communicate(timeout=60)
         self.output += out
         return self.output
@@ -94,9 +99,20 @@ def start_tool(name: str, argv: Sequence[str], ready_timeout: float = 60.0) -> R
     raise RuntimeError(f"{name} did not start: {(tool.output + rest).strip()[-300:]}")
 
 
+def stop_all(running: dict[str, RefTool]) -> dict[str, str]:
+    """Interrupt every tool at once (so their windows end together); name → output."""
+    for t in running.values():
+        t.interrupt()
+    return {name: t.stop() for name, t in running.items()}
+
+
 @contextlib.contextmanager
 def tools(specs: dict[str, Sequence[str]]) -> Iterator[tuple[dict[str, RefTool], dict[str, str]]]:
-    """Start every tool that can run here; yields (running tools, name → why it could not)."""
+    """Start every tool that can run here, in order; yields (running, name → why it could not).
+
+    List the slow starters first: the earlier a tool is ready, the longer it traces before the
+    window the caller compares begins.
+    """
     running: dict[str, RefTool] = {}
     failed: dict[str, str] = {}
     try:

@@ -30,6 +30,7 @@ import os
 import select
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from autotune.telemetry.collector import open_collector
 from autotune.telemetry.progress import ProgressServer
 from autotune.telemetry.sample import C, Sample
 from bench.actuators.common import load, spread
-from bench.telemetry.common import p50_p99_us, parse_log2_hist, proc_cpu_ns, tools
+from bench.telemetry.common import p50_p99_us, parse_log2_hist, proc_cpu_ns, stop_all, tools
 from bench.workloads.disk import DataDisk
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,11 +75,12 @@ def hackbench_loop(seconds: float) -> list[str]:
 
 
 def reference_tools(disk: str) -> dict[str, list[str]]:
+    # Slowest to start first (see tools()): bcc's Python tools compile, libbpf-tools do not.
     return {
+        "biolatency-bpfcc": ["/usr/sbin/biolatency-bpfcc", "-d", disk],
         "runqlat-bpfcc": ["/usr/sbin/runqlat-bpfcc"],
         "runqlat (libbpf-tools)": ["/usr/sbin/runqlat"],
         "biolatency (libbpf-tools)": ["/usr/sbin/biolatency", "-d", disk],
-        "biolatency-bpfcc": ["/usr/sbin/biolatency-bpfcc", "-d", disk],
     }
 
 
@@ -123,8 +125,9 @@ def one_run(disk: DataDisk, seconds: float) -> dict[str, float | str]:
                 first = col.sample()  # since open, while the tools started: not compared
                 samples: list[Sample] = []
                 reported = run_job(samples, proc, col.sample)
+                time.sleep(0.1)  # the job's last progress report is sent, maybe not yet received
                 samples.append(col.sample())
-                outputs = {name: t.stop() for name, t in running.items()}
+                outputs = stop_all(running)
                 self1, child1 = proc_cpu_ns(proc.pid)
         finally:
             if proc.stdin is not None:
