@@ -30,7 +30,7 @@
 BPF_TABLE_PUBLIC("hash", u32, u32, autotune_roles, MAX_TASKS);
 BPF_HASH(trainer_tgids, u32, u32, MAX_TRAINERS); // tgids of the trainer processes
 BPF_HASH(procs, u32, u32, MAX_PROCS);            // tgid -> role of the job's processes
-BPF_HASH(runq_start, u32, u64, MAX_TASKS);       // tid -> when it became runnable
+BPF_HASH(runq_start, u32, u64, MAX_TASKS);       // tid -> when it became runnable, or 0
 BPF_PERCPU_ARRAY(counters, struct role_counters, 1);
 BPF_PERCPU_ARRAY(runq_hist, struct role_hists, 1);
 BPF_PERCPU_ARRAY(oncpu, struct cpu_slot, 1);
@@ -67,12 +67,21 @@ static __always_inline u32 settle(u32 tid, u32 *infop, struct role_counters *rc)
 	return info;
 }
 
+// A thread's entry stays from its first wakeup to its exit, 0 while it is not runnable: storing
+// into it costs a lookup, where an update and a delete per switch cost an allocation each.
+static __always_inline void mark_runnable(u32 tid, u64 now)
+{
+	u64 *tsp = runq_start.lookup(&tid);
+	if (tsp)
+		*tsp = now;
+	else
+		runq_start.update(&tid, &now);
+}
+
 static __always_inline int enqueue(u32 tid)
 {
-	if (tid == 0)
-		return 0;
-	u64 now = bpf_ktime_get_ns();
-	runq_start.update(&tid, &now);
+	if (tid != 0)
+		mark_runnable(tid, bpf_ktime_get_ns());
 	return 0;
 }
 
@@ -120,7 +129,7 @@ TRACEPOINT_PROBE(sched, sched_switch)
 			add(rc, role, C_ONCPU_NS, now - slot->ts);
 		if ((args->prev_state & PREV_STATE_BLOCKED_MASK) == 0) {
 			add(rc, role, C_NIVCSW, 1);
-			runq_start.update(&prev, &now);
+			mark_runnable(prev, now);
 		} else {
 			add(rc, role, C_NVCSW, 1);
 		}
@@ -134,14 +143,14 @@ TRACEPOINT_PROBE(sched, sched_switch)
 		if (ni)
 			ninfo = *ni;
 		u64 *tsp = runq_start.lookup(&next);
-		if (tsp) {
+		if (tsp && *tsp) {
 			u64 delta = now > *tsp ? now - *tsp : 0;
 			u32 role = ninfo & INFO_ROLE_MASK;
 			add(rc, role, C_RUNQ_WAIT_NS, delta);
 			u32 h = role * N_SLOTS + lat_slot(delta / 1000);
 			if (h < N_ROLES * N_SLOTS)
 				rh->h[h] += 1;
-			runq_start.delete(&next);
+			*tsp = 0;
 		}
 	}
 	slot->ts = now;
