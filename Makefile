@@ -7,7 +7,7 @@ AUTOTUNE := $(VENV)/bin/autotune
 LINT_DIRS := autotune envs agents
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format bootstrap clean typecheck-tree test-scx
+.PHONY: demo test lint format bootstrap clean typecheck-tree test-scx workloads
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -22,6 +22,10 @@ test: bootstrap lint
 # the kernel is cached); `make test` runs it too, through tests/scx/test_scx_vm.py.
 test-scx: bootstrap
 	scx/vm/run.sh
+
+# The bundled recordings (envs/workloads/*.parquet), regenerated on this node (root, ~10 min).
+workloads: bootstrap
+	bench/workloads/record_all.sh
 
 lint: bootstrap typecheck-tree
 	$(VENV)/bin/ruff check $(LINT_DIRS) tests bench

@@ -123,7 +123,9 @@ class DataDisk:
     def open(self) -> DataDisk:
         """Create, attach, format and mount; undone by :meth:`close` even if a step fails."""
         try:
-            self.workdir = Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.root))
+            # The maker's PID in the name tells a leftover from a disk another run still uses.
+            prefix = f"{PREFIX}{os.getpid()}-"
+            self.workdir = Path(tempfile.mkdtemp(prefix=prefix, dir=self.root))
             self.backing = self.workdir / "disk.img"
             with self.backing.open("wb") as f:
                 f.truncate(self.size_mib << 20)
@@ -219,16 +221,33 @@ def loop_device_of(path: Path) -> str:
     return disk
 
 
+def _owner(path: str) -> int | None:
+    """The PID that made a disk, from its work directory's name (``<PREFIX><pid>-<random>``)."""
+    tail = path.split(PREFIX, 1)[1] if PREFIX in path else ""
+    pid = tail.split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def _owned_by_the_living(path: str) -> bool:
+    # Another process's disk still in use (a bench or test running beside us) is not a leftover.
+    pid = _owner(path)
+    return pid is not None and pid != os.getpid() and Path(f"/proc/{pid}").exists()
+
+
 def leftovers() -> list[str]:
-    """Loop devices, mounts and backing files that a :class:`DataDisk` made and did not undo."""
+    """Loop devices, mounts and work directories that a :class:`DataDisk` made and did not undo:
+    those of this process, and of processes that are gone."""
     found: list[str] = []
     for entry in sorted(SYS_BLOCK.glob("loop*")):
         with contextlib.suppress(OSError):
             backing = (entry / "loop" / "backing_file").read_text().strip()
-            if PREFIX in backing:
+            if PREFIX in backing and not _owned_by_the_living(backing):
                 found.append(f"{entry.name} → {backing}")
     for line in Path("/proc/mounts").read_text().splitlines():
-        if PREFIX in line.split()[1]:
-            found.append(f"mount {line.split()[1]}")
-    found.extend(str(p) for p in BACKING_ROOT.glob(PREFIX + "*"))
+        mnt = line.split()[1]
+        if PREFIX in mnt and not _owned_by_the_living(mnt):
+            found.append(f"mount {mnt}")
+    found.extend(
+        str(p) for p in BACKING_ROOT.glob(PREFIX + "*") if not _owned_by_the_living(str(p))
+    )
     return found

@@ -1,0 +1,98 @@
+"""Record the bundled workloads: ``autotune record --explore`` around each job, into
+``envs/workloads/<name>.parquet``.
+
+    python -m bench.workloads.record_all [--only cnn,shards] [--out DIR] [--hold S] [--size tiny]
+
+One data disk serves every recording. Each job runs through the harness (cold cache, neighbour
+for ``cnn_noisy``, everything restored) with ``autotune record --explore`` as its command prefix,
+starting from read-ahead 128 KiB, the common kernel default (a fresh loop device here comes up
+at 2560 KiB, this VM's disk at 8 MiB). A recording is written next to its final name and moved
+there only when the job and the recorder both succeeded, so a failed run keeps the old one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from autotune.errors import UserError
+from bench.workloads import catalog
+from bench.workloads.run import REPO, Workbench, on_sigterm
+
+OUT = REPO / "envs" / "workloads"
+START = {"readahead": 128.0}
+# Samples for about a minute and a half of each job at the starting knobs on this 2-CPU VM
+# (bench/workloads/sensitivity.py): the explorer's one-knob-at-a-time sweep of the six knobs
+# (18 settings) takes 72 s at the default hold of 4 s, the rest is random combinations.
+SAMPLES = {"cnn": 32768, "cnn_noisy": 16384, "shards": 65536, "randread": 98304, "phases": 24576}
+TINY_SAMPLES = 256
+HOLD_S = 4.0
+
+
+def autotune_cmd() -> list[str]:
+    """The autotune command of this checkout (its venv), or the one on PATH."""
+    venv = Path(sys.executable).with_name("autotune")
+    found = str(venv) if venv.exists() else shutil.which("autotune")
+    if found is None:
+        raise UserError("autotune is not installed (run scripts/bootstrap.sh)")
+    return [found]
+
+
+def record(names: list[str], out: Path, hold_s: float, size: str) -> list[Path]:
+    """Record each workload; returns the recordings written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with Workbench(size) as wb, tempfile.TemporaryDirectory(dir=out, prefix=".rec-") as tmp:
+        for name in names:
+            part = Path(tmp) / f"{name}.parquet"
+            prefix = [*autotune_cmd(), "record", "--explore", "--explore-hold", f"{hold_s:g}"]
+            prefix += ["-o", str(part)]
+            samples = TINY_SAMPLES if size == "tiny" else SAMPLES[name]
+            r = wb.run(name, samples, START, under=shlex.join(prefix), timeout_s=1800)
+            if not part.is_file():
+                raise UserError(f"autotune record wrote no {part.name} for {name}")
+            final = out / f"{name}.parquet"
+            os.replace(part, final)
+            written.append(final)
+            print(
+                f"record_all: {final} ({final.stat().st_size / 1e6:.2f} MB) "
+                f"from {r.samples} samples in {r.wall_s:.0f} s",
+                file=sys.stderr,
+            )
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.workloads.record_all", description=__doc__)
+    p.add_argument("--only", default=",".join(catalog.WORKLOADS), help="comma-separated")
+    p.add_argument("--out", type=Path, default=OUT, help="where the recordings go")
+    p.add_argument("--hold", type=float, default=HOLD_S, help="seconds per explored setting")
+    p.add_argument("--size", default="default", choices=("default", "tiny"))
+    args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        names = [catalog.get(n).name for n in args.only.split(",") if n]
+        if not names:
+            raise UserError("--only names no workload")
+        if not args.hold > 0:
+            raise UserError(f"--hold must be more than 0 seconds, not {args.hold:g}")
+        written = record(names, args.out, args.hold, args.size)
+    except UserError as e:
+        print(f"record_all: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("record_all: interrupted; knobs, neighbour and disk restored", file=sys.stderr)
+        return 130
+    total = sum(f.stat().st_size for f in written)
+    print(f"record_all: {len(written)} recordings, {total / 1e6:.2f} MB in all", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
