@@ -7,6 +7,7 @@ cgroup, a journal, or a changed ``read_ahead_kb`` on any disk that is not a loop
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 from actuator_kit import BACKING_ROOT, JOB, Job, Loop, run
 
+from autotune.actuators.decisions import DecisionLog
+from autotune.actuators.restore import restore_journal
 from autotune.config import Settings
 from autotune.system import blockdev, cgroups
 from autotune.target import Target
@@ -94,14 +97,41 @@ def _disks() -> dict[str, int]:
     }
 
 
+def _sweep(settings: Settings) -> None:
+    """Undo what a failed test left: replay its journal, then remove its cgroup tree."""
+    if settings.journal.exists():
+        restore_journal(settings.journal, DecisionLog(console=False), force=True)
+        settings.journal.unlink(missing_ok=True)
+    mounts = cgroups.mounts()
+    for root in (mounts.v1.get("cpu"), mounts.v2):
+        top = root / settings.cgroup_parent if root is not None else None
+        if top is None or not top.is_dir():
+            continue
+        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            for pid in (d / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    (root / "cgroup.procs").write_text(pid)
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
+
+
 @pytest.fixture(autouse=True)
 def nothing_left_behind(settings: Settings) -> Iterator[None]:
-    """Fail a test that leaves a cgroup, a journal or a changed disk read-ahead behind."""
+    """Fail a test that leaves a cgroup, a journal or a changed disk read-ahead behind (and
+    clean up after it, so that one failure does not spill into the next run)."""
     before = _disks()
     yield
     mounts = cgroups.mounts()
-    for root in (mounts.v1.get("cpu"), mounts.v2):
-        if root is not None:
-            assert not (root / settings.cgroup_parent).exists(), "a cgroup was left behind"
-    assert not settings.journal.exists(), f"the journal was left behind: {settings.journal}"
-    assert _disks() == before, "a disk's read_ahead_kb was left changed"
+    left = [
+        str(root / settings.cgroup_parent)
+        for root in (mounts.v1.get("cpu"), mounts.v2)
+        if root is not None and (root / settings.cgroup_parent).exists()
+    ]
+    journal_left = settings.journal.exists()
+    disks = _disks()
+    _sweep(settings)
+    assert not left, f"a cgroup was left behind: {left}"
+    assert not journal_left, f"the journal was left behind: {settings.journal}"
+    assert disks == before, "a disk's read_ahead_kb was left changed"
