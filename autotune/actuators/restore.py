@@ -41,7 +41,11 @@ def replay_session(session: Session) -> list[Decision]:
     out: list[Decision] = []
     for kind in REPLAY:
         if kind in kinds:
-            out.extend(_replayer(kind)(session))
+            try:
+                out.extend(_replayer(kind)(session))
+            except OSError as e:  # one kind failing must not stop the others being restored
+                why = f"restoring {kind} entries failed: {e}"
+                out.append(Decision(kind, Role.OTHER, None, None, why, FAILED))
     for kind in sorted(str(k) for k in kinds - set(REPLAY)):
         out.append(
             Decision(

@@ -23,6 +23,7 @@ like affinity.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
@@ -316,8 +317,9 @@ def replay_cgroups(session: Session) -> list[Decision]:
                 pass
             except OSError:
                 flavour = V1 if e["file"] == V1.file else V2
-                if d == parent and parent.is_dir():
-                    _sum_children(parent, flavour)
+                if d == parent and parent.is_dir():  # other sessions remain: re-sum them
+                    with contextlib.suppress(OSError):
+                        _sum_children(parent, flavour)
     return out
 
 
