@@ -13,6 +13,7 @@ import pytest
 from actuator_kit import Job, Loop, cpu_cgroup, online, role_cpus
 
 from autotune.actuators import Actuators, Decision, DecisionLog, journal
+from autotune.actuators.restore import restore_journal
 from autotune.config import Settings
 from autotune.errors import UserError
 from autotune.knobs import KnobRangeError
@@ -164,3 +165,16 @@ def test_a_cgroup_removed_under_us_disables_the_weight(
         assert "is gone" in act.disabled["weight.trainer"]
         assert act.apply({"weight.loader": 4.0})["weight.loader"] == 4.0
     assert cpu_cgroup(job.proc.pid) == "/"
+
+
+def test_an_entry_nobody_can_restore_keeps_its_session(tmp_path: Path) -> None:
+    path = tmp_path / "journal.json"
+    j = journal.Journal(path, "dead", "a job", [])
+    j.session["owner"] = {"pid": 0, "start": None}  # no such tuner: it crashed
+    j.put("x", {"kind": "from-a-newer-autotune"})
+    j.flush()
+    report = restore_journal(path, DecisionLog(console=False))
+    assert report.incomplete == ["dead"]
+    assert "no restorer" in report.decisions[0].reason
+    assert set(journal.read(path)) == {"dead"}  # kept for a restore that knows the kind
+    path.unlink()
