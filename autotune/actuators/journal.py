@@ -113,8 +113,8 @@ def update(path: Path, change: Callable[[dict[str, Session]], None]) -> None:
 def owner_alive(session: Session) -> bool:
     """Whether the process that wrote ``session`` still runs (same PID and start time)."""
     owner = session.get("owner") or {}
-    pid = owner.get("pid")
-    return isinstance(pid, int) and start_time(pid) == owner.get("start")
+    pid, start = owner.get("pid"), owner.get("start")
+    return isinstance(pid, int) and start is not None and start_time(pid) == start
 
 
 class Journal:

@@ -168,7 +168,7 @@ def test_a_cgroup_removed_under_us_disables_the_weight(
 
 
 def test_an_entry_nobody_can_restore_keeps_its_session(tmp_path: Path) -> None:
-    path = tmp_path / "journal.json"
+    path = tmp_path / "crashed.json"
     j = journal.Journal(path, "dead", "a job", [])
     j.session["owner"] = {"pid": 0, "start": None}  # no such tuner: it crashed
     j.put("x", {"kind": "from-a-newer-autotune"})
