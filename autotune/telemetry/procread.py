@@ -57,8 +57,8 @@ class ProcStat:
 
 def read_stat(pid: int, tid: int | None = None) -> ProcStat | None:
     """A process's (or one of its threads') stat line, parsed."""
-    path = PROC / str(pid) / "stat" if tid is None else PROC / str(pid) / "task" / str(tid) / "stat"
-    text = _read(path)
+    # String paths: pathlib's joins cost more than the read, once per process per interval.
+    text = _read(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat")
     if not text or ")" not in text:
         return None
     # The command may hold spaces and parentheses: fields follow the last ')'.
@@ -71,7 +71,7 @@ def read_stat(pid: int, tid: int | None = None) -> ProcStat | None:
 
 def read_schedstat(pid: int, tid: int) -> tuple[int, int] | None:
     """A thread's (on-CPU ns, run-queue wait ns) from ``schedstat``."""
-    text = _read(PROC / str(pid) / "task" / str(tid) / "schedstat")
+    text = _read(f"/proc/{pid}/task/{tid}/schedstat")
     if not text:
         return None
     f = text.split()

@@ -6,8 +6,10 @@ alternates between repetitions), and prints:
 * runtime with / without, per workload (target ≤ 1.03): hackbench's own ``Time:``, fio's own
   job runtime (4 KiB random reads, direct I/O, a fixed amount, on a loop device of our own);
 * the recorder's CPU time as a share of one core while the workload runs, after its start-up
-  (so without the one-off bcc compile; target ≤ 1 %), and its memory (VmRSS then, and VmHWM,
-  the peak, which includes the compile);
+  (so without the one-off bcc compile; target ≤ 1 %), per workload (it reads /proc/<pid>/stat of
+  every process of the job each interval: hackbench has 160), and in a steady state of
+  :data:`STEADY_S` seconds on an idle one-process target; its memory (VmRSS then, and VmHWM, the
+  peak, which includes the compile);
 * start-up: seconds from starting the recorder to its first row (t_wall of row 0 in the trace);
 * in-kernel cost, in the same invocation and without the noise of wall-clock ratios: with the
   collector open and ``kernel.bpf_stats_enabled`` on (restored after), the run time the kernel
@@ -33,7 +35,6 @@ import os
 import re
 import resource
 import select
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,7 @@ from bench.telemetry.common import (
 REPO = Path(__file__).resolve().parents[2]
 AUTOTUNE = [sys.executable, "-m", "autotune.cli.main"]
 READY_TIMEOUT_S = 180
+STEADY_S = 10.0
 
 
 @dataclass
@@ -170,6 +172,29 @@ def one(
             rec.proc.wait()
 
 
+def steady(recorder: str, tmp: Path, repeats: int) -> list[RecorderFigures]:
+    """The recorder on a sleeping one-process target for STEADY_S, after its start-up."""
+    out = []
+    for i in range(repeats):
+        target = subprocess.Popen(["sleep", str(STEADY_S + 120)])
+        try:
+            rec = Recorder(recorder, target.pid, tmp / f"steady-{i}.parquet")
+            time.sleep(1.0)
+            cpu0, t0 = proc_cpu_ns(rec.proc.pid)[0], time.monotonic_ns()
+            time.sleep(STEADY_S)
+            cpu1, t1 = proc_cpu_ns(rec.proc.pid)[0], time.monotonic_ns()
+            rss, hwm = rss_kib(rec.proc.pid)
+            target.kill()
+            target.wait()
+            startup = rec.finish()
+            out.append(RecorderFigures(100 * (cpu1 - cpu0) / (t1 - t0), rss, hwm, startup))
+        finally:
+            if target.poll() is None:
+                target.kill()
+                target.wait()
+    return out
+
+
 def kernel_cost(mnt: Path, kinds: tuple[str, ...], repeats: int) -> None:
     """Our programs' run time during each workload, counted by the kernel (bpf_stats)."""
     ncpus = os.sysconf("SC_NPROCESSORS_ONLN")
@@ -217,7 +242,7 @@ def main() -> None:
     print(f"overhead: recorder={args.recorder}, {args.repeats} pairs; start: {load()}", flush=True)
     base: dict[str, list[float]] = {k: [] for k in kinds}
     ratios: dict[str, list[float]] = {k: [] for k in kinds}
-    recs: list[RecorderFigures] = []
+    recs: dict[str, list[RecorderFigures]] = {k: [] for k in (*kinds, "steady")}
     with memory_disk(256) as mnt, tempfile.TemporaryDirectory(prefix="autotune-bench-") as d:
         subprocess.run(workload("fio", mnt), check=True, capture_output=True)  # lays the file out
         for i in range(args.repeats):
@@ -229,7 +254,7 @@ def main() -> None:
                 for rec in order:
                     got[rec], figures = one(kind, mnt, rec, Path(d))
                     if figures is not None:
-                        recs.append(figures)
+                        recs[kind].append(figures)
                 base[kind].append(got[None])
                 ratios[kind].append(got[args.recorder] / got[None])
                 print(
@@ -239,6 +264,7 @@ def main() -> None:
                 )
         print(f"in-kernel cost (kernel.bpf_stats_enabled, median [min–max]); {load()}")
         kernel_cost(mnt, kinds, args.repeats)
+        recs["steady"] = steady(args.recorder, Path(d), 3)
     print(f"end: {load()}")
     print("median [min–max]:")
     for kind in kinds:
@@ -246,17 +272,19 @@ def main() -> None:
             f"  {kind:10s} runtime without {spread(base[kind])} s, ratio with/without "
             f"{spread(ratios[kind])}"
         )
-    if recs:
+    for kind, figures in recs.items():
+        if not figures:
+            continue
+        where = "idle target" if kind == "steady" else f"during {kind}"
+        print(f"  recorder, {where} ({len(figures)} runs):")
         rows = {
-            "recorder CPU % of one core (after start-up)": [r.cpu_percent for r in recs],
-            "recorder VmRSS MiB": [r.rss_kib / 1024 for r in recs],
-            "recorder VmHWM MiB (peak, with the compile)": [r.hwm_kib / 1024 for r in recs],
-            "start to first row s": [r.startup_s for r in recs],
+            "CPU % of one core (after start-up)": [r.cpu_percent for r in figures],
+            "VmRSS MiB": [r.rss_kib / 1024 for r in figures],
+            "VmHWM MiB (peak, with the compile)": [r.hwm_kib / 1024 for r in figures],
+            "start to first row s": [r.startup_s for r in figures],
         }
         for name, values in rows.items():
-            print(f"  {name:45s} {spread(values)}")
-        mean_cpu = statistics.mean(r.cpu_percent for r in recs)
-        print(f"  ({len(recs)} recorder runs; mean CPU % {mean_cpu:.3g})")
+            print(f"    {name:40s} {spread(values)}")
 
 
 if __name__ == "__main__":
