@@ -22,6 +22,7 @@ APT_PACKAGES=(
     e2fsprogs util-linux          # mkfs.ext4 and losetup for the loop devices tests use
     clang gcc libc6-dev libelf-dev zlib1g-dev libzstd-dev libbpf1  # the sched_ext scheduler + loader
     qemu-system-x86 busybox-static cpio zstd  # make test-scx: a sched_ext kernel booted in a VM
+    chromium                      # tests load `autotune compare`'s HTML report in a real browser
 )
 APT_PACKAGES+=(${AUTOTUNE_APT_EXTRA:-})
 

@@ -53,3 +53,13 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with its tables made once (a new one migrates for seconds)."""
+    from autotune.tracking import store
+
+    db = tmp_path_factory.mktemp("store") / "mlflow.db"
+    store.client("sqlite:///" + str(db)).search_experiments()
+    return db

@@ -25,6 +25,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "eval": ("autotune.cli.eval:evaluate", "Evaluate policies and baselines on held-out traces."),
     "tune": ("autotune.cli.tune:tune", "Tune a running training job with a trained policy."),
+    "compare": (
+        "autotune.cli.compare:compare",
+        "Compare training runs, evaluations and tuning sessions (table, CSV, JSON, HTML).",
+    ),
+    "server": (
+        "autotune.cli.server:server",
+        "Run an MLflow tracking server that several nodes log to.",
+    ),
+    "sync": (
+        "autotune.cli.sync:sync",
+        "Upload runs kept locally while the tracking server was down.",
+    ),
     "doctor": (
         "autotune.cli.doctor:doctor",
         "What this node supports and what the tuner will use.",

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import UserError
+from autotune.tracking.atomic import write_text_atomic
 
 META = "meta.json"
 OPS = "ops.jsonl"
@@ -52,12 +53,7 @@ def new_local_id() -> str:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON to ``path`` through a temporary file, fsync and rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(obj))
 
 
 class Spool:

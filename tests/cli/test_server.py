@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,9 +13,8 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import AUTOTUNE
-
 Run = Callable[..., subprocess.CompletedProcess[str]]
+AUTOTUNE = [sys.executable, "-m", "autotune.cli.main"]
 
 
 def _free_port() -> int:

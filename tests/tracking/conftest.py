@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from autotune.tracking import server, store
+from autotune.tracking import server
 
 
 def free_port() -> int:
@@ -67,14 +67,6 @@ def runs(tmp_path: Path) -> Path:
     d = tmp_path / "runs"
     d.mkdir()
     return d
-
-
-@pytest.fixture(scope="session")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite store with MLflow's tables made once: migrating a new one takes seconds."""
-    db = tmp_path_factory.mktemp("store") / "mlflow.db"
-    store.client("sqlite:///" + str(db)).search_experiments()
-    return db
 
 
 @pytest.fixture
