@@ -97,8 +97,8 @@ class Linker:
         if not ref:
             return None
         model = self.model_of(run)
-        if model is None:
-            return f"model {ref[:8]}"
+        if model is None:  # trained elsewhere, or in another experiment
+            return f"{run.tags.get(TAG_ALGO, 'model')} ({ref[:8]})"
         return f"{model.tags.get(TAG_ALGO, model.name or 'model')} ({model.short})"
 
 
@@ -115,8 +115,7 @@ def group_key(run: RunRecord, by: GroupBy, linker: Linker) -> str:
         command = tags.get(TAG_TARGET_COMMAND, "")
         return os.path.basename(command.split()[0]) if command.strip() else "?"
     if run.kind == TUNE:
-        label = linker.model_label(run)
-        return label or tags.get(TAG_POLICY, "?")
+        return linker.model_label(run) or tags.get(TAG_ALGO) or tags.get(TAG_POLICY, "?")
     if by == "algo":
         return tags.get(TAG_ALGO) or tags.get(TAG_POLICY, "?")
     return tags.get(TAG_POLICY) or tags.get(TAG_ALGO, "?")

@@ -1,4 +1,4 @@
-"""The report's plots, drawn with matplotlib as inline SVG (text as paths: nothing to fetch).
+"""The report's plots, drawn with matplotlib as inline SVG (nothing to fetch).
 
 Only the plotted runs' metric histories are read: at most :data:`MAX_PLOTTED` sessions and
 training runs, the newest, so a report over thousands of runs costs a few dozen calls.
@@ -47,6 +47,9 @@ def _figure(nrows: int, ncols: int, width: float, height: float) -> tuple[Figure
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    # Text as <text> in the browser's own sans-serif: a third faster to write than as paths,
+    # and still nothing to fetch.
+    matplotlib.rcParams["svg.fonttype"] = "none"
     fig = Figure(figsize=(width, height))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
