@@ -59,9 +59,11 @@ class RefTool:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
 
-    def stop(self) -> str:
-        """Interrupt it and return everything it printed."""
-        self.interrupt()
+    def stop(self, interrupt: bool = True) -> str:
+        """Interrupt it (once: a second SIGINT cuts bcc's Python tools off mid-print) and
+        return everything it printed."""
+        if interrupt:
+            self.interrupt()
         out, _ = self.proc.communicate(timeout=60)
         self.output += out
         return self.output
@@ -103,7 +105,7 @@ def stop_all(running: dict[str, RefTool]) -> dict[str, str]:
     """Interrupt every tool at once (so their windows end together); name → output."""
     for t in running.values():
         t.interrupt()
-    return {name: t.stop() for name, t in running.items()}
+    return {name: t.stop(interrupt=False) for name, t in running.items()}
 
 
 @contextlib.contextmanager

@@ -145,6 +145,9 @@ def one_run(disk: DataDisk, seconds: float) -> dict[str, float | str]:
     for name, text in outputs.items():
         theirs_hist = parse_log2_hist(text)
         kind = "runq" if name.startswith("runqlat") else "blk"
+        if not theirs_hist.any():
+            out[f"{name} printed no histogram"] = text.strip().splitlines()[-1][:120]
+            continue
         theirs = p50_p99_us(theirs_hist)
         out[f"{name} events"] = float(theirs_hist.sum())
         out[f"{name} p50 ours/theirs"] = ours[kind][0] / theirs[0]
@@ -181,12 +184,13 @@ def main() -> None:
             print(f"run {i + 1}: {shown}", flush=True)
     print(f"end: {load()}")
     print("median [min–max] over repetitions:")
-    for key in runs[0]:
-        values = [r[key] for r in runs if isinstance(r.get(key), float)]
+    keys = list(dict.fromkeys(k for r in runs for k in r))
+    for key in keys:
+        values = [float(r[key]) for r in runs if isinstance(r.get(key), float)]
         if values:
-            print(f"  {key:45s} {spread([float(v) for v in values])}")
+            print(f"  {key:45s} {spread(values)} ({len(values)} runs)")
         else:
-            print(f"  {key:45s} {runs[0][key]}")
+            print(f"  {key:45s} {next(r[key] for r in runs if key in r)}")
 
 
 if __name__ == "__main__":

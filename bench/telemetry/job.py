@@ -46,8 +46,9 @@ def main() -> None:
         t.join()
     for c in children:
         c.wait()
-    time.sleep(2 * at.FLUSH_S)
-    at.report()  # past the client's flush period: sends what is still counted
+    for _ in range(5):  # past the client's flush period, and again if its queue was full
+        time.sleep(2 * at.FLUSH_S)
+        at.report()
     print(f"done {sum(counts)}", flush=True)
     sys.stdin.read()
 
