@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from autotune.errors import UserError
 from autotune.tracking import store
 from autotune.tracking.schema import TAG_KIND, TAG_LOCAL_ID
+from autotune.tracking.spool import LOCAL_PREFIX
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -91,6 +92,9 @@ def named_runs(c: MlflowClient, run_ids: list[str]) -> list[RunRecord]:
 
     records = []
     for run_id in run_ids:
+        if run_id.startswith(LOCAL_PREFIX):
+            records.append(_by_local_id(c, run_id))
+            continue
         try:
             records.append(_record(c.get_run(run_id)))
         except MlflowException as e:
@@ -98,6 +102,17 @@ def named_runs(c: MlflowClient, run_ids: list[str]) -> list[RunRecord]:
                 raise UserError(f"no run {run_id} at {c.tracking_uri}") from e
             raise UserError(f"cannot read run {run_id}: {e.message.splitlines()[0]}") from e
     return records
+
+
+def _by_local_id(c: MlflowClient, local_id: str) -> RunRecord:
+    """The run uploaded from spool ``local_id`` (a run's id while its store was down)."""
+    exp_ids = [e.experiment_id for e in c.search_experiments()]
+    found = c.search_runs(exp_ids, f"tags.`{TAG_LOCAL_ID}` = '{local_id}'", max_results=1)
+    if not found:
+        raise UserError(
+            f"no run {local_id} at {c.tracking_uri} (still in the spool? `autotune sync`)"
+        )
+    return _record(found[0])
 
 
 def open_store(uri: str) -> MlflowClient:

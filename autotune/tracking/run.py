@@ -44,6 +44,10 @@ RETRY_INTERVAL_S = 15.0  # how often it tries a store that did not answer
 END_TIMEOUT_S = 20.0  # the most a run's end waits for its last upload
 
 
+_TOLD: set[tuple[str, Callable[[str], None]]] = set()
+_TOLD_LOCK = threading.Lock()
+
+
 def _stderr_line(message: str) -> None:
     sys.stderr.write(f"autotune: {message}\n")
     sys.stderr.flush()
@@ -94,6 +98,7 @@ class TrackedRun:
         self._upload_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._parent = parent if isinstance(parent, TrackedRun) else None
         parent_id = parent.id if isinstance(parent, TrackedRun) else parent
         self.spool.append(
             {
@@ -204,15 +209,25 @@ class TrackedRun:
 
     def _tell(self, why: str) -> None:
         self._told = True
+        # Once per store and listener in this process: an evaluation's dozens of child runs
+        # all failing for one reason is still one line.
+        key = (self.tracking_uri, self._notify)
+        with _TOLD_LOCK:
+            if key in _TOLD:
+                return
+            _TOLD.add(key)
         self._notify(
-            f"tracking store {self.tracking_uri} failed ({why}); this run is kept in "
-            f"{self.spool.path} and uploads when the store answers again, or later with "
+            f"tracking store {self.tracking_uri} failed ({why}); runs are kept in "
+            f"{self.spool.path.parent} and upload when the store answers again, or later with "
             f"`autotune sync --tracking-uri {self.tracking_uri}`"
         )
 
     def _try_upload(self, *, final: bool) -> None:
         if self._offline and not final and time.monotonic() < self._next_try:
             return
+        if self._parent is not None and self._parent._run_id is None:
+            # A child goes up after its parent (it names the parent's MLflow id).
+            self._parent._try_upload(final=True)
         with self._upload_lock:
             if not self.spool.path.is_dir():
                 return

@@ -62,10 +62,17 @@ def _rejected(exc: BaseException) -> bool:
 
 
 def _parent_run_id(spool: Spool, uri: str, parent: str) -> str | None:
-    """The MLflow id of a parent given as a local id (its spool, or the uploaded index)."""
+    """The MLflow id of a parent given as a local id (its spool, or the uploaded index).
+
+    Raises:
+        Unreachable: the parent is spooled but not uploaded yet; the child waits for it, so
+            that it is not uploaded without its place under the parent.
+    """
     sibling = spool.path.parent / parent
     if sibling.is_dir():
         got: str | None = Spool.open(sibling).state(uri).get("run_id")
+        if got is None:
+            raise Unreachable(f"its parent run {parent} is not uploaded yet")
         return got
     return uploaded_run_id(spool.path.parent, parent)
 

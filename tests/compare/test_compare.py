@@ -83,3 +83,13 @@ def test_named_runs_and_other_metrics(run_cli: Run, made: Made) -> None:
     doc = json.loads(r.stdout)
     assert [row["n"] for row in doc["rows"]] == [2]
     assert doc["rows"][0]["mean"] == 0.5
+
+
+def test_runs_by_local_id(run_cli: Run, made: Made) -> None:
+    from autotune.tracking import store
+
+    run = store.client(made.uri).get_run(made.session_ids[0])
+    local_id = run.data.tags["autotune.local_id"]
+    r = _compare(run_cli, made, "--runs", local_id, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["rows"][0]["run_ids"] == [made.session_ids[0]]

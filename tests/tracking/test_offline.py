@@ -202,3 +202,27 @@ def test_sync_to_a_dead_server_is_one_line_exit_2(runs: Path, dead_uri: str, run
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "not uploaded" in lines[0] and "Traceback" not in res.stderr
     assert (runs / "spool" / r.local_id).is_dir(), "a failed sync keeps the spool"
+
+
+def test_offline_evaluation_is_one_line_and_keeps_its_tree(
+    stopped_server: MlflowServer, runs: Path, run_cli: Run
+) -> None:
+    told: list[str] = []
+    opts = {"tracking_uri": stopped_server.uri, "runs_dir": runs, "notify": told.append}
+    with tracked_run("eval", **opts) as parent:  # type: ignore[arg-type]
+        children = []
+        for policy in ("default", "heuristic", "static-best"):
+            tags = {schema.TAG_POLICY: policy}
+            with tracked_run("eval_result", parent=parent, tags=tags, **opts) as child:  # type: ignore[arg-type]
+                child.log_metrics({schema.M_PROGRESS_VS_DEFAULT: 1.0})
+            children.append(child.local_id)
+    assert len(told) == 1, told
+
+    stopped_server.start()
+    r = run_cli("sync", cwd=runs.parent)
+    assert r.returncode == 0, r.stderr
+    [parent_id] = _runs_with_local_id(stopped_server.uri, parent.local_id)
+    for local_id in children:
+        [child_id] = _runs_with_local_id(stopped_server.uri, local_id)
+        tags = store.client(stopped_server.uri).get_run(child_id).data.tags
+        assert tags[schema.MLFLOW_PARENT_RUN_ID] == parent_id
