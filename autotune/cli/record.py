@@ -45,6 +45,7 @@ def _stop_job(target: Target) -> None:
         return
     tree = [proc.pid, *target.members().loader_pids]
     _signal_all(tree, signal.SIGTERM)
+    _signal_all(tree[:1], signal.SIGCONT)  # a job still paused must wake to end
     try:
         proc.wait(STOP_GRACE_S)
     except subprocess.TimeoutExpired:
@@ -223,7 +224,8 @@ def _record(
     try:
         with warnings_as_lines(), ProgressServer() as progress:
             if target is None:
-                target = Target.launch(command, env=progress.env)
+                # Paused until the telemetry is attached: recorded from its first instruction.
+                target = Target.launch(command, env=progress.env, paused=True)
             job = target.process
             try:
                 collector = open_collector(
@@ -262,6 +264,7 @@ def _record(
                     # After the actuators: their signal handlers come back when this one ends.
                     received = stack.enter_context(_signals_stop(stop, target))
                     view = stack.enter_context(LiveView(err, _short(target.description), str(path)))
+                    target.resume()
                     ending = Recording(
                         writer=writer,
                         collector=collector,
