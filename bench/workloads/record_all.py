@@ -27,12 +27,12 @@ from bench.workloads.run import REPO, Workbench, on_sigterm
 
 OUT = REPO / "envs" / "workloads"
 START = {"readahead": 128.0}
-# Samples for about a minute and a half of each job at the starting knobs on this 2-CPU VM
-# (bench/workloads/sensitivity.py): the explorer's one-knob-at-a-time sweep of the six knobs
-# (18 settings) takes 72 s at the default hold of 4 s, the rest is random combinations.
-SAMPLES = {"cnn": 32768, "cnn_noisy": 16384, "shards": 65536, "randread": 98304, "phases": 24576}
+# Samples for a minute or more of each job at the starting knobs on this 2-CPU VM (rates from
+# bench/workloads/sensitivity.py; a loaded VM takes longer): the explorer's one-knob-at-a-time
+# sweep of the six knobs (18 settings) takes 54 s at a hold of 3 s, then random combinations.
+SAMPLES = {"cnn": 16384, "cnn_noisy": 8192, "shards": 49152, "randread": 32768, "phases": 16384}
 TINY_SAMPLES = 256
-HOLD_S = 4.0
+HOLD_S = 3.0
 
 
 def autotune_cmd() -> list[str]:

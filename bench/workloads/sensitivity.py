@@ -82,6 +82,13 @@ def _stats(xs: list[float]) -> dict[str, float]:
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
 
 
+def _phase_stats(rs: list[Result]) -> dict[str, dict[str, float]] | None:
+    """Median and range of each phase's seconds, for jobs that report them (phases)."""
+    if not all("load_s" in r.job and "compute_s" in r.job for r in rs):
+        return None
+    return {p: _stats([float(r.job[p]) for r in rs]) for p in ("load_s", "compute_s")}
+
+
 def measure(groups: list[str], repeat: int, size: str) -> dict[str, Any]:
     """Run every setting of ``groups`` ``repeat`` times, interleaved; return the table."""
     runs: dict[tuple[str, str], list[Result]] = {}
@@ -92,7 +99,11 @@ def measure(groups: list[str], repeat: int, size: str) -> dict[str, Any]:
             wb.prepare(GROUPS[name][0].workload)
         for rep in range(repeat):
             for name in groups:
-                for s in GROUPS[name]:
+                # Each repeat starts at another setting: a load that rises or falls over a
+                # repeat does not always favour the same one.
+                settings = GROUPS[name]
+                k = rep % len(settings)
+                for s in settings[k:] + settings[:k]:
                     r = wb.run(s.workload, None, s.knobs, s.noisy, extra_args=s.extra)
                     runs.setdefault((name, s.label), []).append(r)
                     print(f"[{rep + 1}/{repeat}] {name:<14} {r.line()}", file=sys.stderr)
@@ -114,6 +125,7 @@ def measure(groups: list[str], repeat: int, size: str) -> dict[str, Any]:
                     "ratio": _stats(ratios),
                     "wall_s": _stats([r.wall_s for r in rs]),
                     "read_mib": _stats([r.device_read_mib or 0.0 for r in rs]),
+                    "phases_s": _phase_stats(rs),
                     "load1": [r.load1 for r in rs],
                     "in_effect": rs[-1].in_effect,
                 }
@@ -151,6 +163,13 @@ def render(table: dict[str, Any]) -> str:
             + f"{ratio['median']:>6.2f} ({ratio['min']:.2f}–{ratio['max']:.2f})".ljust(22)
             + f"{row['wall_s']['median']:>8.1f} {row['read_mib']['median']:>9.0f}{mark}"
         )
+        if row["phases_s"]:
+            load, compute = row["phases_s"]["load_s"], row["phases_s"]["compute_s"]
+            lines.append(
+                f"{'':<14}   load phase {load['median']:.1f} s "
+                f"({load['min']:.1f}–{load['max']:.1f}), compute phase {compute['median']:.1f} s "
+                f"({compute['min']:.1f}–{compute['max']:.1f})"
+            )
     return "\n".join(lines)
 
 
