@@ -1,4 +1,4 @@
-"""The report's plots, drawn with matplotlib as inline SVG (nothing to fetch).
+"""The report's plots, as inline SVG (:mod:`autotune.compare.svg`; nothing to fetch).
 
 Only the plotted runs' metric histories are read: at most :data:`MAX_PLOTTED` sessions and
 training runs, the newest, so a report over thousands of runs costs a few dozen calls.
@@ -6,11 +6,10 @@ training runs, the newest, so a report over thousands of runs costs a few dozen 
 
 from __future__ import annotations
 
-import io
 import math
-import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from autotune.compare import svg
 from autotune.compare.comparison import Comparison
 from autotune.compare.fetch import RunRecord
 from autotune.compare.groups import Linker, Row, run_value
@@ -26,33 +25,9 @@ from autotune.tracking.schema import (
 )
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
     from mlflow.tracking import MlflowClient
 
 MAX_PLOTTED = 6
-
-
-def _svg(fig: Figure) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    text = buf.getvalue()
-    text = text[text.index("<svg") :]
-    # The RDF block only credits matplotlib; namespace URIs stay (they are names, not fetched).
-    return re.sub(r"<metadata>.*?</metadata>\s*", "", text, count=1, flags=re.S)
-
-
-def _figure(nrows: int, ncols: int, width: float, height: float) -> tuple[Figure, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    # Text as <text> in the browser's own sans-serif: a third faster to write than as paths,
-    # and still nothing to fetch.
-    matplotlib.rcParams["svg.fonttype"] = "none"
-    fig = Figure(figsize=(width, height))
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    return fig, axes
 
 
 def progress(cmp: Comparison) -> str | None:
@@ -69,37 +44,18 @@ def progress(cmp: Comparison) -> str | None:
         workload = r.tags.get(TAG_WORKLOAD, "?")
         cell = cells.setdefault((workload, policy), Row(source="", group=policy))
         value = run_value(r, cmp.metric)
-        if value is not None:
+        if value is not None and math.isfinite(value):
             cell.values.append(value)
-    workloads = sorted({w for w, _ in cells})
-    policies = sorted({p for _, p in cells})
-    fig, axes = _figure(1, 1, max(6.0, 1.2 * len(workloads) * max(1, len(policies)) / 2), 4.0)
-    ax = axes[0][0]
-    width = 0.8 / len(policies)
-    for i, policy in enumerate(policies):
-        xs, means, errs = [], [], []
-        for j, workload in enumerate(workloads):
-            found = cells.get((workload, policy))
-            if found is None:
-                continue
-            lo, hi = found.interval
-            xs.append(j - 0.4 + width * (i + 0.5))
-            means.append(found.mean)
-            errs.append(0.0 if math.isnan(lo) else (hi - lo) / 2)
-        ax.bar(xs, means, width=width * 0.9, yerr=errs, capsize=3, label=policy)
-    if cmp.metric == M_PROGRESS_VS_DEFAULT:
-        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-    ax.set_xticks(range(len(workloads)), workloads)
-    ax.set_ylabel(cmp.metric)
-    # Below the axes: inside, it would cover the bars it explains.
-    ax.legend(
-        fontsize="small",
-        ncols=min(4, len(policies)),
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.1),
-        frameon=False,
-    )
-    return _svg(fig)
+    summary = {}
+    for key, cell in cells.items():
+        if cell.values:
+            lo, hi = cell.interval
+            summary[key] = (cell.mean, (hi - lo) / 2)
+    reference = 1.0 if cmp.metric == M_PROGRESS_VS_DEFAULT else None
+    return svg.bars(
+        sorted({w for w, _ in summary}), sorted({p for _, p in summary}), summary,
+        cmp.metric, reference,
+    )  # fmt: skip
 
 
 def _history(c: MlflowClient, run: RunRecord, key: str) -> tuple[list[float], list[float]]:
@@ -119,23 +75,20 @@ def knob_trajectories(c: MlflowClient, cmp: Comparison) -> str | None:
     if not knobs:
         return None
     linker = Linker(cmp.runs)
-    ncols = 2 if len(knobs) > 1 else 1
-    nrows = math.ceil(len(knobs) / ncols)
-    fig, axes = _figure(nrows, ncols, 10.0, 2.6 * nrows)
-    for idx, knob in enumerate(knobs):
-        ax = axes[idx // ncols][idx % ncols]
-        for s in sessions:
-            if knob in s.metrics:
-                xs, ys = _history(c, s, knob)
-                label = f"{s.short} · {linker.model_label(s) or 'no model'}"
-                ax.step(xs, ys, where="post", label=label)
-        ax.set_title(knob.removeprefix(KNOB_METRIC_PREFIX), fontsize="medium")
-        ax.set_xlabel("control interval")
-    for idx in range(len(knobs), nrows * ncols):
-        axes[idx // ncols][idx % ncols].set_visible(False)
-    axes[0][0].legend(fontsize="x-small")
-    fig.tight_layout()
-    return _svg(fig)
+    labels = {s.run_id: f"{s.short} · {linker.model_label(s) or 'no model'}" for s in sessions}
+    panels = []
+    for i, knob in enumerate(knobs):
+        series = [(labels[s.run_id], *_history(c, s, knob)) for s in sessions if knob in s.metrics]
+        panels.append(
+            svg.lines(
+                series,
+                knob.removeprefix(KNOB_METRIC_PREFIX),
+                "control interval",
+                step=True,
+                legend=i == 0,
+            )
+        )
+    return '<div class="panels">' + "".join(panels) + "</div>"
 
 
 def learning_curves(c: MlflowClient, cmp: Comparison) -> str | None:
@@ -144,15 +97,8 @@ def learning_curves(c: MlflowClient, cmp: Comparison) -> str | None:
     keys = [k for k in (M_EPISODE_REWARD, M_EVAL_PROGRESS) if any(k in r.metrics for r in runs)]
     if not keys:
         return None
-    fig, axes = _figure(1, len(keys), 5.0 * len(keys), 3.6)
-    for col, key in enumerate(keys):
-        ax = axes[0][col]
-        for r in runs:
-            if key in r.metrics:
-                xs, ys = _history(c, r, key)
-                ax.plot(xs, ys, marker=".", label=f"{r.short} {r.name}")
-        ax.set_title(key, fontsize="medium")
-        ax.set_xlabel("timesteps")
-    axes[0][0].legend(fontsize="x-small")
-    fig.tight_layout()
-    return _svg(fig)
+    panels = []
+    for i, key in enumerate(keys):
+        series = [(f"{r.short} {r.name}", *_history(c, r, key)) for r in runs if key in r.metrics]
+        panels.append(svg.lines(series, key, "timesteps", legend=i == 0))
+    return '<div class="panels">' + "".join(panels) + "</div>"

@@ -30,6 +30,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.best { background: #e6f4e6; font-weight: bold; }
 figure { margin: 1em 0 2em; } figcaption { color: #555; font-size: 0.9em; }
 figure svg { max-width: 100%; height: auto; }
+.panels { display: flex; flex-wrap: wrap; gap: 8px; }
 code { font-size: 0.9em; } .none { color: #777; font-style: italic; }
 """
 

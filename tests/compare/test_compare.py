@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from autotune.knobs import KNOBS
+
 if TYPE_CHECKING:
     from tests.compare.conftest import Made
 
@@ -65,7 +67,7 @@ def test_table_prints_and_writes_the_report(run_cli: Run, made: Made, tmp_path: 
     assert "★" in r.stdout and "static-best" in r.stdout
     assert f"report: {out}" in r.stdout
     page = out.read_text()
-    assert page.count("<svg") == 3
+    assert page.count("<svg") == 1 + len(KNOBS) + 2  # bars, a panel per knob, 2 curves
     for ident in ("plot-progress", "plot-knobs", "plot-learning", "summary", "sessions"):
         assert f'id="{ident}"' in page
     # Each session links to the training run of its model, which is on the page.

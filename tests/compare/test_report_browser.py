@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from autotune.knobs import KNOBS
+
 if TYPE_CHECKING:
     from tests.compare.conftest import Made, PageCheck
 
@@ -18,13 +20,15 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 Chromium = Callable[[Path, str, Path], "PageCheck"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "runs" / "test-artifacts"
 
-# Each plot's SVG as laid out: its size on screen and how many shapes it draws.
+# Each plot as laid out: its charts' sizes on screen and how many shapes they draw.
 PROBE = """JSON.stringify({
   title: document.querySelector('h1').textContent,
   plots: Array.from(document.querySelectorAll('figure')).map(f => {
-    const svg = f.querySelector('svg'); const box = svg.getBoundingClientRect();
-    return {id: f.id, width: box.width, height: box.height,
-            shapes: svg.querySelectorAll('path, use, rect').length};
+    const boxes = Array.from(f.querySelectorAll('svg')).map(s => s.getBoundingClientRect());
+    return {id: f.id, charts: boxes.length,
+            width: Math.min(...boxes.map(b => b.width)),
+            height: Math.min(...boxes.map(b => b.height)),
+            shapes: f.querySelectorAll('svg path, svg rect, svg line').length};
   }),
   session_links: Array.from(document.querySelectorAll('#sessions a'))
     .map(a => document.querySelector(a.getAttribute('href')) !== null),
@@ -57,6 +61,9 @@ def test_report_in_chromium(run_cli: Run, made: Made, chromium: Chromium, tmp_pa
     for p in plots.values():
         assert p["width"] > 200 and p["height"] > 150, p
         assert p["shapes"] > 20, p
+    # One chart per knob the sessions logged; reward and evaluation curves.
+    assert plots["plot-knobs"]["charts"] == len(KNOBS)
+    assert plots["plot-learning"]["charts"] == 2
     assert seen.facts["session_links"] == [True, True], "each session links to its model's run"
     png = seen.screenshot.read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 50_000
