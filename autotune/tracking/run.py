@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 FLUSH_INTERVAL_S = 1.0  # how often the uploader sends what has been logged
 RETRY_INTERVAL_S = 15.0  # how often it tries a store that did not answer
 END_TIMEOUT_S = 20.0  # the most a run's end waits for its last upload
+START_PROBE_S = 2.0  # the most a run's start waits to learn whether the server answers
 
 
 _TOLD: set[tuple[str, Callable[[str], None]]] = set()
@@ -113,8 +114,18 @@ class TrackedRun:
         )
         if params:
             self.log_params(params)
-        # The first upload runs here, so that `id` is MLflow's when the store answers.
-        self._try_upload(final=False)
+        # The first upload runs here, so that `id` is MLflow's when the store answers; a
+        # server that does not answer a quick health check is not waited for (a host that
+        # drops packets would hold each call for the whole HTTP timeout).
+        why = None
+        if store.is_remote(self.tracking_uri):
+            why = store.unhealthy(self.tracking_uri, timeout=START_PROBE_S)
+        if why is None:
+            self._try_upload(final=False)
+        else:
+            self._offline = True
+            self._next_try = time.monotonic() + self._retry_interval_s
+            self._tell(why)
         self._thread = threading.Thread(
             target=self._loop, name=f"autotune-tracking-{self.local_id}", daemon=True
         )
@@ -217,7 +228,7 @@ class TrackedRun:
                 return
             _TOLD.add(key)
         self._notify(
-            f"tracking store {self.tracking_uri} failed ({why}); runs are kept in "
+            f"tracking store {self.tracking_uri}: {why}; runs are kept in "
             f"{self.spool.path.parent} and upload when the store answers again, or later with "
             f"`autotune sync --tracking-uri {self.tracking_uri}`"
         )

@@ -98,16 +98,24 @@ def client(uri: str, *, must_exist: bool = False) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
-def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """Raise :class:`UserError` unless the server at ``uri`` answers its health check in time."""
+def unhealthy(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why the server at ``uri`` fails its health check within ``timeout`` s; None if it passes."""
     import requests
 
     try:
         r = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
     except requests.RequestException as e:
-        raise UserError(f"tracking server {uri} does not answer ({type(e).__name__})") from e
+        return f"does not answer ({type(e).__name__})"
     if r.status_code != 200:
-        raise UserError(f"tracking server {uri} answered HTTP {r.status_code} to a health check")
+        return f"answered HTTP {r.status_code} to a health check"
+    return None
+
+
+def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`UserError` unless the server at ``uri`` answers its health check in time."""
+    why = unhealthy(uri, timeout)
+    if why is not None:
+        raise UserError(f"tracking server {uri} {why}")
 
 
 def artifact_location(uri: str, runs_dir: Path, experiment: str) -> str | None:

@@ -4,6 +4,7 @@ and started under a run, then `autotune sync` and the run's own retry upload wha
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -226,3 +227,23 @@ def test_offline_evaluation_is_one_line_and_keeps_its_tree(
         [child_id] = _runs_with_local_id(stopped_server.uri, local_id)
         tags = store.client(stopped_server.uri).get_run(child_id).data.tags
         assert tags[schema.MLFLOW_PARENT_RUN_ID] == parent_id
+
+
+def test_a_server_that_accepts_but_never_answers(runs: Path) -> None:
+    # A loopback listener that never accepts: connections open, no answer ever comes (as from
+    # a hung server). The run goes on offline, keeps everything, and says so once.
+    told: list[str] = []
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)
+        uri = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        with tracked_run(
+            "tune", tracking_uri=uri, runs_dir=runs, notify=told.append, end_timeout_s=2
+        ) as run:
+            assert run.offline
+            for step in range(100):
+                run.log_metrics({schema.M_PROGRESS_RATE: float(step)}, step=step)
+    assert len(told) == 1 and "does not answer" in told[0] and "autotune sync" in told[0]
+    spool = Spool.open(runs / "spool" / run.local_id)
+    logged = [op for _, op in spool.ops_from(0) if op["op"] == "metrics"]
+    assert [op["step"] for op in logged] == list(range(100))
