@@ -34,7 +34,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write here (html default: runs/reports/compare.html; csv/json default: stdout).",
+    help="Where to write: the HTML report for table and html (default "
+    "runs/reports/compare.html), the CSV or JSON for those (default stdout).",
 )
 @click.option("--tracking-uri", help="MLflow tracking URI (default: settings).")
 @click.option("--config", "config_file", type=click.Path(), help="Settings file (TOML).")
