@@ -8,6 +8,7 @@ seconds); phase changes are left to frame stacking or the LSTM.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,8 @@ class Algo:
     recurrent: bool = False
 
     def hyperparameters(self, tiny: bool) -> dict[str, Any]:
-        return dict(self.tiny if tiny else self.real)
+        """A fresh copy: SB3 writes into the ``policy_kwargs`` it is given."""
+        return copy.deepcopy(self.tiny if tiny else self.real)
 
 
 def _sb3(name: str) -> Callable[[], type[Any]]:

@@ -66,6 +66,31 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="log verbosity"
     )
+    # The online tuner's guard (autotune/daemon/guard.py), in seconds.
+    guard_warmup_s: float = Field(
+        5.0, ge=0.0, le=3600.0, description="seconds at default knobs before tuning (0 to 3600)"
+    )
+    guard_dwell_s: float = Field(
+        2.0, ge=0.0, le=600.0, description="seconds between two changes of a knob (0 to 600)"
+    )
+    guard_canary_s: float = Field(
+        2.0,
+        gt=0.0,
+        le=600.0,
+        description="seconds a change is watched before it is judged (0 to 600)",
+    )
+    guard_threshold: float = Field(
+        0.10, gt=0.0, lt=1.0, description="fall in progress that reverts a change (0 to 1)"
+    )
+    guard_holdoff_s: float = Field(
+        30.0, ge=0.0, le=3600.0, description="seconds a reverted setting is refused (0 to 3600)"
+    )
+    guard_fallback_s: float = Field(
+        30.0, gt=0.0, le=3600.0, description="window compared with default progress (0 to 3600)"
+    )
+    guard_fallback_margin: float = Field(
+        0.05, ge=0.0, lt=1.0, description="how far below default before falling back (0 to 1)"
+    )
 
     @field_validator("runs_dir", "journal")
     @classmethod

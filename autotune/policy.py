@@ -21,6 +21,7 @@ none``. With ``frame_stack: n`` the input is the last ``n`` observations, oldest
 from __future__ import annotations
 
 import json
+import zipfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,7 +216,7 @@ def load(path: str | Path) -> Policy:
     try:
         with np.load(weights_path, allow_pickle=False) as npz:
             weights = {k: np.asarray(npz[k], dtype=np.float32) for k in npz.files}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"{weights_path}: corrupt policy weights ({e})") from None
     needed = {f"{op[1]}/{s}" for op in meta.get("ops", []) if op[0] == "linear" for s in "wb"}
     missing = sorted(needed - set(weights))

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from autotune.config import Settings
 from autotune.knobs import KNOBS
 
 Levels = npt.NDArray[np.int64]
@@ -56,19 +57,22 @@ class GuardConfig:
     fallback_margin: float = 0.05
 
     @classmethod
-    def for_interval(cls, interval_s: float) -> GuardConfig:
-        """The defaults, in intervals of ``interval_s``: 5 s warm-up, 2 s dwell and canary,
-        30 s hold-off and fallback window."""
+    def for_interval(cls, interval_s: float, settings: Settings | None = None) -> GuardConfig:
+        """The settings' ``guard_*`` seconds (defaults: 5 s warm-up, 2 s dwell and canary, 30 s
+        hold-off and fallback window) in intervals of ``interval_s``."""
+        s = settings or Settings.model_validate({})
 
         def n(seconds: float, least: int) -> int:
             return max(least, round(seconds / interval_s))
 
         return cls(
-            warmup=n(5.0, 2),
-            dwell=n(2.0, 1),
-            canary=n(2.0, 2),
-            holdoff=n(30.0, 4),
-            fallback_window=n(30.0, 8),
+            warmup=n(s.guard_warmup_s, 1),
+            dwell=n(s.guard_dwell_s, 1),
+            canary=n(s.guard_canary_s, 2),
+            threshold=s.guard_threshold,
+            holdoff=n(s.guard_holdoff_s, 1),
+            fallback_window=n(s.guard_fallback_s, 2),
+            fallback_margin=s.guard_fallback_margin,
         )
 
 

@@ -146,7 +146,8 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             if view is not None:
                 view.tick(t)
 
-        loop = TuneLoop(pol, collector, act, interval_s, guard=req.guard, on_tick=on_tick)
+        guard = req.guard or GuardConfig.for_interval(interval_s, settings)
+        loop = TuneLoop(pol, collector, act, interval_s, guard=guard, on_tick=on_tick)
         # SIGTERM and SIGHUP end the session the orderly way: the loop stops, the knobs are
         # restored and the summary logged (the actuators' own handlers stay as the backstop).
         for sig in (signal.SIGTERM, signal.SIGHUP):

@@ -1,0 +1,261 @@
+"""`autotune tune` on real processes: guarded, restoring, and careful with bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from autotune.system import cgroups
+
+BURN = Path(__file__).resolve().parent / "burn.py"
+
+pytestmark = [pytest.mark.root, pytest.mark.bpf, pytest.mark.slow]
+TUNE = [sys.executable, "-m", "autotune.cli.main", "tune"]
+ALL_CPUS = set(os.sched_getaffinity(0))
+
+
+def _cgroup_dir(env: dict[str, str]) -> Path | None:
+    m = cgroups.mounts()
+    base = m.v1.get("cpu")
+    return base / env["AUTOTUNE_CGROUP_PARENT"] if base else None
+
+
+def _decisions(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _wait_for(pred: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return pred()
+
+
+def test_bad_action_is_rolled_back_and_the_job_status_passes_through(
+    tmp_path: Path, constant_policy: Callable[..., Path], isolated: dict[str, str]
+) -> None:
+    pol = constant_policy(cpus_trainer=0.25)  # the CPU-bound trainer on one core of two
+    log = tmp_path / "decisions.jsonl"
+    # Long windows: other work on a shared CI machine makes the job's progress noisy.
+    env = {**isolated, "AUTOTUNE_GUARD_WARMUP_S": "3", "AUTOTUNE_GUARD_CANARY_S": "4"}
+    r = subprocess.run(
+        [
+            *TUNE,
+            "--model",
+            str(pol),
+            "--interval",
+            "100",
+            "--decisions",
+            str(log),
+            "--no-view",
+            "--",
+            sys.executable,
+            str(BURN),
+            "30",
+            "2",
+            "3",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert r.returncode == 3, r.stderr  # the job's own exit status
+    rows = _decisions(log)
+    rolled = [d for d in rows if d["knob"] == "cpus.trainer" and "rollback" in str(d["reason"])]
+    assert rolled, rows
+    assert " 0 rolled back" not in r.stderr
+    d = _cgroup_dir(isolated)
+    assert d is None or not d.exists()
+
+
+def test_dry_run_writes_nothing(
+    tmp_path: Path, constant_policy: Callable[..., Path], isolated: dict[str, str]
+) -> None:
+    pol = constant_policy(weight_trainer=8.0, cpus_trainer=0.25)
+    log = tmp_path / "decisions.jsonl"
+    tuner = subprocess.Popen(
+        [
+            *TUNE,
+            "--model",
+            str(pol),
+            "--interval",
+            "100",
+            "--dry-run",
+            "--decisions",
+            str(log),
+            "--no-view",
+            "--",
+            sys.executable,
+            str(BURN),
+            "9",
+            "2",
+        ],
+        env=isolated,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _wait_for(lambda: any(d["knob"] == "weight.trainer" for d in _decisions(log)), 60)
+        kids = subprocess.run(["pgrep", "-P", str(tuner.pid)], capture_output=True, text=True)
+        job = int(kids.stdout.split()[0])
+        assert set(os.sched_getaffinity(job)) == ALL_CPUS
+        d = _cgroup_dir(isolated)
+        assert d is None or not d.exists()
+        assert cgroups.cgroup_of(job, "cpu") == cgroups.cgroup_of(os.getpid(), "cpu")
+    finally:
+        _, err = tuner.communicate(timeout=60)
+    assert tuner.returncode == 0, err
+    assert "dry run" in err
+    assert all(d.get("dry_run") for d in _decisions(log) if d.get("event") == "set")
+
+
+@pytest.mark.parametrize("problem", ["missing", "corrupt", "schema"])
+def test_bad_model_is_one_line_exit_2_and_nothing_runs(
+    tmp_path: Path, constant_policy: Callable[..., Path], isolated: dict[str, str], problem: str
+) -> None:
+    model = tmp_path / "nope"
+    if problem != "missing":
+        model = constant_policy()
+        if problem == "corrupt":
+            (model / "weights.npz").write_bytes(b"not a zip")
+        else:
+            meta = json.loads((model / "policy.json").read_text())
+            meta["schema_version"] = 0
+            (model / "policy.json").write_text(json.dumps(meta))
+    marker = tmp_path / "job-ran"
+    r = subprocess.run(
+        [*TUNE, "--model", str(model), "--", "touch", str(marker)],
+        env=isolated,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not marker.exists()  # the job was never started, no knob touched
+    d = _cgroup_dir(isolated)
+    assert d is None or not d.exists()
+
+
+def test_kill_9_then_restore(
+    tmp_path: Path, constant_policy: Callable[..., Path], isolated: dict[str, str]
+) -> None:
+    pol = constant_policy(weight_trainer=8.0)
+    log = tmp_path / "decisions.jsonl"
+    job = subprocess.Popen([sys.executable, str(BURN), "60", "1"])
+    tuner = subprocess.Popen(
+        [
+            *TUNE,
+            "--model",
+            str(pol),
+            "--interval",
+            "100",
+            "--decisions",
+            str(log),
+            "--no-view",
+            "--pid",
+            str(job.pid),
+        ],
+        env=isolated,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        applied = lambda: any(  # noqa: E731
+            d["knob"] == "weight.trainer" and d.get("event") == "set" for d in _decisions(log)
+        )
+        assert _wait_for(applied, 60)
+        moved = cgroups.cgroup_of(job.pid, "cpu")
+        assert moved is not None and isolated["AUTOTUNE_CGROUP_PARENT"] in moved
+        tuner.kill()
+        tuner.wait()
+        assert isolated["AUTOTUNE_CGROUP_PARENT"] in str(cgroups.cgroup_of(job.pid, "cpu"))
+        restore = [sys.executable, "-m", "autotune.cli.main", "restore"]
+        first = subprocess.run(restore, env=isolated, capture_output=True, text=True, timeout=60)
+        assert first.returncode == 0, first.stderr
+        assert cgroups.cgroup_of(job.pid, "cpu") == cgroups.cgroup_of(os.getpid(), "cpu")
+        d = _cgroup_dir(isolated)
+        assert d is None or not d.exists()
+        again = subprocess.run(restore, env=isolated, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0
+    finally:
+        job.kill()
+        job.wait()
+        if tuner.poll() is None:
+            tuner.kill()
+
+
+def test_job_exiting_mid_interval_ends_the_session(
+    constant_policy: Callable[..., Path], isolated: dict[str, str]
+) -> None:
+    pol = constant_policy()
+    r = subprocess.run(
+        [
+            *TUNE,
+            "--model",
+            str(pol),
+            "--interval",
+            "1000",
+            "--no-view",
+            "--",
+            sys.executable,
+            str(BURN),
+            "1.3",
+            "1",
+            "5",
+        ],
+        env=isolated,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 5, r.stderr
+    assert "job ended" in r.stderr
+
+
+def test_sigterm_ends_a_pid_session_and_leaves_the_job_running(
+    constant_policy: Callable[..., Path], isolated: dict[str, str], tmp_path: Path
+) -> None:
+    pol = constant_policy(weight_trainer=2.0)
+    log = tmp_path / "decisions.jsonl"
+    job = subprocess.Popen([sys.executable, str(BURN), "60", "1"])
+    try:
+        tuner = subprocess.Popen(
+            [
+                *TUNE,
+                "--model",
+                str(pol),
+                "--interval",
+                "100",
+                "--decisions",
+                str(log),
+                "--no-view",
+                "--pid",
+                str(job.pid),
+            ],
+            env=isolated,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert _wait_for(lambda: any(d.get("event") == "set" for d in _decisions(log)), 60)
+        tuner.send_signal(signal.SIGTERM)
+        _, err = tuner.communicate(timeout=60)
+        assert tuner.returncode == 0, err
+        assert job.poll() is None  # a job we did not start is left running
+        assert cgroups.cgroup_of(job.pid, "cpu") == cgroups.cgroup_of(os.getpid(), "cpu")
+    finally:
+        job.kill()
+        job.wait()

@@ -1,0 +1,178 @@
+"""ReplayEnv on the bundled recorded workloads: Gymnasium's and SB3's checks, determinism, the
+reward's meaning, held-out rows, and clear errors for bad traces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import autotune.envs
+import gymnasium as gym
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from autotune.envs import spaces
+from autotune.envs.replay import HELDOUT_ROWS, TRAIN_ROWS, ReplayEnv
+from autotune.envs.workload import list_bundled, load
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from autotune.errors import UserError
+from autotune.trace import meta as trace_meta
+
+BUNDLED = list_bundled()
+pytestmark = pytest.mark.skipif(not BUNDLED, reason="no bundled workloads in envs/workloads")
+
+
+def test_every_registered_id_passes_both_checkers() -> None:
+    env = gym.make(autotune.envs.REPLAY_ID).unwrapped
+    check_env(env, skip_render_check=True)
+    sb3_check_env(env)
+
+
+@pytest.mark.parametrize("wrapper", [spaces.DiscreteStep, spaces.BoxLevels])
+def test_wrappers_pass_the_checkers(wrapper: type) -> None:
+    env = wrapper(ReplayEnv(BUNDLED[:1]))
+    check_env(env, skip_render_check=True)
+    sb3_check_env(env)
+
+
+def test_same_seed_same_episode() -> None:
+    def episode(seed: int) -> list[float]:
+        env = ReplayEnv(BUNDLED)
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+        out = []
+        for _ in range(30):
+            _, r, _, _, _ = env.step(env.action_space.sample())
+            out.append(r)
+        return out
+
+    assert episode(3) == episode(3)
+    assert episode(3) != episode(4)
+
+
+def test_default_knobs_earn_nothing_without_noise() -> None:
+    env = ReplayEnv(BUNDLED, noise=0.0)
+    _, info = env.reset(seed=0)
+    default = info["levels"]
+    for _ in range(20):
+        _, r, _, trunc, info = env.step(default)
+        assert r == pytest.approx(0.0, abs=1e-9)
+        assert info["rate"] == pytest.approx(info["rate_default"])
+        if trunc:
+            break
+
+
+def test_knob_change_costs() -> None:
+    env = ReplayEnv(BUNDLED, noise=0.0)
+    _, info = env.reset(seed=0)
+    moved = info["levels"].copy()
+    moved[-1] = (moved[-1] + 1) % spaces.LEVELS[-1]  # the prefetch knob: changes little else
+    _, _, _, _, info2 = env.step(moved)
+    assert info2["changes"] == 1
+
+
+def test_observation_reflects_the_knobs() -> None:
+    from autotune.features import knob_levels
+
+    env = ReplayEnv(BUNDLED, noise=0.0)
+    env.reset(seed=1)
+    action = env.action_space.sample()
+    obs, _, _, _, _ = env.step(action)
+    assert np.array_equal(knob_levels(obs), action)
+
+
+def test_held_out_rows_are_not_trained_on() -> None:
+    wl = load(BUNDLED[0])
+    train, held = ReplayEnv([wl], rows=TRAIN_ROWS), ReplayEnv([wl], rows=HELDOUT_ROWS)
+    for seed in range(5):
+        _, i = train.reset(seed=seed)
+        assert i["row"] < int(0.75 * len(wl))
+        _, j = held.reset(seed=seed)
+        assert j["row"] >= int(0.75 * len(wl))
+
+
+def test_action_outside_the_space_is_gymnasiums_error() -> None:
+    env = ReplayEnv(BUNDLED)
+    env.reset(seed=0)
+    with pytest.raises(gym.error.InvalidAction):
+        env.step(np.array([99, 0, 0, 0, 0, 0]))
+
+
+def test_options_pick_workload_and_start() -> None:
+    env = ReplayEnv(BUNDLED)
+    _, info = env.reset(seed=0, options={"workload": BUNDLED[-1], "start": 0})
+    assert info["workload"] == BUNDLED[-1]
+    assert info["row"] == 0
+    with pytest.raises(UserError, match="no workload 'nope'"):
+        env.reset(options={"workload": "nope"})
+
+
+# --- bad traces: each a clear error naming the file and the problem --------------------------
+
+
+def _rewrite(tmp_path: Path, table: pa.Table, meta: dict[str, object]) -> Path:
+    out = tmp_path / "bad.parquet"
+    schema = table.schema.with_metadata({trace_meta.META_KEY: json.dumps(meta).encode()})
+    pq.write_table(table.cast(schema), out)
+    return out
+
+
+@pytest.fixture
+def real_trace() -> tuple[pa.Table, dict[str, object]]:
+    from autotune.trace.reader import load_trace
+
+    return load_trace(load(BUNDLED[0]).path)
+
+
+def test_unknown_workload_name() -> None:
+    with pytest.raises(UserError, match=r"no workload named 'no-such'.*bundled workloads"):
+        load("no-such")
+
+
+def test_wrong_schema_version(tmp_path: Path, real_trace: tuple[pa.Table, dict]) -> None:
+    table, meta = real_trace
+    path = _rewrite(tmp_path, table, {**meta, "features_schema_version": 99})
+    with pytest.raises(UserError, match=r"bad.parquet: recorded with observation schema 99"):
+        load(path)
+
+
+def test_missing_column(tmp_path: Path, real_trace: tuple[pa.Table, dict]) -> None:
+    table, meta = real_trace
+    path = _rewrite(tmp_path, table.drop(["trainer_oncpu_ns"]), meta)
+    with pytest.raises(UserError, match=r"bad.parquet: missing columns trainer_oncpu_ns"):
+        load(path)
+
+
+def test_zero_rows(tmp_path: Path, real_trace: tuple[pa.Table, dict]) -> None:
+    table, meta = real_trace
+    path = _rewrite(tmp_path, table.slice(0, 0), meta)
+    with pytest.raises(UserError, match=r"bad.parquet: the trace has no rows"):
+        load(path)
+
+
+def test_nan(tmp_path: Path, real_trace: tuple[pa.Table, dict]) -> None:
+    table, meta = real_trace
+    col = table.column("progress_samples").to_pylist()
+    col[3] = float("nan")
+    i = table.column_names.index("progress_samples")
+    path = _rewrite(tmp_path, table.set_column(i, "progress_samples", pa.array(col)), meta)
+    with pytest.raises(UserError, match=r"bad.parquet: column progress_samples has NaN.*row 3"):
+        load(path)
+
+
+def test_foreign_file(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.parquet"
+    pq.write_table(pa.table({"x": [1, 2, 3]}), path)
+    with pytest.raises(UserError, match=r"foreign\.parquet is not an autotune trace"):
+        load(path)
+
+
+def test_bad_calibration_file(tmp_path: Path, real_trace: tuple[pa.Table, dict]) -> None:
+    table, meta = real_trace
+    path = _rewrite(tmp_path, table, meta)
+    path.with_name("bad.calib.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"bad.calib.json: not a valid calibration file"):
+        load(path)
