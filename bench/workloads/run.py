@@ -197,7 +197,8 @@ class Workbench:
             progress = None if under else stack.enter_context(ProgressServer())
             fixed = FixedKnobs(checked, self.device, progress, tuned=bool(under))
             stack.callback(fixed.close)
-            disk.drop_cache(self.prepare(name) / w.dataset, self.device)
+            data = self.prepare(name) / w.dataset
+            disk.drop_cache(data, self.device)
             fixed.before_start()
             if noisy:
                 stack.enter_context(Neighbour(cpus=2))
@@ -205,12 +206,17 @@ class Workbench:
             dev = self.device
             read0 = disk.device_read_bytes(dev) if dev else None
             env = {**os.environ, **(progress.env if progress else {})}
+            # The job's stdin is its dataset's manifest (it never reads stdin): a file open on
+            # the data disk from the first instant, so a tuner or recorder wrapped around the
+            # job finds the device for `readahead` at once, not only once the job has imported
+            # torch and opened its data (`record --explore` picks its knobs at launch).
+            stdin = stack.enter_context((data / "manifest.json").open("rb"))
             t0 = time.monotonic()
             proc = subprocess.Popen(
                 cmd,
                 cwd=REPO,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # one group to stop; Ctrl-C reaches the harness only
