@@ -27,10 +27,18 @@ from bench.workloads.run import REPO, Workbench, on_sigterm
 
 OUT = REPO / "envs" / "workloads"
 START = {"readahead": 128.0}
-# Samples for a minute or more of each job at the starting knobs on this 2-CPU VM (rates from
-# bench/workloads/sensitivity.py; a loaded VM takes longer): the explorer's one-knob-at-a-time
-# sweep of the six knobs (18 settings) takes 54 s at a hold of 3 s, then random combinations.
-SAMPLES = {"cnn": 16384, "cnn_noisy": 8192, "shards": 49152, "randread": 32768, "phases": 16384}
+# Samples for about 90 s of each job while exploring, on this 2-CPU VM when others leave it
+# idle (measured while recording: cnn 220-420, cnn_noisy 175-240, shards 1400-2500, randread
+# 900-2500, phases 600-1100 samples/s; a loaded VM takes longer): the explorer's
+# one-knob-at-a-time sweep of the six knobs (18 settings) takes 54 s at a hold of 3 s, then
+# random combinations follow.
+SAMPLES = {
+    "cnn": 40960,
+    "cnn_noisy": 16384,
+    "shards": 180224,
+    "randread": 196608,
+    "phases": 131072,
+}
 TINY_SAMPLES = 256
 HOLD_S = 3.0
 
