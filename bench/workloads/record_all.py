@@ -2,6 +2,7 @@
 ``envs/workloads/<name>.parquet``.
 
     python -m bench.workloads.record_all [--only cnn,shards] [--out DIR] [--hold S] [--size tiny]
+        [--samples N]
 
 One data disk serves every recording. Each job runs through the harness (cold cache, neighbour
 for ``cnn_noisy``, everything restored) with ``autotune record --explore`` as its command prefix,
@@ -52,8 +53,10 @@ def autotune_cmd() -> list[str]:
     return [found]
 
 
-def record(names: list[str], out: Path, hold_s: float, size: str) -> list[Path]:
-    """Record each workload; returns the recordings written."""
+def record(
+    names: list[str], out: Path, hold_s: float, size: str, samples: int | None = None
+) -> list[Path]:
+    """Record each workload (``samples`` each, default :data:`SAMPLES`); returns the files."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     with Workbench(size) as wb, tempfile.TemporaryDirectory(dir=out, prefix=".rec-") as tmp:
@@ -61,8 +64,8 @@ def record(names: list[str], out: Path, hold_s: float, size: str) -> list[Path]:
             part = Path(tmp) / f"{name}.parquet"
             prefix = [*autotune_cmd(), "record", "--explore", "--explore-hold", f"{hold_s:g}"]
             prefix += ["-o", str(part)]
-            samples = TINY_SAMPLES if size == "tiny" else SAMPLES[name]
-            r = wb.run(name, samples, START, under=shlex.join(prefix), timeout_s=1800)
+            n = samples or (TINY_SAMPLES if size == "tiny" else SAMPLES[name])
+            r = wb.run(name, n, START, under=shlex.join(prefix), timeout_s=1800)
             if not part.is_file():
                 raise UserError(f"autotune record wrote no {part.name} for {name}")
             final = out / f"{name}.parquet"
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=OUT, help="where the recordings go")
     p.add_argument("--hold", type=float, default=HOLD_S, help="seconds per explored setting")
     p.add_argument("--size", default="default", choices=("default", "tiny"))
+    p.add_argument("--samples", type=int, help="samples per workload (default: sized per job)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
@@ -90,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--only names no workload")
         if not args.hold > 0:
             raise UserError(f"--hold must be more than 0 seconds, not {args.hold:g}")
-        written = record(names, args.out, args.hold, args.size)
+        if args.samples is not None and args.samples < 1:
+            raise UserError(f"--samples must be positive, got {args.samples}")
+        written = record(names, args.out, args.hold, args.size, args.samples)
     except UserError as e:
         print(f"record_all: {e}", file=sys.stderr)
         return 2

@@ -18,7 +18,10 @@ def test_record_all_writes_an_explored_trace(tmp_path: Path, isolated_settings: 
     r = subprocess.run(
         [
             str(REPO / "bench/workloads/record_all.sh"),
-            *("--size", "tiny", "--only", "shards", "--hold", "0.5", "--out", str(tmp_path)),
+            *("--size", "tiny", "--only", "shards", "--out", str(tmp_path)),
+            # Read-ahead is the fifth setting the explorer visits: 0.25 s holds and a job of
+            # several seconds even on an idle VM (tiny shards: ≈800 samples/s) reach it easily.
+            *("--hold", "0.25", "--samples", "8000"),
         ],
         capture_output=True,
         text=True,
