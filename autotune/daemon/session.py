@@ -106,6 +106,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
                 tracking_uri=settings.tracking_uri,
                 experiment=req.experiment,
                 runs_dir=settings.runs_dir,
+                uploader="process",  # keeps the MLflow client (~85 MB) out of the tuner
             )
         )
         collector = stack.enter_context(

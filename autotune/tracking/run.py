@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -79,6 +80,7 @@ class TrackedRun:
         notify: Callable[[str], None] = _stderr_line,
         retry_interval_s: float = RETRY_INTERVAL_S,
         end_timeout_s: float = END_TIMEOUT_S,
+        uploader: str = "thread",
     ) -> None:
         self.kind = kind
         self.tracking_uri = store.normalize(tracking_uri)
@@ -114,6 +116,24 @@ class TrackedRun:
         )
         if params:
             self.log_params(params)
+        self._follower: subprocess.Popen[bytes] | None = None
+        if uploader == "process":
+            # Upload from a process of its own (autotune.tracking.follow): this process never
+            # loads the MLflow client. The run's id stays the local id here.
+            self._follower = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "autotune.tracking.follow",
+                    str(self.spool.path),
+                    "--retry-s",
+                    str(retry_interval_s),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C of the writer does not cut the upload short
+            )
+            return
         # The first upload runs here, so that `id` is MLflow's when the store answers; a
         # server that does not answer a quick health check is not waited for (a host that
         # drops packets would hold each call for the whole HTTP timeout).
@@ -199,6 +219,18 @@ class TrackedRun:
             return
         self._ended = True
         self.spool.append({"op": "end", "t": now_ms(), "status": status})
+        if self._follower is not None:
+            self.spool.close()
+            # Short sessions usually finish uploading here; a longer upload goes on in the
+            # follower after this process exits.
+            try:
+                self._follower.wait(self._end_timeout_s)
+            except subprocess.TimeoutExpired:
+                self._notify(
+                    f"run {self.local_id} is still uploading in the background; what does not go "
+                    f"up stays in {self.spool.path} for `autotune sync`"
+                )
+            return
         self._stopping.set()
         self._wake.set()
         self._thread.join(self._end_timeout_s)

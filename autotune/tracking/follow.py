@@ -1,0 +1,113 @@
+"""Upload one spool from a process of its own, while its writer runs and after it ends.
+
+    python -m autotune.tracking.follow SPOOL_DIR
+
+The online tuner logs through a :class:`~autotune.tracking.run.TrackedRun` with
+``uploader="process"``: it only appends to its spool (no MLflow client in the tuner, which keeps
+the tuner's memory under its budget; the client alone is ~85 MB) and this follower does the
+uploading. While the writer runs it uploads about once a second and retries a store that does
+not answer every ``RETRY_INTERVAL_S``; when the run has ended it makes one last attempt and
+exits, leaving what did not go up to ``autotune sync`` (as an in-process run does). A writer
+that dies without ending its run (kill -9) gets its run closed as KILLED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from autotune.tracking.run import FLUSH_INTERVAL_S, RETRY_INTERVAL_S
+from autotune.tracking.spool import Spool
+
+
+def _alive(pid: int) -> bool:
+    """Whether the writer still runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] not in (b"Z", b"X")
+
+
+def _ended(spool: Spool, offset: int) -> tuple[bool, int]:
+    ended = False
+    for end, op in spool.ops_from(offset):
+        offset = end
+        ended = ended or op["op"] == "end"
+    return ended, offset
+
+
+def follow(path: Path, retry_s: float = RETRY_INTERVAL_S) -> int:
+    """Upload ``path`` while its writer runs; once the run has ended, make one last attempt
+    holding the spool's lock, and leave what did not go up to ``autotune sync``.
+
+    Returns 0 when the run is wholly uploaded (or someone else finished it), 1 otherwise.
+    """
+    from autotune.tracking import store
+    from autotune.tracking.upload import Unreachable, describe, fully_uploaded, upload
+
+    spool = Spool.open(path)
+    meta = spool.meta()
+    uri, writer = str(meta["tracking_uri"]), int(meta["pid"])
+    client = None
+    ended, offset, next_try, told = False, 0, 0.0, False
+
+    def attempt() -> bool:
+        nonlocal client, next_try, told
+        try:
+            if client is None:
+                client = store.client(uri)
+            result = upload(spool, client, uri)
+            if fully_uploaded(spool, uri) and result.run_id:
+                spool.remove(result.run_id)
+                return True
+        except Exception as e:
+            next_try = time.monotonic() + retry_s
+            if not told:
+                told = True
+                why = str(e) if isinstance(e, Unreachable) else describe(e)
+                sys.stderr.write(
+                    f"autotune: tracking store {uri}: {why}; the run is kept in {path} and "
+                    "uploads when the store answers, or with `autotune sync`\n"
+                )
+        return False
+
+    while True:
+        if not path.is_dir():
+            return 0  # someone else (autotune sync) finished it
+        seen, offset = _ended(spool, offset)
+        ended = ended or seen
+        if ended or not _alive(writer):
+            # The writer is done (it released the spool's lock when it closed it), or dead.
+            # Holding the lock keeps `autotune sync` and this follower from racing.
+            if not spool.try_lock():
+                if not _alive(writer) and not ended:
+                    return 1  # a dead writer's spool that someone else holds: theirs now
+                time.sleep(FLUSH_INTERVAL_S)
+                continue
+            try:
+                if not path.is_dir():
+                    return 0
+                if not ended:
+                    spool.seal("KILLED")  # the writer died without ending its run
+                return 0 if attempt() else 1
+            finally:
+                spool.unlock()
+        if time.monotonic() >= next_try:
+            attempt()
+        time.sleep(FLUSH_INTERVAL_S)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Upload one tracking spool as it grows.")
+    ap.add_argument("spool", type=Path)
+    ap.add_argument("--retry-s", type=float, default=RETRY_INTERVAL_S)
+    args = ap.parse_args(argv)
+    return follow(args.spool, args.retry_s)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
