@@ -17,10 +17,14 @@ role most short of weight, ``m = max(a_r / W_r)``, gives the largest ``P`` with
 ``P = (U - d_o') / Σa``, or they are held to their share, ``P = U / (Σa + m·d_o')``. Each role is
 also capped by its cores and its own parallelism (``T_r`` threads' worth).
 
-**I/O** (a roofline over latency and bandwidth). A sample reads ``b(R) = α + β·R`` bytes at
-read-ahead ``R``: ``α`` useful bytes, and ``β·R`` wasted when access is random (mmap read-around
-reads ``R`` around every fault). Requests carry ``s(R) = min(R, s_max)`` bytes and cost
+**I/O** (a roofline over latency and bandwidth). A sample reads ``b(R) = b₀·(R/R₀)^k`` bytes at
+read-ahead ``R``, anchored at what it read at the recorded ``R₀``: ``k`` is near 1 when access is
+random through a memory map (every fault reads around ``R``, wasting most of it) and 0 for
+sequential streams (read-ahead only reads earlier what would be read anyway). Requests carry ``s(R) = min(R, s_max)`` bytes and cost
 ``L0 + s/B``; with ``q`` streams in flight the device sustains ``P_io = q / (b/s·L0 + b/B)``.
+Reading costs CPU too: each role's CPU per sample moves by ``c_b·(b(R) − b₀) +
+c_r·(b(R)/s(R) − b₀/s(R₀))`` (per byte and per request), shared between the roles as their
+CPU is.
 
 **Pipeline**. Loaders and the trainer overlap their work: ``1/P = max(1/P_cpu, 1/P_io) +
 (1 - ov)·min(1/P_cpu, 1/P_io)``, where ``ov`` is the calibrated overlap, deepened by the
@@ -33,7 +37,7 @@ All of it is scalar Python: one answer costs a few microseconds, which keeps Rep
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 KIB = 1024.0
 
@@ -50,7 +54,13 @@ class Params:
         latency_s: per-request device latency ``L0``.
         bandwidth: device bandwidth ``B``, bytes/s.
         streams: I/O requests in flight ``q``.
-        waste: ``β``, bytes wasted per sample per byte of read-ahead (0 for sequential access).
+        read_exponent: ``k``, how bytes read per sample grow with read-ahead, ``b ∝ R^k``: 0 for
+            sequential streams (read-ahead only moves reads earlier), near 1 for random access
+            through a memory map (every fault reads around ``R``).
+        cpu_per_byte: CPU-seconds the job spends per byte it reads from the device (page-cache
+            insertion, copies, fault handling), so that reading more costs CPU too.
+        cpu_per_request: CPU-seconds per device request it waits for (syscalls, faults, wake-ups):
+            many small requests cost CPU that a few large ones do not.
         max_request: ``s_max``, the largest request the device takes, bytes.
     """
 
@@ -61,7 +71,9 @@ class Params:
     latency_s: float = 2e-4
     bandwidth: float = 1.0e9
     streams: float = 1.0
-    waste: float = 0.0
+    read_exponent: float = 0.0
+    cpu_per_byte: float = 0.0
+    cpu_per_request: float = 0.0
     max_request: float = 1024 * KIB
 
     def to_dict(self) -> dict[str, float]:
@@ -78,9 +90,11 @@ class Demand:
     """What the job wanted in one interval, independent of the knobs.
 
     Attributes:
-        a_trainer: trainer CPU-seconds per sample.
-        a_loader: loader CPU-seconds per sample.
-        useful_bytes: ``α``, bytes a sample needs from the device (0: served from cache).
+        a_trainer: trainer CPU-seconds per sample, at the recorded read-ahead.
+        a_loader: loader CPU-seconds per sample, likewise.
+        read_bytes: bytes read from the device per sample at the recorded read-ahead (0: the
+            interval was served from the page cache).
+        readahead_kb: the read-ahead in effect when it was recorded.
         other_cores: cores other tasks want.
         par_trainer: most cores the trainer can use at once (its runnable threads).
         par_loader: likewise for the loaders.
@@ -88,7 +102,8 @@ class Demand:
 
     a_trainer: float
     a_loader: float
-    useful_bytes: float
+    read_bytes: float
+    readahead_kb: float
     other_cores: float
     par_trainer: float
     par_loader: float
@@ -169,11 +184,33 @@ def cpu_rate(d: Demand, k: Knobs, p: Params, ncpus: int) -> float:
     return min(cap, rate)
 
 
+def io_demand(d: Demand, k: Knobs, p: Params) -> tuple[Demand, float]:
+    """The demand at read-ahead ``k.readahead_kb``: bytes per sample, and the CPU they cost."""
+    if d.read_bytes <= 0.0:
+        return d, 0.0
+    ra = max(k.readahead_kb, 4.0) * KIB
+    b = d.read_bytes * (ra / (max(d.readahead_kb, 4.0) * KIB)) ** p.read_exponent
+    s, s0 = min(ra, p.max_request), min(max(d.readahead_kb, 4.0) * KIB, p.max_request)
+    extra = p.cpu_per_byte * (b - d.read_bytes) + p.cpu_per_request * (b / s - d.read_bytes / s0)
+    a_sum = d.a_trainer + d.a_loader
+    if extra == 0.0 or a_sum <= 0.0:
+        return d, b
+    share_t = d.a_trainer / a_sum
+    return (
+        replace(
+            d,
+            a_trainer=max(d.a_trainer + extra * share_t, 1e-9),
+            a_loader=max(d.a_loader + extra * (1.0 - share_t), 0.0),
+        ),
+        b,
+    )
+
+
 def respond(d: Demand, k: Knobs, p: Params, ncpus: int) -> Response:
     """The model's answer for one interval's demand under knobs ``k``."""
+    d, b = io_demand(d, k, p)
     p_cpu = cpu_rate(d, k, p, ncpus)
     ra = max(k.readahead_kb, 4.0) * KIB
-    b = d.useful_bytes + p.waste * ra if d.useful_bytes > 0.0 else 0.0
     s = min(ra, p.max_request)
     lat = p.latency_s + s / p.bandwidth
     p_io = p.streams / (b / s * p.latency_s + b / p.bandwidth) if b > 0.0 else math.inf
@@ -185,6 +222,8 @@ def respond(d: Demand, k: Knobs, p: Params, ncpus: int) -> Response:
         depth = max(k.prefetch, 1.0)
         ov = min(max(1.0 - (1.0 - p.overlap) * (2.0 / depth) ** p.gamma, 0.0), 1.0)
         rate = 1.0 / (max(1.0 / p_cpu, 1.0 / p_io) + (1.0 - ov) * min(1.0 / p_cpu, 1.0 / p_io))
+    if math.isinf(rate):
+        rate = 0.0
     x_t = rate * d.a_trainer
     x_l = rate * d.a_loader
     x_o = max(0.0, min(d.other_cores, ncpus - x_t - x_l))

@@ -87,9 +87,9 @@ class Workload:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def demands(self, params: Params | None = None) -> list[Demand]:
+    def demands(self) -> list[Demand]:
         """Each row's demand (pooled over nearby rows recorded at the same knobs)."""
-        return derive_demands(self, params or self.params)
+        return derive_demands(self)
 
 
 def _check_meta(path: Path, meta: dict[str, Any]) -> None:
@@ -270,22 +270,22 @@ def pool(wl: Workload) -> Pooled:
     )
 
 
-def demands_from(p: Pooled, waste: float) -> list[Demand]:
-    """Each row's demand, given the calibrated waste of read-ahead per sample."""
+def demands_from(p: Pooled) -> list[Demand]:
+    """Each row's demand from its pooled counters."""
     out: list[Demand] = []
     for i in range(len(p.dt)):
         other = float(p.want_other[i] / p.dt[i])
+        ra = float(p.readahead_kb[i])
         if p.done[i] <= 0.0:
-            out.append(Demand(0.0, 0.0, 0.0, other, 0.0, 0.0))
+            out.append(Demand(0.0, 0.0, 0.0, ra, other, 0.0, 0.0))
             continue
         per = 1.0 / p.done[i]
         out.append(
             Demand(
                 a_trainer=float(p.cpu_trainer[i] * per),
                 a_loader=float(p.cpu_loader[i] * per),
-                useful_bytes=float(
-                    max(0.0, p.read_bytes[i] * per - waste * p.readahead_kb[i] * KIB)
-                ),
+                read_bytes=float(p.read_bytes[i] * per),
+                readahead_kb=ra,
                 other_cores=other,
                 par_trainer=float(max(p.par_trainer[i], p.cpu_trainer[i] / p.dt[i])),
                 par_loader=float(max(p.par_loader[i], p.cpu_loader[i] / p.dt[i])),
@@ -294,11 +294,11 @@ def demands_from(p: Pooled, waste: float) -> list[Demand]:
     return out
 
 
-def derive_demands(wl: Workload, params: Params) -> list[Demand]:
+def derive_demands(wl: Workload) -> list[Demand]:
     """Per row, what the job wanted, pooled over ±SMOOTH_ROWS rows at the same knobs."""
     if not wl.samples:
         return []
-    return demands_from(pool(wl), params.waste)
+    return demands_from(pool(wl))
 
 
 def knobs_of(values: dict[str, float], defaults: dict[str, float]) -> Knobs:

@@ -9,8 +9,8 @@ from autotune.envs.model import Demand, Knobs, Params, cores_for, cpu_rate, resp
 
 # A PyTorch-like job on 2 CPUs: quiet it makes 23k samples/s, the trainer doing 90% of the work.
 A_SUM = 2 / 23_000
-QUIET = Demand(A_SUM * 0.9, A_SUM * 0.1, 0.0, 0.0, 2.0, 2.0)
-NOISY = Demand(A_SUM * 0.9, A_SUM * 0.1, 0.0, 2.0, 2.0, 2.0)  # stress-ng --cpu 2 beside it
+QUIET = Demand(A_SUM * 0.9, A_SUM * 0.1, 0.0, 128.0, 0.0, 2.0, 2.0)
+NOISY = Demand(A_SUM * 0.9, A_SUM * 0.1, 0.0, 128.0, 2.0, 2.0, 2.0)  # stress-ng --cpu 2 beside it
 TWO_TASKS = Params(u_trainer=2.0, u_loader=1.0)
 
 
@@ -49,21 +49,21 @@ def test_cores_for_rounds_to_whole_cores_at_least_one() -> None:
 
 
 def test_sequential_reads_want_big_readahead() -> None:
-    stream = Demand(1e-5, 0.0, 1 << 20, 0.0, 1.0, 0.0)  # 1 MiB per sample, read in order
+    stream = Demand(1e-5, 0.0, 1 << 20, 128.0, 0.0, 1.0, 0.0)  # 1 MiB per sample, in order
     p = Params(latency_s=3e-4, bandwidth=1.4e9, overlap=0.8)
     rates = [respond(stream, Knobs(readahead_kb=ra), p, 2).rate for ra in (16, 128, 1024)]
     assert rates[0] < rates[1] < rates[2]
 
 
 def test_random_access_pays_for_big_readahead() -> None:
-    rand = Demand(1e-5, 0.0, 4096, 0.0, 1.0, 0.0)  # one page per sample, at random
-    p = Params(latency_s=3e-4, bandwidth=1.4e9, overlap=0.5, waste=1.0)
+    rand = Demand(1e-5, 0.0, 4096, 16.0, 0.0, 1.0, 0.0)  # one page per sample, at random
+    p = Params(latency_s=3e-4, bandwidth=1.4e9, overlap=0.5, read_exponent=1.0)
     rates = [respond(rand, Knobs(readahead_kb=ra), p, 2).rate for ra in (16, 1024, 8192)]
     assert rates[0] > rates[1] > rates[2]
     assert rates[0] / rates[2] > 5
 
 
 def test_idle_interval_gets_nothing() -> None:
-    idle = Demand(0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+    idle = Demand(0.0, 0.0, 0.0, 128.0, 1.0, 0.0, 0.0)
     assert respond(idle, Knobs(), Params(), 2).rate == 0.0
     assert math.isinf(cpu_rate(idle, Knobs(), Params(), 2))
