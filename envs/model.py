@@ -20,8 +20,9 @@ also capped by its cores and its own parallelism (``T_r`` threads' worth).
 **I/O** (a roofline over latency and bandwidth). A sample reads ``b(R) = b₀·(R/R₀)^k`` bytes at
 read-ahead ``R``, anchored at what it read at the recorded ``R₀``: ``k`` is near 1 when access is
 random through a memory map (every fault reads around ``R``, wasting most of it) and 0 for
-sequential streams (read-ahead only reads earlier what would be read anyway). Requests carry ``s(R) = min(R, s_max)`` bytes and cost
-``L0 + s/B``; with ``q`` streams in flight the device sustains ``P_io = q / (b/s·L0 + b/B)``.
+sequential streams (read-ahead only reads earlier what would be read anyway). Requests carry
+``s(R) = min(R, s_max)`` bytes and cost ``L0 + s/B``; with ``q`` streams in flight the device
+sustains ``P_io = q / (b/s·L0 + b/B)``.
 Reading costs CPU too: each role's CPU per sample moves by ``c_b·(b(R) − b₀) +
 c_r·(b(R)/s(R) − b₀/s(R₀))`` (per byte and per request), shared between the roles as their
 CPU is.

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from autotune.envs.model import KIB, Demand, Knobs, Params
+from autotune.envs.model import Demand, Knobs, Params
 
 from autotune.errors import UserError
 from autotune.features import SCHEMA_VERSION
