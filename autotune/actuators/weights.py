@@ -202,9 +202,13 @@ class CgroupWeights(Family):
                 if not _move(pid, self.dirs[role]):
                     continue
             except OSError as e:
+                if _exiting(pid):
+                    continue  # a worker on its way out: nothing to place
                 raise Stuck(f"cannot move pid {pid} into {self.dirs[role]}: {e.strerror}") from e
             now = cgroups.cgroup_of(pid, self.flavour.controller)
             if now is not None and now != want:
+                if _exiting(pid):
+                    continue  # it exited between the move and the check (a DataLoader restart)
                 raise Stuck(f"pid {pid} is in {now} after moving it into {want}")
             self.placed[role].add(pid)
 
@@ -269,6 +273,16 @@ class CgroupWeights(Family):
             except Stuck as e:
                 out.append(Notice(knob, "stuck", str(e)))
         return out
+
+
+def _exiting(pid: int) -> bool:
+    """Whether ``pid`` is gone or a zombie: the kernel no longer keeps it in a cgroup."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] in (b"Z", b"X")
 
 
 def replay_cgroups(session: Session) -> list[Decision]:

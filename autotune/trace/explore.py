@@ -91,10 +91,25 @@ class Explorer:
     def __init__(self, act: Actuated, hold_s: float = DEFAULT_HOLD_S, seed: int = 0) -> None:
         self.act = act
         self.hold_s = hold_s
-        start = {k: v for k, v in act.current().items() if k not in act.disabled}
-        self._steps = schedule(start, seed)
+        self.seed = seed
+        self._known: set[str] = set()
+        self._steps = self._schedule()
         self._next_at: float | None = None
         self.visited = 0
+
+    def _schedule(self) -> Iterator[dict[str, float]]:
+        """A schedule over every knob the actuators can move now.
+
+        A knob read back only once the job does something (read-ahead once it opens a file on
+        a block device) joins when it appears; the DataLoader prefetch depth, which the job
+        acknowledges only once asked, starts from PyTorch's default.
+        """
+        start = {k: v for k, v in self.act.current().items() if k not in self.act.disabled}
+        prefetch = by_name("prefetch.loader")
+        if prefetch.name not in start and prefetch.name not in self.act.disabled:
+            start[prefetch.name] = float(prefetch.default or 2.0)
+        self._known = set(start)
+        return schedule(start, self.seed + len(self._known))
 
     def in_effect(self) -> dict[str, float]:
         """The knob values in effect now, as the actuators read them back."""
@@ -106,15 +121,20 @@ class Explorer:
         if self._next_at is not None and now < self._next_at:
             return
         self._next_at = now + self.hold_s
+        current = self.act.current()
+        if set(current) - self._known - set(self.act.disabled):
+            self._steps = self._schedule()  # a knob appeared: explore it too
+            next(self._steps)  # its first setting is the knobs as they are
         setting = next(self._steps)
         self.visited += 1
         if self.visited == 1:
             return  # the first setting is the knobs as found (snapped): record them untouched
-        current = self.act.current()
         changes = {
             k: v
             for k, v in setting.items()
-            if k not in self.act.disabled and current.get(k) is not None and current[k] != v
+            if k not in self.act.disabled
+            and current.get(k, by_name(k).default) is not None
+            and current.get(k, by_name(k).default) != v
         }
         if changes:
             self.act.apply(changes, reason="explore")
