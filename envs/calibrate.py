@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +29,7 @@ from autotune.envs.model import KIB, Demand, Knobs, Params, respond
 from autotune.envs.workload import Pooled, Workload, calibration_path, demands_from, pool
 
 from autotune.errors import UserError
+from autotune.fsutil import write_text_atomic
 from autotune.telemetry.sample import N_SLOTS, B
 
 # Parameters fitted, how each is transformed to an unbounded value, and its bounds.
@@ -209,6 +208,8 @@ def calibrate(wl: Workload) -> tuple[Params, dict[str, Any]]:
         if best is None or r.cost < best.cost:
             best = r
     result = best
+    if result is None:  # unreachable: the loop above always runs
+        raise RuntimeError("calibration made no fit")
     params = unpack(result.x)
     fit = residuals(result.x)[: len(rows)]
     settings = sorted({json.dumps(wl.knobs[i], sort_keys=True) for i in rows})
@@ -229,15 +230,5 @@ def save(wl: Workload, params: Params, report: dict[str, Any]) -> Path:
     """Write ``<trace>.calib.json`` beside the trace, atomically."""
     path = calibration_path(wl.path)
     data = {"workload": wl.name, "params": params.to_dict(), **report}
-    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path

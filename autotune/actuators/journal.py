@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import NotPermitted, UserError
+from autotune.fsutil import write_json_atomic
 from autotune.target import start_time
 
 JOURNAL_VERSION = 1
@@ -91,15 +92,8 @@ def update(path: Path, change: Callable[[dict[str, Session]], None]) -> None:
             if not sessions:
                 path.unlink(missing_ok=True)
             else:
-                tmp = directory / f".{path.name}.{os.getpid()}.tmp"
-                data = json.dumps({"version": JOURNAL_VERSION, "sessions": sessions}, indent=1)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                try:
-                    os.write(fd, data.encode())
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, path)
+                data = {"version": JOURNAL_VERSION, "sessions": sessions}
+                write_json_atomic(path, data, perms=0o600, indent=1)
             os.fsync(dir_fd)
     except PermissionError as e:
         raise NotPermitted(

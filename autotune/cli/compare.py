@@ -9,7 +9,7 @@ import click
 
 from autotune import config
 from autotune.errors import UserError
-from autotune.tracking.atomic import write_text_atomic
+from autotune.fsutil import write_text_atomic
 
 FORMATS = ("table", "csv", "json", "html")
 REPORT = Path("reports") / "compare.html"  # under runs_dir

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from autotune.errors import UserError
+from autotune.fsutil import atomic_file, fsync_dir
 from autotune.telemetry.sample import Sample
 from autotune.trace import meta as trace_meta
 from autotune.trace.columns import SCHEMA, rows_to_batch, sample_to_row
@@ -38,15 +38,6 @@ _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=None)
 def partial_path(path: Path) -> Path:
     """Where the recording of ``path`` lives until it is closed."""
     return path.with_name(path.name + PARTIAL_SUFFIX)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename or unlink is durable only once the folder's entry is on disk.
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class TraceWriter:
@@ -147,7 +138,7 @@ class TraceWriter:
         table = table.replace_schema_metadata(trace_meta.attach(SCHEMA, meta).metadata)
         write_parquet_atomic(table, self.path)
         self.partial.unlink()
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return self.path
 
     def discard(self) -> None:
@@ -174,16 +165,6 @@ class TraceWriter:
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` as Parquet: temp file in the same folder, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the trace from other users
-        with os.fdopen(fd, "wb") as f:
-            pq.write_table(table, f, compression="zstd")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    """Write ``table`` to ``path`` as Parquet, whole or not at all."""
+    with atomic_file(path, "wb") as f:
+        pq.write_table(table, f, compression="zstd")

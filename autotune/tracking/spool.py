@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import UserError
-from autotune.tracking.atomic import write_text_atomic
+from autotune.fsutil import write_text_atomic
 
 META = "meta.json"
 OPS = "ops.jsonl"
