@@ -28,17 +28,17 @@ from bench.workloads.run import REPO, Workbench, on_sigterm
 
 OUT = REPO / "envs" / "workloads"
 START = {"readahead": 128.0}
-# Samples for about 90 s of each job while exploring, on this 2-CPU VM when others leave it
+# Samples for about three minutes of each job while exploring, on this 2-CPU VM when others leave it
 # idle (measured while recording: cnn 220-420, cnn_noisy 175-240, shards 1400-2500, randread
 # 900-2500, phases 600-1100 samples/s; a loaded VM takes longer): the explorer's
 # one-knob-at-a-time sweep of the six knobs (18 settings) takes 54 s at a hold of 3 s, then
 # random combinations follow.
 SAMPLES = {
-    "cnn": 40960,
-    "cnn_noisy": 16384,
-    "shards": 180224,
-    "randread": 196608,
-    "phases": 131072,
+    "cnn": 81920,
+    "cnn_noisy": 32768,
+    "shards": 360448,
+    "randread": 393216,
+    "phases": 262144,
 }
 TINY_SAMPLES = 256
 HOLD_S = 3.0
