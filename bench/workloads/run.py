@@ -70,6 +70,7 @@ class Result:
         load1: the 1-minute load average when the run started (the VM is shared).
         in_effect: the fixed knobs as read back while the job ran (once its workers existed).
         job: everything the job reported.
+        stderr_tail: the last lines the run wrote to stderr (a tuner's summary, say).
     """
 
     workload: str
@@ -84,6 +85,7 @@ class Result:
     load1: float
     in_effect: dict[str, float] = field(default_factory=dict)
     job: dict[str, Any] = field(default_factory=dict)
+    stderr_tail: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         read = "" if self.device_read_mib is None else f"  read {self.device_read_mib:.0f} MiB"
@@ -246,6 +248,7 @@ class Workbench:
             load1=round(load1, 2),
             in_effect=dict(fixed.in_effect),
             job=job,
+            stderr_tail=err.strip().splitlines()[-8:],
         )
 
 
