@@ -38,7 +38,7 @@ All of it is scalar Python: one answer costs a few microseconds, which keeps Rep
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 KIB = 1024.0
 
@@ -161,56 +161,70 @@ def cores_for(share: float, ncpus: int) -> int:
     return max(1, min(ncpus, math.floor(share * ncpus + 0.5)))
 
 
-def cpu_rate(d: Demand, k: Knobs, p: Params, ncpus: int) -> float:
-    """The highest sample rate the CPUs allow (see the module docstring)."""
-    a_sum = d.a_trainer + d.a_loader
+def cpu_rate(
+    d: Demand,
+    k: Knobs,
+    p: Params,
+    ncpus: int,
+    *,
+    a_t: float | None = None,
+    a_l: float | None = None,
+) -> float:
+    """The highest sample rate the CPUs allow (see the module docstring).
+
+    ``a_t`` / ``a_l`` override the demand's CPU per sample (the I/O part moved them).
+    """
+    a_t = d.a_trainer if a_t is None else a_t
+    a_l = d.a_loader if a_l is None else a_l
+    a_sum = a_t + a_l
     if a_sum <= 0.0:
         return math.inf
     k_t = cores_for(k.cpus_trainer, ncpus)
     k_l = cores_for(k.cpus_loader, ncpus)
-    union = min(ncpus, k_t + k_l) if d.a_loader > 0.0 else k_t
+    union = min(ncpus, k_t + k_l) if a_l > 0.0 else k_t
     cap = math.inf
-    if d.a_trainer > 0.0:
-        cap = min(cap, min(k_t, max(d.par_trainer, 1e-3)) / d.a_trainer)
-    if d.a_loader > 0.0:
-        cap = min(cap, min(k_l, max(d.par_loader, 1e-3)) / d.a_loader)
+    if a_t > 0.0:
+        cap = min(cap, min(k_t, max(d.par_trainer, 1e-3)) / a_t)
+    if a_l > 0.0:
+        cap = min(cap, min(k_l, max(d.par_loader, 1e-3)) / a_l)
     other = max(0.0, d.other_cores - (ncpus - union))
     if other <= 0.0:
         return min(cap, union / a_sum)
     w_t = max(k.weight_trainer * p.u_trainer, 1e-6)
     w_l = max(k.weight_loader * p.u_loader, 1e-6)
-    m = max(d.a_trainer / w_t, d.a_loader / w_l if d.a_loader > 0.0 else 0.0)
+    m = max(a_t / w_t, a_l / w_l if a_l > 0.0 else 0.0)
     p_full = (union - other) / a_sum  # other tasks get all they want
     rate = p_full if p_full > 0.0 and p_full * m >= 1.0 else union / (a_sum + m * other)
     return min(cap, rate)
 
 
-def io_demand(d: Demand, k: Knobs, p: Params) -> tuple[Demand, float]:
-    """The demand at read-ahead ``k.readahead_kb``: bytes per sample, and the CPU they cost."""
+def io_demand(d: Demand, k: Knobs, p: Params) -> tuple[float, float, float]:
+    """At read-ahead ``k.readahead_kb``: bytes per sample, and the trainer's and loaders' CPU
+    per sample once reading costs what it costs there."""
     if d.read_bytes <= 0.0:
-        return d, 0.0
+        return 0.0, d.a_trainer, d.a_loader
     ra = max(k.readahead_kb, 4.0) * KIB
-    b = d.read_bytes * (ra / (max(d.readahead_kb, 4.0) * KIB)) ** p.read_exponent
-    s, s0 = min(ra, p.max_request), min(max(d.readahead_kb, 4.0) * KIB, p.max_request)
+    ra0 = max(d.readahead_kb, 4.0) * KIB
+    b = d.read_bytes * (ra / ra0) ** p.read_exponent if p.read_exponent else d.read_bytes
+    if not p.cpu_per_byte and not p.cpu_per_request:
+        return b, d.a_trainer, d.a_loader
+    s, s0 = min(ra, p.max_request), min(ra0, p.max_request)
     extra = p.cpu_per_byte * (b - d.read_bytes) + p.cpu_per_request * (b / s - d.read_bytes / s0)
     a_sum = d.a_trainer + d.a_loader
-    if extra == 0.0 or a_sum <= 0.0:
-        return d, b
+    if a_sum <= 0.0:
+        return b, d.a_trainer, d.a_loader
     share_t = d.a_trainer / a_sum
     return (
-        replace(
-            d,
-            a_trainer=max(d.a_trainer + extra * share_t, 1e-9),
-            a_loader=max(d.a_loader + extra * (1.0 - share_t), 0.0),
-        ),
         b,
+        max(d.a_trainer + extra * share_t, 1e-9),
+        max(d.a_loader + extra * (1.0 - share_t), 0.0),
     )
 
 
 def respond(d: Demand, k: Knobs, p: Params, ncpus: int) -> Response:
     """The model's answer for one interval's demand under knobs ``k``."""
-    d, b = io_demand(d, k, p)
-    p_cpu = cpu_rate(d, k, p, ncpus)
+    b, a_t, a_l = io_demand(d, k, p)
+    p_cpu = cpu_rate(d, k, p, ncpus, a_t=a_t, a_l=a_l)
     ra = max(k.readahead_kb, 4.0) * KIB
     s = min(ra, p.max_request)
     lat = p.latency_s + s / p.bandwidth
@@ -225,7 +239,7 @@ def respond(d: Demand, k: Knobs, p: Params, ncpus: int) -> Response:
         rate = 1.0 / (max(1.0 / p_cpu, 1.0 / p_io) + (1.0 - ov) * min(1.0 / p_cpu, 1.0 / p_io))
     if math.isinf(rate):
         rate = 0.0
-    x_t = rate * d.a_trainer
-    x_l = rate * d.a_loader
+    x_t = rate * a_t
+    x_l = rate * a_l
     x_o = max(0.0, min(d.other_cores, ncpus - x_t - x_l))
     return Response(rate, x_t, x_l, x_o, b, s, lat, p_cpu <= p_io)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -15,10 +15,11 @@ from autotune.envs.model import Demand, Knobs, Params, Response, cores_for, resp
 from autotune.envs.workload import Workload, load
 
 from autotune.errors import UserError
-from autotune.features import N_FEATURES, featurize
+from autotune.features import N_FEATURES
+from autotune.features.schema import featurize_parts, p50_p99
 from autotune.knobs import KNOBS
 from autotune.roles import ROLE_INDEX, Role
-from autotune.telemetry.sample import B, C, Sample
+from autotune.telemetry.sample import N_SLOTS, PROGRESS_CLIENT, B, C
 
 # Reward cost per knob changed in a step, in units of progress relative to default: a change
 # must buy at least 1% more progress to pay for itself (changes disturb a running job).
@@ -29,6 +30,7 @@ TRAIN_ROWS = (0.0, 0.75)
 HELDOUT_ROWS = (0.75, 1.0)
 _T, _L, _O = ROLE_INDEX[Role.TRAINER], ROLE_INDEX[Role.LOADER], ROLE_INDEX[Role.OTHER]
 _EPS = 0.05
+_SHAPE = (len(KNOBS),)
 _ONCPU, _WAIT, _NVCSW, _NIVCSW = C["oncpu_ns"], C["runq_wait_ns"], C["nvcsw"], C["nivcsw"]
 _RA_SYNC, _RA_ASYNC = C["ra_sync"], C["ra_async"]
 _IO_COUNTERS = tuple(C[n] for n in ("pgcache_miss", "majflt", "ra_sync_pages", "ra_async_pages"))
@@ -45,11 +47,11 @@ class _Row:
     rate: float  # recorded progress per second
     contention: tuple[float, float, float]  # per role, at the recorded knobs
     readahead_kb: float  # recorded
+    client: bool  # the job reported its progress (else the trainer-CPU proxy)
     roles: list[list[float]]  # the recorded counters, as floats to rescale
-    runq_hist: npt.NDArray[np.int64]
+    runq_q: list[tuple[float, float]]  # recorded run-queue (p50, p99) per role, log2 µs
     block: list[float]
-    shifted: dict[tuple[int, ...], npt.NDArray[np.int64]] = field(default_factory=dict)
-    blk_shifted: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
+    blk_q: tuple[float, float]  # recorded block latency (p50, p99), log2 µs
 
 
 def contention(d: Demand, k: Knobs, p: Params, ncpus: int) -> tuple[float, float, float]:
@@ -73,20 +75,9 @@ def contention(d: Demand, k: Knobs, p: Params, ncpus: int) -> tuple[float, float
     return out[0], out[1], out[2]
 
 
-def _shift(hist: npt.NDArray[np.int64], slots: int) -> npt.NDArray[np.int64]:
-    """Move a log2 histogram by ``slots`` (×2 per slot), piling the overflow at the ends."""
-    if slots == 0:
-        return hist
-    out = np.zeros_like(hist)
-    n = hist.shape[-1]
-    if slots > 0:
-        out[..., slots:] = hist[..., : n - slots]
-        out[..., -1] += hist[..., n - slots :].sum(axis=-1)
-    else:
-        s = -slots
-        out[..., : n - s] = hist[..., s:]
-        out[..., 0] += hist[..., :s].sum(axis=-1)
-    return out
+def _clamp_slot(x: float) -> float:
+    """A log2-µs quantile kept inside the histogram's span."""
+    return min(max(x, 0.0), N_SLOTS - 1e-6)
 
 
 class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
@@ -193,9 +184,11 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
                     rate=float(w.rate[i]),
                     contention=contention(d, rec, w.params, w.ncpus),
                     readahead_kb=rec.readahead_kb,
+                    client=s.progress_source == PROGRESS_CLIENT,
                     roles=s.roles.astype(np.float64).tolist(),
-                    runq_hist=s.runq_hist,
+                    runq_q=[p50_p99(h) for h in s.runq_hist.tolist()],
                     block=s.block.astype(np.float64).tolist(),
+                    blk_q=p50_p99(s.block_lat_hist.tolist()),
                 )
             )
         return rows
@@ -207,7 +200,7 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
 
     # --- the model's answer as telemetry -------------------------------------------------
 
-    def _synthesize(
+    def _observe_parts(
         self,
         *,
         w: Workload,
@@ -217,8 +210,9 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         resp: Response,
         rate: float,
         values: dict[str, float],
-    ) -> Sample:
-        """The telemetry the model's answer would have produced: the recorded row, rescaled."""
+    ) -> None:
+        """Write into ``self._obs`` the observation the model's answer would have produced:
+        the recorded row's telemetry, rescaled, through the one feature schema."""
         rec_s = w.samples[i]
         rec = r.recorded
         roles = [row[:] for row in r.roles]
@@ -230,20 +224,17 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
             if old > 0:
                 roles[idx][_ONCPU] *= new / old
         cont = contention(r.demand, k, w.params, w.ncpus)
-        hist = r.runq_hist
-        shifts = []
+        # Run-queue latency scales with the wait: its log2 quantiles move by log2 of the change.
+        runq_q = []
         for idx in (_T, _L, _O):
             g = (cont[idx] + _EPS) / (r.contention[idx] + _EPS)
             roles[idx][_WAIT] *= g
             roles[idx][_NIVCSW] *= g
-            shifts.append(round(math.log2(g)))
-        if any(shifts):
-            key = tuple(shifts)
-            cached = r.shifted.get(key)
-            if cached is None:
-                cached = np.stack([_shift(hist[j], shifts[j]) for j in range(3)])
-                r.shifted[key] = cached
-            hist = cached
+            q50, q99 = r.runq_q[idx]
+            if q99 > 0.0 and g != 1.0:
+                s = math.log2(g)
+                q50, q99 = _clamp_slot(q50 + s), _clamp_slot(q99 + s)
+            runq_q.append((q50, q99))
         rate_ratio = rate / r.rate if r.rate > 0 else 0.0
         io = 0.0
         if rec.bytes_per_sample > 0 and r.rate > 0:
@@ -260,35 +251,27 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         block[_READ_BYTES] *= io
         req_ratio = io * rec.request_bytes / resp.request_bytes if resp.request_bytes > 0 else 0.0
         block[_READ_REQS] *= req_ratio
-        # Only the histogram's quantiles are observed, and they do not change with its count:
-        # shift it by the latency change, and leave the counts as recorded.
-        blk_hist = rec_s.block_lat_hist
-        if rec.latency_s > 0 and resp.latency_s != rec.latency_s:
-            lat_shift = round(math.log2(resp.latency_s / rec.latency_s))
-            if lat_shift:
-                cached = r.blk_shifted.get(lat_shift)
-                if cached is None:
-                    cached = r.blk_shifted[lat_shift] = _shift(blk_hist, lat_shift)
-                blk_hist = cached
+        # Block latency quantiles move by log2 of the request latency's change.
+        blk_q = r.blk_q
+        if rec.latency_s > 0 and resp.latency_s != rec.latency_s and blk_q[1] > 0.0:
+            s = math.log2(resp.latency_s / rec.latency_s)
+            blk_q = (_clamp_slot(blk_q[0] + s), _clamp_slot(blk_q[1] + s))
         dt = rec_s.interval_s
-        return Sample(
-            t=rec_s.t,
-            t_wall=rec_s.t_wall,
+        featurize_parts(
+            roles=roles,
+            runq_quantiles=runq_q,
+            block=block,
+            block_quantiles=blk_q,
             interval_s=dt,
             ncpus=rec_s.ncpus,
-            roles=np.array(roles).round().astype(np.int64),
-            runq_hist=hist,
-            block=np.array(block).round().astype(np.int64),
-            block_lat_hist=blk_hist,
-            # The job's samples, or for a job that does not report the proxy (trainer CPU-seconds)
-            # exactly as the live collector fills it.
-            progress_samples=rate * dt,
-            progress_source=rec_s.progress_source,
-            gpu_present=rec_s.gpu_present,
-            gpu_util=rec_s.gpu_util,
-            gpu_mem=rec_s.gpu_mem,
+            # The job's samples, or for a job that does not report the proxy (trainer
+            # CPU-seconds) exactly as the live collector fills it.
+            progress=rate * dt,
+            progress_client=r.client,
+            gpu=(rec_s.gpu_util, rec_s.gpu_mem) if rec_s.gpu_present else None,
+            bpf=rec_s.source == "bpf",
             knobs=values,
-            source=rec_s.source,
+            out=self._obs,
         )
 
     def _observe(self, values: dict[str, float]) -> tuple[npt.NDArray[np.float32], float, float]:
@@ -304,8 +287,7 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         sd = self._noise(w)
         if sd > 0 and rate > 0:
             rate *= math.exp(self.np_random.normal(0.0, sd))
-        sample = self._synthesize(w=w, r=r, i=self._row, k=k, resp=resp, rate=rate, values=values)
-        featurize(sample, self._obs)
+        self._observe_parts(w=w, r=r, i=self._row, k=k, resp=resp, rate=rate, values=values)
         return self._obs.copy(), rate, rate_default
 
     # --- Gymnasium API -------------------------------------------------------------------
@@ -356,9 +338,11 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
     def step(
         self, action: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
-        if not self.action_space.contains(np.asarray(action, dtype=np.int64)):
-            raise gym.error.InvalidAction(f"{action!r} is not in {self.action_space}")
         levels = np.asarray(action, dtype=np.int64)
+        # Gymnasium's own contains() costs a sixth of a step here; this is the same check.
+        lv = levels.tolist() if levels.shape == _SHAPE else None
+        if lv is None or not all(0 <= a < n for a, n in zip(lv, spaces.LEVELS, strict=True)):
+            raise gym.error.InvalidAction(f"{action!r} is not in {self.action_space}")
         changed = int((levels != self._levels).sum())
         self._levels = levels.copy()
         self._row += 1

@@ -98,6 +98,7 @@ _PGMISS, _RA_SYNC, _RA_ASYNC, _MAJFLT = (
     C[n] for n in ("pgcache_miss", "ra_sync", "ra_async", "majflt")
 )
 _RA_SYNC_PAGES, _RA_ASYNC_PAGES = C["ra_sync_pages"], C["ra_async_pages"]
+_READ_BYTES, _READ_REQS = B["read_bytes"], B["read_reqs"]
 
 
 def hist_quantile(hist: npt.ArrayLike, q: float | npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -124,7 +125,7 @@ def hist_quantile(hist: npt.ArrayLike, q: float | npt.ArrayLike) -> npt.NDArray[
     return np.where(target > 0, slot + frac.clip(0.0, 1.0), 0.0)
 
 
-def _quantiles(hist: list[int]) -> tuple[float, float]:
+def p50_p99(hist: list[int]) -> tuple[float, float]:
     """p50 and p99 of one log2-µs histogram, in log2 µs (0 when empty); scalar and fast."""
     total = sum(hist)
     if total <= 0:
@@ -146,56 +147,91 @@ def _lograte(count: float, seconds: float, scale: float) -> float:
 
 
 def featurize(s: Sample, out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
-    """Turn a sample into the observation vector (float32, length :data:`N_FEATURES`).
+    """Turn a sample into the observation vector (float32, length :data:`N_FEATURES`)."""
+    return featurize_parts(
+        roles=s.roles.tolist(),
+        runq_hist=s.runq_hist.tolist(),
+        block=s.block.tolist(),
+        block_lat_hist=s.block_lat_hist.tolist(),
+        interval_s=s.interval_s,
+        ncpus=s.ncpus,
+        progress=s.progress_samples if s.progress_samples > 0 else s.progress_steps,
+        progress_client=s.progress_source == PROGRESS_CLIENT,
+        gpu=(s.gpu_util, s.gpu_mem) if s.gpu_present else None,
+        bpf=s.source == "bpf",
+        knobs=s.knobs,
+        out=out,
+    )
 
-    Scalar Python on purpose: on arrays this small it is ~10× faster than numpy, and the replay
-    env calls it once per step.
-    """
-    dt = max(s.interval_s, 1e-6)
-    cap = dt * 1e9 * max(s.ncpus, 1)
+
+def featurize_parts(
+    *,
+    roles: list[list[float]],
+    runq_hist: list[list[int]] | None = None,
+    block: list[float],
+    block_lat_hist: list[int] | None = None,
+    runq_quantiles: list[tuple[float, float]] | None = None,
+    block_quantiles: tuple[float, float] | None = None,
+    interval_s: float,
+    ncpus: int,
+    progress: float,
+    progress_client: bool,
+    gpu: tuple[float, float] | None,
+    bpf: bool,
+    knobs: dict[str, float],
+    out: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float32]:
+    """:func:`featurize` on a sample's parts as plain lists (the replay env's hot path builds
+    them without a Sample). Histograms enter as themselves, or as their (p50, p99) in log2 µs
+    when the caller has them already. Scalar Python on purpose: on arrays this small it is ~10×
+    faster than numpy."""
+    if runq_quantiles is None:
+        runq_quantiles = [p50_p99(h) for h in runq_hist or ()]
+    if block_quantiles is None:
+        block_quantiles = p50_p99(block_lat_hist or [])
+    dt = max(interval_s, 1e-6)
+    cap = dt * 1e9 * max(ncpus, 1)
     log1p = math.log1p
     values: list[float] = []
-    rows = s.roles.tolist()
-    for r, hist in zip(rows, s.runq_hist.tolist(), strict=True):
+    for raw, (p50, p99) in zip(roles, runq_quantiles, strict=True):
+        # Counters are never negative; a broken one must not break log1p.
+        r = raw if min(raw) >= 0 else [max(x, 0) for x in raw]
         oncpu, wait = r[_ONCPU], r[_WAIT]
         runnable = oncpu + wait
         ra_events = r[_RA_SYNC] + r[_RA_ASYNC]
-        p50, p99 = _quantiles(hist)
         values += (
             oncpu / cap,
             min(runnable / cap, 4.0) / 4.0,
             wait / runnable if runnable > 0 else 0.0,
             p50 / N_SLOTS,
             p99 / N_SLOTS,
-            log1p(max(r[_NVCSW], 0) / dt) / _L1E5,
-            log1p(max(r[_NIVCSW], 0) / dt) / _L1E5,
-            log1p(max(r[_MIGR], 0) / dt) / _L1E5,
-            log1p(max(r[_PGMISS], 0) / dt) / _L1E6,
+            log1p(r[_NVCSW] / dt) / _L1E5,
+            log1p(r[_NIVCSW] / dt) / _L1E5,
+            log1p(r[_MIGR] / dt) / _L1E5,
+            log1p(r[_PGMISS] / dt) / _L1E6,
             r[_RA_SYNC] / ra_events if ra_events > 0 else 0.0,
-            log1p(max(r[_MAJFLT], 0) / dt) / _L1E5,
+            log1p(r[_MAJFLT] / dt) / _L1E5,
         )
-    blk = s.block.tolist()
-    lat50, lat99 = _quantiles(s.block_lat_hist.tolist())
+    lat50, lat99 = block_quantiles
     # Mean readahead size of the job (trainer and loaders), from the tracepoints' page counts.
-    ra_n = sum(rows[i][_RA_SYNC] + rows[i][_RA_ASYNC] for i in (0, 1))
-    ra_pages = sum(rows[i][_RA_SYNC_PAGES] + rows[i][_RA_ASYNC_PAGES] for i in (0, 1))
+    ra_n = sum(roles[i][_RA_SYNC] + roles[i][_RA_ASYNC] for i in (0, 1))
+    ra_pages = sum(roles[i][_RA_SYNC_PAGES] + roles[i][_RA_ASYNC_PAGES] for i in (0, 1))
     ra_kib = ra_pages * PAGE_KIB / ra_n if ra_n > 0 else 0.0
-    progress = s.progress_samples if s.progress_samples > 0 else s.progress_steps
     values += (
-        math.log1p(max(blk[B["read_bytes"]], 0) / 1e6 / dt) / _L1E4,
-        _lograte(blk[B["read_reqs"]], dt, _L1E6),
+        math.log1p(max(block[_READ_BYTES], 0) / 1e6 / dt) / _L1E4,
+        _lograte(block[_READ_REQS], dt, _L1E6),
         lat50 / N_SLOTS,
         lat99 / N_SLOTS,
         min(math.log2(ra_kib), 14.0) / 14.0 if ra_kib >= 1.0 else 0.0,
         _lograte(progress, dt, _L1E6),
-        1.0 if s.progress_source == PROGRESS_CLIENT else 0.0,
-        1.0 if s.gpu_present else 0.0,
-        s.gpu_util if s.gpu_present else 0.0,
-        s.gpu_mem if s.gpu_present else 0.0,
-        1.0 if s.source == "bpf" else 0.0,
+        1.0 if progress_client else 0.0,
+        1.0 if gpu is not None else 0.0,
+        gpu[0] if gpu is not None else 0.0,
+        gpu[1] if gpu is not None else 0.0,
+        1.0 if bpf else 0.0,
     )
     for k in KNOBS:
-        v = s.knobs.get(k.name, k.ladder[-1] if k.default is None else k.default)
+        v = knobs.get(k.name, k.ladder[-1] if k.default is None else k.default)
         level = _LEVEL[k.name].get(v)
         values.append((k.index(v) if level is None else level) / (k.levels - 1))
     obs = np.asarray(values, np.float32) if out is None else out

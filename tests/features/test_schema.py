@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from autotune.features import FEATURE_NAMES, N_FEATURES, featurize, hist_quantile
-from autotune.features.schema import _quantiles
+from autotune.features.schema import p50_p99
 from autotune.roles import ROLE_INDEX, Role
 from autotune.telemetry.sample import N_SLOTS, PROGRESS_CLIENT, C, Sample
 
@@ -53,5 +53,5 @@ def test_fast_and_vector_quantiles_agree() -> None:
     hists[::3, : N_SLOTS // 2] = 0
     vec = hist_quantile(hists, [0.5, 0.99])
     for h, row in zip(hists, vec, strict=True):
-        np.testing.assert_allclose(_quantiles(h.tolist()), row)
-    assert _quantiles([0] * N_SLOTS) == (0.0, 0.0)
+        np.testing.assert_allclose(p50_p99(h.tolist()), row)
+    assert p50_p99([0] * N_SLOTS) == (0.0, 0.0)
