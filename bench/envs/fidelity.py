@@ -49,6 +49,16 @@ SETTINGS: dict[str, list[dict[str, float]]] = {
 }
 
 
+# Samples per run: 15 to 40 s at the default knobs on this VM (bench/workloads/README.md).
+SAMPLES: dict[str, int] = {
+    "cnn": 8192,
+    "cnn_noisy": 4096,
+    "shards": 65536,
+    "randread": 16384,
+    "phases": 32768,
+}
+
+
 def predict(wl: Any, setting: Mapping[str, float]) -> float:
     """Mean progress rate ReplayEnv gives over the whole trace at one fixed setting."""
     from autotune.envs import spaces
@@ -78,7 +88,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workload", action="append", choices=sorted(SETTINGS))
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--samples", type=int, help="samples per run (default: the job's own)")
+    ap.add_argument("--samples", type=int, help="samples per run (default: SAMPLES)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
@@ -96,12 +106,17 @@ def main() -> None:
                 for s in SETTINGS[name]
                 if json.dumps({**wl.defaults, **s}, sort_keys=True) not in visited
             ]
+            samples = args.samples or SAMPLES[name]
+            # The recording's starting read-ahead is the replay's default: hold it unless a
+            # setting moves it (a fresh loop device would come up at its own).
+            base = {"readahead": wl.defaults["readahead"]}
             measured: list[list[float]] = [[] for _ in settings]
+            defaults: list[float] = []
             for _ in range(args.repeats):  # interleaved: each repeat visits every setting
+                defaults.append(wb.run(name, samples, base).samples_per_s)
                 for i, s in enumerate(settings):
-                    r = wb.run(name, args.samples, s)
-                    measured[i].append(r.samples_per_s)
-            default = wb.run(name, args.samples, {}).samples_per_s
+                    measured[i].append(wb.run(name, samples, {**base, **s}).samples_per_s)
+            default = statistics.median(defaults)
             pred = [predict(wl, s) for s in settings]
             pred_default = predict(wl, {})
             real = [statistics.median(m) for m in measured]
@@ -119,6 +134,8 @@ def main() -> None:
                 "median_abs_error": statistics.median(err),
                 "median_abs_error_vs_default": statistics.median(rel_err),
                 "repeat_spearman": ceiling,
+                "default_measured": defaults,
+                "default_predicted": pred_default,
             }
             print(
                 f"\n{name}: {len(settings)} settings unseen by calibration, {args.repeats} repeats"
