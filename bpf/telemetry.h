@@ -15,10 +15,10 @@
 #error "telemetry.h needs N_ROLES, N_COUNTERS, N_SLOTS and the role indices as -D cflags"
 #endif
 
-/* sched.bpf.c's public table autotune_roles (tid -> role), which pagecache.bpf.c imports. bcc
- * links an "extern" table to the first public table of that name in the process, so a process
- * holds one set of telemetry programs at a time (autotune/telemetry/sched.py enforces it). bcc
- * cannot call map methods on a name given by a macro, hence the fixed name. */
+/* sched.bpf.c's public table autotune_roles (tid -> role), which pagecache.bpf.c imports. The
+ * loader renames it for each load (autotune_roles_<n>, autotune/telemetry/bpfmaps.py): bcc's
+ * registry of public tables keeps a stale fd number after a module is cleaned up. bcc refuses map
+ * methods on a name that comes from a macro, hence a rename of the source and not a -D flag. */
 #define MAX_TASKS 65536
 
 /* The value of the role table: a role index in the low byte, and flags. */

@@ -9,6 +9,7 @@ wrappers cost more than the read itself, and the recorder reads every 250 ms.
 from __future__ import annotations
 
 import ctypes as ct
+import itertools
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -23,7 +24,18 @@ from autotune.telemetry.sample import BLOCK_COUNTERS, N_SLOTS, ROLE_COUNTERS, B,
 BPF_ANY = 0
 BPF_NOEXIST = 1
 TRACEFS_EVENTS = Path("/sys/kernel/tracing/events")
-ROLES_TABLE = "autotune_roles"  # sched.bpf.c's public table, imported by pagecache.bpf.c
+# sched.bpf.c's public role table, imported by pagecache.bpf.c. bcc links an "extern" table to a
+# public one by name through a registry that outlives the module: it keeps the fd number of a
+# table whose module was cleaned up, and a later extern of that name would get whatever map has
+# that number now. Each load therefore gives the table a name of its own (roles_table_name()).
+ROLES_TABLE = "autotune_roles"
+_roles_generation = itertools.count()
+
+
+def roles_table_name() -> str:
+    """A role-table name not used before in this process."""
+    return f"{ROLES_TABLE}_{next(_roles_generation)}"
+
 
 Words = npt.NDArray[np.uint64]
 

@@ -235,7 +235,7 @@ def _open_bpf(target: Target, progress: ProgressServer | None) -> TelemetryColle
         stack.callback(block.close)
         pagecache: PageCacheCollector | None
         try:
-            pagecache = PageCacheCollector()
+            pagecache = PageCacheCollector(sched.roles_table)
         except BpfUnavailable as e:
             warn_once(f"no page-cache or readahead counters: {e}")
             pagecache = None

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +71,14 @@ def _first_error(log: Path) -> str:
     return lines[-1].strip() if lines else "no compiler output"
 
 
-def load(name: str, cflags: Sequence[str] = ()) -> Any:
+def load(name: str, cflags: Sequence[str] = (), rename: Mapping[str, str] | None = None) -> Any:
     """Compile and load ``bpf/<name>.bpf.c``; tracepoints attach automatically.
 
     Args:
         name: the program's file stem under ``bpf/``.
         cflags: extra ``-D`` flags (filters, sizes); never C spliced into the source.
+        rename: identifiers to rename in the source, whole words only (a map's name: bcc
+            refuses map methods on a name that comes from a macro).
 
     Returns:
         The loaded ``bcc.BPF`` object.
@@ -91,9 +94,15 @@ def load(name: str, cflags: Sequence[str] = ()) -> Any:
     if not src.is_file():
         raise BpfUnavailable(f"BPF source {src} is missing from the installation")
     flags = ["-Wno-visibility", "-Wno-macro-redefined", f"-I{src.parent}", *cflags]
+    source: dict[str, bytes] = {"src_file": str(src).encode()}
+    if rename:
+        text = src.read_text()
+        for old, new in rename.items():
+            text = re.sub(rf"\b{re.escape(old)}\b", new, text)
+        source = {"text": text.encode()}
     with _captured_stderr() as log:
         try:
-            prog = bpf_cls(src_file=str(src).encode(), cflags=flags)
+            prog = bpf_cls(**source, cflags=flags)
         except Exception as e:
             detail = _first_error(log)
             raise BpfUnavailable(f"{src.name} failed to load: {e}; compiler said: {detail}") from e

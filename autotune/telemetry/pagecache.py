@@ -29,6 +29,10 @@ _WORDS = len(ROLES) * len(ROLE_COUNTERS)
 class PageCacheCollector:
     """Loads ``pagecache.bpf.c`` and reads its counters per interval.
 
+    Args:
+        roles_table: the name the open :class:`~autotune.telemetry.sched.SchedCollector` gave
+            its role table (``roles_table``).
+
     Attributes:
         missing: the counters this kernel cannot give (its readahead tracepoints came in 6.x).
 
@@ -36,13 +40,13 @@ class PageCacheCollector:
         BpfUnavailable: the program failed to load.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, roles_table: str) -> None:
         flags = bpfmaps.cflags()
         has_ra = all(bpfmaps.tracepoint_has("readahead", e) for e in READAHEAD_EVENTS)
         if has_ra:
             flags.append("-DHAVE_READAHEAD_TP")
         self.missing: frozenset[str] = frozenset() if has_ra else frozenset(READAHEAD_COUNTERS)
-        self.bpf = load("pagecache", flags)
+        self.bpf = load("pagecache", flags, rename={bpfmaps.ROLES_TABLE: roles_table})
         self._closed = False
         self._counters = self.bpf.get_table(b"counters")
         self._prev = self._cumulative()

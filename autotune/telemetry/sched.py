@@ -40,8 +40,8 @@ _N_ROLES, _N_COUNTERS = len(ROLES), len(ROLE_COUNTERS)
 _ONCPU, _THREADS = C["oncpu_ns"], C["threads"]
 _TRAINER, _LOADER, _OTHER = (ROLE_INDEX[r] for r in (Role.TRAINER, Role.LOADER, Role.OTHER))
 
-# bcc links pagecache.bpf.c's extern role table to the first public one in the process: one set
-# of telemetry programs per process at a time.
+# One set of telemetry programs per process at a time: the programs attach to every task, and two
+# sets would double the cost of every context switch.
 _open_lock = threading.Lock()
 _open = False
 
@@ -95,12 +95,13 @@ class SchedCollector:
             flags = bpfmaps.cflags()
             if bpfmaps.tracepoint_has("sched", "sched_process_exit", "group_dead"):
                 flags.append("-DHAVE_GROUP_DEAD")
-            self.bpf = load("sched", flags)
+            self.roles_table = bpfmaps.roles_table_name()
+            self.bpf = load("sched", flags, rename={bpfmaps.ROLES_TABLE: self.roles_table})
         except BaseException:
             _release()
             raise
         self._closed = False
-        self._roles = self.bpf.get_table(bpfmaps.ROLES_TABLE.encode())
+        self._roles = self.bpf.get_table(self.roles_table.encode())
         self._trainers = self.bpf.get_table(b"trainer_tgids")
         self._procs = self.bpf.get_table(b"procs")
         self._counters = self.bpf.get_table(b"counters")

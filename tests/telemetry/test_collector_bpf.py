@@ -133,6 +133,28 @@ def test_page_cache_readahead_and_block_io_per_role(job: Job, loopdisk: LoopDisk
     assert sum(int(s.block[B["read_bytes"]]) for s in samples) >= size  # the node's sum
 
 
+def test_a_collector_opened_again_counts_for_the_right_roles(job: Job, loopdisk: LoopDisk) -> None:
+    # bcc remembers a public table by fd number after its module is gone; when that number is
+    # reused by another map, a later pagecache program must still see this load's role table.
+    for _ in range(2):
+        with open_collector(job.target, require_bpf=True):
+            pass
+        reuse = [os.open("/dev/null", os.O_RDONLY) for _ in range(5)]
+    try:
+        with open_collector(job.target, require_bpf=True) as col:
+            loopdisk.drop_cache()
+            col.sample()
+            _, samples = job.sample_while(col, f"read {loopdisk.data}")
+            time.sleep(0.1)
+            samples.append(col.sample())
+    finally:
+        for fd in reuse:
+            os.close(fd)
+    pages = loopdisk.data.stat().st_size // 4096
+    assert total(samples, TRAINER, "pgcache_miss") >= pages
+    assert total(samples, OTHER, "pgcache_miss") < pages
+
+
 def test_a_running_worker_is_seeded_and_the_target_dies_mid_collection(job: Job) -> None:
     job.send("fork 30")  # a worker that already runs when the collector opens
     with open_collector(job.target, require_bpf=True) as col:
