@@ -37,7 +37,7 @@ from autotune.actuators.decisions import FAILED, RESTORE, Decision
 from autotune.actuators.family import Family, Notice, Stuck, write_int
 from autotune.actuators.journal import Entry, Journal, Session
 from autotune.actuators.threads import PerThread, ThreadValues, replay_threads
-from autotune.knobs.readback import nice_factor, nice_for_factor, thread_nice
+from autotune.knobs.readback import exiting, nice_factor, nice_for_factor, thread_nice
 from autotune.roles import Role
 from autotune.system import cgroups
 from autotune.target import Members, start_time
@@ -107,15 +107,6 @@ def _move(pid: int, directory: Path) -> bool:
             return False
         raise
     return True
-
-
-def _running(pid: int) -> bool:
-    """Alive and not exiting: an exiting task leaves its cgroup before it is reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZXx"
 
 
 def _sum_children(directory: Path, flavour: _Flavour, total: int | None = None) -> None:
@@ -202,12 +193,12 @@ class CgroupWeights(Family):
                 if not _move(pid, self.dirs[role]):
                     continue
             except OSError as e:
-                if _exiting(pid):
+                if exiting(pid):
                     continue  # a worker on its way out: nothing to place
                 raise Stuck(f"cannot move pid {pid} into {self.dirs[role]}: {e.strerror}") from e
             now = cgroups.cgroup_of(pid, self.flavour.controller)
             if now is not None and now != want:
-                if _exiting(pid):
+                if exiting(pid):
                     continue  # it exited between the move and the check (a DataLoader restart)
                 raise Stuck(f"pid {pid} is in {now} after moving it into {want}")
             self.placed[role].add(pid)
@@ -257,7 +248,7 @@ class CgroupWeights(Family):
                 continue
             inside = set(_procs(self.dirs[role]))
             pids = self._pids(role, members)
-            gone = [p for p in self.placed[role] if p not in inside and _running(p)]
+            gone = [p for p in self.placed[role] if p not in inside and not exiting(p)]
             if gone:
                 where = cgroups.cgroup_of(gone[0], self.flavour.controller)
                 if where not in {self._rel(d) for d in self.dirs.values()}:
@@ -273,16 +264,6 @@ class CgroupWeights(Family):
             except Stuck as e:
                 out.append(Notice(knob, "stuck", str(e)))
         return out
-
-
-def _exiting(pid: int) -> bool:
-    """Whether ``pid`` is gone or a zombie: the kernel no longer keeps it in a cgroup."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return True
-    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] in (b"Z", b"X")
 
 
 def replay_cgroups(session: Session) -> list[Decision]:

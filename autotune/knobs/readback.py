@@ -151,11 +151,31 @@ def cgroup_factor(
     return factor
 
 
+PF_EXITING = 0x4  # include/linux/sched.h
+
+
+def exiting(pid: int) -> bool:
+    """Whether a process is gone or on its way out (a zombie not yet reaped, say).
+
+    cgroup v1 shows such a process in the root cgroup (``/proc/<pid>/cgroup``), whatever cgroup it
+    ran in: its weight can no longer be read.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read()
+    except OSError:
+        return True
+    fields = text[text.rindex(b")") + 2 :].split()
+    return fields[0] in (b"Z", b"X", b"x") or bool(int(fields[6]) & PF_EXITING)
+
+
 def role_weight(
     pids: Sequence[int], mounts: cgroups.CgroupMounts, parent: str = DEFAULT_CGROUP_PARENT
 ) -> float | None:
-    """The raw weight multiplier of a role: its first live process's cgroup × nice factors."""
+    """The raw weight multiplier of a role: its first running process's cgroup × nice factors."""
     for pid in pids:
+        if exiting(pid):
+            continue
         cg = cgroup_factor(pid, mounts, parent)
         nice = thread_nice(pid)
         if cg is not None and nice is not None:

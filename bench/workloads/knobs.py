@@ -132,7 +132,8 @@ class FixedKnobs:
         if before and self._target.alive():
             now = self._act.current()
             if self._target.members().loader_pids == before:
-                self.in_effect = {k: v for k, v in now.items() if k in self.knobs}
+                # A knob unreadable now (its workers are exiting) keeps its last reading.
+                self.in_effect.update({k: v for k, v in now.items() if k in self.knobs})
 
     def close(self) -> None:
         """Let the actuators restore what they changed, then put read-ahead back."""

@@ -15,13 +15,15 @@ import pytest
 from autotune.knobs import by_name
 from autotune.knobs.readback import (
     cpu_pool,
+    exiting,
     nice_factor,
     nice_for_factor,
     open_devices,
     read_knobs,
     readahead_kb,
+    role_weight,
 )
-from autotune.system import blockdev
+from autotune.system import blockdev, cgroups
 from autotune.target import Target
 
 JOB = textwrap.dedent(
@@ -94,3 +96,29 @@ def test_unknowable_knobs_are_left_out(job: subprocess.Popen[str]) -> None:
     target = Target.from_pid(job.pid)
     assert "prefetch.loader" not in read_knobs(target, prefetch=Ack(None))
     assert "readahead" not in read_knobs(target, devices=["no-such-disk"])
+
+
+@pytest.mark.root
+def test_a_zombie_worker_is_not_read_as_the_roles_weight(job: subprocess.Popen[str]) -> None:
+    # cgroup v1 shows an exited, unreaped worker in the root cgroup: its weight reads as 1×.
+    mounts = cgroups.mounts()
+    if "cpu" not in mounts.v1:
+        pytest.skip("needs the cgroup v1 cpu controller (this node's kind)")
+    target = Target.from_pid(job.pid)
+    worker = target.members().loader_pids[0]
+    group = mounts.v1["cpu"] / f"autotune-test-readback-{os.getpid()}"
+    group.mkdir()
+    try:
+        (group / "cpu.shares").write_text("4096")
+        (group / "cgroup.procs").write_text(str(worker))
+        assert not exiting(worker)
+        assert role_weight([worker], mounts) == 4.0
+        os.kill(worker, 9)  # the job never waits for it: it stays a zombie
+        while not exiting(worker):
+            pass
+        assert worker in target.members().loader_pids
+        assert role_weight([worker], mounts) is None
+        assert role_weight([worker, job.pid], mounts) == 1.0  # the next running one
+        assert "weight.loader" not in read_knobs(target)
+    finally:
+        group.rmdir()
