@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -122,6 +123,8 @@ class DataDisk:
 
     def open(self) -> DataDisk:
         """Create, attach, format and mount; undone by :meth:`close` even if a step fails."""
+        for what in reap_leftovers(self.root):
+            print(f"data disk: removed {what}, left by a run that was killed", file=sys.stderr)
         try:
             # The maker's PID in the name tells a leftover from a disk another run still uses.
             prefix = f"{PREFIX}{os.getpid()}-"
@@ -251,3 +254,30 @@ def leftovers() -> list[str]:
         str(p) for p in BACKING_ROOT.glob(PREFIX + "*") if not _owned_by_the_living(str(p))
     )
     return found
+
+
+def _dead_owner(path: str) -> bool:
+    pid = _owner(path)
+    return pid is not None and not Path(f"/proc/{pid}").exists()
+
+
+def reap_leftovers(root: Path = BACKING_ROOT) -> list[str]:
+    """Undo what a killed run left behind (a ``kill -9``, a VM restart): the mounts, loop devices
+    and work directories of :class:`DataDisk` owners that no longer exist. Returns what went."""
+    gone: list[str] = []
+    for line in Path("/proc/mounts").read_text().splitlines():
+        mnt = line.split()[1]
+        if PREFIX in mnt and _dead_owner(mnt):
+            _unmount(Path(mnt))
+            gone.append(f"mount {mnt}")
+    for entry in sorted(SYS_BLOCK.glob("loop*")):
+        with contextlib.suppress(OSError):
+            backing = (entry / "loop" / "backing_file").read_text().strip()
+            if PREFIX in backing and _dead_owner(backing):
+                _detach(entry.name)
+                gone.append(f"{entry.name} ({backing})")
+    for p in root.glob(PREFIX + "*"):
+        if _dead_owner(str(p)):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(str(p))
+    return gone

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,27 @@ def test_read_ahead_is_set_only_on_loop_devices() -> None:
         assert disk.loop_device_of(d.mnt) == d.dev
     with pytest.raises(UserError, match="not a loop device"):
         disk.loop_device_of(Path("/var/tmp"))
+
+
+def test_a_killed_runs_disk_is_removed_by_the_next_run(capfd: pytest.CaptureFixture[str]) -> None:
+    # A run killed with SIGKILL cannot clean up: it leaves its loop device mounted.
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from bench.workloads import disk; d = disk.DataDisk(64).open(); "
+            "print(d.dev, d.workdir, flush=True); import os; os.kill(os.getpid(), 9)",
+        ],
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+    )
+    dev, workdir = made.stdout.split()
+    assert (SYS_BLOCK / dev / "loop" / "backing_file").exists()
+    assert Path(workdir).is_dir() and disk.leftovers()
+    capfd.readouterr()
+    with disk.DataDisk(64):
+        backing = SYS_BLOCK / dev / "loop" / "backing_file"
+        assert not backing.exists() or not backing.read_text().startswith(workdir)
+        assert not Path(workdir).exists()
+    assert f"removed mount {workdir}/mnt" in capfd.readouterr().err
