@@ -231,7 +231,9 @@ def test_record_a_multi_process_job_then_query(
     progress = float(str(got["progress"]))
     assert 0 < progress <= j.reported() and progress % 32 == 0
     assert float(str(got["f_loader"])) > 0
-    assert got["knobs"] == table.num_rows  # read back each interval
+    # Read back each interval; the last one may end after the job exited (nothing to read then).
+    assert table.num_rows - 1 <= got["knobs"] <= table.num_rows
+    assert table.column("knob_weight_trainer").slice(0, table.num_rows - 1).null_count == 0
     s = run_cli("record", "--summary", str(out))
     assert s.returncode == 0, s.stderr
     for label in ("trainer", "loader", "run-queue p99", "MB/s", "readahead", "samples/s", "3"):
