@@ -185,7 +185,22 @@ class TuneLoop:
         s.time_at = dict(sorted(self._time_at.items(), key=lambda kv: -kv[1]))
         s.loop_cpu_percent = 100.0 * cpu_s / max(wall_s, 1e-9)
         s.loop_ms_p99 = float(np.percentile(self._loop_ms, 99)) if self._loop_ms else 0.0
-        s.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        s.rss_mb = peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, in MB (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries that across fork and exec, so a tuner started by a large
+    parent (a harness holding a data set, say) would report the parent's peak as its own.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def write_summary(summary: Summary, path: Path) -> Path:

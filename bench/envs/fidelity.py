@@ -157,4 +157,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from bench.workloads.jobkit import entry
+
+    sys.exit(entry(lambda _argv: main()))

@@ -40,7 +40,10 @@ def static_best(name: str) -> dict[str, float]:
 
     wl = load(name)
     best = levels_to_values(search_static_best(wl).levels)
-    return {k: v for k, v in best.items() if v != wl.defaults.get(k)}
+    # A knob the recording never had in effect (prefetch for a job with no DataLoader workers,
+    # which never acknowledges it) is not part of the setting: the job cannot hold it.
+    held = {k for s in wl.samples for k in s.knobs}
+    return {k: v for k, v in best.items() if v != wl.defaults.get(k) and k in held}
 
 
 def main() -> None:
@@ -107,4 +110,8 @@ def settings_cmd() -> str:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from bench.workloads.jobkit import entry
+
+    sys.exit(entry(lambda _argv: main()))
