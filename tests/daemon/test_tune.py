@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,14 @@ def _wait_for(pred: Callable[[], bool], timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return pred()
+
+
+def _tune_pid(
+    policy: Path, pid: int, log: Path, env: dict[str, str], **popen: Any
+) -> subprocess.Popen[Any]:
+    """`autotune tune --pid` at 100 ms with its decision log, started in the background."""
+    cmd = [*TUNE, "--model", str(policy), "--interval", "100", "--decisions", str(log)]
+    return subprocess.Popen([*cmd, "--no-view", "--pid", str(pid)], env=env, **popen)
 
 
 def test_bad_action_is_rolled_back_and_the_job_status_passes_through(
@@ -157,22 +166,7 @@ def test_kill_9_then_restore(
     pol = constant_policy(weight_trainer=8.0)
     log = tmp_path / "decisions.jsonl"
     job = subprocess.Popen([sys.executable, str(BURN), "60", "1"])
-    tuner = subprocess.Popen(
-        [
-            *TUNE,
-            "--model",
-            str(pol),
-            "--interval",
-            "100",
-            "--decisions",
-            str(log),
-            "--no-view",
-            "--pid",
-            str(job.pid),
-        ],
-        env=isolated,
-        stderr=subprocess.DEVNULL,
-    )
+    tuner = _tune_pid(pol, job.pid, log, isolated, stderr=subprocess.DEVNULL)
     try:
         applied = lambda: any(  # noqa: E731
             d["knob"] == "weight.trainer" and d.get("event") == "set" for d in _decisions(log)
@@ -233,23 +227,7 @@ def test_sigterm_ends_a_pid_session_and_leaves_the_job_running(
     log = tmp_path / "decisions.jsonl"
     job = subprocess.Popen([sys.executable, str(BURN), "60", "1"])
     try:
-        tuner = subprocess.Popen(
-            [
-                *TUNE,
-                "--model",
-                str(pol),
-                "--interval",
-                "100",
-                "--decisions",
-                str(log),
-                "--no-view",
-                "--pid",
-                str(job.pid),
-            ],
-            env=isolated,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        tuner = _tune_pid(pol, job.pid, log, isolated, stderr=subprocess.PIPE, text=True)
         assert _wait_for(lambda: any(d.get("event") == "set" for d in _decisions(log)), 60)
         tuner.send_signal(signal.SIGTERM)
         _, err = tuner.communicate(timeout=60)
