@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from autotune.errors import NotPermitted, UserError
@@ -237,23 +238,35 @@ def _owned_by_the_living(path: str) -> bool:
     return pid is not None and pid != os.getpid() and Path(f"/proc/{pid}").exists()
 
 
-def leftovers() -> list[str]:
-    """Loop devices, mounts and work directories that a :class:`DataDisk` made and did not undo:
-    those of this process, and of processes that are gone."""
-    found: list[str] = []
+def _made(
+    keep: Callable[[str], bool], root: Path = BACKING_ROOT
+) -> tuple[list[str], list[tuple[str, str]], list[Path]]:
+    """What data disks made and still stands, as far as ``keep(path)`` says: the mount
+    points, the loop devices (name, backing file) and the work directories."""
+    mounts = [
+        mnt
+        for line in Path("/proc/mounts").read_text().splitlines()
+        if PREFIX in (mnt := line.split()[1]) and keep(mnt)
+    ]
+    loops: list[tuple[str, str]] = []
     for entry in sorted(SYS_BLOCK.glob("loop*")):
         with contextlib.suppress(OSError):
             backing = (entry / "loop" / "backing_file").read_text().strip()
-            if PREFIX in backing and not _owned_by_the_living(backing):
-                found.append(f"{entry.name} → {backing}")
-    for line in Path("/proc/mounts").read_text().splitlines():
-        mnt = line.split()[1]
-        if PREFIX in mnt and not _owned_by_the_living(mnt):
-            found.append(f"mount {mnt}")
-    found.extend(
-        str(p) for p in BACKING_ROOT.glob(PREFIX + "*") if not _owned_by_the_living(str(p))
-    )
-    return found
+            if PREFIX in backing and keep(backing):
+                loops.append((entry.name, backing))
+    dirs = [p for p in root.glob(PREFIX + "*") if keep(str(p))]
+    return mounts, loops, dirs
+
+
+def leftovers() -> list[str]:
+    """Loop devices, mounts and work directories that a :class:`DataDisk` made and did not undo:
+    those of this process, and of processes that are gone."""
+    mounts, loops, dirs = _made(lambda path: not _owned_by_the_living(path))
+    return [
+        *(f"{name} → {backing}" for name, backing in loops),
+        *(f"mount {mnt}" for mnt in mounts),
+        *(str(d) for d in dirs),
+    ]
 
 
 def _dead_owner(path: str) -> bool:
@@ -264,20 +277,15 @@ def _dead_owner(path: str) -> bool:
 def reap_leftovers(root: Path = BACKING_ROOT) -> list[str]:
     """Undo what a killed run left behind (a ``kill -9``, a VM restart): the mounts, loop devices
     and work directories of :class:`DataDisk` owners that no longer exist. Returns what went."""
-    gone: list[str] = []
-    for line in Path("/proc/mounts").read_text().splitlines():
-        mnt = line.split()[1]
-        if PREFIX in mnt and _dead_owner(mnt):
-            _unmount(Path(mnt))
-            gone.append(f"mount {mnt}")
-    for entry in sorted(SYS_BLOCK.glob("loop*")):
-        with contextlib.suppress(OSError):
-            backing = (entry / "loop" / "backing_file").read_text().strip()
-            if PREFIX in backing and _dead_owner(backing):
-                _detach(entry.name)
-                gone.append(f"{entry.name} ({backing})")
-    for p in root.glob(PREFIX + "*"):
-        if _dead_owner(str(p)):
-            shutil.rmtree(p, ignore_errors=True)
-            gone.append(str(p))
-    return gone
+    mounts, loops, dirs = _made(_dead_owner, root)
+    for mnt in mounts:
+        _unmount(Path(mnt))
+    for name, _ in loops:
+        _detach(name)
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    return [
+        *(f"mount {mnt}" for mnt in mounts),
+        *(f"{name} ({backing})" for name, backing in loops),
+        *(str(d) for d in dirs),
+    ]
