@@ -40,6 +40,22 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+PF_EXITING = 0x4  # include/linux/sched.h
+
+
+def exiting(pid: int) -> bool:
+    """Whether a process is gone or on its way out (exiting, or a zombie not yet reaped).
+
+    cgroup v1 shows such a process in the root cgroup (``/proc/<pid>/cgroup``) whatever cgroup it
+    ran in, and it can no longer be moved between cgroups.
+    """
+    stat = _read(PROC / str(pid) / "stat")
+    if stat is None:
+        return True
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[0] in ("Z", "X", "x") or bool(int(fields[6]) & PF_EXITING)
+
+
 def threads(pid: int) -> list[int]:
     """The thread ids of a process (empty when it is gone)."""
     try:

@@ -37,10 +37,10 @@ from autotune.actuators.decisions import FAILED, RESTORE, Decision
 from autotune.actuators.family import Family, Notice, Stuck, write_int
 from autotune.actuators.journal import Entry, Journal, Session
 from autotune.actuators.threads import PerThread, ThreadValues, replay_threads
-from autotune.knobs.readback import exiting, nice_factor, nice_for_factor, thread_nice
+from autotune.knobs.readback import nice_factor, nice_for_factor, thread_nice
 from autotune.roles import Role
 from autotune.system import cgroups
-from autotune.target import Members, start_time
+from autotune.target import Members, exiting, start_time
 
 KNOBS = {"weight.trainer": Role.TRAINER, "weight.loader": Role.LOADER}
 # rmdir attempts on restore, backing off from 1 ms to 128 ms: about 2 s in all, far more than a

@@ -28,7 +28,7 @@ from typing import Protocol
 
 from autotune.knobs.table import by_name
 from autotune.system import blockdev, cgroups, topology
-from autotune.target import Members, Target
+from autotune.target import Members, Target, exiting
 
 # The kernel's sched_prio_to_weight (kernel/sched/core.c), nice -20 … 19: CFS gives a thread of
 # nice n this weight; nice 0 is 1024 and each step is ~1.25×.
@@ -149,24 +149,6 @@ def cgroup_factor(
         procs = (_read(directory / "cgroup.procs") or "").split()
         factor /= max(1, len(procs))
     return factor
-
-
-PF_EXITING = 0x4  # include/linux/sched.h
-
-
-def exiting(pid: int) -> bool:
-    """Whether a process is gone or on its way out (a zombie not yet reaped, say).
-
-    cgroup v1 shows such a process in the root cgroup (``/proc/<pid>/cgroup``), whatever cgroup it
-    ran in: its weight can no longer be read.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read()
-    except OSError:
-        return True
-    fields = text[text.rindex(b")") + 2 :].split()
-    return fields[0] in (b"Z", b"X", b"x") or bool(int(fields[6]) & PF_EXITING)
 
 
 def role_weight(

@@ -15,7 +15,6 @@ import pytest
 from autotune.knobs import by_name
 from autotune.knobs.readback import (
     cpu_pool,
-    exiting,
     nice_factor,
     nice_for_factor,
     open_devices,
@@ -24,7 +23,7 @@ from autotune.knobs.readback import (
     role_weight,
 )
 from autotune.system import blockdev, cgroups
-from autotune.target import Target
+from autotune.target import Target, exiting
 
 JOB = textwrap.dedent(
     """
