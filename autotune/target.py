@@ -217,7 +217,7 @@ class Target:
         """Whether any trainer process still runs (and is the same process, not a reused PID)."""
         if self.process is not None and self.process.poll() is not None:
             return False
-        return any(start_time(p) == st and not _zombie(p) for p, st in self._roots)
+        return any(start_time(p) == st and not zombie(p) for p, st in self._roots)
 
     def members(self) -> Members:
         """The roles' processes and threads, now."""
@@ -243,6 +243,7 @@ def _ppid(pid: int) -> int | None:
     return int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
-def _zombie(pid: int) -> bool:
+def zombie(pid: int) -> bool:
+    """Whether a process is gone, or a zombie waiting for its parent to reap it."""
     stat = _read(PROC / str(pid) / "stat")
     return stat is None or stat[stat.rindex(")") + 2] in "ZX"

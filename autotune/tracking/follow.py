@@ -18,18 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from autotune.target import zombie
 from autotune.tracking.run import FLUSH_INTERVAL_S, RETRY_INTERVAL_S
 from autotune.tracking.spool import Spool
-
-
-def _alive(pid: int) -> bool:
-    """Whether the writer still runs (a zombie waiting for its parent to reap it does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] not in (b"Z", b"X")
 
 
 def _ended(spool: Spool, offset: int) -> tuple[bool, int]:
@@ -80,11 +71,11 @@ def follow(path: Path, retry_s: float = RETRY_INTERVAL_S) -> int:
             return 0  # someone else (autotune sync) finished it
         seen, offset = _ended(spool, offset)
         ended = ended or seen
-        if ended or not _alive(writer):
+        if ended or zombie(writer):
             # The writer is done (it released the spool's lock when it closed it), or dead.
             # Holding the lock keeps `autotune sync` and this follower from racing.
             if not spool.try_lock():
-                if not _alive(writer) and not ended:
+                if zombie(writer) and not ended:
                     return 1  # a dead writer's spool that someone else holds: theirs now
                 time.sleep(FLUSH_INTERVAL_S)
                 continue
