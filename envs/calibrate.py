@@ -197,19 +197,17 @@ def calibrate(wl: Workload) -> tuple[Params, dict[str, Any]]:
 
     t0 = time.perf_counter()
     before = residuals(x0)[: len(rows)]
+
     # The surface has shallow valleys (latency trades against streams and overlap): start from
     # a few corners of that trade and keep the best fit.
-    best = None
-    for latency_s, streams in ((prior.latency_s, 1.0), (2e-5, 4.0), (1e-4, 2.0), (5e-4, 8.0)):
+    def fit_from(latency_s: float, streams: float) -> Any:
         start = x0.copy()
         start[FITTED.index("latency_s")] = _to_free("latency_s", latency_s)
         start[FITTED.index("streams")] = _to_free("streams", streams)
-        r = least_squares(residuals, start, method="trf", x_scale=1.0, max_nfev=300)
-        if best is None or r.cost < best.cost:
-            best = r
-    result = best
-    if result is None:  # unreachable: the loop above always runs
-        raise RuntimeError("calibration made no fit")
+        return least_squares(residuals, start, method="trf", x_scale=1.0, max_nfev=300)
+
+    corners = ((prior.latency_s, 1.0), (2e-5, 4.0), (1e-4, 2.0), (5e-4, 8.0))
+    result = min((fit_from(*c) for c in corners), key=lambda r: float(r.cost))
     params = unpack(result.x)
     fit = residuals(result.x)[: len(rows)]
     settings = sorted({json.dumps(wl.knobs[i], sort_keys=True) for i in rows})
