@@ -19,20 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autotune.errors import NotPermitted, UserError
+from autotune.fsutil import read_small
 
 PROC = Path("/proc")
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
-        return None
+# The tuner lists the job's processes and threads every interval: string paths, raw reads.
+_read = read_small
 
 
 def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (tells a reused PID apart)."""
-    stat = _read(PROC / str(pid) / "stat")
+    stat = _read(f"/proc/{pid}/stat")
     if stat is None:
         return None
     # The command may hold spaces and parentheses: fields follow the last ')'.
@@ -49,7 +47,7 @@ def exiting(pid: int) -> bool:
     cgroup v1 shows such a process in the root cgroup (``/proc/<pid>/cgroup``) whatever cgroup it
     ran in, and it can no longer be moved between cgroups.
     """
-    stat = _read(PROC / str(pid) / "stat")
+    stat = _read(f"/proc/{pid}/stat")
     if stat is None:
         return True
     fields = stat[stat.rindex(")") + 2 :].split()
@@ -59,26 +57,32 @@ def exiting(pid: int) -> bool:
 def threads(pid: int) -> list[int]:
     """The thread ids of a process (empty when it is gone)."""
     try:
-        return sorted(int(t) for t in os.listdir(PROC / str(pid) / "task"))
+        return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
     except OSError:
         return []
 
 
-def children(pid: int) -> list[int]:
-    """Direct child processes of every thread of ``pid``."""
+def children(pid: int, tids: Sequence[int] | None = None) -> list[int]:
+    """Direct child processes of every thread of ``pid`` (``tids``: its threads, if known)."""
     out: list[int] = []
-    for tid in threads(pid):
-        text = _read(PROC / str(pid) / "task" / str(tid) / "children")
+    for tid in threads(pid) if tids is None else tids:
+        text = _read(f"/proc/{pid}/task/{tid}/children")
         if text:
             out.extend(int(c) for c in text.split())
     return out
 
 
-def descendants(pid: int, prune: frozenset[int] = frozenset()) -> list[int]:
+def descendants(
+    pid: int, prune: frozenset[int] = frozenset(), tids: dict[int, list[int]] | None = None
+) -> list[int]:
     """Every process below ``pid`` in the process tree, breadth first, except the subtrees
-    rooted at ``prune``."""
+    rooted at ``prune``. ``tids``, if given, caches each visited process's threads (read once
+    to find its children, so the caller need not list them again)."""
+    tids = {} if tids is None else tids
     out: list[int] = []
-    queue = children(pid)
+    if pid not in tids:
+        tids[pid] = threads(pid)
+    queue = children(pid, tids[pid])
     seen = {pid, *prune}
     while queue:
         p = queue.pop(0)
@@ -86,7 +90,8 @@ def descendants(pid: int, prune: frozenset[int] = frozenset()) -> list[int]:
             continue
         seen.add(p)
         out.append(p)
-        queue.extend(children(p))
+        tids[p] = threads(p)
+        queue.extend(children(p, tids[p]))
     return out
 
 
@@ -222,11 +227,15 @@ class Target:
     def members(self) -> Members:
         """The roles' processes and threads, now."""
         trainer_pids = tuple(p for p, st in self._roots if start_time(p) == st)
-        trainer_tids = tuple(t for p in trainer_pids for t in threads(p))
+        tids: dict[int, list[int]] = {}  # each process's threads, listed once
         loader_pids = tuple(
-            d for p in trainer_pids for d in descendants(p, self.exclude) if d not in self.exclude
+            d
+            for p in trainer_pids
+            for d in descendants(p, self.exclude, tids)
+            if d not in self.exclude
         )
-        loader_tids = tuple(t for p in loader_pids for t in threads(p))
+        trainer_tids = tuple(t for p in trainer_pids for t in tids[p])
+        loader_tids = tuple(t for p in loader_pids for t in tids[p])
         return Members(trainer_pids, trainer_tids, loader_pids, loader_tids)
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -237,7 +246,7 @@ class Target:
 
 
 def _ppid(pid: int) -> int | None:
-    stat = _read(PROC / str(pid) / "stat")
+    stat = _read(f"/proc/{pid}/stat")
     if stat is None:
         return None
     return int(stat[stat.rindex(")") + 2 :].split()[1])
@@ -245,5 +254,5 @@ def _ppid(pid: int) -> int | None:
 
 def zombie(pid: int) -> bool:
     """Whether a process is gone, or a zombie waiting for its parent to reap it."""
-    stat = _read(PROC / str(pid) / "stat")
+    stat = _read(f"/proc/{pid}/stat")
     return stat is None or stat[stat.rindex(")") + 2] in "ZX"

@@ -37,6 +37,7 @@ from autotune.actuators.decisions import FAILED, RESTORE, Decision
 from autotune.actuators.family import Family, Notice, Stuck, write_int
 from autotune.actuators.journal import Entry, Journal, Session
 from autotune.actuators.threads import PerThread, ThreadValues, replay_threads
+from autotune.fsutil import read_small
 from autotune.knobs.readback import nice_factor, nice_for_factor, thread_nice
 from autotune.roles import Role
 from autotune.system import cgroups
@@ -83,17 +84,15 @@ V2 = _Flavour("cpu.weight", 100, 1, 10000, "")
 
 
 def _read_int(path: Path) -> int | None:
+    text = read_small(path)
     try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
+        return int(text.strip()) if text is not None else None
+    except ValueError:
         return None
 
 
 def _procs(directory: Path) -> list[int]:
-    try:
-        return [int(p) for p in (directory / "cgroup.procs").read_text().split()]
-    except OSError:
-        return []
+    return [int(p) for p in (read_small(directory / "cgroup.procs") or "").split()]
 
 
 def _move(pid: int, directory: Path) -> bool:

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from autotune.fsutil import read_small
+
 SYS_BLOCK = Path("/sys/block")
 SYS_DEV_BLOCK = Path("/sys/dev/block")
 
@@ -34,10 +36,8 @@ class BlockDevice:
 
 
 def _read(path: Path, default: str = "") -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return default
+    text = read_small(path)
+    return text.strip() if text is not None else default
 
 
 def device(name: str) -> BlockDevice | None:

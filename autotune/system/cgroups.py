@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autotune.fsutil import read_small
+
 PROC_MOUNTS = Path("/proc/mounts")
 
 
@@ -51,9 +53,8 @@ def cgroup_of(pid: int, controller: str) -> str | None:
 
     Use ``controller=""`` for the cgroup v2 path.
     """
-    try:
-        text = Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
+    text = read_small(f"/proc/{pid}/cgroup")
+    if text is None:
         return None
     for line in text.splitlines():
         _, ctrls, path = line.split(":", 2)

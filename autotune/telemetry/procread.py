@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autotune.fsutil import read_small
 from autotune.roles import ROLE_INDEX, ROLES, Role
 from autotune.telemetry.sample import Counts
 
@@ -25,22 +26,9 @@ TICK_NS = 1_000_000_000 // CLK_TCK
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's block size
 
 
-def _read(path: Path | str) -> str | None:
-    # os.open/os.read: half the cost of open() in text mode, and the collector reads a stat file
-    # per process of the job every interval.
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:  # gone (ENOENT, ESRCH) or not ours to read (EACCES)
-        return None
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks).decode(errors="replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+# os.open/os.read (half the cost of open() in text mode): the collector reads a stat file per
+# process of the job every interval.
+_read = read_small
 
 
 @dataclass(frozen=True)
