@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from autotune.fsutil import read_small
 from autotune.knobs.table import by_name
 from autotune.system import blockdev, cgroups, topology
 from autotune.target import Members, Target, exiting
@@ -83,10 +84,8 @@ def thread_affinity(tid: int) -> frozenset[int] | None:
 
 
 def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
+    text = read_small(path)
+    return text.strip() if text is not None else None
 
 
 def cpu_pool(pid: int | None = None, mounts: cgroups.CgroupMounts | None = None) -> tuple[int, ...]:
@@ -166,28 +165,33 @@ def role_weight(
 
 
 def open_devices(pids: Iterable[int]) -> list[str]:
-    """Whole-disk block devices the processes have files open on (or have open themselves)."""
-    found: set[str] = set()
+    """Whole-disk block devices the processes have files open on (or have open themselves).
+
+    One ``stat`` per open file, and each distinct device number resolved to its disk once (a
+    DataLoader worker holds ~100 descriptors, nearly all on one or two devices).
+    """
+    devnos: set[int] = set()
     for pid in pids:
-        fd_dir = Path(f"/proc/{pid}/fd")
+        fd_dir = f"/proc/{pid}/fd"
         try:
             fds = os.listdir(fd_dir)
         except OSError:
             continue
         for fd in fds:
             try:
-                st = os.stat(fd_dir / fd)
+                st = os.stat(f"{fd_dir}/{fd}")
             except OSError:
                 continue  # closed meanwhile, or a dangling link
             if stat.S_ISREG(st.st_mode):
-                dev = st.st_dev
+                devnos.add(st.st_dev)
             elif stat.S_ISBLK(st.st_mode):
-                dev = st.st_rdev
-            else:
-                continue  # pipes, sockets, ttys, anonymous inodes
-            name = blockdev.disk_of_devno(os.major(dev), os.minor(dev))
-            if name is not None and blockdev.device(name) is not None:
-                found.add(name)
+                devnos.add(st.st_rdev)
+            # pipes, sockets, ttys, anonymous inodes hold no block device
+    found: set[str] = set()
+    for dev in devnos:
+        name = blockdev.disk_of_devno(os.major(dev), os.minor(dev))
+        if name is not None and blockdev.device(name) is not None:
+            found.add(name)
     return sorted(found)
 
 

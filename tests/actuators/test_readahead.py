@@ -3,12 +3,13 @@ yielded to a person, restored; the root disk is never touched."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
 from actuator_kit import Job, Loop
 
-from autotune.actuators import Actuators, DecisionLog
+from autotune.actuators import Actuators, DecisionLog, readahead
 from autotune.config import Settings
 from autotune.errors import UserError
 
@@ -36,9 +37,14 @@ def test_a_device_opened_later_gets_the_setting(
     job = spawn("--loaders", "0")  # reads nothing on a disk yet (the root disk is never tuned)
     with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
         act.apply({"readahead": 64.0})
+        act.follow()  # scans the job's files: nothing on a tunable disk yet
         assert loop.read_ahead_kb() == loop.original_ra
         job.send(f"open {loop.data}")
-        act.follow()
+        # Same processes, so the next scan comes with the rescan period, not at every follow.
+        deadline = time.monotonic() + readahead.RESCAN_S + 2.0
+        while loop.read_ahead_kb() != 64 and time.monotonic() < deadline:
+            time.sleep(0.25)
+            act.follow()
         assert loop.read_ahead_kb() == 64
     assert loop.read_ahead_kb() == loop.original_ra
 
