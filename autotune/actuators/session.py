@@ -148,9 +148,13 @@ class Actuators:
 
     # --- the API ----------------------------------------------------------------------------
 
-    def current(self) -> dict[str, float]:
-        """Knob name → value in effect now (ladder values; readahead in KiB as read)."""
-        return self._current(self.target.members())
+    def current(self, members: Members | None = None) -> dict[str, float]:
+        """Knob name → value in effect now (ladder values; readahead in KiB as read).
+
+        ``members``: a snapshot of the job taken this interval (:meth:`Target.members`), shared
+        with :meth:`follow` so the job's processes and threads are listed once per interval.
+        """
+        return self._current(members if members is not None else self.target.members())
 
     def _current(self, m: Members) -> dict[str, float]:
         devices = self._ra.devices or self._ra.discover(m)
@@ -215,9 +219,11 @@ class Actuators:
         self._last = self._current(m)
         return dict(self._last)
 
-    def follow(self) -> None:
+    def follow(self, members: Members | None = None) -> None:
         """Once per interval: put new threads and processes under their role's settings, and give
-        up knobs changed behind our back. Restores everything when the target has exited."""
+        up knobs changed behind our back. Restores everything when the target has exited.
+
+        ``members``: this interval's snapshot of the job, if the caller took one already."""
         if not self._open or self._closing:
             return
         if not self.target.alive():
@@ -225,7 +231,7 @@ class Actuators:
             return
         if self.dry_run:
             return
-        m = self.target.members()
+        m = members if members is not None else self.target.members()
         seen: set[int] = set()
         for family in self._families.values():
             if id(family) in seen:

@@ -1,9 +1,13 @@
 """The online control loop: one pass per interval, guarded, logged, tracked.
 
-Each interval: follow new threads → read telemetry → features → policy (numpy weights) → guard →
-actuators → decision log → MLflow metrics. The loop's own CPU use and latency are measured and
-logged. It ends when the job ends, on SIGINT/SIGTERM (the actuators restore on the way out), or
-when the watchdog sees telemetry stop.
+Each interval: read telemetry → features → policy (numpy weights) → guard → actuators → decision
+log → MLflow metrics. Every ``FOLLOW_S`` the job's processes and threads are listed again, new ones
+put under their role's settings, knobs changed behind the tuner's back given up, and the knobs in
+effect read back (they are also read back after each change): that bookkeeping is most of a
+pass's system calls, and at every 250 ms interval it kept the tuner above 2 % of a core on a busy
+node. The loop's own CPU use (per phase) and latency are measured and logged. It ends when the
+job ends, on SIGINT/SIGTERM (the actuators restore on the way out), or when the watchdog sees
+telemetry stop.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from autotune.telemetry.sample import C, Sample
 log = logging.getLogger("autotune.daemon")
 # Intervals in a row with no CPU time seen in any role before the watchdog calls telemetry dead.
 WATCHDOG_INTERVALS = 8
+# How often the job is listed again, followed (new threads, yielded knobs) and its knobs read back.
+FOLLOW_S = 1.0
 TABLE_DEFAULTS = {k.name: k.default if k.default is not None else 128.0 for k in KNOBS}
 
 
@@ -63,6 +69,7 @@ class Summary:
     time_at: dict[str, float] = field(default_factory=dict)  # setting → seconds
     loop_cpu_percent: float = 0.0
     loop_ms_p99: float = 0.0
+    phase_cpu_ms: dict[str, float] = field(default_factory=dict)  # phase → CPU ms per interval
     rss_mb: float = 0.0
     ended_by: str = ""
 
@@ -95,20 +102,32 @@ class TuneLoop:
         self._rates: list[float] = []
         self._loop_ms: list[float] = []
         self._time_at: dict[str, float] = {}
+        self._phases = Phases()
+        self.follow_every = max(1, round(FOLLOW_S / interval_s))
+        self._knobs: dict[str, float] = {}
+        self._since_follow = self.follow_every  # the first pass follows
 
     def stop(self) -> None:
         """Ask the loop to end after the current interval."""
         self._stop = True
 
-    def _sample(self) -> Sample:
-        s = self.col.sample()
-        s.knobs = {**self.defaults, **self.act.current()}
-        return s
-
     def _telemetry_alive(self, s: Sample) -> bool:
         busy = int(s.roles[:, C["oncpu_ns"]].sum())
         self._quiet = 0 if busy > 0 else self._quiet + 1
         return self._quiet < WATCHDOG_INTERVALS
+
+    def _follow(self, ph: Phases) -> None:
+        """Every ``follow_every`` passes: list the job, follow it, read the knobs back."""
+        self._since_follow += 1
+        if self._since_follow < self.follow_every:
+            return
+        self._since_follow = 0
+        members = self.act.target.members()
+        ph.mark("members")
+        self.act.follow(members)
+        ph.mark("follow")
+        self._knobs = {**self.defaults, **self.act.current(members)}
+        ph.mark("readback")
 
     def _apply(self, verdict: Verdict, obs: npt.NDArray[np.float32]) -> None:
         if not verdict.reasons:
@@ -118,7 +137,9 @@ class TuneLoop:
             reason = why if why != "policy" else f"policy: {explain(knob, obs)}"
             if knob in self.act.disabled:
                 continue
-            self.act.apply({knob: values[knob]}, reason)
+            now = self.act.apply({knob: values[knob]}, reason)  # read back after writing
+            if now:
+                self._knobs = {**self.defaults, **now}
 
     def run(self) -> Summary:
         """Loop until the end; returns the session's summary."""
@@ -131,10 +152,14 @@ class TuneLoop:
             if next_tick < time.monotonic():  # fell behind (a stall): do not try to catch up
                 next_tick = time.monotonic() + self.interval_s
             t0, c0 = time.monotonic(), time.process_time()
+            ph = self._phases
+            ph.start()
             if not self.col.alive():
                 break
-            self.act.follow()
-            s = self._sample()
+            self._follow(ph)
+            s = self.col.sample()
+            s.knobs = dict(self._knobs)
+            ph.mark("telemetry")
             if not self._telemetry_alive(s):
                 ended = "watchdog: telemetry stopped"
                 log.warning("autotune: telemetry stopped; restoring the knobs and stopping")
@@ -143,8 +168,10 @@ class TuneLoop:
             rate = progress_rate(s)
             current = values_to_levels(s.knobs)
             wish = self.policy.decide(obs, current)
-            verdict = self.guard.step(rate, wish)
+            verdict = self.guard.step(rate, wish, s.progress_source)
+            ph.mark("decide")
             self._apply(verdict, obs)
+            ph.mark("apply")
             loop_ms = (time.monotonic() - t0) * 1e3
             cpu = 100.0 * (time.process_time() - c0) / self.interval_s
             self._record(s, rate, verdict, loop_ms)
@@ -160,6 +187,7 @@ class TuneLoop:
                         cpu,
                     )
                 )
+            ph.mark("track")
         else:
             ended = "stopped"
         self._finish(ended, time.process_time() - cpu0, time.monotonic() - wall0)
@@ -167,6 +195,8 @@ class TuneLoop:
 
     def _record(self, s: Sample, rate: float, verdict: Verdict, loop_ms: float) -> None:
         self._loop_ms.append(loop_ms)
+        if verdict.event == "restart":  # rates so far were in another unit
+            self._rates.clear()
         if not self.guard.warming_up:
             self._rates.append(rate)
         setting = " ".join(f"{k}={v:g}" for k, v in sorted(s.knobs.items()))
@@ -186,6 +216,30 @@ class TuneLoop:
         s.loop_cpu_percent = 100.0 * cpu_s / max(wall_s, 1e-9)
         s.loop_ms_p99 = float(np.percentile(self._loop_ms, 99)) if self._loop_ms else 0.0
         s.rss_mb = peak_rss_mb()
+        s.phase_cpu_ms = self._phases.per_interval_ms()
+
+
+class Phases:
+    """The loop thread's CPU time per phase of an interval (``time.thread_time``: this thread
+    only, so the progress server's and the uploader's work is not counted in a phase)."""
+
+    def __init__(self) -> None:
+        self.cpu_s: dict[str, float] = {}
+        self.intervals = 0
+        self._last = 0.0
+
+    def start(self) -> None:
+        self.intervals += 1
+        self._last = time.thread_time()
+
+    def mark(self, phase: str) -> None:
+        now = time.thread_time()
+        self.cpu_s[phase] = self.cpu_s.get(phase, 0.0) + now - self._last
+        self._last = now
+
+    def per_interval_ms(self) -> dict[str, float]:
+        n = max(self.intervals, 1)
+        return {k: round(1e3 * v / n, 3) for k, v in self.cpu_s.items()}
 
 
 def peak_rss_mb() -> float:
