@@ -13,7 +13,11 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   judged at a time;
 * **fallback**: if the tuned job makes less than ``1 - fallback_margin`` of the reference rate
   over the last ``fallback_window`` intervals, every knob goes back to default, and stays there
-  for ``fallback_window`` intervals.
+  for ``fallback_window`` intervals;
+* **restart**: progress is measured in one unit at a time. A job that starts reporting samples
+  through ``autotune.client`` after its start-up (importing torch, spawning workers) was measured
+  by the proxy until then (trainer CPU seconds per second, ~1 where samples/s is ~400): every knob
+  goes back to default and the warm-up starts again in the new unit. Held-off settings stay held.
 
 Yielding to people and restoring on exit are the actuators' (they own the knobs); the watchdog
 is the loop's.
@@ -99,12 +103,17 @@ class Guard:
     def __init__(self, defaults: Levels, config: GuardConfig | None = None) -> None:
         self.cfg = config or GuardConfig()
         self.defaults = np.asarray(defaults, dtype=np.int64).copy()
+        self.held: dict[tuple[int, int], int] = {}  # (knob index, level) → refused until
+        self.source = ""
+        self._reset()
+
+    def _reset(self) -> None:
+        """Default knobs, a new warm-up; held-off settings stay held."""
         self.levels = self.defaults.copy()
         self.t = 0
         self.rates: deque[float] = deque(maxlen=max(self.cfg.fallback_window, 4 * self.cfg.canary))
         self.warmup_rates: list[float] = []
         self.last_change = np.full(len(KNOBS), -(10**9), dtype=np.int64)
-        self.held: dict[tuple[int, int], int] = {}  # (knob index, level) → refused until
         self.canary: _Canary | None = None
         self.fallback_until = -1
         self.tuned_rates: deque[float] = deque(maxlen=self.cfg.fallback_window)
@@ -118,8 +127,17 @@ class Guard:
     def warming_up(self) -> bool:
         return self.t <= self.cfg.warmup
 
-    def step(self, rate: float, wish: Levels) -> Verdict:
-        """Feed the last interval's progress rate and the policy's wish; get what to apply."""
+    def step(self, rate: float, wish: Levels, source: str = "") -> Verdict:
+        """Feed the last interval's progress rate and the policy's wish; get what to apply.
+
+        ``source``: what the rate measures (``client`` samples, the ``proxy``); when it changes,
+        the guard starts again from the default knobs.
+        """
+        if source != self.source:
+            restarted = bool(self.source)
+            self.source = source
+            if restarted:
+                return self._restart(rate, source)
         self.t += 1
         self.rates.append(rate)
         if self.warming_up:
@@ -136,6 +154,18 @@ class Guard:
         if self.canary is not None or self.t < self.fallback_until:
             return Verdict(self.levels.copy(), event="canary" if self.canary else "fallback")
         return self._limit(np.asarray(wish, dtype=np.int64))
+
+    def _restart(self, rate: float, source: str) -> Verdict:
+        unit = {"client": "the job's own sample count", "proxy": "the trainer's CPU time"}
+        why = f"progress now measured by {unit.get(source, source)}: default knobs, warm-up again"
+        reasons = {k.name: why for i, k in enumerate(KNOBS) if self.levels[i] != self.defaults[i]}
+        # Held-off levels keep their absolute "refused until": the clock restarts, so shift them.
+        self.held = {key: until - self.t for key, until in self.held.items() if until > self.t}
+        self._reset()
+        self.t = 1
+        self.rates.append(rate)
+        self.warmup_rates.append(rate)
+        return Verdict(self.levels.copy(), reasons, event="restart")
 
     def _limit(self, wish: Levels) -> Verdict:
         new = self.levels.copy()

@@ -85,3 +85,21 @@ def test_falls_back_to_default_when_tuning_loses() -> None:
             assert "fallback to default" in next(iter(v.reasons.values()))
             break
     assert "fallback" in events
+
+
+def test_a_new_progress_unit_restarts_from_the_defaults() -> None:
+    g = Guard(DEFAULT, CFG)
+    for _ in range(CFG.warmup):
+        g.step(1.0, DEFAULT, "proxy")  # the job's start-up: trainer CPU seconds per second
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] += 1
+    v = g.step(1.0, wish, "proxy")
+    assert v.reasons == {"weight.trainer": "policy"}
+    v = g.step(400.0, wish, "client")  # the job reports samples from now on
+    assert v.event == "restart"
+    assert np.array_equal(v.levels, DEFAULT)
+    assert "sample count" in v.reasons["weight.trainer"]
+    for _ in range(CFG.warmup - 1):
+        assert g.step(400.0, wish, "client").event == "warmup"
+    assert g.reference_rate == 400.0  # in samples/s only
+    assert g.step(400.0, wish, "client").reasons == {"weight.trainer": "policy"}
