@@ -157,13 +157,13 @@ def test_a_cgroup_removed_under_us_disables_the_weight(
         pytest.skip("no cgroup v1 cpu hierarchy")
     job = spawn("--loaders", "1")
     with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
-        act.apply({"weight.trainer": 2.0, "weight.loader": 2.0})
+        act.apply({"weight.trainer": 2.0, "weight.loader": 4.0})  # a cgroup per role
         ours = mount / settings.cgroup_parent / act.session_id / "trainer"
         (mount / "cgroup.procs").write_text(str(job.proc.pid))  # someone takes the trainer out
         ours.rmdir()  # and removes our cgroup
-        act.apply({"weight.trainer": 4.0})
+        act.apply({"weight.trainer": 8.0})  # still its own cgroup's, which is gone
         assert "is gone" in act.disabled["weight.trainer"]
-        assert act.apply({"weight.loader": 4.0})["weight.loader"] == 4.0
+        assert act.apply({"weight.loader": 8.0})["weight.loader"] == 8.0
     assert cpu_cgroup(job.proc.pid) == "/"
 
 

@@ -74,6 +74,43 @@ def test_cgroup_weights_apply_follow_and_restore(
     assert {d["knob"] for d in lines if d["event"] == "restore"} >= {"weight.trainer"}
 
 
+def test_equal_weights_keep_the_job_in_one_cgroup_and_1x_puts_it_back(
+    spawn: Callable[..., Job], settings: Settings
+) -> None:
+    mount = _cpu_mount()
+    job = spawn("--loaders", "2")
+    origin = cpu_cgroup(job.proc.pid)
+    with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
+        session = mount / settings.cgroup_parent / act.session_id
+        rel = f"/{settings.cgroup_parent}/{act.session_id}"
+        act.apply({"weight.trainer": 4.0, "weight.loader": 2.0})
+        m = job.target.members()
+        assert cpu_cgroup(m.trainer_pids[0]) == f"{rel}/trainer"
+        assert {cpu_cgroup(p) for p in m.loader_pids} == {f"{rel}/loader"}
+
+        got = act.apply({"weight.trainer": 2.0})  # equal: the job together, not split by role
+        assert {cpu_cgroup(p) for p in m.all_pids} == {f"{rel}/job"}
+        assert _shares(session / "job") == 2 * 1024 * 3  # 2× for each of its three processes
+        assert _shares(session) == 2 * 1024 * 3
+        assert got["weight.trainer"] == 2.0
+        assert got["weight.loader"] == 2.0
+
+        new_pid = int(job.send("fork").split()[1])
+        act.follow()
+        assert cpu_cgroup(new_pid) == f"{rel}/job"
+        assert _shares(session / "job") == 2 * 1024 * 4
+
+        got = act.apply({"weight.trainer": 1.0, "weight.loader": 1.0})  # default: as found
+        m = job.target.members()
+        assert {cpu_cgroup(p) for p in m.all_pids} == {origin}
+        assert got["weight.trainer"] == 1.0
+        assert got["weight.loader"] == 1.0
+        act.follow()
+        assert not act.disabled.keys() & {"weight.trainer", "weight.loader"}
+    assert not (mount / settings.cgroup_parent).exists()
+    assert {cpu_cgroup(p) for p in job.target.members().all_pids} == {origin}
+
+
 def test_someone_changing_our_shares_makes_us_yield(
     spawn: Callable[..., Job], settings: Settings
 ) -> None:
