@@ -13,7 +13,10 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   judged at a time;
 * **fallback**: if the tuned job makes less than ``1 - fallback_margin`` of the reference rate
   over the last ``fallback_window`` intervals, every knob goes back to default, and stays there
-  for ``fallback_window`` intervals;
+  for ``fallback_window`` intervals. Sooner, once it has run tuned as long as the warm-up, when
+  it is already below that *and* the fall is clear of the noise (as for the canary): small
+  steps that each pass their canary can add up to a loss (read-ahead walked 128 → 16 KiB in
+  three steps cost randread 11-13 %, which the 30 s window alone let run for 30 s);
 * **restart**: progress is measured in one unit at a time. A job that starts reporting samples
   through ``autotune.client`` after its start-up (importing torch, spawning workers) was measured
   by the proxy until then (trainer CPU seconds per second, ~1 where samples/s is ~400): every knob
@@ -211,11 +214,16 @@ class Guard:
     def _check_fallback(self) -> Verdict | None:
         ref = self.reference_rate
         n = self.cfg.fallback_window
-        if ref <= 0 or len(self.tuned_rates) < n or np.array_equal(self.levels, self.defaults):
+        early = max(self.cfg.warmup, 2)
+        if ref <= 0 or len(self.tuned_rates) < early or np.array_equal(self.levels, self.defaults):
             return None
         tuned = float(np.mean(self.tuned_rates))
         if tuned >= (1.0 - self.cfg.fallback_margin) * ref:
             return None
+        if len(self.tuned_rates) < n and not worse(
+            self.warmup_rates, list(self.tuned_rates), self.cfg.fallback_margin
+        ):
+            return None  # not the whole window yet, and within the noise: wait
         why = f"fallback to default: tuned progress {tuned / ref - 1:+.0%} against default"
         reasons = {k.name: why for i, k in enumerate(KNOBS) if self.levels[i] != self.defaults[i]}
         self.levels = self.defaults.copy()

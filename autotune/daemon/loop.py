@@ -203,7 +203,8 @@ class TuneLoop:
         self._time_at[setting] = self._time_at.get(setting, 0.0) + s.interval_s
         self.summary.changes += len(verdict.reasons)
         self.summary.rollbacks += verdict.event == "rollback"
-        self.summary.fallbacks += verdict.event == "fallback"
+        # Count the moves to default, not the intervals held there afterwards.
+        self.summary.fallbacks += verdict.event == "fallback" and bool(verdict.reasons)
 
     def _finish(self, ended: str, cpu_s: float, wall_s: float) -> None:
         s = self.summary

@@ -103,3 +103,32 @@ def test_a_new_progress_unit_restarts_from_the_defaults() -> None:
         assert g.step(400.0, wish, "client").event == "warmup"
     assert g.reference_rate == 400.0  # in samples/s only
     assert g.step(400.0, wish, "client").reasons == {"weight.trainer": "policy"}
+
+
+def _tuned_until_fallback(g: Guard, rates: list[float]) -> int | None:
+    """Feed ``rates`` with a wish off the defaults; the interval of the fallback, if any."""
+    wish = DEFAULT.copy()
+    wish[W["readahead"]] = 0
+    for i, r in enumerate(rates):
+        if g.step(r, wish).event == "fallback":
+            return i
+    return None
+
+
+def test_a_clear_loss_falls_back_before_the_long_window() -> None:
+    cfg = GuardConfig(warmup=8, dwell=1, canary=2, threshold=0.5, holdoff=4, fallback_window=40)
+    g = Guard(DEFAULT, cfg)
+    for r in [100.0, 104.0, 96.0, 101.0, 99.0, 103.0, 97.0, 100.0]:
+        g.step(r, DEFAULT)
+    # Each step too small to roll back (threshold 50 %), together 15 % down, noise ±4 %.
+    at = _tuned_until_fallback(g, [85.0 + (4.0 if i % 2 else -4.0) for i in range(40)])
+    assert at is not None and at < cfg.fallback_window // 2
+
+
+def test_a_loss_within_the_noise_waits_for_the_long_window() -> None:
+    cfg = GuardConfig(warmup=8, dwell=1, canary=2, threshold=0.5, holdoff=4, fallback_window=40)
+    g = Guard(DEFAULT, cfg)
+    for r in [100.0, 160.0, 40.0, 130.0, 70.0, 150.0, 50.0, 100.0]:  # a bursty job
+        g.step(r, DEFAULT)
+    at = _tuned_until_fallback(g, [90.0 + (50.0 if i % 2 else -50.0) for i in range(60)])
+    assert at is not None and at >= cfg.fallback_window - 1  # only on the whole window's mean
