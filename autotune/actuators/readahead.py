@@ -136,7 +136,7 @@ class Readahead(Family):
 
     def _due(self, members: Members) -> bool:
         """Whether to scan the job's open files again (its processes changed, or it is time)."""
-        pids, now = tuple(members.all_pids), time.monotonic()
+        pids, now = members.all_pids, time.monotonic()
         last_pids, last_t = self._scanned
         if pids == last_pids and now - last_t < RESCAN_S:
             return False

@@ -112,6 +112,18 @@ def _move(pid: int, directory: Path) -> bool:
     return True
 
 
+def _origin(entry: Entry, pid: int) -> Path:
+    """Where a process in a session's cgroups goes back to: where it was when we first moved it
+    (journalled with its start time), else where the trainer came from (a process born in our
+    cgroups, or a reused PID); the mount's root when that cgroup is gone."""
+    start, origin = entry["moved"].get(str(pid), [None, entry["origin"]])
+    if start is not None and start != start_time(pid):
+        origin = entry["origin"]
+    mount = Path(entry["mount"])
+    dest = mount / str(origin).lstrip("/")
+    return dest if dest.is_dir() else mount
+
+
 def _sum_children(directory: Path, flavour: _Flavour, total: int | None = None) -> None:
     """Set a cgroup's weight to the sum of its children's (clamped), so it splits, not caps.
 
@@ -199,15 +211,6 @@ class CgroupWeights(Family):
         except OSError as e:
             raise Stuck(f"cannot create cgroups under {self.parent}: {e.strerror}") from e
 
-    def _origin(self, pid: int) -> Path:
-        """Where a process we moved came from (its parent's origin if born in our cgroups)."""
-        assert self.entry is not None
-        start, origin = self.entry["moved"].get(str(pid), [None, self.entry["origin"]])
-        if start is not None and start != start_time(pid):
-            origin = self.entry["origin"]
-        dest = self.mount / str(origin).lstrip("/")
-        return dest if dest.is_dir() else self.mount
-
     def _place(self, role: Role, pids: list[int], home: Path) -> None:
         """Journal where each process is, then move it into ``home`` and verify."""
         if self.entry is None or not pids:
@@ -242,9 +245,11 @@ class CgroupWeights(Family):
 
     def _release(self, role: Role) -> None:
         """Move the role's processes back where they came from (both weights are 1× again)."""
+        if self.entry is None:  # nothing was ever placed
+            return
         for pid in sorted(self.placed[role]):
             try:
-                _move(pid, self._origin(pid))
+                _move(pid, _origin(self.entry, pid))
             except OSError as e:
                 if not exiting(pid):
                     raise Stuck(f"cannot move pid {pid} back: {e.strerror}") from e
@@ -284,11 +289,10 @@ class CgroupWeights(Family):
                 if cgroups.cgroup_of(p, self.flavour.controller) == self._rel(home)
             }
             self._place(role, self._pids(role, members), home)
-        for role in roles:
-            home = self.home(role)
-            if home is None:
-                continue
-            self._write(home, self.factor[role])
+        # One write per cgroup in use (the job's cgroup is both roles' home).
+        homes = {h: self.factor[r] for r in roles if (h := self.home(r)) is not None}
+        for home, factor in homes.items():
+            self._write(home, factor)
         # Cgroups left empty keep their old weight: an empty cgroup competes for nothing.
         occupied = {h for r in ROLE_DIRS if (h := self.home(r)) is not None}
         self.value = {d: v for d, v in self.value.items() if d in occupied}
@@ -351,8 +355,6 @@ def replay_cgroups(session: Session) -> list[Decision]:
     for e in session["entries"].values():
         if e.get("kind") != "cgroups":
             continue
-        mount = Path(e["mount"])
-        moved: dict[str, Any] = e["moved"]
         default = V1.default if e["file"] == V1.file else V2.default
         homes = [(f"weight.{r}", r, Path(p)) for r, p in zip(ROLE_DIRS, e["roles"], strict=True)]
         if e.get("joint"):  # journals from before the job's cgroup have none
@@ -368,12 +370,8 @@ def replay_cgroups(session: Session) -> list[Decision]:
             # a killed task is still exiting (it holds the cgroup until it is reaped).
             for attempt in range(RMDIR_TRIES):
                 for pid in procs:
-                    start, origin = moved.get(str(pid), [None, e["origin"]])
-                    if start is not None and start != start_time(pid):
-                        origin = e["origin"]
-                    dest = mount / str(origin).lstrip("/")
                     try:
-                        back += _move(pid, dest if dest.is_dir() else mount)
+                        back += _move(pid, _origin(e, pid))
                     except OSError:
                         continue
                 try:
