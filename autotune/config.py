@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     guard_fallback_margin: float = Field(
         0.05, ge=0.0, lt=1.0, description="how far below default before falling back (0 to 1)"
     )
+    guard_min_contention: float = Field(
+        0.5,
+        ge=0.0,
+        le=4.0,
+        description="share of the CPUs other tasks must want before a weight rises above 1x "
+        "(0 to 4)",
+    )
 
     @field_validator("runs_dir", "journal")
     @classmethod

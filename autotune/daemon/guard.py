@@ -17,6 +17,12 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   it is already below that *and* the fall is clear of the noise (as for the canary): small
   steps that each pass their canary can add up to a loss (read-ahead walked 128 → 16 KiB in
   three steps cost randread 11-13 %, which the 30 s window alone let run for 30 s);
+* **no contention, no extra weight**: a weight rises above 1× only while other tasks want at
+  least ``min_contention`` of the node's CPUs (over the last ``canary`` intervals); below that,
+  weights above 1× step back down. A heavier job can take CPU only from other tasks, and on a
+  quiet node those are mostly the kernel's workers serving the job's own I/O (the loop device's,
+  the filesystem's): on randread, 2×/2× ran at 0.74 of default and 8× on the trainer at 0.78,
+  while 0.25×/0.25× ran at 1.09 (bench.workloads.run, interleaved ×3);
 * **restart**: progress is measured in one unit at a time. A job that starts reporting samples
   through ``autotune.client`` after its start-up (importing torch, spawning workers) was measured
   by the proxy until then (trainer CPU seconds per second, ~1 where samples/s is ~400): every knob
@@ -53,6 +59,8 @@ class GuardConfig:
         holdoff: intervals a reverted setting is refused.
         fallback_window: intervals over which tuned progress is compared with the reference.
         fallback_margin: how far below the reference the tuned job may run before fallback.
+        min_contention: share of the node's CPUs other tasks must want before a weight may
+            rise above default.
     """
 
     warmup: int = 20
@@ -62,6 +70,7 @@ class GuardConfig:
     holdoff: int = 120
     fallback_window: int = 120
     fallback_margin: float = 0.05
+    min_contention: float = 0.5
 
     @classmethod
     def for_interval(cls, interval_s: float, settings: Settings | None = None) -> GuardConfig:
@@ -80,6 +89,7 @@ class GuardConfig:
             holdoff=n(s.guard_holdoff_s, 1),
             fallback_window=n(s.guard_fallback_s, 2),
             fallback_margin=s.guard_fallback_margin,
+            min_contention=s.guard_min_contention,
         )
 
 
@@ -108,6 +118,7 @@ class Guard:
         self.defaults = np.asarray(defaults, dtype=np.int64).copy()
         self.held: dict[tuple[int, int], int] = {}  # (knob index, level) → refused until
         self.source = ""
+        self.contention: deque[float] = deque(maxlen=self.cfg.canary)
         self._reset()
 
     def _reset(self) -> None:
@@ -130,12 +141,18 @@ class Guard:
     def warming_up(self) -> bool:
         return self.t <= self.cfg.warmup
 
-    def step(self, rate: float, wish: Levels, source: str = "") -> Verdict:
+    def step(
+        self, rate: float, wish: Levels, source: str = "", contention: float | None = None
+    ) -> Verdict:
         """Feed the last interval's progress rate and the policy's wish; get what to apply.
 
         ``source``: what the rate measures (``client`` samples, the ``proxy``); when it changes,
-        the guard starts again from the default knobs.
+        the guard starts again from the default knobs. ``contention``: the share of the node's
+        CPUs other tasks wanted (on-CPU and waiting); ``None`` (not measured) leaves the weights
+        to the policy.
         """
+        if contention is not None:
+            self.contention.append(contention)
         if source != self.source:
             restarted = bool(self.source)
             self.source = source
@@ -170,10 +187,29 @@ class Guard:
         self.warmup_rates.append(rate)
         return Verdict(self.levels.copy(), reasons, event="restart")
 
+    def _uncontended(self) -> str:
+        """Why weights may not rise above default now ("" when they may)."""
+        if not self.contention:
+            return ""
+        share = float(np.mean(self.contention))
+        if share >= self.cfg.min_contention:
+            return ""
+        return (
+            f"no contention: other tasks want {share:.0%} of the CPUs (under "
+            f"{self.cfg.min_contention:.0%}); a heavier job would only crowd out the kernel's "
+            "work for it"
+        )
+
     def _limit(self, wish: Levels) -> Verdict:
         new = self.levels.copy()
         reasons: dict[str, str] = {}
+        quiet = self._uncontended()
         for i, k in enumerate(KNOBS):
+            why = "policy"
+            if quiet and k.family == "weights" and wish[i] > self.defaults[i]:
+                wish = wish.copy()
+                wish[i] = self.defaults[i]
+                why = quiet
             if wish[i] == self.levels[i]:
                 continue
             if self.t - self.last_change[i] < self.cfg.dwell:
@@ -185,7 +221,7 @@ class Guard:
                 continue
             new[i] = level
             self.last_change[i] = self.t
-            reasons[k.name] = "policy"
+            reasons[k.name] = why
         if reasons:
             before = list(self.rates)[-self.cfg.canary :]
             self.canary = _Canary(self.t, self.levels.copy(), new.copy(), before)

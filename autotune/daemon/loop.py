@@ -31,6 +31,7 @@ from autotune.envs.spaces import levels_to_values, values_to_levels
 from autotune.features import featurize
 from autotune.knobs import KNOBS
 from autotune.policy import Policy
+from autotune.roles import ROLE_INDEX, Role
 from autotune.telemetry.collector import TelemetryCollector
 from autotune.telemetry.sample import C, Sample
 
@@ -168,7 +169,7 @@ class TuneLoop:
             rate = progress_rate(s)
             current = values_to_levels(s.knobs)
             wish = self.policy.decide(obs, current)
-            verdict = self.guard.step(rate, wish, s.progress_source)
+            verdict = self.guard.step(rate, wish, s.progress_source, other_demand(s))
             ph.mark("decide")
             self._apply(verdict, obs)
             ph.mark("apply")
@@ -241,6 +242,14 @@ class Phases:
     def per_interval_ms(self) -> dict[str, float]:
         n = max(self.intervals, 1)
         return {k: round(1e3 * v / n, 3) for k, v in self.cpu_s.items()}
+
+
+def other_demand(s: Sample) -> float:
+    """What other tasks wanted in the interval (on-CPU and run-queue wait), as a share of the
+    node's CPUs: the contention a heavier job would win CPU from."""
+    row = s.roles[ROLE_INDEX[Role.OTHER]]
+    want_s = (int(row[C["oncpu_ns"]]) + int(row[C["runq_wait_ns"]])) / 1e9
+    return want_s / max(s.interval_s * s.ncpus, 1e-9)
 
 
 def peak_rss_mb() -> float:

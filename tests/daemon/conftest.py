@@ -61,9 +61,13 @@ def constant_policy(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """An environment whose journal, runs folder and MLflow store are the test's own."""
+    """An environment whose journal, runs folder and MLflow store are the test's own.
+
+    The guard's contention rule is off (a CI node is quiet: the constant policies' weights would
+    be refused); test_tune's quiet-node test turns it back on."""
     env = {
         **os.environ,
+        "AUTOTUNE_GUARD_MIN_CONTENTION": "0",
         "AUTOTUNE_JOURNAL": str(tmp_path / "journal.json"),
         "AUTOTUNE_RUNS_DIR": str(tmp_path / "runs"),
         "AUTOTUNE_TRACKING_URI": f"sqlite:///{tmp_path}/runs/mlflow.db",

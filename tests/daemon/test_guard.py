@@ -132,3 +132,47 @@ def test_a_loss_within_the_noise_waits_for_the_long_window() -> None:
         g.step(r, DEFAULT)
     at = _tuned_until_fallback(g, [90.0 + (50.0 if i % 2 else -50.0) for i in range(60)])
     assert at is not None and at >= cfg.fallback_window - 1  # only on the whole window's mean
+
+
+def test_weights_rise_only_against_contention() -> None:
+    # A quiet node (other tasks want 10% of the CPUs): the policy's 8x is refused, read-ahead
+    # still moves. A neighbour wanting the whole node: the weight climbs.
+    g = Guard(DEFAULT, CFG)
+    warm(g)
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] = 5
+    wish[W["readahead"]] = 4
+    v = g.step(100.0, wish, contention=0.1)
+    assert v.levels[W["weight.trainer"]] == DEFAULT[W["weight.trainer"]]
+    assert v.reasons == {"readahead": "policy"}
+    for _ in range(2 * CFG.canary):
+        g.step(100.0, wish, contention=1.0)
+    assert g.levels[W["weight.trainer"]] > DEFAULT[W["weight.trainer"]]
+    assert np.all(g.levels[[W["weight.trainer"], W["weight.loader"]]] >= DEFAULT[:2])
+
+
+def test_weights_step_back_down_when_the_neighbour_leaves() -> None:
+    g = Guard(DEFAULT, CFG)
+    warm(g)
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] = 5
+    for _ in range(4 * CFG.dwell):
+        g.step(100.0, wish, contention=1.0)
+    high = int(g.levels[W["weight.trainer"]])
+    assert high > DEFAULT[W["weight.trainer"]]
+    reasons = []
+    for _ in range(8 * CFG.dwell):
+        v = g.step(100.0, wish, contention=0.05)
+        reasons += [r for k, r in v.reasons.items() if k == "weight.trainer"]
+    assert g.levels[W["weight.trainer"]] == DEFAULT[W["weight.trainer"]]
+    assert reasons and all(r.startswith("no contention: other tasks want") for r in reasons)
+    assert "want 5% of the CPUs" in reasons[-1]  # the window's mean, once the neighbour is gone
+
+
+def test_lighter_weights_need_no_contention() -> None:
+    g = Guard(DEFAULT, CFG)
+    warm(g)
+    wish = DEFAULT.copy()
+    wish[W["weight.loader"]] = 0
+    g.step(100.0, wish, contention=0.0)
+    assert g.levels[W["weight.loader"]] == DEFAULT[W["weight.loader"]] - 1

@@ -237,3 +237,26 @@ def test_sigterm_ends_a_pid_session_and_leaves_the_job_running(
     finally:
         job.kill()
         job.wait()
+
+
+def test_a_quiet_node_gets_no_extra_weight(
+    constant_policy: Callable[..., Path], isolated: dict[str, str], tmp_path: Path
+) -> None:
+    # Other tasks can never want 4 nodes' worth: the policy's 8x is refused throughout, while its
+    # read-ahead wish (another family) still goes through.
+    pol = constant_policy(weight_trainer=8.0, weight_loader=8.0, readahead=256.0)
+    log = tmp_path / "decisions.jsonl"
+    env = {**isolated, "AUTOTUNE_GUARD_MIN_CONTENTION": "4", "AUTOTUNE_GUARD_WARMUP_S": "0.5"}
+    job = subprocess.Popen([sys.executable, str(BURN), "60", "1"])
+    try:
+        tuner = _tune_pid(pol, job.pid, log, env, stderr=subprocess.PIPE, text=True)
+        assert _wait_for(lambda: any(d["knob"] == "readahead" for d in _decisions(log)), 60)
+        time.sleep(1.0)  # a few more intervals in which the weights could have moved
+        assert cgroups.cgroup_of(job.pid, "cpu") == cgroups.cgroup_of(os.getpid(), "cpu")
+        tuner.send_signal(signal.SIGTERM)
+        _, err = tuner.communicate(timeout=60)
+        assert tuner.returncode == 0, err
+        assert not [d for d in _decisions(log) if str(d["knob"]).startswith("weight.")]
+    finally:
+        job.kill()
+        job.wait()
