@@ -96,7 +96,13 @@ class Settings(BaseSettings):
         ge=0.0,
         le=4.0,
         description="share of the CPUs other tasks must want before a weight rises above 1x "
-        "(0 to 4)",
+        "while the job reads guard_io_mbps or more (0 to 4)",
+    )
+    guard_io_mbps: float = Field(
+        100.0,
+        ge=0.0,
+        le=1e6,
+        description="MB/s of reads from which a quiet node gives the job no extra weight",
     )
 
     @field_validator("runs_dir", "journal")

@@ -17,12 +17,15 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   it is already below that *and* the fall is clear of the noise (as for the canary): small
   steps that each pass their canary can add up to a loss (read-ahead walked 128 → 16 KiB in
   three steps cost randread 11-13 %, which the 30 s window alone let run for 30 s);
-* **no contention, no extra weight**: a weight rises above 1× only while other tasks want at
-  least ``min_contention`` of the node's CPUs (over the last ``canary`` intervals); below that,
-  weights above 1× step back down. A heavier job can take CPU only from other tasks, and on a
-  quiet node those are mostly the kernel's workers serving the job's own I/O (the loop device's,
-  the filesystem's): on randread, 2×/2× ran at 0.74 of default and 8× on the trainer at 0.78,
-  while 0.25×/0.25× ran at 1.09 (bench.workloads.run, interleaved ×3);
+* **no extra weight against the job's own I/O**: while the job reads at least ``io_mbps`` MB/s
+  and other tasks want less than ``min_contention`` of the node's CPUs (both over the last
+  ``canary`` intervals), a weight does not rise above 1×, and one above 1× steps back down. A
+  heavier job can take CPU only from other tasks, and on a quiet node where the job reads hard
+  those are mostly the kernel's workers serving its reads (the loop device's, the
+  filesystem's): on randread, 2×/2× ran at 0.74 of default and 8× on the trainer at 0.78, while
+  0.25×/0.25× ran at 1.09 (bench.workloads.run, interleaved ×3). A job that reads little gains
+  from the weights even on a quiet node (cnn: 8×/8× 1.08×), and beside a CPU-bound neighbour
+  every job does;
 * **restart**: progress is measured in one unit at a time. A job that starts reporting samples
   through ``autotune.client`` after its start-up (importing torch, spawning workers) was measured
   by the proxy until then (trainer CPU seconds per second, ~1 where samples/s is ~400): every knob
@@ -60,7 +63,8 @@ class GuardConfig:
         fallback_window: intervals over which tuned progress is compared with the reference.
         fallback_margin: how far below the reference the tuned job may run before fallback.
         min_contention: share of the node's CPUs other tasks must want before a weight may
-            rise above default.
+            rise above default while the job reads ``io_mbps`` or more.
+        io_mbps: reads (MB/s) from which the job's I/O is served by other tasks' CPU.
     """
 
     warmup: int = 20
@@ -71,6 +75,7 @@ class GuardConfig:
     fallback_window: int = 120
     fallback_margin: float = 0.05
     min_contention: float = 0.5
+    io_mbps: float = 100.0
 
     @classmethod
     def for_interval(cls, interval_s: float, settings: Settings | None = None) -> GuardConfig:
@@ -90,6 +95,7 @@ class GuardConfig:
             fallback_window=n(s.guard_fallback_s, 2),
             fallback_margin=s.guard_fallback_margin,
             min_contention=s.guard_min_contention,
+            io_mbps=s.guard_io_mbps,
         )
 
 
@@ -119,6 +125,7 @@ class Guard:
         self.held: dict[tuple[int, int], int] = {}  # (knob index, level) → refused until
         self.source = ""
         self.contention: deque[float] = deque(maxlen=self.cfg.canary)
+        self.reading: deque[float] = deque(maxlen=self.cfg.canary)
         self._reset()
 
     def _reset(self) -> None:
@@ -142,17 +149,23 @@ class Guard:
         return self.t <= self.cfg.warmup
 
     def step(
-        self, rate: float, wish: Levels, source: str = "", contention: float | None = None
+        self,
+        rate: float,
+        wish: Levels,
+        source: str = "",
+        contention: float | None = None,
+        read_mbps: float | None = None,
     ) -> Verdict:
         """Feed the last interval's progress rate and the policy's wish; get what to apply.
 
         ``source``: what the rate measures (``client`` samples, the ``proxy``); when it changes,
         the guard starts again from the default knobs. ``contention``: the share of the node's
-        CPUs other tasks wanted (on-CPU and waiting); ``None`` (not measured) leaves the weights
-        to the policy.
+        CPUs other tasks wanted (on-CPU and waiting); ``read_mbps``: what the job read from its
+        devices; either ``None`` (not measured) leaves the weights to the policy.
         """
-        if contention is not None:
+        if contention is not None and read_mbps is not None:
             self.contention.append(contention)
+            self.reading.append(read_mbps)
         if source != self.source:
             restarted = bool(self.source)
             self.source = source
@@ -191,13 +204,13 @@ class Guard:
         """Why weights may not rise above default now ("" when they may)."""
         if not self.contention:
             return ""
-        share = float(np.mean(self.contention))
-        if share >= self.cfg.min_contention:
+        share, mbps = float(np.mean(self.contention)), float(np.mean(self.reading))
+        if share >= self.cfg.min_contention or mbps < self.cfg.io_mbps:
             return ""
         return (
             f"no contention: other tasks want {share:.0%} of the CPUs (under "
-            f"{self.cfg.min_contention:.0%}); a heavier job would only crowd out the kernel's "
-            "work for it"
+            f"{self.cfg.min_contention:.0%}) while the job reads {mbps:.0f} MB/s; a heavier job "
+            "would only crowd out the kernel's work for its reads"
         )
 
     def _limit(self, wish: Levels) -> Verdict:

@@ -33,7 +33,7 @@ from autotune.knobs import KNOBS
 from autotune.policy import Policy
 from autotune.roles import ROLE_INDEX, Role
 from autotune.telemetry.collector import TelemetryCollector
-from autotune.telemetry.sample import C, Sample
+from autotune.telemetry.sample import B, C, Sample
 
 log = logging.getLogger("autotune.daemon")
 # Intervals in a row with no CPU time seen in any role before the watchdog calls telemetry dead.
@@ -169,7 +169,7 @@ class TuneLoop:
             rate = progress_rate(s)
             current = values_to_levels(s.knobs)
             wish = self.policy.decide(obs, current)
-            verdict = self.guard.step(rate, wish, s.progress_source, other_demand(s))
+            verdict = self.guard.step(rate, wish, s.progress_source, other_demand(s), read_mbps(s))
             ph.mark("decide")
             self._apply(verdict, obs)
             ph.mark("apply")
@@ -250,6 +250,11 @@ def other_demand(s: Sample) -> float:
     row = s.roles[ROLE_INDEX[Role.OTHER]]
     want_s = (int(row[C["oncpu_ns"]]) + int(row[C["runq_wait_ns"]])) / 1e9
     return want_s / max(s.interval_s * s.ncpus, 1e-9)
+
+
+def read_mbps(s: Sample) -> float:
+    """What the job's devices read in the interval, MB/s."""
+    return float(s.block[B["read_bytes"]]) / 1e6 / max(s.interval_s, 1e-9)
 
 
 def peak_rss_mb() -> float:

@@ -63,8 +63,8 @@ def constant_policy(tmp_path: Path) -> Callable[..., Path]:
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """An environment whose journal, runs folder and MLflow store are the test's own.
 
-    The guard's contention rule is off (a CI node is quiet: the constant policies' weights would
-    be refused); test_tune's quiet-node test turns it back on."""
+    The guard's quiet-node rule for weights is off (a CI node is quiet: the constant policies'
+    weights would be refused if the job read); test_tune's quiet-node test turns it back on."""
     env = {
         **os.environ,
         "AUTOTUNE_GUARD_MIN_CONTENTION": "0",

@@ -134,21 +134,29 @@ def test_a_loss_within_the_noise_waits_for_the_long_window() -> None:
     assert at is not None and at >= cfg.fallback_window - 1  # only on the whole window's mean
 
 
-def test_weights_rise_only_against_contention() -> None:
-    # A quiet node (other tasks want 10% of the CPUs): the policy's 8x is refused, read-ahead
-    # still moves. A neighbour wanting the whole node: the weight climbs.
+def test_a_reading_job_on_a_quiet_node_gets_no_extra_weight() -> None:
+    # Reading 500 MB/s while other tasks want 10% of the CPUs: the policy's 8x is refused,
+    # read-ahead still moves. A neighbour wanting the whole node: the weight climbs.
     g = Guard(DEFAULT, CFG)
     warm(g)
     wish = DEFAULT.copy()
     wish[W["weight.trainer"]] = 5
     wish[W["readahead"]] = 4
-    v = g.step(100.0, wish, contention=0.1)
+    v = g.step(100.0, wish, contention=0.1, read_mbps=500.0)
     assert v.levels[W["weight.trainer"]] == DEFAULT[W["weight.trainer"]]
     assert v.reasons == {"readahead": "policy"}
     for _ in range(2 * CFG.canary):
-        g.step(100.0, wish, contention=1.0)
+        g.step(100.0, wish, contention=1.0, read_mbps=500.0)
     assert g.levels[W["weight.trainer"]] > DEFAULT[W["weight.trainer"]]
-    assert np.all(g.levels[[W["weight.trainer"], W["weight.loader"]]] >= DEFAULT[:2])
+
+
+def test_a_job_that_reads_little_may_weigh_more_on_a_quiet_node() -> None:
+    g = Guard(DEFAULT, CFG)
+    warm(g)
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] = 5
+    v = g.step(100.0, wish, contention=0.05, read_mbps=30.0)
+    assert v.levels[W["weight.trainer"]] == DEFAULT[W["weight.trainer"]] + 1
 
 
 def test_weights_step_back_down_when_the_neighbour_leaves() -> None:
@@ -157,16 +165,16 @@ def test_weights_step_back_down_when_the_neighbour_leaves() -> None:
     wish = DEFAULT.copy()
     wish[W["weight.trainer"]] = 5
     for _ in range(4 * CFG.dwell):
-        g.step(100.0, wish, contention=1.0)
+        g.step(100.0, wish, contention=1.0, read_mbps=500.0)
     high = int(g.levels[W["weight.trainer"]])
     assert high > DEFAULT[W["weight.trainer"]]
     reasons = []
     for _ in range(8 * CFG.dwell):
-        v = g.step(100.0, wish, contention=0.05)
+        v = g.step(100.0, wish, contention=0.05, read_mbps=500.0)
         reasons += [r for k, r in v.reasons.items() if k == "weight.trainer"]
     assert g.levels[W["weight.trainer"]] == DEFAULT[W["weight.trainer"]]
     assert reasons and all(r.startswith("no contention: other tasks want") for r in reasons)
-    assert "want 5% of the CPUs" in reasons[-1]  # the window's mean, once the neighbour is gone
+    assert "want 5% of the CPUs (under 50%) while the job reads 500 MB/s" in reasons[-1]
 
 
 def test_lighter_weights_need_no_contention() -> None:
@@ -174,5 +182,5 @@ def test_lighter_weights_need_no_contention() -> None:
     warm(g)
     wish = DEFAULT.copy()
     wish[W["weight.loader"]] = 0
-    g.step(100.0, wish, contention=0.0)
+    g.step(100.0, wish, contention=0.0, read_mbps=500.0)
     assert g.levels[W["weight.loader"]] == DEFAULT[W["weight.loader"]] - 1
