@@ -217,10 +217,10 @@ class Guard:
         new = self.levels.copy()
         reasons: dict[str, str] = {}
         quiet = self._uncontended()
+        wish = wish.copy()
         for i, k in enumerate(KNOBS):
             why = "policy"
             if quiet and k.family == "weights" and wish[i] > self.defaults[i]:
-                wish = wish.copy()
                 wish[i] = self.defaults[i]
                 why = quiet
             if wish[i] == self.levels[i]:
