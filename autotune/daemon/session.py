@@ -21,9 +21,6 @@ from autotune.target import Target
 
 # How long a launched job gets to end after the tuner passes it SIGTERM, before SIGKILL.
 JOB_STOP_S = 10.0
-# The most the job waits for the upload process to load the MLflow client (~1.7 s of CPU, while
-# the tuner compiles its BPF programs), so that it does not load beside the job.
-UPLOADER_READY_S = 5.0
 
 
 @dataclass
@@ -157,7 +154,6 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             old = signal.signal(sig, lambda *_: loop.stop())
             stack.callback(signal.signal, sig, old)
-        run.wait_uploader(UPLOADER_READY_S)
         target.resume()
         if req.progress_socket is not None:  # autotune.tuning() waits for this
             ready = req.progress_socket.with_name(req.progress_socket.name + ".ready")

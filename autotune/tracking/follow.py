@@ -10,13 +10,11 @@ not answer every ``RETRY_INTERVAL_S``; when the run has ended it makes one last 
 exits, leaving what did not go up to ``autotune sync`` (as an in-process run does). A writer
 that dies without ending its run (kill -9) gets its run closed as KILLED.
 
-The follower loads the MLflow client first (~1.7 s of CPU) and then says so with a ``ready``
-file in the spool, which ``autotune tune`` waits for (a few seconds at most) before it lets the
-job run: it loads while the tuner compiles its BPF programs, not while the job runs. While the
-writer runs it is ``SCHED_IDLE`` and uploads with CPU nobody else wants (~2 % of a core at
-normal priority). Both because a `--dry-run` session, which changes nothing, ran randread at
-0.92 of its time alone when the follower did its work beside the job. The last upload, once
-the session has ended, runs at normal priority again.
+While the writer runs the follower is ``SCHED_IDLE``: it loads the MLflow client (~3 s of CPU,
+on its first upload) and uploads (~2 % of a core) with CPU nobody else wants. At normal priority
+it did both beside the job, and a `--dry-run` session, which changes nothing, ran randread at
+0.92 of its time alone (0.974 at ``SCHED_IDLE``). The last upload, once the session has ended,
+runs at normal priority again.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ import time
 from pathlib import Path
 
 from autotune.target import zombie
-from autotune.tracking.run import FLUSH_INTERVAL_S, READY, RETRY_INTERVAL_S
+from autotune.tracking.run import FLUSH_INTERVAL_S, RETRY_INTERVAL_S
 from autotune.tracking.spool import Spool
 
 
@@ -58,8 +56,6 @@ def follow(path: Path, retry_s: float = RETRY_INTERVAL_S) -> int:
     from autotune.tracking.upload import Unreachable, describe, fully_uploaded, upload
 
     spool = Spool.open(path)
-    with contextlib.suppress(OSError):
-        (path / READY).touch()
     _idle(True)
     meta = spool.meta()
     uri, writer = str(meta["tracking_uri"]), int(meta["pid"])

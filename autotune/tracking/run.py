@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 FLUSH_INTERVAL_S = 1.0  # how often the uploader sends what has been logged
-READY = "ready"  # made in the spool by an upload process once it has loaded the MLflow client
 RETRY_INTERVAL_S = 15.0  # how often it tries a store that did not answer
 END_TIMEOUT_S = 20.0  # the most a run's end waits for its last upload
 START_PROBE_S = 2.0  # the most a run's start waits to learn whether the server answers
@@ -211,18 +210,6 @@ class TrackedRun:
         rel = self.spool.stash(folder)
         self.spool.append({"op": "artifact", "src": rel, "path": POLICY_ARTIFACT})
         self.spool.append({"op": "model", "src": rel, "name": POLICY_MODEL_NAME})
-
-    def wait_uploader(self, timeout_s: float) -> bool:
-        """Wait (at most ``timeout_s``) until the upload process has loaded the MLflow client,
-        so that it does not load it beside the job. True when it has (or there is none)."""
-        if self._follower is None:
-            return True
-        end = time.monotonic() + timeout_s
-        while not (self.spool.path / READY).exists():
-            if self._follower.poll() is not None or time.monotonic() >= end:
-                return False
-            time.sleep(0.02)
-        return True
 
     # -- ending --------------------------------------------------------------------------------
 
