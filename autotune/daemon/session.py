@@ -21,6 +21,10 @@ from autotune.target import Target
 
 # How long a launched job gets to end after the tuner passes it SIGTERM, before SIGKILL.
 JOB_STOP_S = 10.0
+# The most a launched job waits for the upload process to load the MLflow client (~3 s of CPU and
+# a few hundred files read, while the tuner compiles its BPF programs), so that it does not load
+# beside the job (autotune/tracking/follow.py).
+UPLOADER_READY_S = 10.0
 
 
 @dataclass
@@ -107,6 +111,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
                 experiment=req.experiment,
                 runs_dir=settings.runs_dir,
                 uploader="process",  # keeps the MLflow client (~85 MB) out of the tuner
+                load_first=target.process is not None,  # a job we start can wait for it
             )
         )
         collector = stack.enter_context(
@@ -154,6 +159,8 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             old = signal.signal(sig, lambda *_: loop.stop())
             stack.callback(signal.signal, sig, old)
+        if target.process is not None:
+            run.wait_uploader(UPLOADER_READY_S)
         target.resume()
         if req.progress_socket is not None:  # autotune.tuning() waits for this
             ready = req.progress_socket.with_name(req.progress_socket.name + ".ready")

@@ -10,11 +10,17 @@ not answer every ``RETRY_INTERVAL_S``; when the run has ended it makes one last 
 exits, leaving what did not go up to ``autotune sync`` (as an in-process run does). A writer
 that dies without ending its run (kill -9) gets its run closed as KILLED.
 
-While the writer runs the follower is ``SCHED_IDLE``: it loads the MLflow client (~3 s of CPU,
-on its first upload) and uploads (~2 % of a core) with CPU nobody else wants. At normal priority
-it did both beside the job, and a `--dry-run` session, which changes nothing, ran randread at
-0.92 of its time alone (0.974 at ``SCHED_IDLE``). The last upload, once the session has ended,
-runs at normal priority again.
+Asked to (``--load-first``, which ``autotune tune`` asks for when it launches the job), the
+follower first loads the MLflow client and sends the run's start at normal priority, then makes
+a ``ready`` file in the spool: the tuner waits for it (a few seconds at most, while it compiles
+its BPF programs) before it lets the job run. Loading the client means importing MLflow,
+SQLAlchemy and the store's schema check, ~3 s of CPU and some hundred files read from the disk
+the job may be reading too; beside a random-read job that cost more than ``SCHED_IDLE`` could
+hide: a `--dry-run` session, which changes nothing, ran randread (65536 samples, 6 interleaved
+repeats) at 0.94 of its time alone when the client loaded after the job started, and at 0.98
+when nothing was uploaded until the job ended. After that, while the writer runs, the follower
+is ``SCHED_IDLE`` and uploads with CPU nobody else wants. The last upload, once the session has
+ended, runs at normal priority again.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import time
 from pathlib import Path
 
 from autotune.target import zombie
-from autotune.tracking.run import FLUSH_INTERVAL_S, RETRY_INTERVAL_S
+from autotune.tracking.run import FLUSH_INTERVAL_S, READY, RETRY_INTERVAL_S
 from autotune.tracking.spool import Spool
 
 
@@ -46,9 +52,13 @@ def _idle(idle: bool) -> None:
         os.sched_setscheduler(0, policy, os.sched_param(0))
 
 
-def follow(path: Path, retry_s: float = RETRY_INTERVAL_S) -> int:
+def follow(path: Path, retry_s: float = RETRY_INTERVAL_S, load_first: bool = False) -> int:
     """Upload ``path`` while its writer runs; once the run has ended, make one last attempt
     holding the spool's lock, and leave what did not go up to ``autotune sync``.
+
+    With ``load_first``, the first upload (which loads the MLflow client) runs at normal
+    priority before the ``ready`` file is made; every upload after it runs at ``SCHED_IDLE``
+    until the run ends.
 
     Returns 0 when the run is wholly uploaded (or someone else finished it), 1 otherwise.
     """
@@ -56,7 +66,6 @@ def follow(path: Path, retry_s: float = RETRY_INTERVAL_S) -> int:
     from autotune.tracking.upload import Unreachable, describe, fully_uploaded, upload
 
     spool = Spool.open(path)
-    _idle(True)
     meta = spool.meta()
     uri, writer = str(meta["tracking_uri"]), int(meta["pid"])
     client = None
@@ -82,6 +91,11 @@ def follow(path: Path, retry_s: float = RETRY_INTERVAL_S) -> int:
                 )
         return False
 
+    if load_first:
+        attempt()
+        with contextlib.suppress(OSError):
+            (path / READY).touch()
+    _idle(True)
     while True:
         if not path.is_dir():
             return 0  # someone else (autotune sync) finished it
@@ -113,8 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Upload one tracking spool as it grows.")
     ap.add_argument("spool", type=Path)
     ap.add_argument("--retry-s", type=float, default=RETRY_INTERVAL_S)
+    ap.add_argument(
+        "--load-first",
+        action="store_true",
+        help="load the MLflow client and upload once at normal priority, then make the ready file",
+    )
     args = ap.parse_args(argv)
-    return follow(args.spool, args.retry_s)
+    return follow(args.spool, args.retry_s, args.load_first)
 
 
 if __name__ == "__main__":

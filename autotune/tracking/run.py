@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 FLUSH_INTERVAL_S = 1.0  # how often the uploader sends what has been logged
+READY = "ready"  # made in the spool by an upload process once it has loaded the MLflow client
 RETRY_INTERVAL_S = 15.0  # how often it tries a store that did not answer
 END_TIMEOUT_S = 20.0  # the most a run's end waits for its last upload
 START_PROBE_S = 2.0  # the most a run's start waits to learn whether the server answers
@@ -81,6 +82,7 @@ class TrackedRun:
         retry_interval_s: float = RETRY_INTERVAL_S,
         end_timeout_s: float = END_TIMEOUT_S,
         uploader: str = "thread",
+        load_first: bool = False,
     ) -> None:
         self.kind = kind
         self.tracking_uri = store.normalize(tracking_uri)
@@ -128,6 +130,7 @@ class TrackedRun:
                     str(self.spool.path),
                     "--retry-s",
                     str(retry_interval_s),
+                    *(["--load-first"] if load_first else []),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -210,6 +213,19 @@ class TrackedRun:
         rel = self.spool.stash(folder)
         self.spool.append({"op": "artifact", "src": rel, "path": POLICY_ARTIFACT})
         self.spool.append({"op": "model", "src": rel, "name": POLICY_MODEL_NAME})
+
+    def wait_uploader(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until the upload process made with ``load_first`` has
+        loaded the MLflow client and sent the run's start. True when it has (or there is none).
+        """
+        if self._follower is None:
+            return True
+        end = time.monotonic() + timeout_s
+        while not (self.spool.path / READY).exists():
+            if self._follower.poll() is not None or time.monotonic() >= end:
+                return False
+            time.sleep(0.02)
+        return True
 
     # -- ending --------------------------------------------------------------------------------
 
@@ -315,7 +331,9 @@ def tracked_run(
     """A run of ``kind`` (train, eval, eval_result, tune, record) for the ``with`` block.
 
     It ends FINISHED, or FAILED when the block raises (KILLED on Ctrl-C). ``options`` go to
-    :class:`TrackedRun` (``notify``, ``retry_interval_s``, ``end_timeout_s``).
+    :class:`TrackedRun` (``notify``, ``retry_interval_s``, ``end_timeout_s``, ``uploader``:
+    ``"thread"`` or ``"process"`` (autotune.tracking.follow), and ``load_first``: that process
+    loads the MLflow client before anything else, see :meth:`TrackedRun.wait_uploader`).
     """
     run = TrackedRun(
         kind,

@@ -57,8 +57,10 @@ def test_bad_action_is_rolled_back_and_the_job_status_passes_through(
 ) -> None:
     pol = constant_policy(cpus_trainer=0.25)  # the CPU-bound trainer on one core of two
     log = tmp_path / "decisions.jsonl"
-    # Long windows: other work on a shared CI machine makes the job's progress noisy.
-    env = {**isolated, "AUTOTUNE_GUARD_WARMUP_S": "3", "AUTOTUNE_GUARD_CANARY_S": "4"}
+    # Long windows: other work on a shared CI machine makes the job's progress noisy. The
+    # warm-up outlasts two changes and their canaries (3 s each): the guard's early fallback,
+    # which may fire once the job has run tuned as long as the warm-up, comes after them.
+    env = {**isolated, "AUTOTUNE_GUARD_WARMUP_S": "8", "AUTOTUNE_GUARD_CANARY_S": "3"}
     r = subprocess.run(
         [
             *TUNE,

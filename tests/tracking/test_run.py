@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,11 @@ def _policy(tmp_path: Path) -> Path:
     (folder / "weights.npz").write_bytes(b"\x93NUMPY fake weights")
     (folder / "metadata.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
     return folder
+
+
+def _all_runs(uri: str) -> list[Any]:
+    c = store.client(uri)
+    return list(c.search_runs([e.experiment_id for e in c.search_experiments()]))
 
 
 def test_train_run_logs_everything(runs: Path, sqlite_uri: str, tmp_path: Path) -> None:
@@ -120,3 +126,26 @@ def test_unknown_kind_is_refused(runs: Path, sqlite_uri: str) -> None:
     ):
         pass
     assert not (runs / "spool").exists() or not list((runs / "spool").iterdir())
+
+
+def test_an_upload_process_asked_to_load_first_has_sent_the_start_when_ready(
+    runs: Path, sqlite_uri: str
+) -> None:
+    # `autotune tune` starts the job only once this returns: the MLflow client is loaded and
+    # the run is in the store, so nothing heavy is left to do beside the job.
+    with tracked_run(
+        "tune",
+        tracking_uri=sqlite_uri,
+        runs_dir=runs,
+        params={"interval_ms": 250},
+        uploader="process",
+        load_first=True,
+    ) as run:
+        assert run.wait_uploader(60)
+        found = _all_runs(sqlite_uri)
+        assert [r.data.params for r in found] == [{"interval_ms": "250"}]
+        assert found[0].info.status == "RUNNING"
+        run.log_metrics({schema.M_PROGRESS_RATE: 10.0})
+    (done,) = _all_runs(sqlite_uri)
+    assert done.info.status == "FINISHED"
+    assert done.data.metrics[schema.M_PROGRESS_RATE] == 10.0
