@@ -1,6 +1,7 @@
 """Online tuning on real jobs: default knobs vs `autotune tune` vs static-best, interleaved.
 
     .venv/bin/python -m bench.online.online --model RUN_ID|PATH [--repeats 3] [--job NAME ...]
+        [--dry-run-too]
 
 Each job (bench/workloads, cold data on a loop device of its own) runs to a fixed number of
 samples (a) with the knobs as found, (b) under `autotune tune --model M` (the tuner starts the
@@ -10,7 +11,9 @@ Printed per job: the job's own time for each (median and range), the ratios defa
 default/static-best (how many times faster), and the tuner's CPU % of one core and RSS from its
 summary line. Targets: tuned >= 1.5x faster than default beside the noisy neighbour, and no job
 worse than 0.98x of default. Read-ahead-bound jobs start from 128 KiB, the common kernel default
-(this VM's disk ships with 8 MiB); `--start-readahead` changes it.
+(this VM's disk ships with 8 MiB); `--start-readahead` changes it. `--dry-run-too` adds (d), the
+job under `autotune tune --dry-run` (telemetry, policy, guard and tracking, no knob changed): the
+cost of watching alone, and default/dry-run beside the other ratios.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--start-readahead", type=float, default=128.0)
     ap.add_argument("--interval", type=int, default=250, help="the tuner's interval, ms")
+    ap.add_argument("--dry-run-too", action="store_true", help="also run under tune --dry-run")
     ap.add_argument("--json", help="also write the runs here")
     args = ap.parse_args()
 
@@ -69,6 +73,8 @@ def main() -> None:
         for name in args.job or list(JOBS):
             best = {**start, **static_best(name)}
             runs: dict[str, list[float]] = {"default": [], "tuned": [], "static-best": []}
+            if args.dry_run_too:
+                runs["dry-run"] = []
             tuner: list[tuple[float, float]] = []
             for _ in range(args.repeats):
                 runs["default"].append(wb.run(name, JOBS[name], start).job_s)
@@ -79,6 +85,9 @@ def main() -> None:
                     if m:
                         tuner.append((float(m.group(1)), float(m.group(2))))
                 runs["static-best"].append(wb.run(name, JOBS[name], best).job_s)
+                if args.dry_run_too:
+                    dry = wb.run(name, JOBS[name], start, under=f"{under} --dry-run")
+                    runs["dry-run"].append(dry.job_s)
             med = {k: statistics.median(v) for k, v in runs.items()}
             report[name] = {"runs": runs, "static_best": best, "tuner": tuner}
             print(
@@ -87,10 +96,8 @@ def main() -> None:
             )
             for k, v in runs.items():
                 print(f"  {k:<12} job {med[k]:7.1f} s  [{min(v):.1f}–{max(v):.1f}]")
-            print(
-                f"  default/tuned {med['default'] / med['tuned']:.2f}x   "
-                f"default/static-best {med['default'] / med['static-best']:.2f}x"
-            )
+            ratios = [f"default/{k} {med['default'] / med[k]:.2f}x" for k in runs if k != "default"]
+            print("  " + "   ".join(ratios))
             if tuner:
                 cpu = statistics.median(c for c, _ in tuner)
                 rss = max(m for _, m in tuner)
