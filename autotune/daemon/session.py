@@ -159,8 +159,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             old = signal.signal(sig, lambda *_: loop.stop())
             stack.callback(signal.signal, sig, old)
-        if target.process is not None:
-            run.wait_uploader(UPLOADER_READY_S)
+        run.wait_uploader(UPLOADER_READY_S)  # at once unless load_first (a job we started)
         target.resume()
         if req.progress_socket is not None:  # autotune.tuning() waits for this
             ready = req.progress_socket.with_name(req.progress_socket.name + ".ready")

@@ -59,18 +59,13 @@ def _idle(idle: bool) -> None:
         os.sched_setscheduler(0, policy, os.sched_param(0))
 
 
-def follow(
-    path: Path,
-    retry_s: float = RETRY_INTERVAL_S,
-    load_first: bool = False,
-    live_s: float = LIVE_UPLOAD_S,
-) -> int:
+def follow(path: Path, retry_s: float = RETRY_INTERVAL_S, load_first: bool = False) -> int:
     """Upload ``path`` while its writer runs; once the run has ended, make one last attempt
     holding the spool's lock, and leave what did not go up to ``autotune sync``.
 
     With ``load_first``, the first upload (which loads the MLflow client) runs at normal
     priority before the ``ready`` file is made; every upload after it runs at ``SCHED_IDLE``,
-    one every ``live_s`` seconds at most, until the run ends.
+    one every ``LIVE_UPLOAD_S`` at most, until the run ends.
 
     Returns 0 when the run is wholly uploaded (or someone else finished it), 1 otherwise.
     """
@@ -108,7 +103,7 @@ def follow(
         with contextlib.suppress(OSError):
             (path / READY).touch()
     _idle(True)
-    next_live = time.monotonic() + live_s if load_first else 0.0
+    next_live = time.monotonic() + LIVE_UPLOAD_S if load_first else 0.0
     while True:
         if not path.is_dir():
             return 0  # someone else (autotune sync) finished it
@@ -134,7 +129,7 @@ def follow(
         now = time.monotonic()
         if now >= next_try and now >= next_live:
             attempt()
-            next_live = now + live_s
+            next_live = now + LIVE_UPLOAD_S
         time.sleep(FLUSH_INTERVAL_S)
 
 
@@ -147,9 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="load the MLflow client and upload once at normal priority, then make the ready file",
     )
-    ap.add_argument("--live-s", type=float, default=LIVE_UPLOAD_S, help="upload at most this often")
     args = ap.parse_args(argv)
-    return follow(args.spool, args.retry_s, args.load_first, args.live_s)
+    return follow(args.spool, args.retry_s, args.load_first)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ class TrackedRun:
         if params:
             self.log_params(params)
         self._follower: subprocess.Popen[bytes] | None = None
+        self._load_first = load_first and uploader == "process"
         if uploader == "process":
             # Upload from a process of its own (autotune.tracking.follow): this process never
             # loads the MLflow client. The run's id stays the local id here.
@@ -216,9 +217,10 @@ class TrackedRun:
 
     def wait_uploader(self, timeout_s: float) -> bool:
         """Wait (at most ``timeout_s``) until the upload process made with ``load_first`` has
-        loaded the MLflow client and sent the run's start. True when it has (or there is none).
+        loaded the MLflow client and sent the run's start. True when it has, and at once when
+        there is no such process (a thread uploader, or one made without ``load_first``).
         """
-        if self._follower is None:
+        if self._follower is None or not self._load_first:
             return True
         end = time.monotonic() + timeout_s
         while not (self.spool.path / READY).exists():
