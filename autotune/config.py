@@ -49,7 +49,13 @@ class Settings(BaseSettings):
     )
 
     interval_ms: int = Field(
-        250, ge=50, le=5000, description="control interval in milliseconds (50 to 5000)"
+        250, ge=50, le=5000, description="recording interval in milliseconds (50 to 5000)"
+    )
+    tune_interval_ms: int = Field(
+        500,
+        ge=50,
+        le=5000,
+        description="autotune tune's control interval in milliseconds (50 to 5000)",
     )
     runs_dir: Path = Field(Path("runs"), description="where recordings and local state live")
     tracking_uri: str = Field(

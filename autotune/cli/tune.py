@@ -19,8 +19,8 @@ from autotune.errors import UserError
     "--interval",
     "interval_ms",
     type=int,
-    help="Control interval in ms, 50 to 5000 (default 250, the recordings' interval; 500 about "
-    "halves the tuner's own CPU).",
+    help="Control interval in ms, 50 to 5000 (default 500; the guard's windows are in seconds, "
+    "the policy's features per second, so it may differ from the recordings' 250).",
 )
 @click.option("--dry-run", is_flag=True, help="Decide and log every change; write nothing.")
 @click.option("--tracking-uri", help="MLflow tracking URI (default: settings).")
@@ -60,7 +60,9 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     given = [pid is not None, cgroup is not None, bool(command)]
     if sum(given) != 1:
         raise UserError("give exactly one target: --pid PID, --cgroup PATH or -- CMD...")
-    settings = config.load({"tracking_uri": tracking_uri, "interval_ms": interval_ms}, config_file)
+    settings = config.load(
+        {"tracking_uri": tracking_uri, "tune_interval_ms": interval_ms}, config_file
+    )
     request = TuneRequest(
         model=model,
         pid=pid,

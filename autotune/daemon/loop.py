@@ -72,6 +72,7 @@ class Summary:
     loop_ms_p99: float = 0.0
     phase_cpu_ms: dict[str, float] = field(default_factory=dict)  # phase → CPU ms per interval
     rss_mb: float = 0.0
+    hugepage_mb: int = 0  # the tuner's heap collapsed into huge pages at start
     ended_by: str = ""
 
 

@@ -76,6 +76,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
     from autotune.actuators import Actuators, DecisionLog
     from autotune.daemon.loop import TuneLoop, write_summary
     from autotune.knobs import KNOBS
+    from autotune.system.hugepages import collapse_heap
     from autotune.telemetry.collector import open_collector
     from autotune.telemetry.progress import ProgressServer
     from autotune.tracking import schema as ts
@@ -84,7 +85,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
 
     folder = resolve_model(req.model, settings.tracking_uri, settings.runs_dir)
     pol = runtime.load(folder)
-    interval_s = settings.interval_ms / 1000.0
+    interval_s = settings.tune_interval_ms / 1000.0
     model_run = pol.meta.get("train_run_id") or (req.model if not Path(req.model).exists() else "")
     work = Path(tempfile.mkdtemp(prefix="autotune-tune-"))
     decisions = req.decisions or work / ts.DECISIONS_ARTIFACT
@@ -100,7 +101,11 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             ts.TAG_MODEL_RUN_ID: model_run,
             ts.TAG_ALGO: pol.algo,
         }
-        params = {"interval_ms": settings.interval_ms, "dry_run": req.dry_run, "model": req.model}
+        params = {
+            "interval_ms": settings.tune_interval_ms,
+            "dry_run": req.dry_run,
+            "model": req.model,
+        }
         run = stack.enter_context(
             tracked_run(
                 ts.TUNE,
@@ -160,6 +165,9 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             old = signal.signal(sig, lambda *_: loop.stop())
             stack.callback(signal.signal, sig, old)
         run.wait_uploader(UPLOADER_READY_S)  # at once unless load_first (a job we started)
+        # Start-up is over: the heap the loop will touch a few times a second goes into huge
+        # pages (see autotune.system.hugepages), before a job we started runs.
+        loop.summary.hugepage_mb = collapse_heap()
         target.resume()
         if req.progress_socket is not None:  # autotune.tuning() waits for this
             ready = req.progress_socket.with_name(req.progress_socket.name + ".ready")

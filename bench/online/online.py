@@ -9,9 +9,11 @@ job, held until its telemetry is attached), (c) at the static-best setting (foun
 workload in the replay env, as the `static-best` baseline is); the three interleaved, repeated.
 Printed per job: the job's own time for each (median and range), the ratios default/tuned and
 default/static-best (how many times faster), and the tuner's CPU % of one core and RSS from its
-summary line. Targets: tuned >= 1.5x faster than default beside the noisy neighbour, and no job
-worse than 0.98x of default. Read-ahead-bound jobs start from 128 KiB, the common kernel default
-(this VM's disk ships with 8 MiB); `--start-readahead` changes it. `--dry-run-too` adds (d), the
+summary line, beside the floor: what a Python process that only wakes at the same interval
+(`bench.online.waker`, run beside the default-knob runs) costs on this host now. Targets: tuned
+>= 1.5x faster than default beside the noisy neighbour, no job worse than 0.98x of default.
+Read-ahead-bound jobs start from 128 KiB, the common kernel default (this VM's disk ships with
+8 MiB); `--start-readahead` changes it. `--dry-run-too` adds (d), the
 job under `autotune tune --dry-run` (telemetry, policy, guard and tracking, no knob changed): the
 cost of watching alone, and default/dry-run beside the other ratios.
 """
@@ -55,7 +57,7 @@ def main() -> None:
     ap.add_argument("--job", action="append", choices=sorted(JOBS))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--start-readahead", type=float, default=128.0)
-    ap.add_argument("--interval", type=int, default=250, help="the tuner's interval, ms")
+    ap.add_argument("--interval", type=int, help="the tuner's interval, ms (default: its own)")
     ap.add_argument("--dry-run-too", action="store_true", help="also run under tune --dry-run")
     ap.add_argument("--json", help="also write the runs here")
     args = ap.parse_args()
@@ -67,7 +69,8 @@ def main() -> None:
     settings = config.load()
     model = str(resolve_model(args.model, settings.tracking_uri, settings.runs_dir))
     start = {"readahead": args.start_readahead}
-    under = f"{settings_cmd()} tune --model {model} --no-view --interval {args.interval}"
+    interval = args.interval or settings.tune_interval_ms
+    under = f"{settings_cmd()} tune --model {model} --no-view --interval {interval}"
     report: dict[str, Any] = {}
     with Workbench() as wb:
         for name in args.job or list(JOBS):
@@ -76,8 +79,11 @@ def main() -> None:
             if args.dry_run_too:
                 runs["dry-run"] = []
             tuner: list[tuple[float, float]] = []
+            floor: list[float] = []
             for _ in range(args.repeats):
-                runs["default"].append(wb.run(name, JOBS[name], start).job_s)
+                with Waker(interval) as waker:
+                    runs["default"].append(wb.run(name, JOBS[name], start).job_s)
+                floor += waker.cpu
                 r = wb.run(name, JOBS[name], start, under=under)
                 runs["tuned"].append(r.job_s)
                 for line in r.stderr_tail:
@@ -89,7 +95,7 @@ def main() -> None:
                     dry = wb.run(name, JOBS[name], start, under=f"{under} --dry-run")
                     runs["dry-run"].append(dry.job_s)
             med = {k: statistics.median(v) for k, v in runs.items()}
-            report[name] = {"runs": runs, "static_best": best, "tuner": tuner}
+            report[name] = {"runs": runs, "static_best": best, "tuner": tuner, "floor": floor}
             print(
                 f"\n{name}: {JOBS[name]} samples, {args.repeats} interleaved repeats; "
                 f"static-best {best}"
@@ -102,9 +108,37 @@ def main() -> None:
                 cpu = statistics.median(c for c, _ in tuner)
                 rss = max(m for _, m in tuner)
                 print(f"  tuner: {cpu:.1f}% of one core (median), {rss:.0f} MB RSS (max)")
+            if floor:
+                print(
+                    f"  floor: {statistics.median(floor):.1f}% of one core for a process that only "
+                    f"wakes every {interval} ms (median, beside the default runs)"
+                )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
+
+
+class Waker:
+    """``bench.online.waker`` for the length of a ``with`` block; ``cpu`` holds its figure."""
+
+    def __init__(self, interval_ms: int) -> None:
+        self.interval_ms = interval_ms
+        self.cpu: list[float] = []
+
+    def __enter__(self) -> Waker:
+        import subprocess
+        import sys
+
+        cmd = [sys.executable, "-m", "bench.online.waker", "--interval", str(self.interval_ms)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=30)
+        m = re.search(r"waker ([0-9.]+)% CPU", out or "")
+        if m:
+            self.cpu.append(float(m.group(1)))
 
 
 def settings_cmd() -> str:
