@@ -12,7 +12,12 @@ from autotune.errors import UserError
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in ("AUTOTUNE_INTERVAL_MS", "AUTOTUNE_TUNE_INTERVAL_MS", "AUTOTUNE_CONFIG", "AUTOTUNE_TRACKING_URI"):
+    for var in (
+        "AUTOTUNE_INTERVAL_MS",
+        "AUTOTUNE_TUNE_INTERVAL_MS",
+        "AUTOTUNE_CONFIG",
+        "AUTOTUNE_TRACKING_URI",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
