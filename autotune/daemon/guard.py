@@ -52,7 +52,7 @@ Levels = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class GuardConfig:
-    """The guard's limits, in control intervals (250 ms by default).
+    """The guard's limits, in control intervals (500 ms by default in `autotune tune`).
 
     Attributes:
         warmup: intervals at default knobs before the first change (reference rate).
