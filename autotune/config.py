@@ -26,6 +26,9 @@ from autotune.errors import UserError
 
 DEFAULT_CONFIG_FILE = Path("autotune.toml")
 ENV_PREFIX = "AUTOTUNE_"
+# Every recording or control interval (the telemetry collector checks the same bounds).
+INTERVAL_MIN_MS, INTERVAL_MAX_MS = 50, 5000
+INTERVAL_RANGE = f"{INTERVAL_MIN_MS} to {INTERVAL_MAX_MS}"
 
 
 def _default_journal() -> Path:
@@ -49,13 +52,16 @@ class Settings(BaseSettings):
     )
 
     interval_ms: int = Field(
-        250, ge=50, le=5000, description="recording interval in milliseconds (50 to 5000)"
+        250,
+        ge=INTERVAL_MIN_MS,
+        le=INTERVAL_MAX_MS,
+        description=f"recording interval in milliseconds ({INTERVAL_RANGE})",
     )
     tune_interval_ms: int = Field(
         500,
-        ge=50,
-        le=5000,
-        description="autotune tune's control interval in milliseconds (50 to 5000)",
+        ge=INTERVAL_MIN_MS,
+        le=INTERVAL_MAX_MS,
+        description=f"autotune tune's control interval in milliseconds ({INTERVAL_RANGE})",
     )
     runs_dir: Path = Field(Path("runs"), description="where recordings and local state live")
     tracking_uri: str = Field(

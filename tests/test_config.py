@@ -108,3 +108,12 @@ def test_wrong_type_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTOTUNE_INTERVAL_MS", "fast")
     with pytest.raises(UserError, match="interval_ms=fast"):
         config.load()
+
+
+def test_the_collector_checks_the_same_interval_bounds() -> None:
+    from autotune.telemetry import collector
+
+    assert (collector.INTERVAL_MIN_S * 1000, collector.INTERVAL_MAX_S * 1000) == (
+        config.INTERVAL_MIN_MS,
+        config.INTERVAL_MAX_MS,
+    )

@@ -56,7 +56,9 @@ from autotune.telemetry.sample import (
 from autotune.telemetry.sched import RECONCILE_S, SchedCollector, SchedReading
 
 log = logging.getLogger("autotune.telemetry")
-INTERVAL_MIN_S, INTERVAL_MAX_S = 0.05, 5.0  # as Settings.interval_ms
+# autotune.config's INTERVAL_MIN_MS and INTERVAL_MAX_MS, in seconds (not imported from there:
+# that would load pydantic wherever a collector is used).
+INTERVAL_MIN_S, INTERVAL_MAX_S = 0.05, 5.0
 PAGECACHE_COUNTERS = frozenset({"pgcache_miss", *READAHEAD_COUNTERS})
 _warned: set[str] = set()
 
