@@ -13,9 +13,9 @@ summary line, beside the floor: what a Python process that only wakes at the sam
 (`bench.online.waker`, run beside the default-knob runs) costs on this host now. Targets: tuned
 >= 1.5x faster than default beside the noisy neighbour, no job worse than 0.98x of default.
 Read-ahead-bound jobs start from 128 KiB, the common kernel default (this VM's disk ships with
-8 MiB); `--start-readahead` changes it. `--dry-run-too` adds (d), the
-job under `autotune tune --dry-run` (telemetry, policy, guard and tracking, no knob changed): the
-cost of watching alone, and default/dry-run beside the other ratios.
+8 MiB); `--start-readahead` changes it. `--dry-run-too` adds (d), the job under `autotune tune
+--dry-run` (telemetry, policy, guard and tracking, no knob changed): the cost of watching alone,
+and default/dry-run beside the other ratios.
 """
 
 from __future__ import annotations
