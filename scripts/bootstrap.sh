@@ -33,19 +33,47 @@ missing_packages() {
     done
 }
 
+# Run a noisy step quietly; when it fails, show the last lines it printed and one line saying
+# what failed and what to do, then exit 2.
+run_step() {
+    local what=$1 hint=$2 log
+    shift 2
+    log=$(mktemp)
+    if ! "$@" >"$log" 2>&1; then
+        tail -n 15 "$log" | sed 's/^/    /' >&2
+        rm -f "$log"
+        say "failed: $what; $hint" >&2
+        exit 2
+    fi
+    rm -f "$log"
+}
+
+# The newest of the directories named (globs that matched nothing are skipped), or nothing.
+newest_dir() {
+    local d
+    for d in "$@"; do
+        if [ -d "$d" ]; then printf '%s\n' "$d"; fi
+    done | sort -V | tail -n 1
+}
+
 APT_UPDATED=0
+apt_update() {
+    [ "$APT_UPDATED" = 1 ] && return 0
+    run_step "apt-get update" "check the node's apt sources and network, then run make again" \
+        apt-get update -q
+    APT_UPDATED=1
+}
+
 apt_install() {
     [ "$#" -gt 0 ] || return 0
     if [ "$(id -u)" != 0 ]; then
         say "missing OS packages: $*; run as root (or: sudo apt-get install $*)" >&2
         exit 2
     fi
-    if [ "$APT_UPDATED" = 0 ]; then
-        apt-get update -q >/dev/null
-        APT_UPDATED=1
-    fi
+    apt_update
     say "installing $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    run_step "apt-get install $*" "see apt's lines above; fix them (or install these by hand) and run make again" \
+        env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
 }
 
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
@@ -66,7 +94,7 @@ if [ ! -e "$MODDIR/build/Makefile" ]; then
         say "no kernel headers at $MODDIR/build; run as root to install them" >&2
         exit 2
     fi
-    [ "$APT_UPDATED" = 1 ] || { apt-get update -q >/dev/null; APT_UPDATED=1; }
+    apt_update
     if apt-cache show "linux-headers-$KREL" >/dev/null 2>&1; then
         apt_install "linux-headers-$KREL"
     else
@@ -74,8 +102,9 @@ if [ ! -e "$MODDIR/build/Makefile" ]; then
         apt-cache show "$generic" >/dev/null 2>&1 || generic=linux-headers-generic  # Ubuntu
         mapfile -t need < <(missing_packages "$generic")
         apt_install "${need[@]}"
-        # The newest installed header tree of that flavour.
-        build=$(ls -d /usr/src/linux-headers-*-"$(dpkg --print-architecture)" /usr/src/linux-headers-*-generic 2>/dev/null | sort -V | tail -n 1)
+        # The newest installed header tree of that flavour. A glob, not `ls`: with `set -e` and
+        # pipefail, `ls` exiting 2 for the flavour that matched nothing ended the script here.
+        build=$(newest_dir /usr/src/linux-headers-*-"$(dpkg --print-architecture)" /usr/src/linux-headers-*-generic)
         if [ -z "$build" ]; then
             say "no kernel headers installed by $generic; bcc cannot compile" >&2
             exit 2
@@ -99,17 +128,17 @@ fi
 STAMP=$VENV/.autotune-installed
 want=$(cat pyproject.toml scripts/bootstrap.sh scripts/constraints-cpu.txt | sha256sum | cut -c1-16)
 if [ ! -x "$VENV/bin/python" ]; then
-    if [ "${TORCH:-}" = keep ]; then
-        python3 -m venv --system-site-packages "$VENV"
-    else
-        python3 -m venv "$VENV"
-    fi
+    venv_args=()
+    [ "${TORCH:-}" = keep ] && venv_args=(--system-site-packages)
+    run_step "python3 -m venv $VENV" "install python3-venv (apt-get install python3-venv) and run make again" \
+        python3 -m venv "${venv_args[@]}" "$VENV"
 fi
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     say "pip install -e .[dev] (the first run takes a minute or two)"
     pin=(-c scripts/constraints-cpu.txt)
     [ "${TORCH:-}" = keep ] && pin=()
-    "$VENV/bin/pip" install -q --disable-pip-version-check "${pin[@]}" -e ".[dev]"
+    run_step "pip install -e .[dev] into $VENV" "see pip's lines above; rm -rf $VENV and run make again once fixed" \
+        "$VENV/bin/pip" install -q --disable-pip-version-check "${pin[@]}" -e ".[dev]"
     echo "$want" >"$STAMP"
 fi
 
