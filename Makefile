@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 AUTOTUNE := $(VENV)/bin/autotune
-LINT_DIRS := autotune envs agents
+LINT_DIRS := autotune envs agents workloads
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint format bootstrap clean typecheck-tree test-scx workloads
@@ -25,7 +25,7 @@ test-scx: bootstrap
 
 # The bundled recordings (envs/workloads/*.parquet), regenerated on this node (root, ~10 min).
 workloads: bootstrap
-	bench/workloads/record_all.sh
+	workloads/record_all.sh
 
 lint: bootstrap typecheck-tree
 	$(VENV)/bin/ruff check $(LINT_DIRS) tests bench

@@ -7,7 +7,7 @@
 // them.
 //
 // Requests in flight live in a direct-mapped table (an array slot per hash of device and sector)
-// rather than a hash map: on this VM's randread job (bench/workloads) a hash update at issue and
+// rather than a hash map: on this VM's randread job (workloads) a hash update at issue and
 // delete at completion ran 0.96 us per request in the kernel's own accounting
 // (kernel.bpf_stats_enabled), the array 0.33 us. Two requests in flight that share a slot lose
 // the older one's latency sample, never a byte or request count: with a few hundred requests in

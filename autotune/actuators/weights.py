@@ -11,7 +11,7 @@ four loader processes competes as the four tasks did before it was moved (thread
 count once: intra-op pools run in bursts). Splitting the roles has a price of its own, which is
 why equal multipliers keep the job together: on the cnn job (one trainer with two busy intra-op
 threads, two loaders) role cgroups at equal weights gave the trainer a third of the CPU where it
-had half in place, and the job ran 11 % slower (measured with bench.workloads.run). Above them
+had half in place, and the job ran 11 % slower (measured with workloads.run). Above them
 each cgroup's weight is the sum of its children's, so the job as a whole competes with the rest
 of the node with the weight its parts add up to. When the session ends every task goes back
 where it came from and the tree is removed.

@@ -23,7 +23,7 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   heavier job can take CPU only from other tasks, and on a quiet node where the job reads hard
   those are mostly the kernel's workers serving its reads (the loop device's, the
   filesystem's): on randread, 2×/2× ran at 0.74 of default and 8× on the trainer at 0.78, while
-  0.25×/0.25× ran at 1.09 (bench.workloads.run, interleaved ×3). A job that reads little gains
+  0.25×/0.25× ran at 1.09 (workloads.run, interleaved ×3). A job that reads little gains
   from the weights even on a quiet node (cnn: 8×/8× 1.08×), and beside a CPU-bound neighbour
   every job does;
 * **restart**: progress is measured in one unit at a time. A job that starts reporting samples

@@ -7,7 +7,7 @@ after 250 ms, against 0.01 µs awake), and it is charged to the process as CPU t
 control loop touches ~2,000 distinct pages per pass (its objects lie scattered through a heap the
 imports built), so the wake, not the work, was most of the tuner's CPU. Collapsing the heap into
 2 MiB pages once, after start-up, makes each of those regions one translation: the tuner's CPU
-beside the quiet cnn job (bench/workloads, 3-4 interleaved repeats of tuned sessions with and
+beside the quiet cnn job (workloads, 3-4 interleaved repeats of tuned sessions with and
 without it, one invocation each) fell by 10-25 %.
 
 ``MADV_COLLAPSE`` (Linux 6.1) is synchronous and does not depend on the THP sysfs mode (except

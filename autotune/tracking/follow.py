@@ -40,7 +40,7 @@ from autotune.tracking.spool import Spool
 # metrics every 10 s by default). Each upload is a few SQLite transactions (fdatasync each) or
 # HTTP calls, and a follower always busy at SCHED_IDLE still takes the caches of the CPUs the job
 # leaves idle: uploading each second, the tuner beside the cnn job used 2.4 % of a core instead
-# of 1.9 % (bench.workloads, 3 interleaved repeats).
+# of 1.9 % (workloads, 3 interleaved repeats).
 LIVE_UPLOAD_S = 10.0
 
 

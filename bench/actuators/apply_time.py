@@ -17,7 +17,7 @@ import time
 from autotune.actuators import Actuators, DecisionLog
 from autotune.telemetry.progress import ProgressServer
 from bench.actuators.common import bench_settings, job, load, percentile
-from bench.workloads.disk import DataDisk
+from workloads.disk import DataDisk
 
 A = {
     "weight.trainer": 4.0,

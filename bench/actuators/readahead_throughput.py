@@ -26,7 +26,7 @@ from autotune.actuators import Actuators, DecisionLog
 from autotune.system.blockdev import SYS_BLOCK
 from autotune.target import Target
 from bench.actuators.common import bench_settings, load, spread
-from bench.workloads.disk import DataDisk, cached_pages, drop_cache
+from workloads.disk import DataDisk, cached_pages, drop_cache
 
 SETTINGS_KB = (16, 128, 1024, 16384)
 BASELINE_KB = 128

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.envs.fidelity [--workload NAME ...] [--repeats 2] [--samples N]
 
-For each bundled workload, real runs of the same job (bench/workloads harness, cold data on a
+For each bundled workload, real runs of the same job (workloads harness, cold data on a
 loop device of its own) at settings its recording did not visit, interleaved and repeated;
 beside them ReplayEnv's prediction at the same settings (the whole trace replayed at that fixed
 setting, noise off). Printed per workload: Spearman rank correlation of throughput (target
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 # Settings to try per workload: the knob that should matter across its ladder, far enough apart
-# for the outcomes to differ by more than the noise (bench/workloads/README.md, sensitivity).
+# for the outcomes to differ by more than the noise (workloads/README.md, sensitivity).
 SETTINGS: dict[str, list[dict[str, float]]] = {
     "cnn": [
         {},
@@ -49,7 +49,7 @@ SETTINGS: dict[str, list[dict[str, float]]] = {
 }
 
 
-# Samples per run: 15 to 40 s at the default knobs on this VM (bench/workloads/README.md).
+# Samples per run: 15 to 40 s at the default knobs on this VM (workloads/README.md).
 SAMPLES: dict[str, int] = {
     "cnn": 8192,
     "cnn_noisy": 4096,
@@ -94,7 +94,7 @@ def main() -> None:
 
     from autotune.envs.workload import load
 
-    from bench.workloads.run import Workbench
+    from workloads.run import Workbench
 
     report: dict[str, Any] = {}
     with Workbench() as wb:
@@ -159,6 +159,6 @@ def main() -> None:
 if __name__ == "__main__":
     import sys
 
-    from bench.workloads.jobkit import entry
+    from workloads.jobkit import entry
 
     sys.exit(entry(lambda _argv: main()))

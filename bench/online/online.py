@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.online.online --model RUN_ID|PATH [--repeats 3] [--job NAME ...]
         [--dry-run-too]
 
-Each job (bench/workloads, cold data on a loop device of its own) runs to a fixed number of
+Each job (workloads, cold data on a loop device of its own) runs to a fixed number of
 samples (a) with the knobs as found, (b) under `autotune tune --model M` (the tuner starts the
 job, held until its telemetry is attached), (c) at the static-best setting (found for the
 workload in the replay env, as the `static-best` baseline is); the three interleaved, repeated.
@@ -64,7 +64,7 @@ def main() -> None:
 
     from autotune import config
     from autotune.tracking.models import resolve_model
-    from bench.workloads.run import Workbench
+    from workloads.run import Workbench
 
     settings = config.load()
     model = str(resolve_model(args.model, settings.tracking_uri, settings.runs_dir))
@@ -153,6 +153,6 @@ def settings_cmd() -> str:
 if __name__ == "__main__":
     import sys
 
-    from bench.workloads.jobkit import entry
+    from workloads.jobkit import entry
 
     sys.exit(entry(lambda _argv: main()))

@@ -43,7 +43,7 @@ from autotune.telemetry.progress import ProgressServer
 from autotune.telemetry.sample import C, Sample
 from bench.actuators.common import load, spread
 from bench.telemetry.common import p50_p99_us, parse_log2_hist, proc_cpu_ns, stop_all, tools
-from bench.workloads.disk import DataDisk
+from workloads.disk import DataDisk
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = Path(__file__).with_name("job.py")

@@ -109,7 +109,7 @@ def populate(uri: str, n_runs: int, seed: int = 0) -> dict[str, int]:
     for i in range(n_tune):
         tags = {
             schema.TAG_MODEL_RUN_ID: train_ids[i % len(train_ids)],
-            schema.TAG_TARGET_COMMAND: f"python bench/workloads/{workloads[i % 4]}.py",
+            schema.TAG_TARGET_COMMAND: f"python workloads/{workloads[i % 4]}.py",
             schema.TAG_WORKLOAD: workloads[i % 4],
         }
         metrics = [Metric(schema.M_PROGRESS_VS_DEFAULT, 1.2 + rng.gauss(0, 0.05), now, 240)]

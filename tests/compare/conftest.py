@@ -99,7 +99,7 @@ def made(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Made:
     for n, wl in enumerate(WORKLOADS):
         tags = {
             schema.TAG_MODEL_RUN_ID: m.train_ids["ppo"],
-            schema.TAG_TARGET_COMMAND: f"python bench/workloads/{wl}.py --samples 1000",
+            schema.TAG_TARGET_COMMAND: f"python workloads/{wl}.py --samples 1000",
             schema.TAG_WORKLOAD: wl,
         }
         with tracked_run("tune", tags=tags, **common) as s:

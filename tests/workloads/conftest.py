@@ -10,7 +10,7 @@ import pytest
 
 from autotune.system import blockdev, cgroups
 from autotune.target import descendants
-from bench.workloads import disk, make_data
+from workloads import disk, make_data
 
 
 @pytest.fixture(scope="session")

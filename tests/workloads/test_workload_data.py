@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autotune.errors import UserError
-from bench.workloads import make_data
+from workloads import make_data
 
 
 def _digest(root: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ import pytest
 
 from autotune.errors import UserError
 from autotune.system.blockdev import SYS_BLOCK, disk_of_path
-from bench.workloads import disk
+from workloads import disk
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("nothing_left")]
 
@@ -90,7 +90,7 @@ def test_a_killed_runs_disk_is_removed_by_the_next_run(capfd: pytest.CaptureFixt
         [
             sys.executable,
             "-c",
-            "from bench.workloads import disk; d = disk.DataDisk(64).open(); "
+            "from workloads import disk; d = disk.DataDisk(64).open(); "
             "print(d.dev, d.workdir, flush=True); import os; os.kill(os.getpid(), 9)",
         ],
         cwd=Path(__file__).parents[2],

@@ -14,8 +14,8 @@ import pytest
 
 from autotune.errors import UserError
 from autotune.target import descendants
-from bench.workloads import disk
-from bench.workloads.run import REPO, Workbench, WorkloadFailed, run_workload
+from workloads import disk
+from workloads.run import REPO, Workbench, WorkloadFailed, run_workload
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.usefixtures("nothing_left")]
 
@@ -68,7 +68,7 @@ def test_under_a_prefix_only_a_starting_read_ahead_is_fixed(isolated_settings: P
 
 def _harness(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.workloads.run", "--size", "tiny", *args],
+        [sys.executable, "-m", "workloads.run", "--size", "tiny", *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -100,7 +100,7 @@ def test_interrupting_the_harness_restores_everything(
         "--workload", "cnn_noisy", "--samples", "1000000", "--knobs", "readahead=16", env=env
     )
     try:
-        _wait_for_job(h, "bench.workloads.cnn")
+        _wait_for_job(h, "workloads.cnn")
         h.send_signal(sig)
         _, err = h.communicate(timeout=60)
     finally:

@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 
 from autotune.telemetry.progress import ProgressServer
-from bench.workloads import catalog, jobkit
-from bench.workloads.run import REPO, drain_progress
+from workloads import catalog, jobkit
+from workloads.run import REPO, drain_progress
 
 JOBS = {
-    "cnn": ("bench.workloads.cnn", catalog.WORKLOADS["cnn"].tiny_args),
-    "shards": ("bench.workloads.shards", catalog.WORKLOADS["shards"].tiny_args),
-    "randread": ("bench.workloads.randread", catalog.WORKLOADS["randread"].tiny_args),
+    "cnn": ("workloads.cnn", catalog.WORKLOADS["cnn"].tiny_args),
+    "shards": ("workloads.shards", catalog.WORKLOADS["shards"].tiny_args),
+    "randread": ("workloads.randread", catalog.WORKLOADS["randread"].tiny_args),
     "randread-pread": (
-        "bench.workloads.randread",
+        "workloads.randread",
         (*catalog.WORKLOADS["randread"].tiny_args, "--access", "pread"),
     ),
-    "phases": ("bench.workloads.phases", catalog.WORKLOADS["phases"].tiny_args),
+    "phases": ("workloads.phases", catalog.WORKLOADS["phases"].tiny_args),
 }
 SAMPLES = 24
 
@@ -65,13 +65,13 @@ def test_job_reaches_its_samples_and_reports_them(name: str, tiny_data: Path) ->
 
 
 def test_job_without_its_data_says_so_in_one_line(tmp_path: Path) -> None:
-    r = _job("bench.workloads.shards", "--data-dir", str(tmp_path))
+    r = _job("workloads.shards", "--data-dir", str(tmp_path))
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "make_data" in r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_job_refuses_a_bad_sample_count(tiny_data: Path) -> None:
-    r = _job("bench.workloads.cnn", "--data-dir", str(tiny_data), "--samples", "0")
+    r = _job("workloads.cnn", "--data-dir", str(tiny_data), "--samples", "0")
     assert r.returncode == 2
     assert "--samples must be positive" in r.stderr and "Traceback" not in r.stderr

@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from autotune.target import descendants
-from bench.workloads.neighbour import Neighbour
+from workloads.neighbour import Neighbour
 
 pytestmark = pytest.mark.skipif(shutil.which("stress-ng") is None, reason="needs stress-ng")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autotune.trace.reader import load_trace
-from bench.workloads.run import REPO
+from workloads.run import REPO
 
 pytestmark = [pytest.mark.root, pytest.mark.bpf, pytest.mark.slow]
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.root, pytest.mark.bpf, pytest.mark.slow]
 def test_record_all_writes_an_explored_trace(tmp_path: Path, isolated_settings: Path) -> None:
     r = subprocess.run(
         [
-            str(REPO / "bench/workloads/record_all.sh"),
+            str(REPO / "workloads/record_all.sh"),
             *("--size", "tiny", "--only", "shards", "--out", str(tmp_path)),
             # Read-ahead is the fifth setting the explorer visits: 0.25 s holds and a job of
             # several seconds even on an idle VM (tiny shards: ≈800 samples/s) reach it easily.
@@ -31,7 +31,7 @@ def test_record_all_writes_an_explored_trace(tmp_path: Path, isolated_settings: 
     assert [p.name for p in tmp_path.iterdir()] == ["shards.parquet"]  # no temp files left
     table, meta = load_trace(tmp_path / "shards.parquet")
     assert meta["complete"] and meta["explore"] and meta["exit_status"] == 0
-    assert "bench.workloads.shards" in meta["command"]
+    assert "workloads.shards" in meta["command"]
     assert table.num_rows > 0
     assert sum(v or 0 for v in table.column("progress_samples").to_pylist()) > 0
     explored = {d["knob"] for d in meta["decisions"] if d["reason"] == "explore"}
@@ -43,7 +43,7 @@ def test_record_all_writes_an_explored_trace(tmp_path: Path, isolated_settings: 
 
 def test_record_all_refuses_an_unknown_workload(tmp_path: Path) -> None:
     r = subprocess.run(
-        [str(REPO / "bench/workloads/record_all.sh"), "--only", "nope", "--out", str(tmp_path)],
+        [str(REPO / "workloads/record_all.sh"), "--only", "nope", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,

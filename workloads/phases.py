@@ -6,7 +6,7 @@ on them for ``--epochs`` epochs (all CPU, progress reported per batch). A shard'
 once it is loaded unless ``--keep-cache``, so every load is cold, as with a corpus larger than
 memory. The knob that helps one phase (read-ahead while loading) does nothing for the other.
 
-    python -m bench.workloads.phases --data-dir DIR [--samples N] [--epochs E]
+    python -m workloads.phases --data-dir DIR [--samples N] [--epochs E]
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import autotune.client as at
 from autotune.errors import UserError
-from bench.workloads import jobkit, shardio
-from bench.workloads.models import small_cnn, train_step
+from workloads import jobkit, shardio
+from workloads.models import small_cnn, train_step
 
 SIDE = 32  # the CNN trains on 32×32 views: a compute phase of seconds, not minutes
 

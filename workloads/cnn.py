@@ -5,7 +5,7 @@ resized to 64×64 in a worker process; the trainer runs forward and backward on 
 Progress goes through :func:`autotune.client.count_batches`, which also applies the tuner's
 prefetch depth. Each epoch starts on a cold page cache unless ``--keep-cache``.
 
-    python -m bench.workloads.cnn --data-dir DIR [--samples N] [--workers 2] [--threads T]
+    python -m workloads.cnn --data-dir DIR [--samples N] [--workers 2] [--threads T]
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import autotune.client as at
 from autotune.errors import UserError
-from bench.workloads import jobkit
-from bench.workloads.models import small_cnn, train_step
+from workloads import jobkit
+from workloads.models import small_cnn, train_step
 
 SIDE = 64
 

@@ -35,7 +35,7 @@ WORKLOADS: dict[str, Workload] = {
     for w in (
         Workload(
             "cnn",
-            "bench.workloads.cnn",
+            "workloads.cnn",
             "images",
             False,
             ("--batch-size", "8"),
@@ -44,7 +44,7 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload(
             "cnn_noisy",
-            "bench.workloads.cnn",
+            "workloads.cnn",
             "images",
             True,
             ("--batch-size", "8"),
@@ -53,7 +53,7 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload(
             "shards",
-            "bench.workloads.shards",
+            "workloads.shards",
             "shards",
             False,
             ("--batch-size", "4"),
@@ -62,7 +62,7 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload(
             "randread",
-            "bench.workloads.randread",
+            "workloads.randread",
             "tokens",
             False,
             ("--batch-size", "4", "--block", "256", "--evict-every", "8"),
@@ -71,7 +71,7 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload(
             "phases",
-            "bench.workloads.phases",
+            "workloads.phases",
             "shards",
             False,
             ("--batch-size", "4", "--load-shards", "1"),

@@ -1,6 +1,6 @@
 """The harness: run a workload to N samples under fixed knob settings, and put everything back.
 
-    python -m bench.workloads.run --workload NAME [--samples N] [--noisy] [--knobs k=v,...]
+    python -m workloads.run --workload NAME [--samples N] [--noisy] [--knobs k=v,...]
         [--repeat K] [--json] [--data-dir DIR] [--size tiny|default] [--under "autotune tune ..."]
 
 Each run: make the data if needed (on a loop device of the harness's own unless ``--data-dir``),
@@ -10,7 +10,7 @@ time it, then restore knobs, stop the neighbour and detach the disk — on failu
 
 From Python (the fidelity and online benches)::
 
-    from bench.workloads.run import Workbench, run_workload
+    from workloads.run import Workbench, run_workload
     r = run_workload("shards", samples=2048, knobs={"readahead": 128})
     with Workbench() as wb:                      # one data disk for many runs
         a = wb.run("cnn_noisy", knobs={"weight.trainer": 8, "weight.loader": 8})
@@ -38,11 +38,11 @@ from autotune.errors import UserError
 from autotune.system.blockdev import disk_of_path
 from autotune.target import Target
 from autotune.telemetry.progress import ProgressServer
-from bench.workloads import catalog, disk, jobkit, make_data
-from bench.workloads.knobs import FixedKnobs, format_knobs, parse
-from bench.workloads.neighbour import Neighbour, stop_group
+from workloads import catalog, disk, jobkit, make_data
+from workloads.knobs import FixedKnobs, format_knobs, parse
+from workloads.neighbour import Neighbour, stop_group
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 FOLLOW_S = 0.25  # how often the actuators follow new workers (the tuner's default interval)
 DISK_MIB = {"default": 2560, "tiny": 256}
 TINY_SAMPLES = 64  # the jobs' own defaults are sized for the default data
@@ -310,7 +310,7 @@ def on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench.workloads.run", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="workloads.run", description=__doc__.splitlines()[0])
     p.add_argument("--workload", required=True, choices=sorted(catalog.WORKLOADS))
     p.add_argument("--samples", type=int, help="stop after this many samples (default: the job's)")
     p.add_argument("--noisy", action="store_true", help="beside stress-ng --cpu 2")
@@ -355,10 +355,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"over {s['runs']} runs"
                 )
     except UserError as e:
-        print(f"bench.workloads.run: {e}", file=sys.stderr)
+        print(f"workloads.run: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("bench.workloads.run: interrupted; everything restored", file=sys.stderr)
+        print("workloads.run: interrupted; everything restored", file=sys.stderr)
         return 130
     return 0
 

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import UserError
-from bench.workloads import make_data
+from workloads import make_data
 
 RESULT_PREFIX = "RESULT "
 
 
 def parser(name: str, doc: str, samples: int, batch: int) -> argparse.ArgumentParser:
     """The flags every job takes; a job adds its own."""
-    p = argparse.ArgumentParser(prog=f"bench.workloads.{name}", description=doc)
+    p = argparse.ArgumentParser(prog=f"workloads.{name}", description=doc)
     p.add_argument("--data-dir", type=Path, required=True, help="made by make_data")
     p.add_argument("--samples", type=int, default=samples, help="stop after this many samples")
     p.add_argument("--batch-size", type=int, default=batch)
@@ -65,7 +65,7 @@ def dataset(args: argparse.Namespace, name: str) -> Path:
     if make_data.manifest(root, name) is None:
         raise UserError(
             f"no {name} dataset in {root}; make it with "
-            f"`python -m bench.workloads.make_data {root} --only {name}`"
+            f"`python -m workloads.make_data {root} --only {name}`"
         )
     path = root / name
     if args.drop_caches:

@@ -12,7 +12,7 @@ Three datasets, each generated only when a workload needs it:
 A ``manifest.json`` per dataset, written last (temp file, fsync, rename), says what was made;
 a dataset whose manifest matches the request is not made again.
 
-Usage: ``python -m bench.workloads.make_data DIR [--size tiny|default] [--only images,shards]``.
+Usage: ``python -m workloads.make_data DIR [--size tiny|default] [--only images,shards]``.
 """
 
 from __future__ import annotations

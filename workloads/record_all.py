@@ -1,7 +1,7 @@
 """Record the bundled workloads: ``autotune record --explore`` around each job, into
 ``envs/workloads/<name>.parquet``.
 
-    python -m bench.workloads.record_all [--only cnn,shards] [--out DIR] [--hold S] [--size tiny]
+    python -m workloads.record_all [--only cnn,shards] [--out DIR] [--hold S] [--size tiny]
         [--samples N]
 
 One data disk serves every recording. Each job runs through the harness (cold cache, neighbour
@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 from autotune.errors import UserError
-from bench.workloads import catalog
-from bench.workloads.run import REPO, Workbench, on_sigterm
+from workloads import catalog
+from workloads.run import REPO, Workbench, on_sigterm
 
 OUT = REPO / "envs" / "workloads"
 START = {"readahead": 128.0}
@@ -80,7 +80,7 @@ def record(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench.workloads.record_all", description=__doc__)
+    p = argparse.ArgumentParser(prog="workloads.record_all", description=__doc__)
     p.add_argument("--only", default=",".join(catalog.WORKLOADS), help="comma-separated")
     p.add_argument("--out", type=Path, default=OUT, help="where the recordings go")
     p.add_argument("--hold", type=float, default=HOLD_S, help="seconds per explored setting")

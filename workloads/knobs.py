@@ -18,7 +18,7 @@ from autotune.actuators import Actuators, DecisionLog
 from autotune.errors import UserError
 from autotune.knobs import by_name
 from autotune.target import Target
-from bench.workloads import disk
+from workloads import disk
 
 # Knobs a run started under a tuner (`--under`) may still fix: a starting point, set before the
 # tuner starts and then left to it.
@@ -107,7 +107,7 @@ class FixedKnobs:
         )
         self._act.open()
         self._target = target
-        now = self._act.apply(self.knobs, reason="fixed setting (bench/workloads)")
+        now = self._act.apply(self.knobs, reason="fixed setting (workloads)")
         self.in_effect = {k: v for k, v in now.items() if k in self.knobs}
         self.check()
 

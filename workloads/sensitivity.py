@@ -1,6 +1,6 @@
 """Where the headroom is: each workload's samples/s at a few settings of the knob that matters.
 
-    python -m bench.workloads.sensitivity [--repeat 3] [--workloads shards,randread] [--json F]
+    python -m workloads.sensitivity [--repeat 3] [--workloads shards,randread] [--json F]
 
 I/O workloads run at read-ahead 16 KiB, 128 KiB (the common kernel default: the baseline),
 1 MiB and 8 MiB (this VM's disk); the random reader also with ``pread`` instead of a memory map,
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import UserError
-from bench.workloads.knobs import format_knobs
-from bench.workloads.run import Result, Workbench, on_sigterm
+from workloads.knobs import format_knobs
+from workloads.run import Result, Workbench, on_sigterm
 
 READAHEADS = (16.0, 128.0, 1024.0, 8192.0)
 BASELINE_KB = 128.0  # the common kernel default; this VM's disk ships with 8 MiB
@@ -174,7 +174,7 @@ def render(table: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench.workloads.sensitivity", description=__doc__)
+    p = argparse.ArgumentParser(prog="workloads.sensitivity", description=__doc__)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--workloads", default=",".join(GROUPS), help="comma-separated groups")
     p.add_argument("--size", default="default", choices=("default", "tiny"))

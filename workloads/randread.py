@@ -10,7 +10,7 @@ The page cache here would soon hold the whole file; a real corpus is many times 
 memory. So each worker unmaps the file and drops its cache every ``--evict-every`` samples
 (unless ``--keep-cache``), keeping the accesses about as cold as on a real corpus.
 
-    python -m bench.workloads.randread --data-dir DIR [--samples N] [--access mmap|pread]
+    python -m workloads.randread --data-dir DIR [--samples N] [--access mmap|pread]
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import autotune.client as at
 from autotune.errors import UserError
-from bench.workloads import jobkit
-from bench.workloads.models import train_step
+from workloads import jobkit
+from workloads.models import train_step
 
 BUCKETS = 1024  # the toy model predicts the next token modulo this
 

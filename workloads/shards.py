@@ -5,7 +5,7 @@ is a 256 KiB payload turned into a 64×64 image, and the trainer takes one step 
 classifier per batch. The CPU work per byte is small, so read-ahead sets the pace. Each shard's
 cache is dropped after it is read unless ``--keep-cache`` (a corpus larger than memory).
 
-    python -m bench.workloads.shards --data-dir DIR [--samples N] [--workers 2]
+    python -m workloads.shards --data-dir DIR [--samples N] [--workers 2]
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 import autotune.client as at
 from autotune.errors import UserError
-from bench.workloads import jobkit, shardio
-from bench.workloads.models import train_step
+from workloads import jobkit, shardio
+from workloads.models import train_step
 
 SIDE = 64  # the linear model's input is a 64×64 view of the payload
 
