@@ -7,7 +7,7 @@ AUTOTUNE := $(VENV)/bin/autotune
 LINT_DIRS := autotune envs agents workloads
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format bootstrap clean typecheck-tree test-scx workloads
+.PHONY: demo test check lint format bootstrap clean typecheck-tree test-scx workloads
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -18,6 +18,11 @@ demo: bootstrap
 test: bootstrap lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The daily loop (at most 90 s on 2 cores): lint, and every test that boots no VM and runs no
+# long real job (those are marked slow or vm). `make test` runs them all; CI runs `make test`.
+check: bootstrap lint
+	$(PY) -m pytest -q -m "not slow and not vm" $(PYTEST_ARGS)
+
 # Our sched_ext scheduler, attached in a VM booting a sched_ext kernel under qemu (about 40 s once
 # the kernel is cached); `make test` runs it too, through tests/scx/test_scx_vm.py.
 test-scx: bootstrap
@@ -27,7 +32,10 @@ test-scx: bootstrap
 workloads: bootstrap
 	workloads/record_all.sh
 
+SHELL_SCRIPTS = $(wildcard scripts/*.sh scx/*.sh scx/vm/*.sh workloads/*.sh)
+
 lint: bootstrap typecheck-tree
+	shellcheck $(SHELL_SCRIPTS)
 	$(VENV)/bin/ruff check $(LINT_DIRS) tests bench
 	$(VENV)/bin/ruff format --check $(LINT_DIRS) tests bench
 	cd .typecheck && ../$(VENV)/bin/mypy --config-file ../pyproject.toml -p autotune

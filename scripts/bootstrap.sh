@@ -23,8 +23,10 @@ APT_PACKAGES=(
     clang gcc libc6-dev libelf-dev zlib1g-dev libzstd-dev libbpf1  # the sched_ext scheduler + loader
     qemu-system-x86 busybox-static cpio zstd  # make test-scx: a sched_ext kernel booted in a VM
     chromium                      # tests load `autotune compare`'s HTML report in a real browser
+    shellcheck                    # make lint checks the shell scripts
 )
-APT_PACKAGES+=(${AUTOTUNE_APT_EXTRA:-})
+read -ra extra <<<"${AUTOTUNE_APT_EXTRA:-}"
+APT_PACKAGES+=("${extra[@]}")
 
 missing_packages() {
     local p
@@ -94,7 +96,8 @@ if [ ! -e "$MODDIR/build/Makefile" ]; then
         say "no kernel headers at $MODDIR/build; run as root to install them" >&2
         exit 2
     fi
-    apt_update
+    # apt's lists decide between the exact and the generic headers: fetch them unless present.
+    compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || apt_update
     if apt-cache show "linux-headers-$KREL" >/dev/null 2>&1; then
         apt_install "linux-headers-$KREL"
     else

@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
     *) die "usage: scx/build.sh --btf FILE|--vmlinuz FILE --out DIR" ;;
     esac
 done
-[ -n "$out" ] && { [ -n "$btf" ] || [ -n "$vmlinuz" ]; } \
+{ [ -n "$out" ] && { [ -n "$btf" ] || [ -n "$vmlinuz" ]; }; } \
     || die "usage: scx/build.sh --btf FILE|--vmlinuz FILE --out DIR"
 CLANG=${CLANG:-clang}
 CC=${CC:-gcc}
@@ -45,7 +45,7 @@ extract_vmlinux() {
     sects=$(od -An -tu1 -j $((0x1f1)) -N1 "$img" | tr -d ' ')
     off=$(od -An -tu4 -j $((0x248)) -N4 "$img" | tr -d ' ')
     len=$(od -An -tu4 -j $((0x24c)) -N4 "$img" | tr -d ' ')
-    [ "${sects:-0}" -gt 0 ] && [ "${len:-0}" -gt 0 ] || die "$img is not a bzImage"
+    { [ "${sects:-0}" -gt 0 ] && [ "${len:-0}" -gt 0 ]; } || die "$img is not a bzImage"
     start=$(((sects + 1) * 512 + off))
     magic=$(od -An -tx1 -j "$start" -N4 "$img" | tr -d ' ')
     payload() { dd if="$img" iflag=skip_bytes,count_bytes skip="$start" count="$1" bs=1M status=none; }

@@ -120,7 +120,7 @@ newest_image() {
 fetch_kernel() {
     local link=$CACHE/kernel/current pkg
     if [ -z "${AUTOTUNE_SCX_KERNEL:-}" ] && [ -f "$link/vmlinuz" ]; then
-        echo "$(cd "$link" && pwd -P)"
+        (cd "$link" && pwd -P)
         return
     fi
     apt_setup
@@ -132,9 +132,9 @@ fetch_kernel() {
     if [ ! -f "$dest/vmlinuz" ]; then
         say "downloading $pkg from trixie-backports"
         fetch_into "$dest.tmp" "$pkg"
-        local img cfg
-        img=$(ls "$dest.tmp"/boot/vmlinuz-* | head -n1)
-        cfg=$(ls "$dest.tmp"/boot/config-* | head -n1)
+        local img cfg found
+        found=("$dest.tmp"/boot/vmlinuz-*) && img=${found[0]}
+        found=("$dest.tmp"/boot/config-*) && cfg=${found[0]}
         grep -qx 'CONFIG_SCHED_CLASS_EXT=y' "$cfg" || die "$pkg is built without sched_ext"
         grep -qx 'CONFIG_DEBUG_INFO_BTF=y' "$cfg" || die "$pkg is built without BTF"
         # Keep the image and its config; the modules are not needed (the test runs from RAM).

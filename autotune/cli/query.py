@@ -32,20 +32,84 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+# The widest a cell is shown in a terminal table before it is cut with "…" (DuckDB's shell cuts
+# long values the same way); --format csv|json always gives every value whole.
+CELL_MAX = 24
+# Room a column takes besides its text in rich's default table: a border and padding each side.
+COLUMN_EDGE = 3
+ELIDED = "…"
+
+
+def fit_columns(widths: list[int], room: int) -> tuple[list[int], list[int]]:
+    """Which columns fit a terminal ``room`` characters wide, as DuckDB's shell picks them.
+
+    Columns are taken alternately from the left and the right end until the next would not fit
+    beside a one-character column standing for the ones left out. Returns the indexes kept on
+    the left and on the right (the right ones in order); together all columns when all fit.
+    """
+    if sum(w + COLUMN_EDGE for w in widths) + 1 <= room:
+        return list(range(len(widths))), []
+    used = 1 + (len(ELIDED) + COLUMN_EDGE)
+    left: list[int] = []
+    right: list[int] = []
+    lo, hi = 0, len(widths) - 1
+    take_left = True
+    while lo <= hi:
+        i = lo if take_left else hi
+        if used + widths[i] + COLUMN_EDGE > room:
+            break
+        used += widths[i] + COLUMN_EDGE
+        if take_left:
+            left.append(i)
+            lo += 1
+        else:
+            right.insert(0, i)
+            hi -= 1
+        take_left = not take_left
+    if not left and widths:  # even the first column is too wide: show it, cut by the terminal
+        left = [0]
+    return left, right
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= CELL_MAX else text[: CELL_MAX - 1] + ELIDED
+
+
 def _print_table(rows: list[dict[str, Any]], names: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(show_lines=False)
-    for name in names:
-        table.add_column(name, overflow="fold")
-    for row in rows:
-        table.add_row(*(_text(row[n]) for n in names))
     console = Console()
-    if not console.is_terminal:  # a pipe or a file: no terminal width to fold the columns into
+    cells = [[_text(row[n]) for n in names] for row in rows]
+    if console.is_terminal:
+        cells = [[_short(c) for c in line] for line in cells]
+        widths = [
+            max([len(_short(n)), *(len(line[j]) for line in cells)]) for j, n in enumerate(names)
+        ]
+        left, right = fit_columns(widths, console.width)
+    else:  # a pipe or a file: no terminal width to fit, every column whole
         console = Console(width=100_000)
+        left, right = list(range(len(names))), []
+    shown = [*left, *right]
+    elided = len(shown) < len(names)
+    table = Table(show_lines=False)
+    for j in left:
+        table.add_column(_short(names[j]) if console.is_terminal else names[j], overflow="fold")
+    if elided:
+        table.add_column(ELIDED, justify="center")
+    for j in right:
+        table.add_column(_short(names[j]), overflow="fold")
+    for line in cells:
+        values = [line[j] for j in left] + ([ELIDED] if elided else []) + [line[j] for j in right]
+        table.add_row(*values)
     console.print(table)
-    click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", err=True)
+    count = f"{len(rows)} row{'s' if len(rows) != 1 else ''}"
+    if elided:
+        count += (
+            f", {len(names)} columns: {len(shown)} shown, {len(names) - len(shown)} left out"
+            " to fit the terminal; --format csv or json for all"
+        )
+    click.echo(f"({count})", err=True)
 
 
 def _print_csv(rows: list[dict[str, Any]], names: list[str]) -> None:

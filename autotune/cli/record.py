@@ -33,8 +33,11 @@ def _default_output(folder: Path, stem: str) -> Path:
     for n in range(1, 1000):
         name = base if n == 1 else f"{base}-{n}"
         path = folder / f"{name}.parquet"
-        if not path.exists() and not Path(f"{path}.partial").exists():
-            return path
+        try:
+            if not path.exists() and not Path(f"{path}.partial").exists():
+                return path
+        except PermissionError:
+            raise UserError(f"cannot write in {folder}: permission denied; choose -o") from None
     raise UserError(f"too many recordings named {base}* in {folder}")
 
 
@@ -118,6 +121,11 @@ def _summary(path: Path) -> int:
 @click.option(
     "--interval", "interval_ms", type=int, help="Control interval in ms, 50 to 5000 (default 250)."
 )
+@click.option(
+    "--create-dirs",
+    is_flag=True,
+    help="Make the folder of -o FILE when it is missing (the default folder is always made).",
+)
 @click.option("--duration", type=float, help="Stop after this many seconds.")
 @click.option("--pid", type=int, help="Record a running process (and its children).")
 @click.option("--cgroup", type=click.Path(path_type=Path), help="Record every process of a cgroup.")
@@ -144,6 +152,7 @@ def record(  # noqa: PLR0917 (click passes every option positionally)
     command: tuple[str, ...],
     output: Path | None,
     interval_ms: int | None,
+    create_dirs: bool,
     duration: float | None,
     pid: int | None,
     cgroup: Path | None,
@@ -178,6 +187,7 @@ def record(  # noqa: PLR0917 (click passes every option positionally)
         settings=settings,
         command=list(command),
         output=output,
+        create_dirs=create_dirs or output is None,
         duration=duration,
         pid=pid,
         cgroup=cgroup,
@@ -190,6 +200,7 @@ def _record(
     settings: Any,
     command: list[str],
     output: Path | None,
+    create_dirs: bool,
     duration: float | None,
     pid: int | None,
     cgroup: Path | None,
@@ -220,7 +231,7 @@ def _record(
         stem = Path(command[0]).name
     path = output or _default_output(workloads_dir(settings.runs_dir), stem)
     err = Console(stderr=True)
-    writer = TraceWriter(path)
+    writer = TraceWriter(path, create_dirs=create_dirs)
     try:
         with warnings_as_lines(), ProgressServer() as progress:
             if target is None:

@@ -50,12 +50,21 @@ class TraceWriter:
     Args:
         path: the final trace file (``.parquet``).
         flush_s: seconds between flushes (each one is a batch and an fsync).
+        create_dirs: make the folder (and its parents) when missing; when False a missing
+            folder is refused (``autotune record -o`` without ``--create-dirs``).
 
     Raises:
-        UserError: the output or its partial already exists, or the folder is not writable.
+        UserError: the output or its partial already exists, the folder is missing (without
+            ``create_dirs``), not writable or not searchable.
     """
 
-    def __init__(self, path: str | os.PathLike[str], flush_s: float = DEFAULT_FLUSH_S) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        flush_s: float = DEFAULT_FLUSH_S,
+        *,
+        create_dirs: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.partial = partial_path(self.path)
         self.flush_s = flush_s
@@ -64,15 +73,23 @@ class TraceWriter:
         self._last_flush = time.monotonic()
         self._meta: dict[str, Any] = {}
         self._stream: pa.ipc.RecordBatchStreamWriter | None = None
-        if self.path.exists():
-            raise UserError(f"{self.path} already exists; choose another -o or remove it")
-        if self.partial.exists():
-            raise UserError(
-                f"{self.partial} exists (a recording cut short?); move it away or choose another -o"
-            )
         folder = self.path.parent
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                raise UserError(f"{self.path} already exists; choose another -o or remove it")
+            if self.partial.exists():
+                raise UserError(
+                    f"{self.partial} exists (a recording cut short?); move it away or choose"
+                    " another -o"
+                )
+            if create_dirs:
+                folder.mkdir(parents=True, exist_ok=True)
+            elif not folder.is_dir():
+                # A typo in an explicit path should not grow a directory tree (curl's rule).
+                raise UserError(
+                    f"cannot write {self.path}: no folder {folder}; create it first"
+                    " (or pass --create-dirs)"
+                )
             fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except PermissionError:
             raise UserError(f"cannot write {self.path}: permission denied") from None

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # PID 1 of the test VM (scx/vm/run.sh puts it in the initramfs as /init).
 #
 # Loads our scheduler, runs two CPU-bound loops A and B pinned to CPU 1 and measures their
@@ -59,14 +60,14 @@ taskset 2 sh -c 'while :; do :; done' &
 A=$!
 taskset 2 sh -c 'while :; do :; done' &
 B=$!
-$LOADER member "$PIN" tgid "$A" 1 && $LOADER member "$PIN" tgid "$B" 2 \
-    && $LOADER weight "$PIN" 1 100 && $LOADER weight "$PIN" 2 300 \
+{ $LOADER member "$PIN" tgid "$A" 1 && $LOADER member "$PIN" tgid "$B" 2 \
+    && $LOADER weight "$PIN" 1 100 && $LOADER weight "$PIN" 2 300; } \
     || finish "FAIL writing the maps"
 sleep 1
 phase w1_3 2.6 3.4
 
 # Live update: only the weights map changes; no process moves.
-$LOADER weight "$PIN" 1 400 && $LOADER weight "$PIN" 2 100 || finish "FAIL updating weights"
+{ $LOADER weight "$PIN" 1 400 && $LOADER weight "$PIN" 2 100; } || finish "FAIL updating weights"
 sleep 1
 phase w4_1 0.22 0.28
 
@@ -75,10 +76,10 @@ phase w4_1 0.22 0.28
 # about a third: unbounded, it would starve until CPU 1's clock caught up, minutes later.
 taskset 1 sh -c 'while :; do :; done' &
 C=$!
-$LOADER member "$PIN" tgid "$C" 3 && $LOADER weight "$PIN" 3 1 || finish "FAIL writing the maps"
+{ $LOADER member "$PIN" tgid "$C" 3 && $LOADER weight "$PIN" 3 1; } || finish "FAIL writing the maps"
 sleep 2
-$LOADER weight "$PIN" 1 100 && $LOADER weight "$PIN" 2 100 && $LOADER weight "$PIN" 3 100 \
-    && taskset -p 2 "$C" >/dev/null || finish "FAIL moving C"
+{ $LOADER weight "$PIN" 1 100 && $LOADER weight "$PIN" 2 100 && $LOADER weight "$PIN" 3 100 \
+    && taskset -p 2 "$C" >/dev/null; } || finish "FAIL moving C"
 sleep 1
 a0=$(cpu_ns "$A") b0=$(cpu_ns "$B") c0=$(cpu_ns "$C")
 sleep "$MEASURE_S"

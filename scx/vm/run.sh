@@ -22,7 +22,7 @@ for tool in qemu-system-x86_64 cpio gzip zstd; do
 done
 BUSYBOX=/bin/busybox
 linkage=$(LC_ALL=C ldd "$BUSYBOX" 2>&1 || true)
-[ -x "$BUSYBOX" ] && [[ $linkage == *"not a dynamic executable"* ]] \
+{ [ -x "$BUSYBOX" ] && [[ $linkage == *"not a dynamic executable"* ]]; } \
     || die "no static $BUSYBOX: apt-get install busybox-static (scripts/bootstrap.sh)"
 
 t0=$(date +%s.%N)

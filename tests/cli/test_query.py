@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
+import pty
+import re
+import struct
 import subprocess
+import sys
+import termios
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,11 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from autotune.cli.query import COLUMN_EDGE, fit_columns
 from autotune.trace import TraceWriter
 from autotune.trace import meta as trace_meta
 from autotune.trace.synthetic import samples
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
+AUTOTUNE = [sys.executable, "-m", "autotune.cli.main"]
 
 
 def _trace(path: Path, n: int, seed: int = 0, close: bool = True) -> Path:
@@ -148,3 +156,49 @@ def test_traces_with_different_columns_join_by_name(run_cli: Run, tmp_path: Path
     r = run_cli("query", "--format", "json", sql, str(new), str(old))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == [{"n": 6, "m": 3}]
+
+
+def _in_terminal(columns: int, *args: str) -> tuple[int, str]:
+    """Run `autotune ARGS` with stdout on a real pseudo-terminal ``columns`` wide."""
+    main, sub = pty.openpty()
+    fcntl.ioctl(sub, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen(
+        [*AUTOTUNE, *args], stdout=sub, stderr=subprocess.PIPE, env=env, text=True
+    )
+    os.close(sub)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode())
+    return proc.returncode, screen + "\n" + err
+
+
+def test_a_wide_table_fits_an_80_column_terminal(tmp_path: Path) -> None:
+    path = _trace(tmp_path / "w.parquet", 3)
+    _, out = _in_terminal(80, "query", "SELECT * FROM trace", str(path))
+    table = [line for line in out.splitlines() if line.strip() and "rows" not in line]
+    assert table and max(len(line) for line in table) <= 80, out
+    # the ends stay, the middle is elided and the footer says how much and how to see it all
+    assert "t " in out or "│ t" in out
+    assert "…" in out
+    footer = next(line for line in out.splitlines() if line.startswith("(3 rows"))
+    assert "left out" in footer and "--format csv or json" in footer
+
+
+def test_fit_columns_keeps_both_ends_and_all_when_they_fit() -> None:
+    assert fit_columns([5, 5, 5], 80) == ([0, 1, 2], [])
+    left, right = fit_columns([10] * 20, 80)
+    assert left[0] == 0 and right[-1] == 19
+    assert len(left) - len(right) in (0, 1)
+    assert sum(10 + COLUMN_EDGE for _ in left + right) + 1 + 1 + COLUMN_EDGE <= 80
+    assert fit_columns([200, 3], 80) == ([0], [])

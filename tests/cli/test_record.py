@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
@@ -454,6 +455,43 @@ def test_output_folder_without_permission(run_cli: Run, tmp_path: Path) -> None:
     )  # fmt: skip
     _one_line_exit_2(r, "permission denied")
     assert os.listdir(folder) == []
+
+
+@pytest.mark.root
+def test_output_in_a_folder_an_unprivileged_user_cannot_search(tmp_path: Path) -> None:
+    # As a person without root would: a root-owned 0700 folder is one line, not the traceback of
+    # a PermissionError from checking whether the file exists.
+    parent = Path(tempfile.mkdtemp(prefix="autotune-test-"))
+    try:
+        parent.chmod(0o755)
+        private = parent / "private"
+        private.mkdir(mode=0o700)
+        r = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *AUTOTUNE,
+             "record", "--duration", "1", "-o", str(private / "x.parquet"), "--", "true"],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(parent)},
+        )  # fmt: skip
+        _one_line_exit_2(r, "permission denied", str(private / "x.parquet"))
+        assert os.listdir(private) == []
+    finally:
+        shutil.rmtree(parent)
+
+
+def test_an_explicit_output_folder_that_does_not_exist_is_not_created(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    folder = tmp_path / "typo" / "dir"
+    r = run_cli("record", "--pid", "1", "--duration", "1", "-o", str(folder / "x.parquet"))
+    _one_line_exit_2(r, "no folder", "--create-dirs")
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.slow
+def test_create_dirs_makes_the_output_folder(run_cli: Run, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "dir" / "x.parquet"
+    r = run_cli("record", "--pid", "1", "--duration", "1", "--create-dirs", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert out.is_file()
 
 
 def test_existing_output_is_not_overwritten(run_cli: Run, tmp_path: Path) -> None:

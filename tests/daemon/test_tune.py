@@ -17,6 +17,7 @@ import pytest
 from autotune.system import cgroups
 
 BURN = Path(__file__).resolve().parent / "burn.py"
+AFFINE = Path(__file__).resolve().parent / "affine.py"
 
 pytestmark = [pytest.mark.root, pytest.mark.bpf, pytest.mark.slow]
 TUNE = [sys.executable, "-m", "autotune.cli.main", "tune"]
@@ -55,11 +56,13 @@ def _tune_pid(
 def test_bad_action_is_rolled_back_and_the_job_status_passes_through(
     tmp_path: Path, constant_policy: Callable[..., Path], isolated: dict[str, str]
 ) -> None:
-    pol = constant_policy(cpus_trainer=0.25)  # the CPU-bound trainer on one core of two
+    pol = constant_policy(cpus_trainer=0.25)  # the trainer on one core of two
     log = tmp_path / "decisions.jsonl"
-    # Long windows: other work on a shared CI machine makes the job's progress noisy. The
-    # warm-up outlasts two changes and their canaries (3 s each): the guard's early fallback,
-    # which may fire once the job has run tuned as long as the warm-up, comes after them.
+    # The job's progress is proportional to the CPUs its threads may run on (AFFINE), whatever
+    # else the machine runs: one core of two halves it for certain, where a CPU-bound job on a
+    # busy CI machine may lose too little for the guard to tell it from noise. The warm-up
+    # outlasts two changes and their canaries (3 s each): the guard's early fallback, which may
+    # fire once the job has run tuned as long as the warm-up, comes after them.
     env = {**isolated, "AUTOTUNE_GUARD_WARMUP_S": "8", "AUTOTUNE_GUARD_CANARY_S": "3"}
     r = subprocess.run(
         [
@@ -73,7 +76,7 @@ def test_bad_action_is_rolled_back_and_the_job_status_passes_through(
             "--no-view",
             "--",
             sys.executable,
-            str(BURN),
+            str(AFFINE),
             "30",
             "2",
             "3",
