@@ -27,6 +27,7 @@ from autotune.envs.workload import Workload
 
 from autotune import policy as runtime
 from autotune.errors import UserError
+from autotune.tracking.schema import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
 
 MIN_IMPROVEMENT = 0.002  # progress-vs-default an evaluation must gain to count as better
 
@@ -44,8 +45,8 @@ class TrainConfig:
     eval_freq: int = 10_000
     patience: int = 5
     out_dir: Path = Path("runs/training")
-    tracking_uri: str = "sqlite:///runs/mlflow.db"
-    experiment: str = "autotune"
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    experiment: str = DEFAULT_EXPERIMENT
     runs_dir: Path = Path("runs")
     progress_bar: bool = True
     overrides: dict[str, Any] = field(default_factory=dict)

@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from autotune.errors import UserError
+from autotune.tracking.schema import DEFAULT_TRACKING_URI
 
 DEFAULT_CONFIG_FILE = Path("autotune.toml")
 ENV_PREFIX = "AUTOTUNE_"
@@ -32,6 +33,7 @@ INTERVAL_RANGE = f"{INTERVAL_MIN_MS} to {INTERVAL_MAX_MS}"
 
 
 def _default_journal() -> Path:
+    """`/var/lib/autotune/journal.json` as root, else `runs/journal.json`."""
     # Root writes where `autotune restore` finds it after a crash; others write under runs/.
     if os.geteuid() == 0:
         return Path("/var/lib/autotune/journal.json")
@@ -39,7 +41,11 @@ def _default_journal() -> Path:
 
 
 def _default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///runs/mlflow.db"
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+# The docs' settings table shows a computed default by its factory's docstring.
+_default_tracking_uri.__doc__ = f"`MLFLOW_TRACKING_URI`, else `{DEFAULT_TRACKING_URI}`"
 
 
 class Settings(BaseSettings):

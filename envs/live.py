@@ -17,22 +17,11 @@ from autotune.envs.replay import CHANGE_COST, DEFAULT_EPISODE_STEPS
 from autotune.config import Settings
 from autotune.config import load as load_settings
 from autotune.errors import UserError
-from autotune.features import N_FEATURES, featurize
-from autotune.knobs import KNOBS
-from autotune.roles import ROLE_INDEX, Role
+from autotune.features import N_FEATURES, featurize, progress_rate
+from autotune.knobs import default_values
 from autotune.target import Target
-from autotune.telemetry.sample import PROGRESS_CLIENT, C, Sample
 
 BASELINE_STEPS = 8  # intervals at the default knobs that set the reward's reference rate
-_T = ROLE_INDEX[Role.TRAINER]
-
-
-def progress_rate(s: Sample) -> float:
-    """Progress per second of one sample: the job's reports, else the trainer-CPU proxy."""
-    dt = max(s.interval_s, 1e-6)
-    if s.progress_source == PROGRESS_CLIENT:
-        return (s.progress_samples or s.progress_steps) / dt
-    return float(s.roles[_T, C["oncpu_ns"]]) / 1e9 / dt
 
 
 class LiveEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
@@ -152,9 +141,8 @@ class LiveEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
             raise
         self._stack = stack
         # Knobs with no backend here (no block device for read-ahead, say) still need a level
-        # in the action and the observation: the table's default, or the kernel's 128 KiB.
-        table = {k.name: k.default if k.default is not None else 128.0 for k in KNOBS}
-        self._defaults = {**table, **self.act.defaults()}
+        # in the action and the observation: the table's default, or the kernel's read-ahead.
+        self._defaults = {**default_values(), **self.act.defaults()}
 
     def _stop_job(self) -> None:
         t = self.target

@@ -40,6 +40,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from autotune.knobs import READAHEAD_DEFAULT_KB
+
 KIB = 1024.0
 
 
@@ -118,7 +120,7 @@ class Knobs:
     weight_loader: float = 1.0
     cpus_trainer: float = 1.0
     cpus_loader: float = 1.0
-    readahead_kb: float = 128.0
+    readahead_kb: float = READAHEAD_DEFAULT_KB
     prefetch: float = 2.0
 
     @classmethod

@@ -11,9 +11,20 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-import numpy.typing as npt
 
 from autotune.knobs import KNOBS, Knob
+from autotune.knobs.levels import levels_to_values, values_to_levels
+
+# The value ↔ level conversions live with the knob table, below both the envs and the online
+# tuner; the envs and agents keep reaching them here.
+__all__ = [
+    "LEVELS",
+    "BoxLevels",
+    "DiscreteStep",
+    "levels_to_values",
+    "multidiscrete",
+    "values_to_levels",
+]
 
 LEVELS: tuple[int, ...] = tuple(k.levels for k in KNOBS)
 
@@ -21,17 +32,6 @@ LEVELS: tuple[int, ...] = tuple(k.levels for k in KNOBS)
 def multidiscrete(knobs: tuple[Knob, ...] = KNOBS) -> gym.spaces.MultiDiscrete:
     """One ladder index per knob."""
     return gym.spaces.MultiDiscrete(np.array([k.levels for k in knobs], dtype=np.int64))
-
-
-def levels_to_values(levels: npt.ArrayLike, knobs: tuple[Knob, ...] = KNOBS) -> dict[str, float]:
-    """Ladder indices → knob values, by name."""
-    idx = np.asarray(levels, dtype=np.int64).reshape(-1)
-    return {k.name: k.value(int(i)) for k, i in zip(knobs, idx, strict=True)}
-
-
-def values_to_levels(values: dict[str, float], knobs: tuple[Knob, ...] = KNOBS) -> np.ndarray:
-    """Knob values by name → ladder indices (nearest level for values off the ladder)."""
-    return np.array([k.index(values[k.name]) for k in knobs], dtype=np.int64)
 
 
 class DiscreteStep(gym.ActionWrapper[Any, np.int64, np.ndarray]):

@@ -20,10 +20,10 @@ import numpy.typing as npt
 from autotune.envs.model import Demand, Knobs, Params
 
 from autotune.errors import UserError
-from autotune.features import SCHEMA_VERSION
-from autotune.knobs import KNOB_TABLE_VERSION, KNOBS
+from autotune.features import SCHEMA_VERSION, progress_rate
+from autotune.knobs import KNOB_TABLE_VERSION, KNOBS, READAHEAD_DEFAULT_KB
 from autotune.roles import ROLE_INDEX, Role
-from autotune.telemetry.sample import PROGRESS_CLIENT, B, C, Sample
+from autotune.telemetry.sample import B, C, Sample
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "workloads"
 CALIB_SUFFIX = ".calib.json"
@@ -188,20 +188,13 @@ def default_knobs(meta: dict[str, Any], recorded: list[dict[str, float]]) -> dic
             out[k.name] = k.default
         else:
             first = next((r[k.name] for r in recorded if k.name in r), None)
-            out[k.name] = float(first) if first is not None else 128.0
+            out[k.name] = float(first) if first is not None else READAHEAD_DEFAULT_KB
     return out
 
 
 def recorded_rates(samples: list[Sample]) -> F64:
     """Progress per second of each row: reported samples, else steps, else the CPU proxy."""
-    out = np.zeros(len(samples))
-    for i, s in enumerate(samples):
-        dt = max(s.interval_s, 1e-6)
-        if s.progress_source == PROGRESS_CLIENT:
-            out[i] = (s.progress_samples or s.progress_steps) / dt
-        else:
-            out[i] = s.roles[_T, C["oncpu_ns"]] / 1e9 / dt
-    return out
+    return np.array([progress_rate(s) for s in samples], dtype=np.float64)
 
 
 def _segments(knobs: list[dict[str, float]]) -> npt.NDArray[np.int64]:
@@ -254,7 +247,7 @@ def pool(wl: Workload) -> Pooled:
         mask = seg[lo:hi] == seg[i]
         par_t[i] = run_t[lo:hi][mask].max()
         par_l[i] = run_l[lo:hi][mask].max()
-    default_ra = wl.defaults.get("readahead", 128.0)
+    default_ra = wl.defaults.get("readahead", READAHEAD_DEFAULT_KB)
     return Pooled(
         done=_pooled(wl.rate * dt, seg, w),
         dt=_pooled(dt, seg, w),

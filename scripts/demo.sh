@@ -30,7 +30,8 @@ COLUMNS=${COLUMNS:-120} "$AT" eval --model "$RUN" --baselines all --seeds "$SEED
 step "4/4 comparing every run tracked so far (table, and an HTML report)"
 "$AT" compare --group-by policy -o "$OUT/report.html"
 
-uri=${AUTOTUNE_TRACKING_URI:-sqlite:///runs/mlflow.db}
+# The URI the runs above went to (flags aside, as the settings resolve it: one home for the default).
+uri=$(.venv/bin/python -c 'from autotune.config import load; print(load().tracking_uri)')
 cat <<EOT
 
 Done. The trained policy is MLflow run $RUN; its exported weights are its policy/ artifact.

@@ -23,11 +23,12 @@ import tempfile
 from pathlib import Path
 
 from autotune.errors import UserError
+from autotune.knobs import READAHEAD_DEFAULT_KB
 from workloads import catalog
 from workloads.run import REPO, Workbench, on_sigterm
 
 OUT = REPO / "envs" / "workloads"
-START = {"readahead": 128.0}
+START = {"readahead": READAHEAD_DEFAULT_KB}
 # Samples for about three minutes of each job while exploring, on this 2-CPU VM when others leave it
 # idle (measured while recording: cnn 220-420, cnn_noisy 175-240, shards 1400-2500, randread
 # 900-2500, phases 600-1100 samples/s; a loaded VM takes longer): the explorer's

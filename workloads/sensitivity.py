@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import UserError
+from autotune.knobs import READAHEAD_DEFAULT_KB
 from workloads.knobs import format_knobs
 from workloads.run import Result, Workbench, on_sigterm
 
-READAHEADS = (16.0, 128.0, 1024.0, 8192.0)
-BASELINE_KB = 128.0  # the common kernel default; this VM's disk ships with 8 MiB
+BASELINE_KB = READAHEAD_DEFAULT_KB  # the common kernel default; this VM's disk ships with 8 MiB
+READAHEADS = (16.0, BASELINE_KB, 1024.0, 8192.0)
 
 
 @dataclass(frozen=True)

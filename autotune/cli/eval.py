@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from autotune import config
+from autotune.tracking.schema import DEFAULT_EXPERIMENT
 
 BASELINE_NAMES = ("default", "random", "static-best", "heuristic")
 
@@ -42,7 +43,7 @@ def _baselines(value: str) -> list[str]:
 )
 @click.option("--seeds", type=click.IntRange(1, 100), default=3, show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="PNG to write.")
-@click.option("--experiment", default="autotune", show_default=True)
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
 @click.option("--tracking-uri", help="MLflow tracking URI (default: settings).")
 @click.option("--config", "config_file", type=click.Path(), help="Settings file (TOML).")
 def evaluate(  # noqa: PLR0917 - one parameter per click option

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from autotune import config
+from autotune.tracking.schema import DEFAULT_EXPERIMENT
 
 ALGO_NAMES = ("ppo", "a2c", "dqn", "sac", "recurrent-ppo")
 
@@ -46,7 +47,9 @@ ALGO_NAMES = ("ppo", "a2c", "dqn", "sac", "recurrent-ppo")
     help="Evaluations without improvement before stopping early.",
 )
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Where checkpoints go.")
-@click.option("--experiment", default="autotune", show_default=True, help="MLflow experiment.")
+@click.option(
+    "--experiment", default=DEFAULT_EXPERIMENT, show_default=True, help="MLflow experiment."
+)
 @click.option("--tracking-uri", help="MLflow tracking URI (default: settings).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--config", "config_file", type=click.Path(), help="Settings file (TOML).")

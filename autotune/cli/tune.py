@@ -9,6 +9,7 @@ import click
 
 from autotune import config
 from autotune.errors import UserError
+from autotune.tracking.schema import DEFAULT_EXPERIMENT
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
@@ -24,7 +25,7 @@ from autotune.errors import UserError
 )
 @click.option("--dry-run", is_flag=True, help="Decide and log every change; write nothing.")
 @click.option("--tracking-uri", help="MLflow tracking URI (default: settings).")
-@click.option("--experiment", default="autotune", show_default=True)
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
 @click.option("--decisions", type=click.Path(path_type=Path), help="Decision log (JSONL) to write.")
 @click.option("--device", "devices", multiple=True, help="Block device for read-ahead.")
 @click.option("--no-view", is_flag=True, help="No live view (decision lines only).")

@@ -26,10 +26,9 @@ import numpy.typing as npt
 from autotune.actuators import Actuators
 from autotune.daemon.explain import explain
 from autotune.daemon.guard import Guard, GuardConfig, Verdict
-from autotune.envs.live import progress_rate
-from autotune.envs.spaces import levels_to_values, values_to_levels
-from autotune.features import featurize
-from autotune.knobs import KNOBS
+from autotune.features import featurize, progress_rate
+from autotune.knobs import default_values
+from autotune.knobs.levels import levels_to_values, values_to_levels
 from autotune.policy import Policy
 from autotune.roles import ROLE_INDEX, Role
 from autotune.telemetry.collector import TelemetryCollector
@@ -40,7 +39,7 @@ log = logging.getLogger("autotune.daemon")
 WATCHDOG_INTERVALS = 8
 # How often the job is listed again, followed (new threads, yielded knobs) and its knobs read back.
 FOLLOW_S = 1.0
-TABLE_DEFAULTS = {k.name: k.default if k.default is not None else 128.0 for k in KNOBS}
+TABLE_DEFAULTS = default_values()
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any
 from autotune.config import Settings
 from autotune.daemon.guard import GuardConfig
 from autotune.target import Target
+from autotune.tracking.schema import DEFAULT_EXPERIMENT
 
 # How long a launched job gets to end after the tuner passes it SIGTERM, before SIGKILL.
 JOB_STOP_S = 10.0
@@ -36,7 +37,7 @@ class TuneRequest:
     cgroup: str | None = None
     command: list[str] = field(default_factory=list)
     dry_run: bool = False
-    experiment: str = "autotune"
+    experiment: str = DEFAULT_EXPERIMENT
     decisions: Path | None = None
     devices: list[str] = field(default_factory=list)
     view: bool = False

@@ -1,5 +1,6 @@
 """Sample → observation: the one schema LiveEnv, ReplayEnv and the online tuner share."""
 
+from autotune.features.progress import progress_rate
 from autotune.features.schema import (
     FEATURE_NAMES,
     N_FEATURES,
@@ -16,4 +17,5 @@ __all__ = [
     "featurize",
     "hist_quantile",
     "knob_levels",
+    "progress_rate",
 ]

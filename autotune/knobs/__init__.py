@@ -7,19 +7,23 @@ hard-codes a knob's range.
 from autotune.knobs.table import (
     KNOB_TABLE_VERSION,
     KNOBS,
+    READAHEAD_DEFAULT_KB,
     Knob,
     KnobRangeError,
     by_name,
     default_levels,
+    default_values,
     describe,
 )
 
 __all__ = [
     "KNOBS",
     "KNOB_TABLE_VERSION",
+    "READAHEAD_DEFAULT_KB",
     "Knob",
     "KnobRangeError",
     "by_name",
     "default_levels",
+    "default_values",
     "describe",
 ]

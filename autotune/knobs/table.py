@@ -28,6 +28,9 @@ from autotune.roles import Role
 
 # Bumped whenever a knob is added or removed, or a ladder changes: exported policies record it.
 KNOB_TABLE_VERSION = 1
+# read_ahead_kb where the machine's own value is not known (no block device to read it from, a
+# recording that did not store it): the common kernel default, VM_READAHEAD_PAGES (128 KiB).
+READAHEAD_DEFAULT_KB = 128.0
 
 
 class KnobRangeError(UserError):
@@ -186,6 +189,11 @@ def by_name(name: str) -> Knob:
         return _BY_NAME[name]
     except KeyError:
         raise UserError(f"unknown knob {name!r}; knobs: {', '.join(_BY_NAME)}") from None
+
+
+def default_values(readahead_kb: float = READAHEAD_DEFAULT_KB) -> dict[str, float]:
+    """The default setting by knob name, given the machine's read-ahead at start."""
+    return {k.name: readahead_kb if k.default is None else k.default for k in KNOBS}
 
 
 def default_levels(readahead_kb: float) -> tuple[int, ...]:

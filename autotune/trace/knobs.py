@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import time
 
-from autotune.knobs.readback import PrefetchAck, cwd_device, open_devices, read_members
+from autotune.knobs.readback import (
+    DEFAULT_CGROUP_PARENT,
+    PrefetchAck,
+    cwd_device,
+    open_devices,
+    read_members,
+)
 from autotune.system import cgroups
 from autotune.target import Target
 
@@ -31,7 +37,7 @@ class KnobReader:
         self,
         target: Target,
         prefetch: PrefetchAck | None = None,
-        cgroup_parent: str = "autotune",
+        cgroup_parent: str = DEFAULT_CGROUP_PARENT,
         refresh_s: float = DEVICE_REFRESH_S,
     ) -> None:
         self.target = target

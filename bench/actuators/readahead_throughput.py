@@ -23,13 +23,14 @@ import sys
 import textwrap
 
 from autotune.actuators import Actuators, DecisionLog
+from autotune.knobs import READAHEAD_DEFAULT_KB
 from autotune.system.blockdev import SYS_BLOCK
 from autotune.target import Target
 from bench.actuators.common import bench_settings, load, spread
 from workloads.disk import DataDisk, cached_pages, drop_cache
 
-SETTINGS_KB = (16, 128, 1024, 16384)
-BASELINE_KB = 128
+BASELINE_KB = int(READAHEAD_DEFAULT_KB)
+SETTINGS_KB = (16, BASELINE_KB, 1024, 16384)
 # The reader holds the file open between runs (so the actuators find the device from its open
 # files) but reads through a fresh open each run: Linux copies the device's read-ahead into each
 # open file at open(), so a file opened before a change keeps the old read-ahead.

@@ -26,6 +26,8 @@ import re
 import statistics
 from typing import Any
 
+from autotune.knobs import READAHEAD_DEFAULT_KB
+
 # job name → samples to run to (about a minute at the default knobs on this VM, quiet).
 JOBS: dict[str, int] = {
     "cnn_noisy": 8192,
@@ -56,7 +58,7 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="MLflow run id or exported policy folder")
     ap.add_argument("--job", action="append", choices=sorted(JOBS))
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--start-readahead", type=float, default=128.0)
+    ap.add_argument("--start-readahead", type=float, default=READAHEAD_DEFAULT_KB)
     ap.add_argument("--interval", type=int, help="the tuner's interval, ms (default: its own)")
     ap.add_argument("--dry-run-too", action="store_true", help="also run under tune --dry-run")
     ap.add_argument("--json", help="also write the runs here")

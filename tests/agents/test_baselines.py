@@ -11,11 +11,11 @@ from autotune.envs.workload import list_bundled, load
 
 from autotune.errors import UserError
 from autotune.features import FEATURE_NAMES, knob_levels
-from autotune.knobs import KNOBS
+from autotune.knobs import KNOBS, default_values
 from autotune.telemetry.sample import Sample
 
 F = {n: i for i, n in enumerate(FEATURE_NAMES)}
-DEFAULTS = {k.name: k.default if k.default is not None else 128.0 for k in KNOBS}
+DEFAULTS = default_values()
 
 
 def _obs(**fields: float) -> np.ndarray:

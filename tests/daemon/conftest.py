@@ -12,7 +12,7 @@ import pytest
 
 from autotune import policy as runtime
 from autotune.features import FEATURE_NAMES, SCHEMA_VERSION
-from autotune.knobs import KNOB_TABLE_VERSION, KNOBS
+from autotune.knobs import KNOB_TABLE_VERSION, KNOBS, default_values
 
 HERE = Path(__file__).resolve().parent
 
@@ -23,7 +23,7 @@ def write_constant_policy(folder: Path, values: dict[str, float]) -> Path:
     One linear layer with zero weights and a bias that is one-hot per knob: a legitimate
     policy file, handy to force what the tuner is asked to do.
     """
-    wanted = {k.name: k.default if k.default is not None else 128.0 for k in KNOBS}
+    wanted = default_values()
     wanted.update(values)
     bias = np.concatenate(
         [np.eye(k.levels, dtype=np.float32)[k.index(wanted[k.name])] for k in KNOBS]
