@@ -53,7 +53,7 @@ def _in_fresh_namespace(script: str, cwd: Path, env: dict[str, str] | None = Non
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1700,
         env={**os.environ, **(env or {})},
     )
     assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
@@ -62,6 +62,7 @@ def _in_fresh_namespace(script: str, cwd: Path, env: dict[str, str] | None = Non
 
 @needs_unshare
 @pytest.mark.bpf
+@pytest.mark.timeout(1800)  # a whole venv: ~2 min on a quiet node, much more on a busy one
 def test_bootstrap_makes_a_fresh_node_ready(tmp_path: Path) -> None:
     tree = _copy_tree(tmp_path / "clone")
     venv_python = ".venv/bin/python"
