@@ -112,9 +112,9 @@ class Settings(BaseSettings):
     guard_min_contention: float = Field(
         0.5,
         ge=0.0,
-        le=4.0,
+        le=64.0,  # above what any node wants: a test (or a person) can turn weights off for sure
         description="share of the CPUs other tasks must want before a weight rises above 1x "
-        "while the job reads guard_io_mbps or more (0 to 4)",
+        "while the job reads guard_io_mbps or more (0 to 64)",
     )
     guard_io_mbps: float = Field(
         100.0,

@@ -247,14 +247,15 @@ def test_sigterm_ends_a_pid_session_and_leaves_the_job_running(
 def test_a_quiet_node_gets_no_extra_weight_while_the_job_reads(
     constant_policy: Callable[..., Path], isolated: dict[str, str], tmp_path: Path
 ) -> None:
-    # Other tasks can never want 4 nodes' worth and any reading counts (the burn job reads
-    # nothing; 0 MB/s is not below 0): the policy's 8x is refused throughout, while its
-    # read-ahead wish (another family) still goes through.
+    # Other tasks can never want 64 nodes' worth (4 is not enough: a shared machine ran at a
+    # load of 17 on 2 CPUs) and any reading counts (the burn job reads nothing; 0 MB/s is not
+    # below 0): the policy's 8x is refused throughout, while its read-ahead wish (another
+    # family) still goes through.
     pol = constant_policy(weight_trainer=8.0, weight_loader=8.0, readahead=256.0)
     log = tmp_path / "decisions.jsonl"
     env = {
         **isolated,
-        "AUTOTUNE_GUARD_MIN_CONTENTION": "4",
+        "AUTOTUNE_GUARD_MIN_CONTENTION": "64",
         "AUTOTUNE_GUARD_IO_MBPS": "0",
         "AUTOTUNE_GUARD_WARMUP_S": "0.5",
     }
