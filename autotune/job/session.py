@@ -98,6 +98,7 @@ class JobSession:
         self._listeners: list[Callable[[], None]] = []
         self._stack = contextlib.ExitStack()
         self._started = False
+        self._ran = False
         self._finished = False
         self._status: int | None = None
 
@@ -183,6 +184,7 @@ class JobSession:
         """Let a job the session started run; its first instruction comes after the telemetry."""
         if self._collector is None:
             raise RuntimeError("open the job's telemetry before it runs")
+        self._ran = True
         self.target.resume()
 
     # --- while it runs ----------------------------------------------------------------------
@@ -235,7 +237,8 @@ class JobSession:
         """
         if not self._finished and self._target is not None:
             self._finished = True
-            asked = self.signal == signal.SIGINT
+            # Ctrl-C reached a job that runs; one still held stopped was never asked.
+            asked = self.signal == signal.SIGINT and self._ran
             self._status = stop_job(self._target, self.grace_s, asked=asked)
         return self._status
 

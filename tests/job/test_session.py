@@ -119,6 +119,17 @@ def test_a_job_never_run_is_ended_when_the_session_ends(settings: config.Setting
     assert _gone(pid, started)
 
 
+def test_ctrl_c_before_the_job_runs_ends_it_unrun(
+    settings: config.Settings, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    code = f"open({str(marker)!r}, 'w').close()"
+    with pytest.raises(KeyboardInterrupt), JobSession(settings, command=_python(code)) as job:
+        raise KeyboardInterrupt  # while its telemetry compiles, say
+    assert job.finish() == 128 + signal.SIGTERM
+    assert not marker.exists()
+
+
 # --- attach -------------------------------------------------------------------------------------
 
 
