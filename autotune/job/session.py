@@ -236,10 +236,11 @@ class JobSession:
         Returns None for a job the session attached to: that one is left running.
         """
         if not self._finished and self._target is not None:
-            self._finished = True
             # Ctrl-C reached a job that runs; one still held stopped was never asked.
             asked = self.signal == signal.SIGINT and self._ran
+            # Not finished until it has ended: a wait cut short (Ctrl-C) is taken up on close.
             self._status = stop_job(self._target, self.grace_s, asked=asked)
+            self._finished = True
         return self._status
 
     def close(self) -> None:
