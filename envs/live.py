@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -21,6 +19,9 @@ from autotune.features import N_FEATURES, featurize, progress_rate
 from autotune.knobs import default_values
 from autotune.target import Target
 
+if TYPE_CHECKING:
+    from autotune.job import JobSession
+
 BASELINE_STEPS = 8  # intervals at the default knobs that set the reward's reference rate
 
 
@@ -30,8 +31,10 @@ class LiveEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
     ## Description
 
     Each step applies the action through the actuators (bounded, journalled, verified), waits
-    one control interval, and observes the eBPF telemetry of that interval. On ``close()`` every
-    knob is put back, and a job the env started is stopped.
+    one control interval, and observes the eBPF telemetry of that interval. The job runs in an
+    :class:`autotune.job.JobSession`, as under `autotune record` and `autotune tune`. On
+    ``close()`` every knob is put back, and a job the env started is stopped (SIGTERM, then
+    SIGKILL after :data:`autotune.job.STOP_GRACE_S`; :mod:`autotune.job.stop`).
 
     ## Action Space
 
@@ -52,9 +55,9 @@ class LiveEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
 
     ## Starting State
 
-    The first ``reset()`` starts the job (or attaches to it), opens the collectors and the
-    actuators, and measures the default rate; every ``reset()`` puts the knobs back at their
-    defaults.
+    The first ``reset()`` starts the job held stopped (or attaches to it), opens the collectors
+    and the actuators, lets the job run, and measures the default rate; every ``reset()`` puts
+    the knobs back at their defaults.
 
     ## Episode End
 
@@ -96,7 +99,7 @@ class LiveEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         self.devices = devices
         self.action_space = spaces.multidiscrete()
         self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(N_FEATURES,), dtype=np.float32)
-        self._stack: contextlib.ExitStack | None = None
+        self._job: JobSession | None = None
         self.target: Target | None = None
         self.rate_default = 0.0
         self._levels = np.zeros(len(spaces.LEVELS), dtype=np.int64)
@@ -107,59 +110,31 @@ class LiveEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
     # --- lifecycle -----------------------------------------------------------------------
 
     def _start(self) -> None:
-        from autotune.actuators import Actuators, DecisionLog
-        from autotune.telemetry.collector import open_collector
-        from autotune.telemetry.progress import ProgressServer
+        from autotune.actuators import DecisionLog
+        from autotune.job import JobSession
 
-        stack = contextlib.ExitStack()
+        job = JobSession(self.settings, command=self.command, pid=self.pid, cgroup=self.cgroup)
         try:
-            self.progress = stack.enter_context(ProgressServer())
-            if self.command is not None:
-                self.target = Target.launch(self.command, env=self.progress.env)
-                stack.callback(self._stop_job)
-            elif self.pid is not None:
-                self.target = Target.from_pid(self.pid)
-            else:
-                self.target = Target.from_cgroup(str(self.cgroup))
-            self.collector = open_collector(
-                self.target, progress=self.progress, interval_s=self.interval_s
-            )
-            stack.callback(self.collector.close)
+            # A command is held stopped until its telemetry and actuators are ready.
+            job.start()
+            self.target, self.progress = job.target, job.progress
+            self.collector = job.open_telemetry(self.interval_s)
             self.log = DecisionLog()
-            self.act = stack.enter_context(
-                Actuators(
-                    self.target,
-                    self.settings,
-                    dry_run=self.dry_run,
-                    log=self.log,
-                    progress=self.progress,
-                    devices=self.devices,
-                )
-            )
+            self.act = job.open_actuators(dry_run=self.dry_run, log=self.log, devices=self.devices)
+            job.run()
         except BaseException:
-            stack.close()
+            job.close()
             raise
-        self._stack = stack
+        self._job = job
         # Knobs with no backend here (no block device for read-ahead, say) still need a level
         # in the action and the observation: the table's default, or the kernel's read-ahead.
         self._defaults = {**default_values(), **self.act.defaults()}
 
-    def _stop_job(self) -> None:
-        t = self.target
-        if t is None or t.process is None or t.process.poll() is not None:
-            return
-        t.process.send_signal(signal.SIGTERM)
-        try:
-            t.process.wait(timeout=5)
-        except Exception:
-            t.process.kill()
-            t.process.wait()
-
     def close(self) -> None:
         """Restore every knob, detach the collectors, stop a job this env started."""
-        if self._stack is not None:
-            stack, self._stack = self._stack, None
-            stack.close()
+        if self._job is not None:
+            job, self._job = self._job, None
+            job.close()
         super().close()
 
     # --- one interval --------------------------------------------------------------------
@@ -186,7 +161,7 @@ class LiveEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
         super().reset(seed=seed)
-        first = self._stack is None
+        first = self._job is None
         if first:
             self._start()
         self._levels = spaces.values_to_levels(self._defaults)
@@ -207,7 +182,7 @@ class LiveEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
     def step(
         self, action: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
-        if self._stack is None:
+        if self._job is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         levels = np.asarray(action, dtype=np.int64)
         if not self.action_space.contains(levels):
@@ -231,5 +206,5 @@ class LiveEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
             "rate": rate,
             "rate_default": self.rate_default,
             "changes": changed,
-            "disabled": dict(self.act.disabled) if self._stack else {},
+            "disabled": dict(self.act.disabled) if self._job else {},
         }

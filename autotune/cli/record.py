@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import signal
-import subprocess
-import threading
 import time
-from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,10 +15,8 @@ from autotune.errors import UserError
 from autotune.trace.explore import DEFAULT_HOLD_S
 
 if TYPE_CHECKING:
-    from autotune.target import Target
-
-# Seconds a launched job gets to exit after SIGTERM before it is killed.
-STOP_GRACE_S = 5.0
+    from autotune.actuators import DecisionLog
+    from autotune.job import JobSession
 
 
 def _default_output(folder: Path, stem: str) -> Path:
@@ -41,59 +34,10 @@ def _default_output(folder: Path, stem: str) -> Path:
     raise UserError(f"too many recordings named {base}* in {folder}")
 
 
-def _stop_job(target: Target) -> None:
-    """SIGTERM a job we launched and its descendants; SIGKILL what outlives the grace period."""
-    proc = target.process
-    if proc is None or proc.poll() is not None:
-        return
-    tree = [proc.pid, *target.members().loader_pids]
-    _signal_all(tree, signal.SIGTERM)
-    _signal_all(tree[:1], signal.SIGCONT)  # a job still paused must wake to end
-    try:
-        proc.wait(STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        _signal_all(tree, signal.SIGKILL)
-        proc.wait()
-
-
-def _signal_all(pids: list[int], signum: int) -> None:
-    for p in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(p, signum)
-
-
 def _short(text: str, width: int = 60) -> str:
     """A target's description on one short line (a `python -c` script spans many)."""
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 1] + "…"
-
-
-def _exit_status(returncode: int) -> int:
-    """A job's status as a shell reports it (killed by signal N → 128 + N)."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
-@contextlib.contextmanager
-def _signals_stop(stop: threading.Event, target: Target) -> Iterator[list[int]]:
-    """SIGINT and SIGTERM end the recording cleanly; SIGTERM is passed on to a launched job.
-
-    SIGINT is not passed on: from a terminal the job has received it already.
-    """
-    received: list[int] = []
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        stop.set()
-        job = target.process
-        if signum == signal.SIGTERM and job is not None and job.poll() is None:
-            _signal_all([job.pid, *target.members().loader_pids], signal.SIGTERM)
-
-    saved = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for s, h in saved.items():
-            signal.signal(s, h)
 
 
 def _summary(path: Path) -> int:
@@ -209,9 +153,7 @@ def _record(
     from rich.console import Console
 
     from autotune.cli.oneline import warnings_as_lines
-    from autotune.target import Target
-    from autotune.telemetry.collector import open_collector
-    from autotune.telemetry.progress import ProgressServer
+    from autotune.job import JobSession
     from autotune.trace import TraceWriter
     from autotune.trace import meta as trace_meta
     from autotune.trace.display import LiveView
@@ -220,12 +162,10 @@ def _record(
 
     interval_s = settings.interval_ms / 1000.0
     # A PID or cgroup is checked first; then the output, before any job is launched.
-    target: Target | None = None
+    job = JobSession(settings, command=command or None, pid=pid, cgroup=cgroup)
     if pid is not None:
-        target = Target.from_pid(pid)
         stem = f"pid{pid}"
     elif cgroup is not None:
-        target = Target.from_cgroup(cgroup)
         stem = cgroup.name or "cgroup"
     else:
         stem = Path(command[0]).name
@@ -233,62 +173,46 @@ def _record(
     err = Console(stderr=True)
     writer = TraceWriter(path, create_dirs=create_dirs)
     try:
-        with warnings_as_lines(), ProgressServer() as progress:
-            if target is None:
-                # Paused until the telemetry is attached: recorded from its first instruction.
-                target = Target.launch(command, env=progress.env, paused=True)
-            job = target.process
-            try:
-                collector = open_collector(
-                    target, progress=progress, interval_s=interval_s, prefer_bpf=True
+        # The job is held stopped until its telemetry is attached: recorded from its first
+        # instruction.
+        with warnings_as_lines(), job:
+            collector = job.open_telemetry(interval_s)
+            target = job.target
+            writer.begin(
+                trace_meta.build(
+                    target=target.description,
+                    command=target.command,
+                    interval_s=interval_s,
+                    explore=explore_hold is not None,
+                    source=collector.source,
+                    extra={"explore_hold_s": explore_hold} if explore_hold else None,
                 )
-            except BaseException:
-                _stop_job(target)
-                raise
-            extra: dict[str, Any] = {}
-            try:
-                writer.begin(
-                    trace_meta.build(
-                        target=target.description,
-                        command=target.command,
-                        interval_s=interval_s,
-                        explore=explore_hold is not None,
-                        source=collector.source,
-                        extra={"explore_hold_s": explore_hold} if explore_hold else None,
-                    )
-                )
-                click.echo(
-                    f"autotune: recording {_short(target.description)} to {path} "
-                    f"(until it ends: {writer.partial})",
-                    err=True,
-                )
-                stop = threading.Event()
-                with contextlib.ExitStack() as stack:
-                    knobs = _knob_source(
-                        stack,
-                        target=target,
-                        settings=settings,
-                        progress=progress,
-                        explore_hold=explore_hold,
-                        extra=extra,
-                    )
-                    # After the actuators: their signal handlers come back when this one ends.
-                    received = stack.enter_context(_signals_stop(stop, target))
-                    view = stack.enter_context(LiveView(err, _short(target.description), str(path)))
-                    target.resume()
-                    ending = Recording(
-                        writer=writer,
-                        collector=collector,
-                        target=target,
-                        knobs=knobs,
-                        interval_s=interval_s,
-                        duration_s=duration,
-                        on_row=view.update,
-                        stop=stop,
-                    ).run()
-            finally:
-                collector.close()
-            status = _finish_job(target, ending.reason)
+            )
+            click.echo(
+                f"autotune: recording {_short(target.description)} to {path} "
+                f"(until it ends: {writer.partial})",
+                err=True,
+            )
+            knobs, log = _knob_source(job, settings=settings, explore_hold=explore_hold)
+            # SIGINT is not passed on to the job: from a terminal it has received it already.
+            job.stop_on_signals((signal.SIGINT, signal.SIGTERM))
+            with LiveView(err, _short(target.description), str(path)) as view:
+                job.run()
+                ending = Recording(
+                    writer=writer,
+                    collector=collector,
+                    target=target,
+                    knobs=knobs,
+                    interval_s=interval_s,
+                    duration_s=duration,
+                    on_row=view.update,
+                    stop=job.stopping,
+                ).run()
+            job.restore()  # before the trace closes: its decisions include the restore
+            status = job.finish()
+            if ending.reason == "duration" and status is not None:
+                status = 0  # the job was stopped because --duration asked for it
+            extra = {"decisions": [asdict(d) for d in log.decisions]} if log else {}
             writer.close({"ended": ending.reason, "exit_status": status, **extra})
     except BaseException:
         _salvage(writer)
@@ -297,59 +221,29 @@ def _record(
         ending=ending,
         path=path,
         target=target,
-        launched=job is not None,
+        launched=job.launched,
         status=status,
         duration=duration,
-        received=received,
+        received=job.signal,
     )
 
 
 def _knob_source(
-    stack: contextlib.ExitStack[bool | None],
-    *,
-    target: Any,
-    settings: Any,
-    progress: Any,
-    explore_hold: float | None,
-    extra: dict[str, Any],
-) -> Any:
-    """The knob values in effect: read back, or (exploring) driven through the actuators.
-
-    When exploring, ``extra`` gains the decision log (every change, restore included) once the
-    actuators have closed.
-    """
+    job: JobSession, *, settings: Any, explore_hold: float | None
+) -> tuple[Any, DecisionLog | None]:
+    """The knob values in effect: read back, or (exploring) driven through the actuators; and
+    the decision log of every change when exploring."""
     from autotune.trace.recorder import ReadBack
 
     if explore_hold is None:
         from autotune.trace.knobs import KnobReader
 
-        return ReadBack(KnobReader(target, progress, settings.cgroup_parent))
-    from dataclasses import asdict
-
-    from autotune.actuators import Actuators, DecisionLog
+        return ReadBack(KnobReader(job.target, job.progress, settings.cgroup_parent)), None
+    from autotune.actuators import DecisionLog
     from autotune.trace.explore import Explorer
 
     log = DecisionLog()
-
-    def keep_decisions() -> None:
-        extra["decisions"] = [asdict(d) for d in log.decisions]
-
-    stack.callback(keep_decisions)  # runs after the actuators have restored (LIFO)
-    act = stack.enter_context(Actuators(target, settings, log=log, progress=progress))
-    return Explorer(act, hold_s=explore_hold)
-
-
-def _finish_job(target: Target, reason: str) -> int | None:
-    """The launched job's exit status (stopped first when --duration ended the recording)."""
-    job = target.process
-    if job is None:
-        return None
-    if reason == "duration":
-        _stop_job(target)
-        return 0
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        job.wait(STOP_GRACE_S)
-    return None if job.returncode is None else _exit_status(job.returncode)
+    return Explorer(job.open_actuators(log=log), hold_s=explore_hold), log
 
 
 def _salvage(writer: Any) -> None:
@@ -373,12 +267,12 @@ def _report(
     launched: bool,
     status: int | None,
     duration: float | None,
-    received: list[int],
+    received: int | None,
 ) -> int:
     done = f"{ending.rows} rows ({ending.elapsed_s:.1f} s) in {path}"
-    if received:
+    if received is not None:
         click.echo(f"autotune: interrupted; recorded {done}", err=True)
-        return status if status is not None else 128 + received[0]
+        return status if status is not None else 128 + received
     if launched:
         click.echo(f"autotune: recorded {done}", err=True)
         return status or 0

@@ -76,7 +76,4 @@ def tune(  # noqa: PLR0917 - one parameter per click option
         view=not no_view and sys.stdout.isatty(),
         progress_socket=progress_socket,
     )
-    code = run_session(request, settings)
-    if code is not None and code < 0:  # the job died of a signal: report it the shell's way
-        return 128 - code
-    return code or 0
+    return run_session(request, settings) or 0  # the job's status, 128 + N for signal N

@@ -8,7 +8,6 @@ missing, corrupt or foreign model ends the command with exit status 2 and the kn
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import tempfile
 from dataclasses import dataclass, field
@@ -17,11 +16,8 @@ from typing import Any
 
 from autotune.config import Settings
 from autotune.daemon.guard import GuardConfig
-from autotune.target import Target
 from autotune.tracking.schema import DEFAULT_EXPERIMENT
 
-# How long a launched job gets to end after the tuner passes it SIGTERM, before SIGKILL.
-JOB_STOP_S = 10.0
 # The most a launched job waits for the upload process to load the MLflow client (~3 s of CPU and
 # a few hundred files read, while the tuner compiles its BPF programs), so that it does not load
 # beside the job (autotune/tracking/follow.py).
@@ -45,41 +41,19 @@ class TuneRequest:
     guard: GuardConfig | None = None
 
 
-def _target(req: TuneRequest, env: dict[str, str]) -> Target:
-    if req.command:
-        # Paused until telemetry and actuators are ready: the job is tuned from its start.
-        return Target.launch(req.command, env=env, paused=True)
-    if req.pid is not None:
-        return Target.from_pid(req.pid, exclude=[os.getpid()])
-    return Target.from_cgroup(str(req.cgroup))
-
-
-def _stop_job(target: Target) -> None:
-    proc = target.process
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    proc.send_signal(signal.SIGCONT)  # a job still paused must wake to die
-    try:
-        proc.wait(timeout=JOB_STOP_S)
-    except Exception:
-        proc.kill()
-        proc.wait()
-
-
 def run_session(req: TuneRequest, settings: Settings) -> int | None:
-    """Run one tuning session; returns the launched job's exit status (None for --pid/--cgroup).
+    """Run one tuning session; returns the launched job's exit status as a shell reports it
+    (128 + N for signal N; None for --pid/--cgroup).
 
     Raises:
         UserError: a bad model, target or setting (before anything is changed).
     """
     from autotune import policy as runtime
-    from autotune.actuators import Actuators, DecisionLog
+    from autotune.actuators import DecisionLog
     from autotune.daemon.loop import TuneLoop, write_summary
+    from autotune.job import JobSession
     from autotune.knobs import KNOBS
     from autotune.system.hugepages import collapse_heap
-    from autotune.telemetry.collector import open_collector
-    from autotune.telemetry.progress import ProgressServer
     from autotune.tracking import schema as ts
     from autotune.tracking.models import resolve_model
     from autotune.tracking.run import tracked_run
@@ -90,13 +64,19 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
     model_run = pol.meta.get("train_run_id") or (req.model if not Path(req.model).exists() else "")
     work = Path(tempfile.mkdtemp(prefix="autotune-tune-"))
     decisions = req.decisions or work / ts.DECISIONS_ARTIFACT
-    exit_code: int | None = None
     with contextlib.ExitStack() as stack:
         stack.callback(_rmtree, work)
-        progress = stack.enter_context(ProgressServer(req.progress_socket))
-        target = _target(req, progress.env)
-        if target.process is not None:
-            stack.callback(_stop_job, target)
+        # A command is held stopped until telemetry and actuators are ready: tuned from its start.
+        job = stack.enter_context(
+            JobSession(
+                settings,
+                command=req.command or None,
+                pid=req.pid,
+                cgroup=req.cgroup,
+                progress_socket=req.progress_socket,
+            )
+        )
+        target = job.target
         tags: dict[str, Any] = {
             ts.TAG_TARGET_COMMAND: " ".join(target.command or []) or target.description,
             ts.TAG_MODEL_RUN_ID: model_run,
@@ -117,23 +97,12 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
                 experiment=req.experiment,
                 runs_dir=settings.runs_dir,
                 uploader="process",  # keeps the MLflow client (~85 MB) out of the tuner
-                load_first=target.process is not None,  # a job we start can wait for it
+                load_first=job.launched,  # a job we start can wait for it
             )
         )
-        collector = stack.enter_context(
-            open_collector(target, progress=progress, interval_s=interval_s)
-        )
-        log = stack.enter_context(DecisionLog(decisions))
-        act = stack.enter_context(
-            Actuators(
-                target,
-                settings,
-                dry_run=req.dry_run,
-                log=log,
-                progress=progress,
-                devices=req.devices or None,
-            )
-        )
+        collector = job.open_telemetry(interval_s)
+        log = DecisionLog(decisions)
+        act = job.open_actuators(dry_run=req.dry_run, log=log, devices=req.devices or None)
         view = None
         if req.view:
             from autotune.daemon.view import LiveView
@@ -161,26 +130,21 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         guard = req.guard or GuardConfig.for_interval(interval_s, settings)
         loop = TuneLoop(pol, collector, act, interval_s, guard=guard, on_tick=on_tick)
         # SIGTERM and SIGHUP end the session the orderly way: the loop stops, the knobs are
-        # restored and the summary logged (the actuators' own handlers stay as the backstop).
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            old = signal.signal(sig, lambda *_: loop.stop())
-            stack.callback(signal.signal, sig, old)
+        # restored, the summary logged and a job we started stopped (the actuators' own handlers
+        # stay as the backstop, and SIGINT raises KeyboardInterrupt through them).
+        job.on_stop(loop.stop)
+        job.stop_on_signals((signal.SIGTERM, signal.SIGHUP))
         run.wait_uploader(UPLOADER_READY_S)  # at once unless load_first (a job we started)
         # Start-up is over: the heap the loop will touch a few times a second goes into huge
         # pages (see autotune.system.hugepages), before a job we started runs.
         loop.summary.hugepage_mb = collapse_heap()
-        target.resume()
+        job.run()
         if req.progress_socket is not None:  # autotune.tuning() waits for this
             ready = req.progress_socket.with_name(req.progress_socket.name + ".ready")
             ready.touch()
             stack.callback(ready.unlink, missing_ok=True)
-        try:
-            summary = loop.run()
-        except (KeyboardInterrupt, SystemExit):
-            # Ctrl-C or SIGTERM: a job we started gets the same ending, then everything unwinds.
-            _stop_job(target)
-            raise
-        act.close()  # restore now, so the summary and decisions include the restore
+        summary = loop.run()
+        job.restore()  # now, so that the summary and decisions include the restore
         run.log_metrics(
             {
                 ts.M_PROGRESS_VS_DEFAULT: summary.progress_vs_default,
@@ -198,8 +162,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         if decisions.exists():
             run.log_artifact(decisions)
         run.log_artifact(write_summary(summary, work / "summary.json"))
-        if target.process is not None:
-            exit_code = target.process.wait()
+        exit_code = job.finish()
         _say(summary, req.dry_run)
     return exit_code
 

@@ -272,3 +272,34 @@ def test_a_quiet_node_gets_no_extra_weight_while_the_job_reads(
     finally:
         job.kill()
         job.wait()
+
+
+def test_sigterm_restores_then_ends_a_started_job_with_its_status(
+    constant_policy: Callable[..., Path], isolated: dict[str, str], tmp_path: Path
+) -> None:
+    pol = constant_policy(weight_trainer=2.0)
+    log = tmp_path / "decisions.jsonl"
+    cmd = [*TUNE, "--model", str(pol), "--interval", "100", "--decisions", str(log), "--no-view"]
+    tuner = subprocess.Popen(
+        [*cmd, "--", sys.executable, str(BURN), "120", "1"],
+        env=isolated,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _wait_for(lambda: any(d.get("event") == "set" for d in _decisions(log)), 60)
+        kids = subprocess.run(
+            ["pgrep", "-P", str(tuner.pid), "-f", BURN.name], capture_output=True, text=True
+        )
+        (job,) = map(int, kids.stdout.split())  # not the tuner's upload process
+        tuner.send_signal(signal.SIGTERM)
+        _, err = tuner.communicate(timeout=60)
+    finally:
+        if tuner.poll() is None:
+            tuner.kill()
+            tuner.wait()
+    assert tuner.returncode == 128 + signal.SIGTERM, err  # the job's status: it was stopped
+    assert not Path(f"/proc/{job}").exists() or "Z" in Path(f"/proc/{job}/stat").read_text()
+    assert any(d.get("event") == "restore" for d in _decisions(log))
+    d = _cgroup_dir(isolated)
+    assert d is None or not d.exists()
