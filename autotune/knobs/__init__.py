@@ -7,19 +7,23 @@ hard-codes a knob's range.
 from autotune.knobs.table import (
     KNOB_TABLE_VERSION,
     KNOBS,
+    Family,
     Knob,
     KnobRangeError,
     by_name,
     default_levels,
     describe,
+    of_family,
 )
 
 __all__ = [
     "KNOBS",
     "KNOB_TABLE_VERSION",
+    "Family",
     "Knob",
     "KnobRangeError",
     "by_name",
     "default_levels",
     "describe",
+    "of_family",
 ]
