@@ -55,7 +55,8 @@ class Actuators:
             ``prefetch.loader`` is disabled.
         devices: block devices for ``readahead``; default: found from the job's open files
             (never the disk holding ``/`` unless named here).
-        weights_backend: force a weights backend (``nice``, ``cgroup1``, ``cgroup2``).
+        weights_backend: force a weights backend (``sched_ext``, ``cgroup2``, ``cgroup1``,
+            ``nice``); it must be available on this node.
         split_smt: let SMT siblings go to different roles.
     """
 

@@ -169,7 +169,7 @@ class CgroupWeights(Backend):
         self.count: dict[Path, int] = {}  # the processes it was written for
         self.placed: dict[Role, set[int]] = {r: set() for r in ROLE_DIRS}
         self.yielded: set[Role] = set()
-        self.record: CgroupsEntry | None = None
+        self.journalled: CgroupsEntry | None = None
 
     @staticmethod
     def _mount(mounts: cgroups.CgroupMounts) -> Path | None:
@@ -197,7 +197,7 @@ class CgroupWeights(Backend):
 
     def _create(self) -> None:
         origin = cgroups.cgroup_of(self.trainer_pid, self.flavour.controller) or "/"
-        self.record = CgroupsEntry(
+        self.journalled = CgroupsEntry(
             mount=str(self.mount),
             file=self.flavour.file,
             parent=str(self.parent),
@@ -206,7 +206,7 @@ class CgroupWeights(Backend):
             joint=str(self.joint),
             origin=origin,
         )
-        self.journal.put(self.record.kind, self.record)
+        self.journal.put(self.journalled.kind, self.journalled)
         self.journal.flush()
         try:
             self.parent.mkdir(exist_ok=True)
@@ -221,18 +221,18 @@ class CgroupWeights(Backend):
 
     def _place(self, role: Role, pids: list[int], home: Path) -> None:
         """Journal where each process is, then move it into ``home`` and verify."""
-        if self.record is None or not pids:
+        if self.journalled is None or not pids:
             return
         if not home.is_dir():
             raise Stuck(f"{home} is gone (someone removed our cgroup)")
         ours = self._ours()
-        moved = self.record.moved
+        moved = self.journalled.moved
         for pid in pids:
             if str(pid) in moved:
                 continue
             now = cgroups.cgroup_of(pid, self.flavour.controller)
             # Born inside one of our cgroups: it came from where its parent came from.
-            moved[str(pid)] = (start_time(pid), self.record.origin if now in ours else now)
+            moved[str(pid)] = (start_time(pid), self.journalled.origin if now in ours else now)
             self.journal.touch()
         self.journal.flush()
         want = self._rel(home)
@@ -253,11 +253,11 @@ class CgroupWeights(Backend):
 
     def _release(self, role: Role) -> None:
         """Move the role's processes back where they came from (both weights are 1× again)."""
-        if self.record is None:  # nothing was ever placed
+        if self.journalled is None:  # nothing was ever placed
             return
         for pid in sorted(self.placed[role]):
             try:
-                _move(pid, _origin(self.record, pid))
+                _move(pid, _origin(self.journalled, pid))
             except OSError as e:
                 if not exiting(pid):
                     raise Stuck(f"cannot move pid {pid} back: {e.strerror}") from e
@@ -309,7 +309,7 @@ class CgroupWeights(Backend):
 
     def set(self, knob: str, value: float, members: Members) -> str:
         role = self.roles[knob]
-        if self.record is None:
+        if self.journalled is None:
             self._create()
         self.factor[role] = value
         try:
@@ -326,7 +326,7 @@ class CgroupWeights(Backend):
         return weight_values(members, self.ctx.mounts, self.ctx.cgroup_parent)
 
     def follow(self, members: Members) -> list[Notice]:
-        if self.record is None:
+        if self.journalled is None:
             return []
         out: list[Notice] = []
         for role in ROLE_DIRS:

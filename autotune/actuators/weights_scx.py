@@ -107,7 +107,7 @@ class ScxWeights(Backend):
             self.maps = scx_maps.SchedulerMaps(pin_dir)
         except OSError as e:
             raise Stuck(str(e)) from e
-        self.record: ScxEntry | None = None
+        self.journalled: ScxEntry | None = None
         self.groups: dict[Role, int] = {}
         self.factor: dict[Role, float] = {}
         self.weight: dict[Role, int] = {}
@@ -131,10 +131,10 @@ class ScxWeights(Backend):
         except OSError as e:
             raise Stuck(str(e)) from e
         self.groups = dict(zip(ROLES, free, strict=True))
-        self.record = ScxEntry(
+        self.journalled = ScxEntry(
             pin_dir=str(self.pin_dir), groups={str(r): g for r, g in self.groups.items()}
         )
-        self.journal.put(self.record.kind, self.record)
+        self.journal.put(self.journalled.kind, self.journalled)
         for role in ROLES:
             self.journal.wrote(self.knob_for(role), scx_maps.WEIGHT_DEFAULT)
         self.journal.flush()
@@ -154,14 +154,14 @@ class ScxWeights(Backend):
 
     def _place(self, role: Role, pids: tuple[int, ...]) -> None:
         """Journal, then put each new process of the role in its group, and verify."""
-        if self.record is None:
+        if self.journalled is None:
             return
         new = [p for p in pids if p not in self.placed]
         if not new:
             return
         group = self.groups[role]
         for pid in new:
-            self.record.members[str(pid)] = (start_time(pid), group)
+            self.journalled.members[str(pid)] = (start_time(pid), group)
         self.journal.touch()
         self.journal.flush()
         for pid in new:
@@ -172,11 +172,11 @@ class ScxWeights(Backend):
                 raise Stuck(f"cannot put pid {pid} in group {group}: {e}") from e
             if got != group:
                 raise Stuck(f"pid {pid} is in group {got} after putting it in {group}")
-            self.placed[pid] = self.record.members[str(pid)][0]
+            self.placed[pid] = self.journalled.members[str(pid)][0]
 
     def _prune(self) -> None:
         """Drop processes that exited: their PID may come back as someone else's."""
-        if self.record is None:
+        if self.journalled is None:
             return
         gone = [p for p, start in self.placed.items() if start_time(p) != start]
         for pid in gone:
@@ -185,7 +185,7 @@ class ScxWeights(Backend):
             except OSError:
                 continue  # still journalled: restore tries again
             del self.placed[pid]
-            self.record.members.pop(str(pid), None)
+            self.journalled.members.pop(str(pid), None)
             self.journal.touch()
         self.journal.flush()
 
@@ -222,7 +222,7 @@ class ScxWeights(Backend):
         if fallback is not None:
             self.factor[role] = factor
             return fallback.set(knob, factor, members) + " (sched_ext scheduler stopped)"
-        if self.record is None:
+        if self.journalled is None:
             self._begin()
             for r in ROLES:
                 self._place(r, _pids(r, members))
@@ -238,7 +238,7 @@ class ScxWeights(Backend):
 
     def placed_groups(self) -> list[int]:
         """The group of every process this session put in the maps."""
-        return [] if self.record is None else [g for _, g in self.record.members.values()]
+        return [] if self.journalled is None else [g for _, g in self.journalled.members.values()]
 
     def read(self, members: Members) -> dict[str, float]:
         """The groups' weights from the map; the node's (cgroups, nice) for roles not in it."""
@@ -256,7 +256,7 @@ class ScxWeights(Backend):
         return values
 
     def follow(self, members: Members) -> list[Notice]:
-        if self.record is None and self.fallback is None:
+        if self.journalled is None and self.fallback is None:
             return []
         try:
             fallback = self._fallback(members)
