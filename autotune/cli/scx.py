@@ -42,7 +42,7 @@ def load() -> None:
         st = scx.load()
     except scx.ScxUnavailable as e:  # say what the weights use meanwhile
         _, choice = registry.choose(Family.WEIGHTS, exclude=("sched_ext",))
-        raise scx.ScxUnavailable(f"{e}; weights use {choice.backend} ({choice.reason})") from e
+        raise scx.ScxUnavailable(f"{e}; weights use {choice.backend}: {choice.reason}") from e
     click.echo(_show(st))
 
 
