@@ -14,7 +14,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from autotune.actuators import backends, scx
+from autotune.actuators import registry
+from autotune.scx import scheduler as scx
 from autotune.system import blockdev, cgroups, gpu, kernel, topology
 
 # The libraries offline training needs; any missing one is a broken install.
@@ -191,9 +192,9 @@ def check_tracking(uri: str) -> Check:
 
 
 def check_backends() -> Check:
-    choices = [backends.weights(), backends.affinity(), backends.prefetch()]
+    choices = registry.choices()
     found = "; ".join(f"{c.family}: {c.backend}" for c in choices)
-    data = {c.family: {"backend": c.backend, "reason": c.reason} for c in choices}
+    data = {str(c.family): {"backend": c.backend, "reason": c.reason} for c in choices}
     return Check("backends", True, found, data=data)
 
 

@@ -1,7 +1,9 @@
-"""Actuators: the agent's hands on the node (weights, CPU affinity, prefetch depth).
+"""Actuators: the agent's hands on the node (weights, CPU affinity, read-ahead, prefetch depth).
 
 :class:`Actuators` is the API (see :mod:`autotune.actuators.session`); :class:`DecisionLog` is
-where every change is logged.
+where every change is logged. Each knob family acts through one backend
+(:class:`~autotune.actuators.backend.Backend`), chosen, built and restored through
+:mod:`autotune.actuators.registry`.
 """
 
 from autotune.actuators.decisions import Decision, DecisionLog

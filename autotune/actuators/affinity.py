@@ -13,20 +13,27 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
+
+from autotune.actuators.backend import Availability, Backend, Context, Notice, Stuck
 from autotune.actuators.decisions import Decision
-from autotune.actuators.family import Family, Notice, Stuck
-from autotune.actuators.journal import Journal, Session
-from autotune.actuators.threads import PerThread, ThreadValues, replay_threads
-from autotune.knobs import by_name
-from autotune.knobs.readback import cpu_pool, thread_affinity
+from autotune.actuators.journal import Journal, JournalEntry, Record
+from autotune.actuators.threads import PerThread, ThreadEntry, ThreadValues, replay_threads
+from autotune.knobs import Family, by_name
+from autotune.knobs.readback import cpu_pool, cpu_values, thread_affinity
 from autotune.roles import Role
-from autotune.system import topology
+from autotune.system import cgroups, topology
 from autotune.target import Members
 
-KNOBS = {"cpus.trainer": Role.TRAINER, "cpus.loader": Role.LOADER}
-KIND = "affinity"
+
+class AffinityEntry(ThreadEntry):
+    """A process's original allowed CPUs (sorted lists)."""
+
+    kind: Literal["affinity"] = "affinity"
+    original: list[int]
+    threads: dict[str, list[int]] = Field(default_factory=dict)
 
 
 def allocate(
@@ -62,7 +69,7 @@ def allocate(
 class AffinityValues(ThreadValues[frozenset[int]]):
     """A thread's allowed CPUs."""
 
-    kind = KIND
+    entry = AffinityEntry
 
     def __init__(self, pool: Sequence[int]) -> None:
         self.pool = frozenset(pool)
@@ -86,39 +93,47 @@ class AffinityValues(ThreadValues[frozenset[int]]):
         return f"CPUs {topology.format_cpulist(sorted(value))}"
 
 
-class Affinity(Family):
-    """``cpus.trainer`` and ``cpus.loader``.
+class Affinity(Backend):
+    """``cpus.trainer`` and ``cpus.loader`` through ``sched_setaffinity``.
 
     Args:
         journal: the session's journal.
-        trainer_pid: the target's first process (the origin, and whose cpuset bounds the pool).
-        split_smt: allow SMT siblings to go to different roles.
+        ctx: ``trainer_pid`` (the origin, and whose cpuset bounds the pool) and ``split_smt``
+            (allow SMT siblings to go to different roles) are used.
     """
 
-    knobs = tuple(KNOBS)
+    name = "sched_setaffinity"
+    family = Family.AFFINITY
+    entry = AffinityEntry
 
-    def __init__(self, journal: Journal, trainer_pid: int, split_smt: bool = False) -> None:
-        super().__init__(journal)
+    def __init__(self, journal: Journal, ctx: Context) -> None:
+        super().__init__(journal, ctx)
         self.topo = topology.read()
-        self.pool = cpu_pool(trainer_pid)
-        self.split_smt = split_smt
-        self.threads = PerThread(
-            journal, AffinityValues(self.pool), {r: k for k, r in KNOBS.items()}
-        )
-        self.threads.begin(trainer_pid)
+        self.pool = cpu_pool(ctx.trainer_pid)
+        self.split_smt = ctx.split_smt
+        knobs = {r: k for k, r in self.roles.items()}
+        self.threads = PerThread(journal, AffinityValues(self.pool), knobs)
+        self.threads.begin(ctx.trainer_pid)
+
+    @classmethod
+    def available(cls, mounts: cgroups.CgroupMounts) -> Availability:
+        return Availability(True, "per thread, following new threads")
 
     def cpus_for(self, knob: str, share: float) -> frozenset[int]:
         """The CPU set a share of ``knob`` means on this node."""
-        role = KNOBS[knob]
+        role = self.roles[knob]
         return allocate(self.topo, self.pool, share, role is Role.LOADER, self.split_smt)
 
     def set(self, knob: str, value: float, members: Members) -> str:
         by_name(knob).check(value)
-        role = KNOBS[knob]
+        role = self.roles[knob]
         cpus = self.cpus_for(knob, value)
         pids = members.trainer_pids if role is Role.TRAINER else members.loader_pids
         n = self.threads.assign(role, cpus, pids)
         return f"CPUs {topology.format_cpulist(sorted(cpus))} on {n} thread(s)"
+
+    def read(self, members: Members) -> dict[str, float]:
+        return cpu_values(members, self.pool)
 
     def follow(self, members: Members) -> list[Notice]:
         notices = [
@@ -127,7 +142,7 @@ class Affinity(Family):
         ]
         return [n for n in notices if n is not None]
 
-
-def replay(session: Session) -> list[Decision]:
-    """Restore the affinity of every thread that still has CPUs we gave it."""
-    return replay_threads(session, AffinityValues(cpu_pool()), KNOBS)
+    @classmethod
+    def restore(cls, record: Record, entries: Sequence[JournalEntry]) -> list[Decision]:
+        """Restore the affinity of every thread that still has CPUs we gave it."""
+        return replay_threads(record, entries, AffinityValues(cpu_pool()), cls.roles)

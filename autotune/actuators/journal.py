@@ -10,9 +10,14 @@ A session record::
 
     {"id": "4242-ab12", "owner": {"pid": 4242, "start": 123456},
      "target": {"description": "...", "roots": [[pid, start], ...]},
-     "entries": {key: {"kind": ..., "knob": ..., ...}},   # one per touched object
+     "entries": {key: {"kind": ..., "knob": ..., ...}},   # one per touched object (typed)
      "written": {knob: [value, ...]},                     # every value the session has written
      "origin": {kind: value}}                             # what a newly seen task would have had
+
+Each entry is a :class:`JournalEntry` of its backend, told apart by ``kind`` (the registry maps a
+kind to the backend that restores it). A record is read back as a :class:`Record`; the file's
+format is the one autotune has written since journal version 1, so a journal left by a crashed
+older tuner is restored by a newer ``autotune restore``.
 
 Restore puts an object back only when its value now is one the session wrote: anything else was
 set by someone else after us, and is theirs to keep (yield to people, even after a crash).
@@ -29,14 +34,54 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field, SerializeAsAny
+
 from autotune.errors import NotPermitted, UserError
 from autotune.fsutil import write_json_atomic
 from autotune.target import start_time
 
 JOURNAL_VERSION = 1
 
-Session = dict[str, Any]
-Entry = dict[str, Any]
+Session = dict[str, Any]  # a record as read from the file, before it is typed
+
+
+class JournalEntry(BaseModel):
+    """One touched object's original value; each backend's entry narrows ``kind`` to a literal."""
+
+    kind: str
+    knob: str | None = None
+
+    @classmethod
+    def kind_name(cls) -> str:
+        """The ``kind`` this entry type is written with."""
+        default = cls.model_fields["kind"].default
+        return str(default)
+
+
+class Owner(BaseModel):
+    """The tuner process that wrote a record (its PID and start time)."""
+
+    pid: int | None
+    start: int | None
+
+
+class TargetInfo(BaseModel):
+    """What was tuned: a description for people, and the root processes as (pid, start time)."""
+
+    description: str
+    roots: list[tuple[int, int | None]]
+
+
+class Record(BaseModel):
+    """One tuning session's record: its entries and every value it wrote."""
+
+    id: str
+    owner: Owner
+    target: TargetInfo
+    created: float = 0.0
+    entries: dict[str, SerializeAsAny[JournalEntry]] = Field(default_factory=dict)
+    written: dict[str, list[Any]] = Field(default_factory=dict)
+    origin: dict[str, Any] = Field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -126,26 +171,22 @@ class Journal:
     ) -> None:
         self.path = path
         self.id = session_id
-        self.session: Session = {
-            "id": session_id,
-            "owner": {"pid": os.getpid(), "start": start_time(os.getpid())},
-            "target": {"description": description, "roots": [list(r) for r in roots]},
-            "created": time.time(),
-            "entries": {},
-            "written": {},
-            "origin": {},
-        }
+        self.record = Record(
+            id=session_id,
+            owner=Owner(pid=os.getpid(), start=start_time(os.getpid())),
+            target=TargetInfo(description=description, roots=list(roots)),
+            created=time.time(),
+        )
         self._dirty = False
         self._stored = False
 
     @property
-    def entries(self) -> dict[str, Entry]:
-        entries: dict[str, Entry] = self.session["entries"]
-        return entries
+    def entries(self) -> dict[str, JournalEntry]:
+        return self.record.entries
 
-    def put(self, key: str, entry: Entry) -> None:
+    def put(self, key: str, entry: JournalEntry) -> None:
         """Add or replace an entry (kept in memory until :meth:`flush`)."""
-        self.entries[key] = entry
+        self.record.entries[key] = entry
         self._dirty = True
 
     def touch(self) -> None:
@@ -154,32 +195,31 @@ class Journal:
 
     def wrote(self, knob: str, value: Any) -> None:
         """Note that ``value`` (JSON-encoded form) is about to be written to ``knob``."""
-        values: list[Any] = self.session["written"].setdefault(knob, [])
+        values = self.record.written.setdefault(knob, [])
         if value not in values:
             values.append(value)
             self._dirty = True
 
     def written(self, knob: str) -> list[Any]:
-        values: list[Any] = self.session["written"].get(knob, [])
-        return values
+        return self.record.written.get(knob, [])
 
     def set_origin(self, kind: str, value: Any) -> None:
         """Record, once, what a task of the job had before we touched ``kind``."""
-        if kind not in self.session["origin"]:
-            self.session["origin"][kind] = value
+        if kind not in self.record.origin:
+            self.record.origin[kind] = value
             self._dirty = True
 
     def origin(self, kind: str) -> Any:
-        return self.session["origin"].get(kind)
+        return self.record.origin.get(kind)
 
     def flush(self) -> None:
         """Write the record to disk if it changed (fsynced, atomic)."""
         if not self._dirty:
             return
-        record = json.loads(json.dumps(self.session))  # a snapshot, not a live reference
+        snapshot = self.record.model_dump(mode="json")  # a copy, not a live reference
 
         def change(sessions: dict[str, Session]) -> None:
-            sessions[self.id] = record
+            sessions[self.id] = snapshot
 
         update(self.path, change)
         self._dirty = False

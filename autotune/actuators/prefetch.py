@@ -16,29 +16,36 @@ else PyTorch's default (the client does not report the depth it started with).
 from __future__ import annotations
 
 import socket
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Literal
 
+from pydantic import Field
+
+from autotune.actuators.backend import Availability, Backend, Channel, Context, Notice, Stuck
 from autotune.actuators.decisions import RESTORE, Decision
-from autotune.actuators.family import Family, Notice, Stuck
-from autotune.actuators.journal import Journal, Session
-from autotune.knobs import by_name
+from autotune.actuators.journal import Journal, JournalEntry, Record
+from autotune.knobs import Family, by_name
+from autotune.knobs.readback import prefetch_values
 from autotune.roles import Role
+from autotune.system import cgroups
 from autotune.target import Members
 
 KNOB = "prefetch.loader"
-KIND = "prefetch"
 # Follows without an acknowledgement before the knob is given up: at the default 250 ms interval
 # that is 5 s, many batches for any job that trains at all.
 ACK_FOLLOWS = 20
 
 
-class Channel(Protocol):
-    """What the actuator needs of the progress server."""
+__all__ = ["Channel", "Prefetch", "PrefetchEntry"]
 
-    clients: set[str]
-    prefetch_ack: int | None
 
-    def set_prefetch(self, depth: int) -> int: ...
+class PrefetchEntry(JournalEntry):
+    """The job's original depth, and its processes' client addresses (hex) to ask on restore."""
+
+    kind: Literal["prefetch"] = "prefetch"
+    knob: str = KNOB
+    original: int
+    clients: list[str] = Field(default_factory=list)
 
 
 def _clients(channel: Channel) -> list[str]:
@@ -67,13 +74,20 @@ def _send(addresses: list[str], depth: int) -> int:
     return sent
 
 
-class Prefetch(Family):
-    """``prefetch.loader`` through the progress channel."""
+class Prefetch(Backend):
+    """``prefetch.loader`` through the progress channel (``ctx.progress``).
 
-    knobs = (KNOB,)
+    Raises:
+        Stuck: the job does not integrate (no channel): the knob is disabled.
+    """
 
-    def __init__(self, journal: Journal, channel: Channel | None) -> None:
-        super().__init__(journal)
+    name = "progress_channel"
+    family = Family.PREFETCH
+    entry = PrefetchEntry
+
+    def __init__(self, journal: Journal, ctx: Context) -> None:
+        super().__init__(journal, ctx)
+        channel = ctx.progress
         if channel is None:
             raise Stuck("the job does not integrate (no progress channel)")
         self.channel = channel
@@ -81,16 +95,21 @@ class Prefetch(Family):
         self.asked: set[str] = set()
         self.waiting = 0
 
+    @classmethod
+    def available(cls, mounts: cgroups.CgroupMounts) -> Availability:
+        return Availability(True, "jobs that use autotune.client (the progress channel)")
+
     def _journal(self) -> None:
-        entry = self.journal.entries.get(KIND)
-        if entry is None:
+        key = self.entry.kind_name()
+        entry = self.journal.entries.get(key)
+        if not isinstance(entry, PrefetchEntry):
             ack = self.channel.prefetch_ack
             default = by_name(KNOB).default or 2.0
-            entry = {"kind": KIND, "knob": KNOB, "original": ack or int(default), "clients": []}
-            self.journal.put(KIND, entry)
+            entry = PrefetchEntry(original=ack or int(default))
+            self.journal.put(key, entry)
         for addr in _clients(self.channel):
-            if _hex(addr) not in entry["clients"]:
-                entry["clients"].append(_hex(addr))
+            if _hex(addr) not in entry.clients:
+                entry.clients.append(_hex(addr))
                 self.journal.touch()
 
     def _ask(self, depth: int) -> int:
@@ -105,6 +124,9 @@ class Prefetch(Family):
         self.waiting = 0
         n = self._ask(self.wanted)
         return f"asked {n} job process(es)" if n else "no job process has reported yet"
+
+    def read(self, members: Members) -> dict[str, float]:
+        return prefetch_values(self.channel)
 
     def follow(self, members: Members) -> list[Notice]:
         want = self.wanted
@@ -130,25 +152,17 @@ class Prefetch(Family):
             )
         ]
 
-
-def replay(session: Session) -> list[Decision]:
-    """Ask the job's processes for their original depth (sent, not verified)."""
-    out: list[Decision] = []
-    for e in session["entries"].values():
-        if e.get("kind") != KIND or not e["clients"]:
-            continue
-        original = int(e["original"])
-        sent = _send(e["clients"], original)
-        if sent:  # none: the job is gone, and its depth with it
-            out.append(
-                Decision(
-                    KNOB,
-                    Role.LOADER,
-                    None,
-                    original,
-                    "restore",
-                    RESTORE,
-                    detail=f"asked {sent} of {len(e['clients'])} job process(es); not verified",
+    @classmethod
+    def restore(cls, record: Record, entries: Sequence[JournalEntry]) -> list[Decision]:
+        """Ask the job's processes for their original depth (sent, not verified)."""
+        out: list[Decision] = []
+        for e in entries:
+            if not isinstance(e, PrefetchEntry) or not e.clients:
+                continue
+            sent = _send(e.clients, e.original)
+            if sent:  # none: the job is gone, and its depth with it
+                detail = f"asked {sent} of {len(e.clients)} job process(es); not verified"
+                out.append(
+                    Decision(KNOB, Role.LOADER, None, e.original, "restore", RESTORE, detail=detail)
                 )
-            )
-    return out
+        return out

@@ -18,17 +18,19 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
+from autotune.actuators.backend import Availability, Backend, Context, Notice, Stuck, write_int
 from autotune.actuators.decisions import FAILED, LEFT, RESTORE, Decision
-from autotune.actuators.family import Family, Notice, Stuck, write_int
-from autotune.actuators.journal import Journal, Session
-from autotune.knobs.readback import open_devices, readahead_kb
+from autotune.actuators.journal import Journal, JournalEntry, Record
+from autotune.errors import UserError
+from autotune.knobs import Family
+from autotune.knobs.readback import open_devices, readahead_kb, readahead_values
 from autotune.roles import Role
-from autotune.system import blockdev
+from autotune.system import blockdev, cgroups
 from autotune.target import Members
 
 KNOB = "readahead"
-KIND = "readahead"
 RESCAN_S = 2.0  # how often a job whose processes stay the same is scanned for new devices
 
 
@@ -40,28 +42,52 @@ def root_disk() -> str | None:
         return None
 
 
-class Readahead(Family):
+class ReadaheadEntry(JournalEntry):
+    """A device's original ``read_ahead_kb``; ``yielded`` once someone else changed it."""
+
+    kind: Literal["readahead"] = "readahead"
+    knob: str = KNOB
+    device: str
+    path: str
+    original: int
+    yielded: bool = False
+
+
+class Readahead(Backend):
     """``readahead`` on every device the job reads from.
 
     Args:
         journal: the session's journal.
-        devices: the devices to act on; None to find them from the job's open files.
+        ctx: ``devices`` is used: the devices to act on; None to find them from the job's open
+            files.
+
+    Raises:
+        UserError: a device named in ``ctx.devices`` does not exist (a person's mistake).
     """
 
-    knobs = (KNOB,)
+    name = "read_ahead_kb"
+    family = Family.READAHEAD
+    entry = ReadaheadEntry
 
-    def __init__(self, journal: Journal, devices: Sequence[str] | None = None) -> None:
-        super().__init__(journal)
+    def __init__(self, journal: Journal, ctx: Context) -> None:
+        super().__init__(journal, ctx)
+        devices = ctx.devices
         self.explicit = list(devices) if devices is not None else None
         for dev in self.explicit or []:
             if blockdev.device(dev) is None:
-                raise Stuck(f"no block device {dev!r} (see /sys/block)")
+                raise UserError(f"no block device {dev!r} (see /sys/block)")
         self.root = root_disk()
         self.devices: list[str] = list(self.explicit or [])
         self.wanted: int | None = None
         self.last: dict[str, int] = {}
         self.yielded = False
         self._scanned: tuple[tuple[int, ...], float] = ((), -RESCAN_S)
+
+    @classmethod
+    def available(cls, mounts: cgroups.CgroupMounts) -> Availability:
+        if not blockdev.SYS_BLOCK.is_dir():
+            return Availability(False, f"no {blockdev.SYS_BLOCK}")
+        return Availability(True, "the block devices the target reads from")
 
     def discover(self, members: Members) -> list[str]:
         """The devices to act on now."""
@@ -72,22 +98,14 @@ class Readahead(Family):
 
     def _write(self, devices: list[str], value: int) -> None:
         for dev in devices:
-            key = f"{KIND}:{dev}"
+            key = f"{self.entry.kind_name()}:{dev}"
             if key not in self.journal.entries:
                 original = readahead_kb(dev)
                 if original is None:
                     continue
-                self.journal.put(
-                    key,
-                    {
-                        "kind": KIND,
-                        "knob": KNOB,
-                        "device": dev,
-                        "path": str(blockdev.SYS_BLOCK / dev / "queue" / "read_ahead_kb"),
-                        "original": original,
-                        "yielded": False,
-                    },
-                )
+                path = blockdev.SYS_BLOCK / dev / "queue" / "read_ahead_kb"
+                entry = ReadaheadEntry(device=dev, path=str(path), original=original)
+                self.journal.put(key, entry)
         self.journal.wrote(KNOB, value)
         self.journal.flush()
         for dev in devices:
@@ -111,8 +129,9 @@ class Readahead(Family):
             got = readahead_kb(dev)
             if got is not None and got != value:
                 self.yielded = True
-                entry = self.journal.entries[f"{KIND}:{dev}"]
-                entry["yielded"] = True
+                entry = self.journal.entries[f"{self.entry.kind_name()}:{dev}"]
+                if isinstance(entry, ReadaheadEntry):
+                    entry.yielded = True
                 self.journal.touch()
                 self.journal.flush()
                 return [
@@ -134,6 +153,9 @@ class Readahead(Family):
                 return [Notice(KNOB, "stuck", str(e))]
         return []
 
+    def read(self, members: Members) -> dict[str, float]:
+        return readahead_values(self.devices or self.discover(members))
+
     def _due(self, members: Members) -> bool:
         """Whether to scan the job's open files again (its processes changed, or it is time)."""
         pids, now = members.all_pids, time.monotonic()
@@ -143,46 +165,29 @@ class Readahead(Family):
         self._scanned = (pids, now)
         return True
 
+    @classmethod
+    def restore(cls, record: Record, entries: Sequence[JournalEntry]) -> list[Decision]:
+        """Put back each device's read-ahead, unless someone else changed it after us."""
+        out: list[Decision] = []
+        ours = record.written.get(KNOB, [])
+        for e in entries:
+            if isinstance(e, ReadaheadEntry):
+                out.extend(_restore_device(e, ours))
+        return out
 
-def replay(session: Session) -> list[Decision]:
-    """Put back each device's read-ahead, unless someone else changed it after us."""
-    out: list[Decision] = []
-    ours = session["written"].get(KNOB, [])
-    for e in session["entries"].values():
-        if e.get("kind") != KIND:
-            continue
-        path, original = Path(e["path"]), int(e["original"])
-        now = readahead_kb(e["device"])
-        if now is None or now == original:
-            continue
-        if e["yielded"] or now not in ours:
-            out.append(
-                Decision(
-                    KNOB,
-                    Role.TRAINER,
-                    now,
-                    now,
-                    "changed by someone else: left as is",
-                    LEFT,
-                    detail=str(path),
-                )
-            )
-            continue
-        try:
-            path.write_text(str(original))
-        except OSError as err:
-            out.append(
-                Decision(
-                    KNOB,
-                    Role.TRAINER,
-                    now,
-                    original,
-                    f"could not restore: {err.strerror}",
-                    FAILED,
-                    detail=str(path),
-                )
-            )
-            continue
-        event = RESTORE if readahead_kb(e["device"]) == original else FAILED
-        out.append(Decision(KNOB, Role.TRAINER, now, original, "restore", event, detail=str(path)))
-    return out
+
+def _restore_device(e: ReadaheadEntry, ours: list[object]) -> list[Decision]:
+    path, original = Path(e.path), e.original
+    now = readahead_kb(e.device)
+    if now is None or now == original:
+        return []
+    if e.yielded or now not in ours:
+        why = "changed by someone else: left as is"
+        return [Decision(KNOB, Role.TRAINER, now, now, why, LEFT, detail=str(path))]
+    try:
+        path.write_text(str(original))
+    except OSError as err:
+        why = f"could not restore: {err.strerror}"
+        return [Decision(KNOB, Role.TRAINER, now, original, why, FAILED, detail=str(path))]
+    event = RESTORE if readahead_kb(e.device) == original else FAILED
+    return [Decision(KNOB, Role.TRAINER, now, original, "restore", event, detail=str(path))]

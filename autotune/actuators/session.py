@@ -24,16 +24,15 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any
 
-from autotune.actuators import affinity, prefetch, readahead, weights
-from autotune.actuators.backends import Choice
+from autotune.actuators import registry
+from autotune.actuators.backend import Backend, Channel, Context, Stuck
 from autotune.actuators.decisions import FAILED, SET, STUCK, YIELD, Decision, DecisionLog
-from autotune.actuators.family import Family, Stuck
 from autotune.actuators.journal import Journal
-from autotune.actuators.restore import replay_session
+from autotune.actuators.registry import Choice
+from autotune.actuators.restore import replay_record
 from autotune.config import Settings
 from autotune.errors import UserError
-from autotune.knobs import by_name
-from autotune.knobs.readback import read_members
+from autotune.knobs import KNOBS, Family, by_name, of_family
 from autotune.roles import Role
 from autotune.system import cgroups
 from autotune.target import Members, Target, start_time
@@ -56,7 +55,8 @@ class Actuators:
             ``prefetch.loader`` is disabled.
         devices: block devices for ``readahead``; default: found from the job's open files
             (never the disk holding ``/`` unless named here).
-        weights_backend: force a weights backend (``nice``, ``cgroup1``, ``cgroup2``).
+        weights_backend: force a weights backend (``sched_ext``, ``cgroup2``, ``cgroup1``,
+            ``nice``); it must be available on this node.
         split_smt: let SMT siblings go to different roles.
     """
 
@@ -67,7 +67,7 @@ class Actuators:
         dry_run: bool = False,
         log: DecisionLog | None = None,
         *,
-        progress: prefetch.Channel | None = None,
+        progress: Channel | None = None,
         devices: Sequence[str] | None = None,
         weights_backend: str | None = None,
         split_smt: bool = False,
@@ -83,10 +83,10 @@ class Actuators:
         roots = [(p, start_time(p)) for p in target.roots]
         self.journal = Journal(settings.journal, self.session_id, target.description, roots)
         self.disabled: dict[str, str] = {}
-        self.backends: dict[str, Choice] = {}
+        self.backends: dict[Family, Choice] = {}
         self.target_exited = False
         self._mounts = cgroups.mounts()
-        self._families: dict[str, Family] = {}
+        self._backends: dict[str, Backend] = {}  # knob → the backend acting on it
         self._wanted: dict[str, float] = {}
         self._last: dict[str, float] = {}
         self._defaults: dict[str, float] = {}
@@ -99,35 +99,27 @@ class Actuators:
     # --- setup ------------------------------------------------------------------------------
 
     def _build(self, devices: Sequence[str] | None, prefer: str | None, split_smt: bool) -> None:
-        ctx = weights.WeightsContext(
-            self._mounts, self.settings.cgroup_parent, self.session_id, self.target.pid
+        ctx = Context(
+            self._mounts,
+            self.settings.cgroup_parent,
+            self.session_id,
+            self.target.pid,
+            devices=devices,
+            progress=self.progress,
+            split_smt=split_smt,
         )
-        family: Family
-        try:
-            family, choice = weights.build(self.journal, ctx, prefer)
-            self._adopt(family)
-            self.backends["weights"] = choice
-        except Stuck as e:
-            self._disable_quietly(weights.KNOBS, str(e))
-        self._affinity = affinity.Affinity(self.journal, self.target.pid, split_smt)
-        self._adopt(self._affinity)
-        try:
-            self._ra = readahead.Readahead(self.journal, devices)
-        except Stuck as e:
-            raise UserError(str(e)) from e
-        self._adopt(self._ra)
-        try:
-            self._adopt(prefetch.Prefetch(self.journal, self.progress))
-        except Stuck as e:
-            self._disable_quietly(prefetch.Prefetch.knobs, str(e))
-
-    def _adopt(self, family: Family) -> None:
-        for knob in family.knobs:
-            self._families[knob] = family
-
-    def _disable_quietly(self, knobs: Sequence[str] | Mapping[str, Any], why: str) -> None:
-        for knob in knobs:
-            self.disabled[knob] = why
+        for family in Family:
+            try:
+                backend, choice = registry.build(
+                    family, self.journal, ctx, prefer if family is Family.WEIGHTS else None
+                )
+            except Stuck as e:  # this node or job cannot use the family: its knobs are off
+                for knob in of_family(family):
+                    self.disabled[knob.name] = str(e)
+                continue
+            self.backends[family] = choice
+            for knob_name in backend.knobs:
+                self._backends[knob_name] = backend
 
     def open(self) -> Actuators:
         """Read the defaults and take the signals; :meth:`close` undoes everything."""
@@ -157,15 +149,10 @@ class Actuators:
         return self._current(members if members is not None else self.target.members())
 
     def _current(self, m: Members) -> dict[str, float]:
-        devices = self._ra.devices or self._ra.discover(m)
-        values = read_members(
-            m,
-            mounts=self._mounts,
-            pool=self._affinity.pool,
-            devices=devices,
-            prefetch=self.progress,
-            cgroup_parent=self.settings.cgroup_parent,
-        )
+        values: dict[str, float] = {}
+        for backend in self._unique_backends():
+            values.update(backend.read(m))
+        values = {k.name: values[k.name] for k in KNOBS if k.name in values}  # table order
         if not m.loader_pids:  # no loader yet: what the next one will get
             for knob in ("weight.loader", "cpus.loader"):
                 if knob in self._wanted:
@@ -210,7 +197,7 @@ class Actuators:
                 self.log.record(Decision(knob, role, old, value, reason, SET, dry_run=True))
                 continue
             try:
-                detail = self._families[knob].set(knob, value, m)
+                detail = self._backends[knob].set(knob, value, m)
             except Stuck as e:
                 self._disable(knob, str(e), STUCK, None)
                 continue
@@ -232,14 +219,13 @@ class Actuators:
         if self.dry_run:
             return
         m = members if members is not None else self.target.members()
-        seen: set[int] = set()
-        for family in self._families.values():
-            if id(family) in seen:
-                continue
-            seen.add(id(family))
-            for notice in family.follow(m):
+        for backend in self._unique_backends():
+            for notice in backend.follow(m):
                 if notice.knob not in self.disabled:
                     self._disable(notice.knob, notice.reason, notice.event, notice.found)
+
+    def _unique_backends(self) -> list[Backend]:
+        return list({id(b): b for b in self._backends.values()}.values())
 
     def _disable(self, knob: str, why: str, event: str, found: float | None) -> None:
         self.disabled[knob] = why
@@ -260,7 +246,7 @@ class Actuators:
         self._closing = True
         try:
             if not self.dry_run:
-                decisions = replay_session(self.journal.session)
+                decisions = replay_record(self.journal.record)
                 for d in decisions:
                     self.log.record(d)
                 if any(d.event == FAILED for d in decisions):

@@ -12,21 +12,45 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
+from pydantic import Field
+
+from autotune.actuators.backend import Notice, Stuck
 from autotune.actuators.decisions import FAILED, LEFT, RESTORE, Decision
-from autotune.actuators.family import Notice, Stuck
-from autotune.actuators.journal import Entry, Journal, Session
+from autotune.actuators.journal import Journal, JournalEntry, Record
 from autotune.roles import Role
 from autotune.target import descendants, start_time, threads
 
 V = TypeVar("V")
 
 
+class ThreadEntry(JournalEntry):
+    """A process's original per-thread value (its main thread's), and the threads that differed.
+
+    Attributes:
+        pid: the process, with its ``start`` time (a reused PID is not restored).
+        original: the main thread's value before we wrote (JSON form).
+        threads: thread id → its own original, for threads that differed.
+        left: threads changed behind our back: theirs now, never restored.
+    """
+
+    knob: str
+    pid: int
+    start: int | None
+    original: Any
+    threads: dict[str, Any] = Field(default_factory=dict)
+    left: list[int] = Field(default_factory=list)
+
+
 class ThreadValues(ABC, Generic[V]):
     """How to read, write and store one per-thread setting."""
 
-    kind: str = ""
+    entry: ClassVar[type[ThreadEntry]]
+
+    @property
+    def kind(self) -> str:
+        return self.entry.kind_name()
 
     @abstractmethod
     def get(self, tid: int) -> V | None:
@@ -80,7 +104,7 @@ class PerThread(Generic[V]):
         key = f"{self.values.kind}:{pid}"
         start = start_time(pid)
         old = self.journal.entries.get(key)
-        if old is not None and old["start"] == start:
+        if isinstance(old, ThreadEntry) and old.start == start:
             return
         main = self.values.get(pid)
         if main is None or start is None:
@@ -94,18 +118,15 @@ class PerThread(Generic[V]):
             v = self.values.get(tid)
             if v is not None and (e := self.values.encode(v)) != original and e not in ours:
                 exceptions[str(tid)] = e
-        self.journal.put(
-            key,
-            {
-                "kind": self.values.kind,
-                "knob": self.knobs[role],
-                "pid": pid,
-                "start": start,
-                "original": original,
-                "threads": exceptions,
-                "left": [],
-            },
+        entry = self.values.entry(
+            kind=self.values.kind,
+            knob=self.knobs[role],
+            pid=pid,
+            start=start,
+            original=original,
+            threads=exceptions,
         )
+        self.journal.put(key, entry)
 
     def begin(self, trainer_pid: int) -> None:
         """Record the origin (the trainer's value before we touch anything)."""
@@ -174,8 +195,8 @@ class PerThread(Generic[V]):
         if diverged:
             for pid, tid, _ in diverged:
                 entry = self.journal.entries.get(f"{self.values.kind}:{pid}")
-                if entry is not None and tid not in entry["left"]:
-                    entry["left"].append(tid)
+                if isinstance(entry, ThreadEntry) and tid not in entry.left:
+                    entry.left.append(tid)
                     self.journal.touch()
             self.journal.flush()
             self.yielded.add(role)
@@ -202,34 +223,41 @@ class PerThread(Generic[V]):
 
 
 def replay_threads(
-    session: Session, values: ThreadValues[Any], roles: dict[str, Role]
+    record: Record,
+    entries: Sequence[JournalEntry],
+    values: ThreadValues[Any],
+    roles: dict[str, Role],
 ) -> list[Decision]:
     """Put back every thread of the session's processes that still holds a value we wrote.
 
     Args:
-        session: the journal record.
+        record: the session's journal record.
+        entries: its entries of ``values``' kind.
         values: the setting.
         roles: knob → role, for the family's knobs (the trainer's knob first).
     """
     kind = values.kind
-    entries: dict[int, Entry] = {}
-    for e in session["entries"].values():
-        if e.get("kind") == kind and start_time(e["pid"]) == e["start"]:
-            entries[e["pid"]] = e
+    found: dict[int, ThreadEntry] = {}
+    for e in entries:
+        if isinstance(e, ThreadEntry) and start_time(e.pid) == e.start:
+            found[e.pid] = e
+    journalled = set(found)
     knobs = list(roles)
-    ours_all = [v for k in knobs for v in session["written"].get(k, [])]
-    origin = session["origin"].get(kind)
+    ours_all = [v for k in knobs for v in record.written.get(k, [])]
+    origin = record.origin.get(kind)
     # Processes born after the last journal write: found from the target's tree.
-    for root, start in session["target"]["roots"]:
+    for root, start in record.target.roots:
         if start is None or start_time(root) != start or origin is None:
             continue
         for i, pid in enumerate([root, *descendants(root)]):
-            if pid not in entries:
+            if pid not in found:
                 knob = knobs[0] if i == 0 else knobs[-1]
-                entries[pid] = {"knob": knob, "original": origin, "threads": {}, "left": []}
+                found[pid] = values.entry(
+                    kind=kind, knob=knob, pid=pid, start=None, original=origin
+                )
     out: list[Decision] = []
-    for pid, e in entries.items():
-        ours = session["written"].get(e["knob"], []) if "pid" in e else ours_all
+    for pid, e in found.items():
+        ours = record.written.get(e.knob, []) if pid in journalled else ours_all
         restored: list[int] = []
         left: list[int] = []
         old = new = None
@@ -237,11 +265,11 @@ def replay_threads(
             cur = values.get(tid)
             if cur is None:
                 continue
-            if tid in e["left"] or values.encode(cur) not in ours:
-                if tid in e["left"]:
+            if tid in e.left or values.encode(cur) not in ours:
+                if tid in e.left:
                     left.append(tid)
                 continue
-            want = values.decode(e["threads"].get(str(tid), e["original"]))
+            want = values.decode(e.threads.get(str(tid), e.original))
             if cur == want:
                 continue  # what we wrote was its original (a share of 1.0, say)
             try:
@@ -251,8 +279,8 @@ def replay_threads(
             except OSError as err:
                 out.append(
                     Decision(
-                        e["knob"],
-                        roles[e["knob"]],
+                        e.knob,
+                        roles[e.knob],
                         values.number(cur),
                         values.number(want),
                         f"could not restore thread {tid}: {err.strerror}",
@@ -263,23 +291,23 @@ def replay_threads(
             if values.get(tid) in (want, None):
                 restored.append(tid)
                 old, new = values.number(cur), values.number(want)
-        role = roles[e["knob"]]
+        role = roles[e.knob]
         if restored:
             out.append(
                 Decision(
-                    e["knob"],
+                    e.knob,
                     role,
                     old,
                     new,
                     "restore",
                     RESTORE,
-                    detail=f"pid {pid}: {len(restored)} thread(s) to {e['original']}",
+                    detail=f"pid {pid}: {len(restored)} thread(s) to {e.original}",
                 )
             )
         if left:
             out.append(
                 Decision(
-                    e["knob"],
+                    e.knob,
                     role,
                     None,
                     None,

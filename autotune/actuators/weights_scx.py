@@ -8,30 +8,36 @@ weight. Like every backend it journals first (the pin folder, its groups and eve
 put in a group), reads back what it wrote, and yields a group that someone else rewrote.
 
 If sched_ext ejects the scheduler (its watchdog, say), the next :meth:`ScxWeights.set` or
-:meth:`ScxWeights.follow` notices, logs why, and carries on through the cgroup (or nice) backend
-with the same multipliers. Restore (:func:`replay`, also run by ``autotune restore`` after a
-crash) clears the session's groups and members and, when no other session is left in the maps,
-unloads the scheduler.
+:meth:`ScxWeights.follow` notices, logs why, and carries on through the next weights backend (the
+registry hands it a ``fallback`` that builds one: cgroups, or nice) with the same multipliers.
+Restore (:meth:`ScxWeights.restore`, also run by ``autotune restore`` after a crash) clears the
+session's groups and members and, when no other session is left in the maps, unloads the
+scheduler.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-from autotune.actuators import backends, scx, scx_maps
+from pydantic import Field
+
+from autotune.actuators.backend import Availability, Backend, Context, Notice, Stuck
 from autotune.actuators.decisions import FAILED, LEFT, RESTORE, Decision
-from autotune.actuators.family import Family, Notice, Stuck
-from autotune.actuators.journal import Entry, Journal, Session
-from autotune.knobs import by_name
+from autotune.actuators.journal import Journal, JournalEntry, Record
+from autotune.knobs import Family, by_name
+from autotune.knobs.readback import weight_values
 from autotune.roles import Role
+from autotune.scx import maps as scx_maps
+from autotune.scx import scheduler as scx
+from autotune.system import cgroups
 from autotune.target import Members, start_time
 
-KIND = "sched_ext"
-KNOBS = {"weight.trainer": Role.TRAINER, "weight.loader": Role.LOADER}
 ROLES = (Role.TRAINER, Role.LOADER)
+# Builds the backend that carries on when the scheduler stops (the registry's next choice).
+Fallback = Callable[[], Backend]
 
 log = logging.getLogger("autotune.actuators")
 
@@ -47,34 +53,53 @@ def _pids(role: Role, members: Members) -> tuple[int, ...]:
     return members.trainer_pids if role is Role.TRAINER else members.loader_pids
 
 
-class ScxWeights(Family):
+class ScxEntry(JournalEntry):
+    """The groups a session took in the scheduler's maps, and every process it put in them.
+
+    Attributes:
+        pin_dir: where the maps are pinned.
+        groups: role → group.
+        members: tgid → (start time, group).
+    """
+
+    kind: Literal["sched_ext"] = "sched_ext"
+    pin_dir: str
+    groups: dict[str, int]
+    members: dict[str, tuple[int | None, int]] = Field(default_factory=dict)
+
+
+class ScxWeights(Backend):
     """``weight.<role>`` as the weight of the role's group in our scheduler's ``weights`` map.
 
     Args:
         journal: the session's journal.
-        ctx: what a weights backend needs (:class:`~autotune.actuators.weights.WeightsContext`);
-            used to fall back to the cgroup backend if the scheduler is ejected.
+        ctx: the session's context (its cgroup layout, for reading weights not in the maps).
         pin_dir: where the scheduler's maps are pinned.
         status: how to tell whether the scheduler runs (tests on kernels without sched_ext
             pass a double here; everything else they exercise is real).
+        fallback: builds the backend to carry on with if the scheduler stops; without one, the
+            weights are disabled then.
 
     Raises:
         Stuck: our scheduler is not running, or its maps cannot be opened.
     """
 
-    knobs = tuple(KNOBS)
+    name = "sched_ext"
+    family = Family.WEIGHTS
+    entry = ScxEntry
 
     def __init__(
         self,
         journal: Journal,
-        ctx: Any,
+        ctx: Context,
         pin_dir: Path = scx.PIN_DIR,
         status: Callable[[Path], scx.Status] = scx.status,
+        fallback: Fallback | None = None,
     ) -> None:
-        super().__init__(journal)
-        self.ctx = ctx
+        super().__init__(journal, ctx)
         self.pin_dir = pin_dir
         self.status = status
+        self.make_fallback = fallback
         st = status(pin_dir)
         if not st.loaded:
             raise Stuck(st.reason)
@@ -82,13 +107,20 @@ class ScxWeights(Family):
             self.maps = scx_maps.SchedulerMaps(pin_dir)
         except OSError as e:
             raise Stuck(str(e)) from e
-        self.entry: Entry | None = None
+        self.journalled: ScxEntry | None = None
         self.groups: dict[Role, int] = {}
         self.factor: dict[Role, float] = {}
         self.weight: dict[Role, int] = {}
         self.placed: dict[int, int | None] = {}  # tgid → start time, for a reused PID
         self.yielded: set[Role] = set()
-        self.fallback: Family | None = None
+        self.fallback: Backend | None = None
+
+    @classmethod
+    def available(cls, mounts: cgroups.CgroupMounts) -> Availability:
+        st = scx.status(scx.PIN_DIR)
+        if not st.loaded:
+            return Availability(False, st.reason)
+        return Availability(True, "our sched_ext scheduler is loaded")
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -99,16 +131,12 @@ class ScxWeights(Family):
         except OSError as e:
             raise Stuck(str(e)) from e
         self.groups = dict(zip(ROLES, free, strict=True))
-        self.entry = {
-            "kind": KIND,
-            "knob": None,
-            "pin_dir": str(self.pin_dir),
-            "groups": {str(r): g for r, g in self.groups.items()},
-            "members": {},
-        }
-        self.journal.put(KIND, self.entry)
+        self.journalled = ScxEntry(
+            pin_dir=str(self.pin_dir), groups={str(r): g for r, g in self.groups.items()}
+        )
+        self.journal.put(self.journalled.kind, self.journalled)
         for role in ROLES:
-            self.journal.wrote(f"weight.{role}", scx_maps.WEIGHT_DEFAULT)
+            self.journal.wrote(self.knob_for(role), scx_maps.WEIGHT_DEFAULT)
         self.journal.flush()
         for role in ROLES:
             self._write(role, scx_maps.WEIGHT_DEFAULT)
@@ -126,14 +154,14 @@ class ScxWeights(Family):
 
     def _place(self, role: Role, pids: tuple[int, ...]) -> None:
         """Journal, then put each new process of the role in its group, and verify."""
-        if self.entry is None:
+        if self.journalled is None:
             return
         new = [p for p in pids if p not in self.placed]
         if not new:
             return
         group = self.groups[role]
         for pid in new:
-            self.entry["members"][str(pid)] = [start_time(pid), group]
+            self.journalled.members[str(pid)] = (start_time(pid), group)
         self.journal.touch()
         self.journal.flush()
         for pid in new:
@@ -144,11 +172,11 @@ class ScxWeights(Family):
                 raise Stuck(f"cannot put pid {pid} in group {group}: {e}") from e
             if got != group:
                 raise Stuck(f"pid {pid} is in group {got} after putting it in {group}")
-            self.placed[pid] = self.entry["members"][str(pid)][0]
+            self.placed[pid] = self.journalled.members[str(pid)][0]
 
     def _prune(self) -> None:
         """Drop processes that exited: their PID may come back as someone else's."""
-        if self.entry is None:
+        if self.journalled is None:
             return
         gone = [p for p, start in self.placed.items() if start_time(p) != start]
         for pid in gone:
@@ -157,42 +185,44 @@ class ScxWeights(Family):
             except OSError:
                 continue  # still journalled: restore tries again
             del self.placed[pid]
-            self.entry["members"].pop(str(pid), None)
+            self.journalled.members.pop(str(pid), None)
             self.journal.touch()
         self.journal.flush()
 
     # --- when sched_ext ejects the scheduler ------------------------------------------------
 
-    def _fallback(self, members: Members) -> Family | None:
-        """If our scheduler stopped, the backend that carries on (made once), else None."""
+    def _fallback(self, members: Members) -> Backend | None:
+        """If our scheduler stopped, the backend that carries on (made once), else None.
+
+        Raises:
+            Stuck: it stopped and there is nothing to fall back to.
+        """
         if self.fallback is not None:
             return self.fallback
         st = self.status(self.pin_dir)
         if st.loaded:
             return None
-        choice = backends.weights(self.ctx.mounts, sched_ext=False)
-        log.warning(
-            "weights: %s; falling back to %s (%s)", st.reason, choice.backend, choice.reason
-        )
-        from autotune.actuators import weights
-
-        family, _ = weights.build(self.journal, self.ctx, prefer=choice.backend)
-        self.fallback = family
+        if self.make_fallback is None:
+            raise Stuck(st.reason)
+        backend = self.make_fallback()
+        why = type(backend).available(self.ctx.mounts).reason
+        log.warning("weights: %s; falling back to %s (%s)", st.reason, backend.name, why)
+        self.fallback = backend
         for role, factor in self.factor.items():
             if role not in self.yielded:
-                family.set(f"weight.{role}", factor, members)
-        return family
+                backend.set(self.knob_for(role), factor, members)
+        return backend
 
-    # --- the Family API ---------------------------------------------------------------------
+    # --- the Backend API --------------------------------------------------------------------
 
     def set(self, knob: str, value: float, members: Members) -> str:
         factor = by_name(knob).check(value)  # off the ladder: refused before the map
-        role = KNOBS[knob]
+        role = self.roles[knob]
         fallback = self._fallback(members)
         if fallback is not None:
             self.factor[role] = factor
             return fallback.set(knob, factor, members) + " (sched_ext scheduler stopped)"
-        if self.entry is None:
+        if self.journalled is None:
             self._begin()
             for r in ROLES:
                 self._place(r, _pids(r, members))
@@ -208,12 +238,30 @@ class ScxWeights(Family):
 
     def placed_groups(self) -> list[int]:
         """The group of every process this session put in the maps."""
-        return [] if self.entry is None else [g for _, g in self.entry["members"].values()]
+        return [] if self.journalled is None else [g for _, g in self.journalled.members.values()]
+
+    def read(self, members: Members) -> dict[str, float]:
+        """The groups' weights from the map; the node's (cgroups, nice) for roles not in it."""
+        if self.fallback is not None:
+            return self.fallback.read(members)
+        values = weight_values(members, self.ctx.mounts, self.ctx.cgroup_parent)
+        for role, group in self.groups.items():
+            try:
+                got = self.maps.weight(group)
+            except OSError:
+                continue
+            if got is not None:
+                knob = by_name(self.knob_for(role))
+                values[knob.name] = knob.value(knob.index(got[0] / scx_maps.WEIGHT_DEFAULT))
+        return values
 
     def follow(self, members: Members) -> list[Notice]:
-        if self.entry is None and self.fallback is None:
+        if self.journalled is None and self.fallback is None:
             return []
-        fallback = self._fallback(members)
+        try:
+            fallback = self._fallback(members)
+        except Stuck as e:
+            return [Notice(k, "stuck", str(e)) for k in self.knobs]
         if fallback is not None:
             return fallback.follow(members)
         out: list[Notice] = []
@@ -221,7 +269,7 @@ class ScxWeights(Family):
         for role in ROLES:
             if role in self.yielded:
                 continue
-            knob = f"weight.{role}"
+            knob = self.knob_for(role)
             try:
                 got = self.maps.weight(self.groups[role])
             except OSError as e:
@@ -239,35 +287,57 @@ class ScxWeights(Family):
                 out.append(Notice(knob, "stuck", str(e)))
         return out
 
+    @classmethod
+    def restore(cls, record: Record, entries: Sequence[JournalEntry]) -> list[Decision]:
+        """Clear what a session put in the scheduler's maps; unload the scheduler if it was the
+        last. A scheduler that is already gone counts as restored."""
+        out: list[Decision] = []
+        for e in entries:
+            if not isinstance(e, ScxEntry):
+                continue
+            try:
+                out.extend(_replay_entry(record, e))
+            except OSError as err:
+                out.append(Decision("sched_ext", Role.OTHER, None, None, str(err), FAILED))
+        return out
+
 
 # --- restore ----------------------------------------------------------------------------------
 
 
-def _replay_entry(session: Session, e: Entry) -> list[Decision]:
-    pin_dir = Path(e["pin_dir"])
-    groups = {Role(r): int(g) for r, g in e["groups"].items()}
+def _replay_entry(record: Record, e: ScxEntry) -> list[Decision]:
+    pin_dir = Path(e.pin_dir)
+    groups = {Role(r): g for r, g in e.groups.items()}
     try:
         maps = scx_maps.SchedulerMaps(pin_dir)
     except OSError:
         # Nothing pinned: the scheduler is gone already (unloaded, or the node rebooted).
         scx.unload(pin_dir)
         return [
-            Decision(f"weight.{r}", r, None, 1.0, "restore", RESTORE, detail=f"{pin_dir} is gone")
+            Decision(
+                ScxWeights.knob_for(r),
+                r,
+                None,
+                1.0,
+                "restore",
+                RESTORE,
+                detail=f"{pin_dir} is gone",
+            )
             for r in groups
         ]
     out: list[Decision] = []
     left = False
     with maps:
         for role, group in groups.items():
-            knob = f"weight.{role}"
+            knob = ScxWeights.knob_for(role)
             got = maps.weight(group)
             old = None if got is None else got[0] / scx_maps.WEIGHT_DEFAULT
-            if got is not None and got[0] not in session["written"].get(knob, []):
+            if got is not None and got[0] not in record.written.get(knob, []):
                 left = True
                 why = "set by someone else after us"
                 out.append(Decision(knob, role, old, old, why, LEFT, detail=f"group {group}"))
                 continue
-            for pid, (_, g) in e["members"].items():
+            for pid, (_, g) in e.members.items():
                 if g == group and maps.member(scx_maps.MEMBER_TGID, int(pid)) == group:
                     maps.remove_member(scx_maps.MEMBER_TGID, int(pid))
             maps.clear_weight(group)
@@ -280,20 +350,4 @@ def _replay_entry(session: Session, e: Entry) -> list[Decision]:
     event = FAILED if st.pinned or st.loaded else RESTORE
     detail = f"scheduler unloaded (sched_ext {st.state})"
     out.append(Decision("sched_ext", Role.OTHER, None, None, "restore", event, detail=detail))
-    return out
-
-
-def replay(session: Session) -> list[Decision]:
-    """Clear what a session put in the scheduler's maps; unload the scheduler if it was the last.
-
-    Raises nothing for a scheduler that is already gone: that counts as restored.
-    """
-    out: list[Decision] = []
-    for e in session.get("entries", {}).values():
-        if e.get("kind") != KIND:
-            continue
-        try:
-            out.extend(_replay_entry(session, e))
-        except OSError as err:
-            out.append(Decision("sched_ext", Role.OTHER, None, None, str(err), FAILED))
     return out

@@ -7,7 +7,9 @@ from dataclasses import asdict
 
 import click
 
-from autotune.actuators import scx
+from autotune.actuators import registry
+from autotune.knobs import Family
+from autotune.scx import scheduler as scx
 
 
 @click.group(name="scx")
@@ -36,7 +38,12 @@ def status(as_json: bool) -> None:
 @scx_group.command()
 def load() -> None:
     """Build our scheduler for this kernel and load it (root)."""
-    click.echo(_show(scx.load()))
+    try:
+        st = scx.load()
+    except scx.ScxUnavailable as e:  # say what the weights use meanwhile
+        _, choice = registry.choose(Family.WEIGHTS, exclude=("sched_ext",))
+        raise scx.ScxUnavailable(f"{e}; weights use {choice.backend}: {choice.reason}") from e
+    click.echo(_show(st))
 
 
 @scx_group.command()

@@ -8,22 +8,26 @@ from autotune.knobs.table import (
     KNOB_TABLE_VERSION,
     KNOBS,
     READAHEAD_DEFAULT_KB,
+    Family,
     Knob,
     KnobRangeError,
     by_name,
     default_levels,
     default_values,
     describe,
+    of_family,
 )
 
 __all__ = [
     "KNOBS",
     "KNOB_TABLE_VERSION",
     "READAHEAD_DEFAULT_KB",
+    "Family",
     "Knob",
     "KnobRangeError",
     "by_name",
     "default_levels",
     "default_values",
     "describe",
+    "of_family",
 ]

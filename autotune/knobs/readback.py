@@ -216,6 +216,46 @@ def _snap(name: str, raw: float | None) -> float | None:
     return knob.value(knob.index(raw))
 
 
+def weight_values(
+    m: Members, mounts: cgroups.CgroupMounts, cgroup_parent: str = DEFAULT_CGROUP_PARENT
+) -> dict[str, float]:
+    """``weight.<role>`` of a snapshot of the roles (an empty loader role: the trainer's)."""
+    loader_pids = m.loader_pids or m.trainer_pids
+    values = {
+        "weight.trainer": _snap(
+            "weight.trainer", role_weight(m.trainer_pids, mounts, cgroup_parent)
+        ),
+        "weight.loader": _snap("weight.loader", role_weight(loader_pids, mounts, cgroup_parent)),
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def cpu_values(m: Members, pool: Sequence[int]) -> dict[str, float]:
+    """``cpus.<role>`` of a snapshot of the roles (an empty loader role: the trainer's)."""
+    loader_tids = m.loader_tids or m.trainer_tids
+    values = {
+        "cpus.trainer": _snap("cpus.trainer", cpus_share(m.trainer_tids, pool)),
+        "cpus.loader": _snap("cpus.loader", cpus_share(loader_tids, pool)),
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def readahead_values(devices: Sequence[str]) -> dict[str, float]:
+    """``readahead``: ``read_ahead_kb`` of the first of ``devices`` that is still there."""
+    for dev in devices:
+        kb = readahead_kb(dev)
+        if kb is not None:
+            return {"readahead": float(kb)}
+    return {}
+
+
+def prefetch_values(prefetch: PrefetchAck | None) -> dict[str, float]:
+    """``prefetch.loader``: the job's last acknowledged depth, when there is one."""
+    if prefetch is None or prefetch.prefetch_ack is None:
+        return {}
+    return {"prefetch.loader": float(prefetch.prefetch_ack)}
+
+
 def read_members(
     m: Members,
     *,
@@ -225,32 +265,20 @@ def read_members(
     prefetch: PrefetchAck | None = None,
     cgroup_parent: str = DEFAULT_CGROUP_PARENT,
 ) -> dict[str, float]:
-    """:func:`read_knobs` for a snapshot of the roles (what the actuators verify with)."""
+    """:func:`read_knobs` for a snapshot of the roles."""
     mounts = mounts or cgroups.mounts()
-    loader_pids = m.loader_pids or m.trainer_pids
-    loader_tids = m.loader_tids or m.trainer_tids
     if pool is None:
         pool = cpu_pool(m.trainer_pids[0] if m.trainer_pids else None, mounts)
-    values = {
-        "weight.trainer": _snap(
-            "weight.trainer", role_weight(m.trainer_pids, mounts, cgroup_parent)
-        ),
-        "weight.loader": _snap("weight.loader", role_weight(loader_pids, mounts, cgroup_parent)),
-        "cpus.trainer": _snap("cpus.trainer", cpus_share(m.trainer_tids, pool)),
-        "cpus.loader": _snap("cpus.loader", cpus_share(loader_tids, pool)),
-    }
     devs = list(devices) if devices is not None else open_devices(m.all_pids)
     if not devs and devices is None and m.trainer_pids:
         cwd = cwd_device(m.trainer_pids[0])
         devs = [cwd] if cwd else []
-    for dev in devs:
-        kb = readahead_kb(dev)
-        if kb is not None:
-            values["readahead"] = float(kb)
-            break
-    if prefetch is not None and prefetch.prefetch_ack is not None:
-        values["prefetch.loader"] = float(prefetch.prefetch_ack)
-    return {name: value for name, value in values.items() if value is not None}
+    return {
+        **weight_values(m, mounts, cgroup_parent),
+        **cpu_values(m, pool),
+        **readahead_values(devs),
+        **prefetch_values(prefetch),
+    }
 
 
 def read_knobs(

@@ -1,9 +1,9 @@
 """The table of knobs.
 
-Each knob acts on one role through one family of backends (``weights``, ``affinity``,
-``prefetch``), and offers the agent a *ladder*: the discrete values it may choose, ordered. The
-actuators refuse any value not on the ladder (:meth:`Knob.check`); the env's action for a knob is
-an index into its ladder.
+Each knob acts on one role through one :class:`Family` of backends (``weights``, ``affinity``,
+``readahead``, ``prefetch``: the actuators pick one backend per family), and offers the agent a
+*ladder*: the discrete values it may choose, ordered. The actuators refuse any value not on the
+ladder (:meth:`Knob.check`); the env's action for a knob is an index into its ladder.
 
 Why these ladders:
 
@@ -22,6 +22,7 @@ Why these ladders:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from autotune.errors import UserError
 from autotune.roles import Role
@@ -37,13 +38,22 @@ class KnobRangeError(UserError):
     """A value outside a knob's ladder."""
 
 
+class Family(StrEnum):
+    """What a knob acts through; the actuators choose one backend per family on each node."""
+
+    WEIGHTS = "weights"  # CPU weight: sched_ext map, cgroup v2/v1, or nice
+    AFFINITY = "affinity"  # allowed CPUs: sched_setaffinity per thread
+    READAHEAD = "readahead"  # block devices' read_ahead_kb
+    PREFETCH = "prefetch"  # the DataLoader's depth, over the progress channel
+
+
 @dataclass(frozen=True)
 class Knob:
     """One knob.
 
     Attributes:
         name: unique name, ``<family-ish>.<role>`` (``weight.trainer``) or ``readahead``.
-        family: the backend family: ``weights``, ``affinity`` or ``prefetch``.
+        family: the backend family it acts through.
         role: the role it acts on.
         unit: what a ladder value means.
         ladder: the values the agent may choose, ascending.
@@ -56,7 +66,7 @@ class Knob:
     """
 
     name: str
-    family: str
+    family: Family
     role: Role
     unit: str
     ladder: tuple[float, ...]
@@ -113,7 +123,7 @@ _PREFETCH_LADDER = (1.0, 2.0, 4.0, 8.0)
 KNOBS: tuple[Knob, ...] = (
     Knob(
         name="weight.trainer",
-        family="weights",
+        family=Family.WEIGHTS,
         role=Role.TRAINER,
         unit="× the default CPU weight",
         ladder=_WEIGHT_LADDER,
@@ -124,7 +134,7 @@ KNOBS: tuple[Knob, ...] = (
     ),
     Knob(
         name="weight.loader",
-        family="weights",
+        family=Family.WEIGHTS,
         role=Role.LOADER,
         unit="× the default CPU weight",
         ladder=_WEIGHT_LADDER,
@@ -135,7 +145,7 @@ KNOBS: tuple[Knob, ...] = (
     ),
     Knob(
         name="cpus.trainer",
-        family="affinity",
+        family=Family.AFFINITY,
         role=Role.TRAINER,
         unit="share of the node's CPUs",
         ladder=_CPU_LADDER,
@@ -146,7 +156,7 @@ KNOBS: tuple[Knob, ...] = (
     ),
     Knob(
         name="cpus.loader",
-        family="affinity",
+        family=Family.AFFINITY,
         role=Role.LOADER,
         unit="share of the node's CPUs",
         ladder=_CPU_LADDER,
@@ -157,7 +167,7 @@ KNOBS: tuple[Knob, ...] = (
     ),
     Knob(
         name="readahead",
-        family="prefetch",
+        family=Family.READAHEAD,
         role=Role.TRAINER,
         unit="KiB (read_ahead_kb)",
         ladder=_READAHEAD_LADDER,
@@ -168,7 +178,7 @@ KNOBS: tuple[Knob, ...] = (
     ),
     Knob(
         name="prefetch.loader",
-        family="prefetch",
+        family=Family.PREFETCH,
         role=Role.LOADER,
         unit="batches in flight per DataLoader worker",
         ladder=_PREFETCH_LADDER,
@@ -196,6 +206,11 @@ def default_values(readahead_kb: float = READAHEAD_DEFAULT_KB) -> dict[str, floa
     return {k.name: readahead_kb if k.default is None else k.default for k in KNOBS}
 
 
+def of_family(family: Family) -> tuple[Knob, ...]:
+    """The knobs acting through ``family``, in table order."""
+    return tuple(k for k in KNOBS if k.family is family)
+
+
 def default_levels(readahead_kb: float) -> tuple[int, ...]:
     """Ladder indices of the default setting, given the machine's read-ahead at start."""
     return tuple(k.index(readahead_kb if k.default is None else k.default) for k in KNOBS)
@@ -207,7 +222,7 @@ def describe() -> list[dict[str, str]]:
         {
             "knob": k.name,
             "role": str(k.role),
-            "family": k.family,
+            "family": str(k.family),
             "unit": k.unit,
             "ladder": ", ".join(f"{v:g}" for v in k.ladder),
             "default": f"{k.default:g}" if k.default is not None else k.default_source,

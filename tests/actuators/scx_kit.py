@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from autotune.actuators import scx
+from autotune.scx import scheduler as scx
 
 REPO = Path(__file__).resolve().parents[2]
 

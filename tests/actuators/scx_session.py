@@ -13,8 +13,8 @@ from pathlib import Path
 
 from scx_kit import attached_double
 
+from autotune.actuators.backend import Context
 from autotune.actuators.journal import Journal
-from autotune.actuators.weights import WeightsContext
 from autotune.actuators.weights_scx import ScxWeights
 from autotune.system import cgroups
 from autotune.target import Target, start_time
@@ -30,7 +30,7 @@ def main() -> None:
     target = Target.from_pid(pid)
     roots = [(p, start_time(p)) for p in target.roots]
     journal = Journal(journal_path, "scx-crash", target.description, roots)
-    ctx = WeightsContext(cgroups.mounts(), parent, "scx-crash", pid)
+    ctx = Context(cgroups.mounts(), parent, "scx-crash", pid)
     family = ScxWeights(journal, ctx, pin_dir, status=attached_double)
     members = target.members()
     family.set("weight.trainer", 4.0, members)

@@ -13,6 +13,7 @@ import pytest
 from actuator_kit import Job, Loop, cpu_cgroup, online, role_cpus
 
 from autotune.actuators import Actuators, Decision, DecisionLog, journal
+from autotune.actuators.readahead import ReadaheadEntry
 from autotune.actuators.restore import restore_journal
 from autotune.config import Settings
 from autotune.errors import UserError
@@ -75,7 +76,7 @@ def test_journal_keeps_sessions_apart_and_removes_itself(tmp_path: Path) -> None
     path = tmp_path / "state" / "journal.json"
     a = journal.Journal(path, "a", "job a", [(1, 1)])
     b = journal.Journal(path, "b", "job b", [(2, 2)])
-    a.put("readahead:loop9", {"kind": "readahead", "original": 128})
+    a.put("readahead:loop9", ReadaheadEntry(device="loop9", path="/dev/null", original=128))
     a.flush()
     b.wrote("readahead", 512)
     b.flush()
@@ -170,8 +171,8 @@ def test_a_cgroup_removed_under_us_disables_the_weight(
 def test_an_entry_nobody_can_restore_keeps_its_session(tmp_path: Path) -> None:
     path = tmp_path / "crashed.json"
     j = journal.Journal(path, "dead", "a job", [])
-    j.session["owner"] = {"pid": 0, "start": None}  # no such tuner: it crashed
-    j.put("x", {"kind": "from-a-newer-autotune"})
+    j.record.owner = journal.Owner(pid=0, start=None)  # no such tuner: it crashed
+    j.put("x", journal.JournalEntry(kind="from-a-newer-autotune"))
     j.flush()
     report = restore_journal(path, DecisionLog(console=False))
     assert report.incomplete == ["dead"]

@@ -18,14 +18,17 @@ import pytest
 from actuator_kit import Job, cpu_cgroup
 from scx_kit import attached_double, build, loader
 
-from autotune.actuators import backends, scx, scx_maps
+from autotune.actuators import registry
+from autotune.actuators.backend import Backend, Context
 from autotune.actuators.decisions import LEFT, RESTORE
 from autotune.actuators.journal import Journal
-from autotune.actuators.restore import replay_session
-from autotune.actuators.weights import WeightsContext
-from autotune.actuators.weights_scx import ScxWeights, replay
+from autotune.actuators.restore import replay_record
+from autotune.actuators.weights_scx import ScxWeights
 from autotune.config import Settings
+from autotune.knobs import Family
 from autotune.knobs.table import KnobRangeError
+from autotune.scx import maps as scx_maps
+from autotune.scx import scheduler as scx
 from autotune.system import cgroups, kernel
 from autotune.target import start_time
 
@@ -65,8 +68,12 @@ def pin_dir(built: Path, tmp_path: Path) -> Iterator[Path]:
 def _family(settings: Settings, job: Job, pins: Path, **kw: object) -> ScxWeights:
     roots = [(p, start_time(p)) for p in job.target.roots]
     journal = Journal(settings.journal, "test-scx", job.target.description, roots)
-    ctx = WeightsContext(cgroups.mounts(), settings.cgroup_parent, "test-scx", job.target.pid)
-    return ScxWeights(journal, ctx, pins, **kw)  # type: ignore[arg-type]
+    ctx = Context(cgroups.mounts(), settings.cgroup_parent, "test-scx", job.target.pid)
+
+    def fallback() -> Backend:  # what the registry hands the backend: its next choice
+        return registry.build(Family.WEIGHTS, journal, ctx, exclude=("sched_ext",))[0]
+
+    return ScxWeights(journal, ctx, pins, fallback=fallback, **kw)  # type: ignore[arg-type]
 
 
 # --- without sched_ext (this kernel) ----------------------------------------------------------
@@ -81,12 +88,13 @@ def test_load_without_sched_ext_says_why_and_which_backend(
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr
     assert "no sched_ext" in lines[0]
-    assert backends.weights().backend in lines[0]  # the backend the weights use instead
+    weights = registry.choose(Family.WEIGHTS)[1].backend
+    assert weights in lines[0]  # the backend the weights use instead
 
 
 @no_sched_ext
 def test_without_our_scheduler_weights_use_cgroups_and_say_why() -> None:
-    choice = backends.weights()
+    _, choice = registry.choose(Family.WEIGHTS)
     assert choice.backend in {"cgroup1", "cgroup2", "nice"}
     st = scx.status()
     assert not st.loaded and st.reason.startswith("no sched_ext")
@@ -154,7 +162,7 @@ def test_weights_go_into_the_map_follow_new_processes_and_restore_unloads(
         assert fam.follow(job.target.members()) == []
         assert maps.member(scx_maps.MEMBER_TGID, new.pop()) == g_loader
 
-    decisions = replay(fam.journal.session)
+    decisions = replay_record(fam.journal.record)
     assert {d.event for d in decisions} == {RESTORE}
     assert any("scheduler unloaded" in d.detail for d in decisions)
     assert not (pin_dir / "weights").exists() and not pin_dir.exists()
@@ -190,7 +198,7 @@ def test_a_group_rewritten_behind_our_back_is_yielded_and_left(
         maps.set_weight(group, 123)
     notices = fam.follow(job.target.members())
     assert [(n.knob, n.event, n.found) for n in notices] == [("weight.trainer", "yield", 1.23)]
-    decisions = replay(fam.journal.session)
+    decisions = replay_record(fam.journal.record)
     assert [d.event for d in decisions if d.knob == "weight.trainer"] == [LEFT]
     assert (pin_dir / "weights").exists()  # someone still uses the scheduler: not unloaded
     fam.journal.drop()
@@ -225,7 +233,7 @@ def test_an_ejected_scheduler_falls_back_to_cgroups(
     # The trainer's 4× carried over into a real cgroup of the session.
     trainer_cg = cpu_cgroup(job.target.pid) or ""
     assert settings.cgroup_parent in trainer_cg
-    decisions = replay_session(fam.journal.session)
+    decisions = replay_record(fam.journal.record)
     assert "failed" not in {d.event for d in decisions}
     assert settings.cgroup_parent not in (cpu_cgroup(job.target.pid) or "")
     assert not pin_dir.exists()  # the stopped scheduler's pins went too

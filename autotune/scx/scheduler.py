@@ -4,7 +4,9 @@ Loading builds the scheduler against this kernel's BTF (``scx/build.sh``: vmlinu
 ``/sys/kernel/btf/vmlinux``, clang, the static libbpf loader) and runs the loader, which attaches
 it and pins its link and maps under :data:`PIN_DIR`. The pinned link keeps it running after the
 loader exits; removing the pins (:func:`unload`) detaches it and the kernel's fair class takes
-every task back. The weights themselves are written by :mod:`autotune.actuators.weights_scx`.
+every task back. The weights themselves are written by :mod:`autotune.actuators.weights_scx`;
+this module knows nothing of the other weights backends (the CLI says which one is used instead
+when the scheduler cannot load).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from autotune.actuators import scx_maps
 from autotune.errors import NotPermitted, UserError
+from autotune.scx import maps as scx_maps
 from autotune.system import kernel
 
 PIN_DIR = Path("/sys/fs/bpf/autotune")
@@ -29,7 +31,7 @@ BUILD_SCRIPT = REPO / "scx" / "build.sh"
 
 
 class ScxUnavailable(UserError):
-    """Our scheduler cannot run on this node; the message says why and what weights use instead."""
+    """Our scheduler cannot run on this node; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -135,13 +137,6 @@ def _wait_state(want: set[str], timeout: float) -> str:
         time.sleep(0.05)
 
 
-def _fallback() -> str:
-    from autotune.actuators import backends
-
-    choice = backends.weights(sched_ext=False)
-    return f"weights use {choice.backend} ({choice.reason})"
-
-
 def load(pin_dir: Path = PIN_DIR, built: Path | None = None, timeout: float = 5.0) -> Status:
     """Load our scheduler (a no-op when it already runs).
 
@@ -151,17 +146,16 @@ def load(pin_dir: Path = PIN_DIR, built: Path | None = None, timeout: float = 5.
         timeout: seconds to wait for sched_ext to report ``enabled``.
 
     Raises:
-        ScxUnavailable: the kernel has no sched_ext, another scheduler runs, or loading failed;
-            the message says which backend the weights use instead.
+        ScxUnavailable: the kernel has no sched_ext, another scheduler runs, or loading failed.
         NotPermitted: not root.
     """
     now = status(pin_dir)
     if now.loaded:
         return now
     if not now.supported:
-        raise ScxUnavailable(f"cannot load the sched_ext scheduler: {now.reason}; {_fallback()}")
+        raise ScxUnavailable(f"cannot load the sched_ext scheduler: {now.reason}")
     if now.ops and now.ops != OPS_NAME:
-        raise ScxUnavailable(f"cannot load ours: {now.reason}; {_fallback()}")
+        raise ScxUnavailable(f"cannot load ours: {now.reason}")
     if os.geteuid() != 0:
         raise NotPermitted("loading a sched_ext scheduler needs root")
     if now.pinned:
@@ -171,12 +165,12 @@ def load(pin_dir: Path = PIN_DIR, built: Path | None = None, timeout: float = 5.
         [str(built / "scx-autotune"), "load", str(built / "scx_autotune.bpf.o"), str(pin_dir)]
     )
     if failed:
-        raise ScxUnavailable(f"loading the scheduler failed: {failed}; {_fallback()}")
+        raise ScxUnavailable(f"loading the scheduler failed: {failed}")
     _wait_state({"enabled"}, timeout)
     after = status(pin_dir)
     if not after.loaded:
         unload(pin_dir)
-        raise ScxUnavailable(f"the scheduler did not start: {after.reason}; {_fallback()}")
+        raise ScxUnavailable(f"the scheduler did not start: {after.reason}")
     return after
 
 

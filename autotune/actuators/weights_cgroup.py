@@ -1,6 +1,6 @@
-"""CPU weight per role: cgroup v2 ``cpu.weight``, cgroup v1 ``cpu.shares``, or nice values.
+"""CPU weight per role through cgroups: v2 ``cpu.weight`` or v1 ``cpu.shares``.
 
-**cgroups.** The tuner makes its own tree under the controller's mount::
+The tuner makes its own tree under the controller's mount::
 
     <mount>/<cgroup_parent>/<session>/{trainer,loader,job}
 
@@ -16,37 +16,34 @@ each cgroup's weight is the sum of its children's, so the job as a whole compete
 of the node with the weight its parts add up to. When the session ends every task goes back
 where it came from and the tree is removed.
 
-**nice.** Without a cpu controller, each thread of a role gets the nice value whose CFS weight is
-nearest the multiplier (:func:`~autotune.knobs.readback.nice_for_factor`), per thread, followed
-like affinity.
-
-**sched_ext** weights (a pinned BPF map) are another module's; :func:`build` finds it through
-:data:`autotune.actuators.backends.WEIGHTS_IMPL` and falls back to cgroups when it is absent.
+The other weights backends are :mod:`~autotune.actuators.weights_scx` (our sched_ext
+scheduler's map, preferred when it runs) and :mod:`~autotune.actuators.weights_nice` (no cpu
+controller); :mod:`~autotune.actuators.registry` chooses between them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import importlib
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar, Literal
 
-from autotune.actuators import backends
+from pydantic import Field
+
+from autotune.actuators.backend import Availability, Backend, Context, Notice, Stuck, write_int
 from autotune.actuators.decisions import FAILED, RESTORE, Decision
-from autotune.actuators.family import Family, Notice, Stuck, write_int
-from autotune.actuators.journal import Entry, Journal, Session
-from autotune.actuators.threads import PerThread, ThreadValues, replay_threads
+from autotune.actuators.journal import Journal, JournalEntry, Record
 from autotune.fsutil import read_small
-from autotune.knobs.readback import nice_factor, nice_for_factor, thread_nice
+from autotune.knobs import Family
+from autotune.knobs.readback import weight_values
 from autotune.roles import Role
 from autotune.system import cgroups
 from autotune.target import Members, exiting, start_time
 
-KNOBS = {"weight.trainer": Role.TRAINER, "weight.loader": Role.LOADER}
 # rmdir attempts on restore, backing off from 1 ms to 128 ms: about 2 s in all, far more than a
 # killed process takes to be reaped, yet short enough for a shutdown path.
 RMDIR_TRIES = 20
@@ -54,24 +51,26 @@ ROLE_DIRS = (Role.TRAINER, Role.LOADER)
 JOINT = "job"  # the cgroup holding the whole job while both roles weigh the same
 
 
-@dataclass(frozen=True)
-class WeightsContext:
-    """What a weights backend needs to know to start.
+class CgroupsEntry(JournalEntry):
+    """A session's cgroup tree, and where each process it moved came from.
 
     Attributes:
-        mounts: the node's cgroup layout.
-        cgroup_parent: the cgroup the tuner creates its session cgroups under.
-        session_id: this session's name (a cgroup directory name).
-        trainer_pid: the target's first process.
+        mount: the controller's mount; ``file``: ``cpu.weight`` or ``cpu.shares``.
+        parent, session, roles, joint: the cgroups made (``joint``: None in journals written
+            before the job's own cgroup existed).
+        origin: where the trainer came from (relative to the mount).
+        moved: pid → (start time, where it came from).
     """
 
-    mounts: cgroups.CgroupMounts
-    cgroup_parent: str
-    session_id: str
-    trainer_pid: int
-
-
-# --- cgroups ----------------------------------------------------------------------------------
+    kind: Literal["cgroups"] = "cgroups"
+    mount: str
+    file: str
+    parent: str
+    session: str
+    roles: list[str]
+    joint: str | None = None
+    origin: str
+    moved: dict[str, tuple[int | None, str | None]] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,14 +111,14 @@ def _move(pid: int, directory: Path) -> bool:
     return True
 
 
-def _origin(entry: Entry, pid: int) -> Path:
+def _origin(entry: CgroupsEntry, pid: int) -> Path:
     """Where a process in a session's cgroups goes back to: where it was when we first moved it
     (journalled with its start time), else where the trainer came from (a process born in our
     cgroups, or a reused PID); the mount's root when that cgroup is gone."""
-    start, origin = entry["moved"].get(str(pid), [None, entry["origin"]])
+    start, origin = entry.moved.get(str(pid), (None, entry.origin))
     if start is not None and start != start_time(pid):
-        origin = entry["origin"]
-    mount = Path(entry["mount"])
+        origin = entry.origin
+    mount = Path(entry.mount)
     dest = mount / str(origin).lstrip("/")
     return dest if dest.is_dir() else mount
 
@@ -136,7 +135,7 @@ def _sum_children(directory: Path, flavour: _Flavour, total: int | None = None) 
         (directory / flavour.file).write_text(str(min(max(total, flavour.lo), flavour.hi)))
 
 
-class CgroupWeights(Family):
+class CgroupWeights(Backend):
     """``weight.<role>`` as ``cpu.shares`` (v1) or ``cpu.weight`` (v2) of the tuner's cgroups.
 
     Where the job's processes live follows the two multipliers (measured on the cnn job, quiet
@@ -150,14 +149,15 @@ class CgroupWeights(Family):
     * different: a cgroup per role, each ``multiplier × default × processes in the role``.
     """
 
-    knobs = tuple(KNOBS)
+    family = Family.WEIGHTS
+    entry = CgroupsEntry
+    flavour: ClassVar[_Flavour]
 
-    def __init__(self, journal: Journal, ctx: WeightsContext, version: int) -> None:
-        super().__init__(journal)
-        self.flavour = V1 if version == 1 else V2
-        mount = ctx.mounts.v1.get("cpu") if version == 1 else ctx.mounts.v2
+    def __init__(self, journal: Journal, ctx: Context) -> None:
+        super().__init__(journal, ctx)
+        mount = self._mount(ctx.mounts)
         if mount is None:
-            raise Stuck(f"no cgroup v{version} cpu hierarchy is mounted")
+            raise Stuck(f"no {self.name} cpu hierarchy is mounted")
         self.mount = mount
         self.parent = mount / ctx.cgroup_parent
         self.session = self.parent / ctx.session_id
@@ -169,7 +169,18 @@ class CgroupWeights(Family):
         self.count: dict[Path, int] = {}  # the processes it was written for
         self.placed: dict[Role, set[int]] = {r: set() for r in ROLE_DIRS}
         self.yielded: set[Role] = set()
-        self.entry: Entry | None = None
+        self.journalled: CgroupsEntry | None = None
+
+    @staticmethod
+    def _mount(mounts: cgroups.CgroupMounts) -> Path | None:
+        raise NotImplementedError
+
+    @classmethod
+    def available(cls, mounts: cgroups.CgroupMounts) -> Availability:
+        if cls._mount(mounts) is None:
+            return Availability(False, f"no {cls.name} cpu controller")
+        version = cls.name.removeprefix("cgroup")
+        return Availability(True, f"cgroup v{version} {cls.flavour.file}")
 
     def _rel(self, directory: Path) -> str:
         return "/" + str(directory.relative_to(self.mount))
@@ -186,19 +197,16 @@ class CgroupWeights(Family):
 
     def _create(self) -> None:
         origin = cgroups.cgroup_of(self.trainer_pid, self.flavour.controller) or "/"
-        self.entry = {
-            "kind": "cgroups",
-            "knob": None,
-            "mount": str(self.mount),
-            "file": self.flavour.file,
-            "parent": str(self.parent),
-            "session": str(self.session),
-            "roles": [str(d) for d in self.dirs.values()],
-            "joint": str(self.joint),
-            "origin": origin,
-            "moved": {},
-        }
-        self.journal.put("cgroups", self.entry)
+        self.journalled = CgroupsEntry(
+            mount=str(self.mount),
+            file=self.flavour.file,
+            parent=str(self.parent),
+            session=str(self.session),
+            roles=[str(d) for d in self.dirs.values()],
+            joint=str(self.joint),
+            origin=origin,
+        )
+        self.journal.put(self.journalled.kind, self.journalled)
         self.journal.flush()
         try:
             self.parent.mkdir(exist_ok=True)
@@ -213,18 +221,18 @@ class CgroupWeights(Family):
 
     def _place(self, role: Role, pids: list[int], home: Path) -> None:
         """Journal where each process is, then move it into ``home`` and verify."""
-        if self.entry is None or not pids:
+        if self.journalled is None or not pids:
             return
         if not home.is_dir():
             raise Stuck(f"{home} is gone (someone removed our cgroup)")
         ours = self._ours()
-        moved: dict[str, Any] = self.entry["moved"]
+        moved = self.journalled.moved
         for pid in pids:
             if str(pid) in moved:
                 continue
             now = cgroups.cgroup_of(pid, self.flavour.controller)
             # Born inside one of our cgroups: it came from where its parent came from.
-            moved[str(pid)] = [start_time(pid), self.entry["origin"] if now in ours else now]
+            moved[str(pid)] = (start_time(pid), self.journalled.origin if now in ours else now)
             self.journal.touch()
         self.journal.flush()
         want = self._rel(home)
@@ -245,11 +253,11 @@ class CgroupWeights(Family):
 
     def _release(self, role: Role) -> None:
         """Move the role's processes back where they came from (both weights are 1× again)."""
-        if self.entry is None:  # nothing was ever placed
+        if self.journalled is None:  # nothing was ever placed
             return
         for pid in sorted(self.placed[role]):
             try:
-                _move(pid, _origin(self.entry, pid))
+                _move(pid, _origin(self.journalled, pid))
             except OSError as e:
                 if not exiting(pid):
                     raise Stuck(f"cannot move pid {pid} back: {e.strerror}") from e
@@ -300,8 +308,8 @@ class CgroupWeights(Family):
         self._sum_up()
 
     def set(self, knob: str, value: float, members: Members) -> str:
-        role = KNOBS[knob]
-        if self.entry is None:
+        role = self.roles[knob]
+        if self.journalled is None:
             self._create()
         self.factor[role] = value
         try:
@@ -314,15 +322,18 @@ class CgroupWeights(Family):
             return "both weights 1×: the job's processes are back where they came from"
         return f"{self.flavour.file}={self.value[home]} in {home}"
 
+    def read(self, members: Members) -> dict[str, float]:
+        return weight_values(members, self.ctx.mounts, self.ctx.cgroup_parent)
+
     def follow(self, members: Members) -> list[Notice]:
-        if self.entry is None:
+        if self.journalled is None:
             return []
         out: list[Notice] = []
         for role in ROLE_DIRS:
             home = self.home(role)
             if role in self.yielded or home is None:
                 continue
-            knob = f"weight.{role}"
+            knob = self.knob_for(role)
             path = home / self.flavour.file
             got = _read_int(path)
             if got != self.value.get(home):
@@ -348,141 +359,83 @@ class CgroupWeights(Family):
                 out.append(Notice(knob, "stuck", str(e)))
         return out
 
+    @classmethod
+    def restore(cls, record: Record, entries: Sequence[JournalEntry]) -> list[Decision]:
+        """Move every task in the session's cgroups back where it came from; remove them."""
+        out: list[Decision] = []
+        for e in entries:
+            if isinstance(e, CgroupsEntry):
+                out.extend(_restore_tree(e))
+        return out
 
-def replay_cgroups(session: Session) -> list[Decision]:
-    """Move every task in the session's cgroups back where it came from; remove the cgroups."""
+
+def _restore_tree(e: CgroupsEntry) -> list[Decision]:
+    """Move every task in one session's cgroups back where it came from; remove the cgroups."""
     out: list[Decision] = []
-    for e in session["entries"].values():
-        if e.get("kind") != "cgroups":
+    default = V1.default if e.file == V1.file else V2.default
+    homes = [
+        (CgroupWeights.knob_for(r), r, Path(p)) for r, p in zip(ROLE_DIRS, e.roles, strict=True)
+    ]
+    if e.joint:  # journals from before the job's cgroup have none
+        homes.append(("weight", Role.OTHER, Path(e.joint)))
+    for knob, role, d in homes:
+        if not d.is_dir():
             continue
-        default = V1.default if e["file"] == V1.file else V2.default
-        homes = [(f"weight.{r}", r, Path(p)) for r, p in zip(ROLE_DIRS, e["roles"], strict=True)]
-        if e.get("joint"):  # journals from before the job's cgroup have none
-            homes.append(("weight", Role.OTHER, Path(e["joint"])))
-        for knob, role, d in homes:
-            if not d.is_dir():
-                continue
-            procs = _procs(d)
-            shares = _read_int(d / e["file"])
-            old = shares / (default * len(procs)) if shares and procs else None
-            back = 0
-            # Go round again when rmdir fails: a task forked meanwhile landed in the cgroup, or
-            # a killed task is still exiting (it holds the cgroup until it is reaped).
-            for attempt in range(RMDIR_TRIES):
-                for pid in procs:
-                    try:
-                        back += _move(pid, _origin(e, pid))
-                    except OSError:
-                        continue
+        procs = _procs(d)
+        shares = _read_int(d / e.file)
+        old = shares / (default * len(procs)) if shares and procs else None
+        back = 0
+        # Go round again when rmdir fails: a task forked meanwhile landed in the cgroup, or
+        # a killed task is still exiting (it holds the cgroup until it is reaped).
+        for attempt in range(RMDIR_TRIES):
+            for pid in procs:
                 try:
-                    d.rmdir()
-                    break
+                    back += _move(pid, _origin(e, pid))
                 except OSError:
-                    time.sleep(0.001 * 2 ** min(attempt, 7))
-                    procs = _procs(d)
-            removed = not d.exists()
-            if role is Role.OTHER and not back and removed:
-                continue  # the job's cgroup, never used: nothing to say
-            what = f"{back} process(es) moved back; {'removed' if removed else 'cannot remove'} {d}"
-            event = RESTORE if removed else FAILED
-            out.append(Decision(knob, role, old, 1.0, "restore", event, detail=what))
-        session_dir, parent = Path(e["session"]), Path(e["parent"])
-        for d in (session_dir, parent):  # the parent goes only when no other session uses it
+                    continue
             try:
                 d.rmdir()
-            except FileNotFoundError:
-                pass
+                break
             except OSError:
-                flavour = V1 if e["file"] == V1.file else V2
-                if d == parent and parent.is_dir():  # other sessions remain: re-sum them
-                    with contextlib.suppress(OSError):
-                        _sum_children(parent, flavour)
+                time.sleep(0.001 * 2 ** min(attempt, 7))
+                procs = _procs(d)
+        removed = not d.exists()
+        if role is Role.OTHER and not back and removed:
+            continue  # the job's cgroup, never used: nothing to say
+        what = f"{back} process(es) moved back; {'removed' if removed else 'cannot remove'} {d}"
+        event = RESTORE if removed else FAILED
+        out.append(Decision(knob, role, old, 1.0, "restore", event, detail=what))
+    session_dir, parent = Path(e.session), Path(e.parent)
+    for d in (session_dir, parent):  # the parent goes only when no other session uses it
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            flavour = V1 if e.file == V1.file else V2
+            if d == parent and parent.is_dir():  # other sessions remain: re-sum them
+                with contextlib.suppress(OSError):
+                    _sum_children(parent, flavour)
     return out
 
 
-# --- nice -------------------------------------------------------------------------------------
+class CgroupV2Weights(CgroupWeights):
+    """Weights as cgroup v2 ``cpu.weight``."""
+
+    name = "cgroup2"
+    flavour = V2
+
+    @staticmethod
+    def _mount(mounts: cgroups.CgroupMounts) -> Path | None:
+        return mounts.v2 if mounts.v2 is not None and "cpu" in mounts.v2_controllers else None
 
 
-class NiceValues(ThreadValues[int]):
-    """A thread's nice value."""
+class CgroupV1Weights(CgroupWeights):
+    """Weights as cgroup v1 ``cpu.shares``."""
 
-    kind = "nice"
+    name = "cgroup1"
+    flavour = V1
 
-    def get(self, tid: int) -> int | None:
-        return thread_nice(tid)
-
-    def put(self, tid: int, value: int) -> None:
-        os.setpriority(os.PRIO_PROCESS, tid, value)
-
-    def encode(self, value: int) -> Any:
-        return value
-
-    def decode(self, raw: Any) -> int:
-        return int(raw)
-
-    def number(self, value: int) -> float:
-        return nice_factor(value)
-
-    def show(self, value: int) -> str:
-        return f"nice {value}"
-
-
-class NiceWeights(Family):
-    """``weight.<role>`` as the nice value of every thread of the role."""
-
-    knobs = tuple(KNOBS)
-
-    def __init__(self, journal: Journal, ctx: WeightsContext) -> None:
-        super().__init__(journal)
-        self.threads = PerThread(journal, NiceValues(), {r: k for k, r in KNOBS.items()})
-        self.threads.begin(ctx.trainer_pid)
-
-    def set(self, knob: str, value: float, members: Members) -> str:
-        role = KNOBS[knob]
-        nice = nice_for_factor(value)
-        pids = members.trainer_pids if role is Role.TRAINER else members.loader_pids
-        n = self.threads.assign(role, nice, pids)
-        return f"nice {nice} on {n} thread(s)"
-
-    def follow(self, members: Members) -> list[Notice]:
-        notices = [
-            self.threads.follow(Role.TRAINER, members.trainer_pids),
-            self.threads.follow(Role.LOADER, members.loader_pids),
-        ]
-        return [n for n in notices if n is not None]
-
-
-def replay_nice(session: Session) -> list[Decision]:
-    """Restore the nice value of every thread that still has one we gave it."""
-    return replay_threads(session, NiceValues(), KNOBS)
-
-
-# --- choice -----------------------------------------------------------------------------------
-
-
-def build(
-    journal: Journal, ctx: WeightsContext, prefer: str | None = None
-) -> tuple[Family, backends.Choice]:
-    """The weights backend for this node (or ``prefer``), as a family.
-
-    A chosen backend whose module is not installed (the sched_ext one, say) falls back to the
-    next choice, and the returned :class:`~autotune.actuators.backends.Choice` says so.
-    """
-    choice = backends.weights(ctx.mounts, prefer=prefer)
-    if choice.backend == "sched_ext":
-        module, _, attr = backends.WEIGHTS_IMPL["sched_ext"].partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            fallback = backends.weights(ctx.mounts, prefer=None, sched_ext=False)
-            choice = backends.Choice(
-                "weights", fallback.backend, f"{fallback.reason}; sched_ext backend missing ({e})"
-            )
-        else:
-            family: Family = cls(journal, ctx)
-            return family, choice
-    if choice.backend == "cgroup2":
-        return CgroupWeights(journal, ctx, 2), choice
-    if choice.backend == "cgroup1":
-        return CgroupWeights(journal, ctx, 1), choice
-    return NiceWeights(journal, ctx), choice
+    @staticmethod
+    def _mount(mounts: cgroups.CgroupMounts) -> Path | None:
+        return mounts.v1.get("cpu")
