@@ -308,10 +308,12 @@ def test_after_ctrl_c_the_job_is_not_sent_sigterm(
 ) -> None:
     # SIGINT from a terminal reaches the job too: it gets the grace to end on its own.
     term = tmp_path / "got-sigterm"
+    ready = tmp_path / "in-its-sleep"
     code = f"""
         import signal, sys, time
         signal.signal(signal.SIGTERM, lambda *_: (open({str(term)!r}, "w").close(), sys.exit(9)))
         try:
+            open({str(ready)!r}, "w").close()
             time.sleep(300)
         except KeyboardInterrupt:
             time.sleep(0.2)  # its own clean-up
@@ -320,7 +322,9 @@ def test_after_ctrl_c_the_job_is_not_sent_sigterm(
     with pytest.raises(KeyboardInterrupt), JobSession(settings, command=_python(code)) as job:
         job.open_telemetry(0.1, prefer_bpf=False)
         job.run()
-        time.sleep(0.3)  # into its sleep
+        # into its sleep (a busy machine can take seconds to start Python: a fixed wait was not
+        # enough, and a SIGINT before the handler's `try` ends the job with status 1)
+        assert _wait_for(ready.exists, 120)
         os.kill(job.target.pid, signal.SIGINT)
         raise KeyboardInterrupt
     assert job.finish() == 4 and not term.exists()
