@@ -1,11 +1,12 @@
 """The service's Prometheus endpoint (``--metrics-port``), from the same state as the state file.
 
-Series (``job`` is the job's root PID, ``command`` what it runs):
+Series (``pid`` is the job's root PID, ``command`` what it runs; not ``job``, which is
+Prometheus' own target label):
 
-- ``autotune_knob_value{job,command,knob,role}``: each knob in effect, ladder units.
-- ``autotune_progress_rate{job,command}`` and ``autotune_reference_rate{job,command}``: the
+- ``autotune_knob_value{pid,command,knob,role}``: each knob in effect, ladder units.
+- ``autotune_progress_rate{pid,command}`` and ``autotune_reference_rate{pid,command}``: the
   job's progress per second now and at default knobs (the warm-up's mean).
-- ``autotune_guard_state{job,command,state}``: 1 for the guard's state, 0 for the others.
+- ``autotune_guard_state{pid,command,state}``: 1 for the guard's state, 0 for the others.
 - ``autotune_jobs``: jobs tuned now; ``autotune_jobs_seen_total``, ``autotune_decisions_total``,
   ``autotune_rollbacks_total``, ``autotune_fallbacks_total``: over the service's life.
 - ``autotune_process_cpu_seconds_total``, ``autotune_process_resident_memory_bytes`` (the
@@ -36,7 +37,7 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self._snapshot()
-        job = ["job", "command"]
+        job = ["pid", "command"]
         knob = GaugeMetricFamily(
             "autotune_knob_value", "Knob in effect (ladder units)", labels=[*job, "knob", "role"]
         )

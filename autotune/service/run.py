@@ -233,8 +233,9 @@ class Service:
                 why = w.ended_by or "its loop ended"
                 say(f"job {pid} ({j.command}): {why}; knobs restored, left alone until it ends")
             else:
+                how = "tuned" if self._stopping and still else "left after"
                 say(
-                    f"job {pid} ({j.command}) left after {j.intervals} intervals: "
+                    f"job {pid} ({j.command}) {how} {j.intervals} intervals: "
                     f"{j.decisions} changes, {j.rollbacks} rolled back, {j.fallbacks} fallbacks; "
                     "knobs restored"
                 )

@@ -96,16 +96,16 @@ def test_prometheus_scrapes_the_service_while_it_tunes(
     pid = str(job.pid)
     # The policy's 2x weight, as Prometheus stored it from a scrape.
     assert wait_for(
-        lambda: prom.value('autotune_knob_value{knob="weight.trainer"}', job=pid) == 2.0, 120
+        lambda: prom.value('autotune_knob_value{knob="weight.trainer"}', pid=pid) == 2.0, 120
     ), prom.query("autotune_knob_value")
-    assert prom.value("autotune_knob_value", job=pid, knob="weight.trainer", role="trainer") == 2.0
+    assert prom.value("autotune_knob_value", pid=pid, knob="weight.trainer", role="trainer") == 2.0
     assert (prom.value("autotune_decisions_total") or 0) >= 1
     assert prom.value("autotune_jobs") == 1
     assert prom.value("autotune_jobs_seen_total") == 1
     assert prom.value("autotune_rollbacks_total") is not None
     assert prom.value("autotune_fallbacks_total") is not None
-    assert (prom.value("autotune_progress_rate", job=pid) or 0) > 0
-    guard = {s["metric"]["state"] for s in prom.query(f'autotune_guard_state{{job="{pid}"}} == 1')}
+    assert (prom.value("autotune_progress_rate", pid=pid) or 0) > 0
+    guard = {s["metric"]["state"] for s in prom.query(f'autotune_guard_state{{pid="{pid}"}} == 1')}
     assert guard <= {"trying", "tuned"} and len(guard) == 1
     rss = prom.value("autotune_process_resident_memory_bytes")
     assert rss is not None and rss > 10e6
@@ -116,7 +116,7 @@ def test_prometheus_scrapes_the_service_while_it_tunes(
     job.kill()
     job.wait()
     assert wait_for(lambda: prom.value("autotune_jobs") == 0, 60)
-    assert wait_for(lambda: prom.query(f'autotune_knob_value{{job="{pid}"}}') == [], 30)
+    assert wait_for(lambda: prom.query(f'autotune_knob_value{{pid="{pid}"}}') == [], 30)
     assert prom.value("autotune_jobs_seen_total") == 1
     svc.terminate()
     assert svc.wait(60) == 0
