@@ -7,13 +7,13 @@ PID and start time in it tell a live service from a file a killed one left.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
 from autotune.errors import UserError
-from autotune.fsutil import write_text_atomic
 from autotune.target import start_time
 
 STATE_VERSION = 1
@@ -101,8 +101,18 @@ def path_for(state_dir: Path, slice_key: str) -> Path:
 
 
 def write(path: Path, state: ServiceState) -> None:
-    """Replace the state file in one rename: a reader sees the old file or the new one."""
-    write_text_atomic(path, state.model_dump_json(indent=1) + "\n")
+    """Replace the state file in one rename: a reader sees the old file or the new one.
+
+    Not fsynced (unlike the journal): the file says what runs now, and after a crash it is stale
+    whatever it holds; two fsyncs every interval would cost the service more than the write.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(state.model_dump_json(indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read(path: Path) -> ServiceState:
