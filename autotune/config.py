@@ -40,6 +40,13 @@ def _default_journal() -> Path:
     return Path("runs/journal.json")
 
 
+def _default_state_dir() -> Path:
+    # The service's lock and state file (`autotune status` reads it), beside the journal.
+    if os.geteuid() == 0:
+        return Path("/var/lib/autotune")
+    return Path("runs")
+
+
 def _default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
@@ -75,6 +82,10 @@ class Settings(BaseSettings):
     )
     journal: Path = Field(
         default_factory=_default_journal, description="journal of original knob values"
+    )
+    state_dir: Path = Field(
+        default_factory=_default_state_dir,
+        description="where the service keeps its lock, state file and decision logs",
     )
     cgroup_parent: str = Field(
         "autotune",
@@ -123,7 +134,7 @@ class Settings(BaseSettings):
         description="MB/s of reads from which a quiet node gives the job no extra weight",
     )
 
-    @field_validator("runs_dir", "journal")
+    @field_validator("runs_dir", "journal", "state_dir")
     @classmethod
     def _not_empty(cls, v: Path) -> Path:
         if str(v) in {"", "."}:

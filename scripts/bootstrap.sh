@@ -19,6 +19,7 @@ APT_PACKAGES=(
     python3-bpfcc bpfcc-tools     # bcc: the BPF compiler collection and its reference tools
     libbpf-tools                  # bcc's CO-RE biolatency/runqlat: references for bench/telemetry
     stress-ng fio rt-tests sysbench # workloads for tests and benchmarks
+    prometheus                    # the server tests/service scrapes the service's metrics with
     e2fsprogs util-linux          # mkfs.ext4 and losetup for the loop devices tests use
     clang gcc libc6-dev libelf-dev zlib1g-dev libzstd-dev libbpf1  # the sched_ext scheduler + loader
     qemu-system-x86 busybox-static cpio zstd  # make test-scx: a sched_ext kernel booted in a VM

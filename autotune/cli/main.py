@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "autotune.cli.doctor:doctor",
         "What this node supports and what the tuner will use.",
     ),
+    "status": (
+        "autotune.cli.status:status",
+        "What the running service tunes now (jobs, knobs, decisions, guard).",
+    ),
     "restore": ("autotune.cli.restore:restore", "Put back every knob a crashed run left changed."),
     "scx": ("autotune.cli.scx:scx_group", "Our sched_ext scheduler: status, load, unload."),
     "record": (

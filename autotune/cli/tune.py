@@ -29,6 +29,15 @@ from autotune.tracking.schema import DEFAULT_EXPERIMENT
 @click.option("--decisions", type=click.Path(path_type=Path), help="Decision log (JSONL) to write.")
 @click.option("--device", "devices", multiple=True, help="Block device for read-ahead.")
 @click.option("--no-view", is_flag=True, help="No live view (decision lines only).")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Service mode (with --cgroup PATH or a slice name): tune every job that appears under "
+    "it until stopped (docs/service.md).",
+)
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), help="With --follow: serve Prometheus metrics."
+)
 @click.option("--progress-socket", type=click.Path(path_type=Path), hidden=True)
 @click.option("--config", "config_file", type=click.Path(), help="Settings file (TOML).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -43,6 +52,8 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     decisions: Path | None,
     devices: tuple[str, ...],
     no_view: bool,
+    follow: bool,
+    metrics_port: int | None,
     progress_socket: Path | None,
     config_file: str | None,
     command: tuple[str, ...],
@@ -58,6 +69,22 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     """
     from autotune.daemon.session import TuneRequest, run_session
 
+    if follow or metrics_port is not None:
+        from autotune.service.cli import follow_slice
+
+        return follow_slice(
+            model,
+            follow=follow,
+            cgroup=cgroup,
+            pid=pid,
+            command=command,
+            interval_ms=interval_ms,
+            tracking_uri=tracking_uri,
+            dry_run=dry_run,
+            devices=devices,
+            metrics_port=metrics_port,
+            config_file=config_file,
+        )
     given = [pid is not None, cgroup is not None, bool(command)]
     if sum(given) != 1:
         raise UserError("give exactly one target: --pid PID, --cgroup PATH or -- CMD...")

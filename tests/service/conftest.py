@@ -1,0 +1,69 @@
+"""Fixtures for the node service: a real cgroup v1 slice, jobs started inside it, the service
+run as a real process with its own journal, state directory and cgroup parent."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from service_helpers import Jobs, Service, cpu_root, daemon_fixtures, remove_tree
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def policy(tmp_path: Path) -> Path:
+    """Asks for both roles at 2x weight: the job goes into the tuner's own cgroup, which the
+    tests can see, and comes back on restore."""
+    return daemon_fixtures().write_constant_policy(
+        tmp_path / "pol", {"weight.trainer": 2.0, "weight.loader": 2.0}
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The service's environment: journal, state, runs and cgroup parent are this test's own;
+    short guard windows so a test sees a change within seconds."""
+    return {
+        **os.environ,
+        "AUTOTUNE_JOURNAL": str(tmp_path / "journal.json"),
+        "AUTOTUNE_STATE_DIR": str(tmp_path / "state"),
+        "AUTOTUNE_RUNS_DIR": str(tmp_path / "runs"),
+        "AUTOTUNE_TRACKING_URI": f"sqlite:///{tmp_path}/runs/mlflow.db",
+        "AUTOTUNE_CGROUP_PARENT": f"autotune-svc-test-{os.getpid()}",
+        "AUTOTUNE_GUARD_MIN_CONTENTION": "0",
+        "AUTOTUNE_GUARD_WARMUP_S": "1",
+        "AUTOTUNE_GUARD_DWELL_S": "1",
+        "AUTOTUNE_GUARD_CANARY_S": "1",
+        # A shared CI node is noisy: only a large fall rolls the one change back.
+        "AUTOTUNE_GUARD_THRESHOLD": "0.9",
+        "AUTOTUNE_GUARD_FALLBACK_MARGIN": "0.9",
+    }
+
+
+@pytest.fixture
+def slice_dir(env: dict[str, str]) -> Iterator[Path]:
+    """A real cgroup v1 ``cpu`` slice; removed (with the test's cgroup parent) afterwards."""
+    root = cpu_root()
+    group = root / f"autotune-svc-slice-{os.getpid()}-{next(_counter)}"
+    group.mkdir()
+    yield group
+    remove_tree(group)
+    remove_tree(root / env["AUTOTUNE_CGROUP_PARENT"])
+
+
+@pytest.fixture
+def jobs() -> Iterator[Jobs]:
+    j = Jobs()
+    yield j
+    j.close()
+
+
+@pytest.fixture
+def service(env: dict[str, str], slice_dir: Path, tmp_path: Path) -> Iterator[Service]:
+    s = Service(env, tmp_path)
+    yield s
+    s.close()
