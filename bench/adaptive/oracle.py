@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -321,6 +322,37 @@ def report(name: str, a: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def document(
+    started: datetime,
+    t0: float,
+    *,
+    load0: tuple[float, float, float],
+    repeat: int,
+    argv: list[str] | None,
+    results: dict[str, Any],
+) -> dict[str, Any]:
+    """The results file: commit, machine, date, load, the command, and every workload's runs."""
+    return {
+        "commit": commit(),
+        "machine": machine(),
+        "date": started.isoformat(timespec="seconds"),
+        "minutes": round((time.monotonic() - t0) / 60, 1),
+        "load_avg_start": [round(x, 2) for x in load0],
+        "load_avg_end": [round(x, 2) for x in os.getloadavg()],
+        "repeats": repeat,
+        "command": "python -m bench.adaptive.oracle " + " ".join(argv or sys.argv[1:]),
+        "workloads": dict(results),
+    }
+
+
+def write(path: Path, doc: dict[str, Any]) -> None:
+    """Write the results file whole or not at all (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.adaptive.oracle", description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=5)
@@ -348,25 +380,16 @@ def main(argv: list[str] | None = None) -> int:
             for n in names:
                 plan = PLANS[n]
                 scaled = max(1, round(plan.samples * args.samples_scale))
-                plan = Plan(plan.workload, scaled, plan.grid, plan.baseline, plan.oracle)
+                plan = dataclasses.replace(plan, samples=scaled)
                 raws[n] = run_plan(wb, plan, args.repeat, sys.stderr)
                 results[n] = {**analyse(plan, raws[n]), "raw": raws[n]}
-        doc = {
-            "commit": commit(),
-            "machine": machine(),
-            "date": started.isoformat(timespec="seconds"),
-            "minutes": round((time.monotonic() - t0) / 60, 1),
-            "load_avg_start": [round(x, 2) for x in load0],
-            "load_avg_end": [round(x, 2) for x in os.getloadavg()],
-            "repeats": args.repeat,
-            "command": "python -m bench.adaptive.oracle " + " ".join(argv or sys.argv[1:]),
-            "workloads": results,
-        }
-        if str(args.out) != "-":
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.out.with_name(args.out.name + ".tmp")
-            tmp.write_text(json.dumps(doc, indent=1) + "\n")
-            os.replace(tmp, args.out)
+                # Written after each workload: a later one failing keeps what was measured.
+                doc = document(
+                    started, t0, load0=load0, repeat=args.repeat, argv=argv, results=results
+                )
+                if str(args.out) != "-":
+                    write(args.out, doc)
+        doc = document(started, t0, load0=load0, repeat=args.repeat, argv=argv, results=results)
         if args.json:
             print(json.dumps(doc, indent=1))
         else:
