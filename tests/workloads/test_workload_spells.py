@@ -205,3 +205,18 @@ def test_a_bad_oracle_is_refused_before_anything_runs() -> None:
         )
     with pytest.raises(UserError, match="run it noisy"):
         wb.run("neighbour_onoff", 16, noisy=False, oracle={"on": {}, "off": {}})
+
+
+@pytest.mark.parametrize("name", ["mixed_io", "neighbour_onoff"])
+def test_both_are_bundled_recorded_with_explore_and_calibrated(name: str) -> None:
+    from autotune.envs.workload import list_bundled, load
+
+    from autotune.trace.reader import load_trace
+
+    assert name in list_bundled()
+    assert (REPO / "envs" / "workloads" / f"{name}.calib.json").is_file()
+    table, meta = load_trace(REPO / "envs" / "workloads" / f"{name}.parquet")
+    assert meta["complete"] and meta["explore"] and meta["exit_status"] == 0
+    assert catalog.get(name).module in meta["command"]
+    assert table.num_rows > 100
+    load(name)  # the replay's loader takes it, calibration and all
