@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from autotune.errors import UserError
 
+NEIGHBOUR_KINDS = ("on", "off")  # OnOffNeighbour's spells: its hogs run, then none do
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -19,6 +21,9 @@ class Workload:
         tiny_args: job flags for the tiny data (tests).
         stresses: what it stresses, one line.
         knob: the knob that should matter, and why, one line.
+        more_data: further make_data datasets it reads.
+        spell_kinds: the kinds of spell it alternates, first first (empty: no spells); the
+            neighbour's (``on``/``off``) when ``noisy``, else the job's own, announced on stdout.
     """
 
     name: str
@@ -28,6 +33,18 @@ class Workload:
     tiny_args: tuple[str, ...]
     stresses: str
     knob: str
+    more_data: tuple[str, ...] = ()
+    spell_kinds: tuple[str, ...] = ()
+
+    @property
+    def neighbour_spells(self) -> bool:
+        """Whether its spells are a neighbour's coming and going (not the job's own)."""
+        return self.noisy and self.spell_kinds == NEIGHBOUR_KINDS
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """Every dataset the job reads."""
+        return (self.dataset, *self.more_data)
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -77,6 +94,40 @@ WORKLOADS: dict[str, Workload] = {
             ("--batch-size", "4", "--load-shards", "1"),
             "cold shard loading, then CNN epochs on what was loaded, repeating",
             "readahead in the load phase, weights/cpus in the compute phase",
+        ),
+        Workload(
+            "neighbour_onoff",
+            "workloads.randread",
+            "tokens",
+            True,
+            ("--batch-size", "4", "--block", "256", "--evict-every", "8"),
+            "random memory-mapped reads beside stress-ng --cpu 2 that comes and goes "
+            "(seeded spells of 10-40 s)",
+            "weights: above 1x while the neighbour runs, at or below 1x while it is away",
+            spell_kinds=NEIGHBOUR_KINDS,
+        ),
+        Workload(
+            "mixed_io",
+            "workloads.mixed_io",
+            "shards",
+            False,
+            (
+                "--batch-size",
+                "4",
+                "--seq-batch",
+                "4",
+                "--block",
+                "256",
+                "--evict-every",
+                "8",
+                "--spell-s",
+                "0.01,0.02",
+            ),
+            "spells of sequential shard streaming, then random windows of a token file "
+            "(seeded, 10-40 s each)",
+            "readahead: large in the sequential spells, small in the random ones",
+            more_data=("tokens",),
+            spell_kinds=("seq", "random"),
         ),
     )
 }

@@ -88,21 +88,28 @@ def evict(path: Path) -> None:
 
 
 class Meter:
-    """Counts samples from the start of the job's timed part."""
+    """Counts samples from the start of the job's timed part.
 
-    def __init__(self, target: int) -> None:
+    Args:
+        target: samples to reach.
+        seconds: also stop once the timed part has run this long (0: no limit).
+    """
+
+    def __init__(self, target: int, seconds: float = 0.0) -> None:
         self.target = target
+        self.seconds = seconds
         self.samples = 0
         self.t0 = time.monotonic()
 
     def add(self, n: int) -> bool:
-        """Count ``n`` samples; True once the target is reached."""
+        """Count ``n`` samples; True once the target (or the time limit) is reached."""
         self.samples += n
-        return self.samples >= self.target
+        return self.done
 
     @property
     def done(self) -> bool:
-        return self.samples >= self.target
+        timed_out = self.seconds > 0 and time.monotonic() - self.t0 >= self.seconds
+        return self.samples >= self.target or timed_out
 
     def result(self, workload: str, **extra: Any) -> dict[str, Any]:
         seconds = time.monotonic() - self.t0

@@ -111,6 +111,19 @@ class FixedKnobs:
         self.in_effect = {k: v for k, v in now.items() if k in self.knobs}
         self.check()
 
+    def switch(self, knobs: Mapping[str, float]) -> dict[str, float]:
+        """Hold new values of the same knobs from now on (an oracle, as a spell begins).
+
+        Returns the values read back after the change (none before the job runs).
+        """
+        if self._act is None:
+            return {}
+        self.knobs = dict(knobs)
+        now = self._act.apply(self.knobs, reason="oracle: a spell begins (workloads)")
+        self.in_effect = {k: v for k, v in now.items() if k in self.knobs}
+        self.check()
+        return dict(self.in_effect)
+
     def check(self) -> None:
         """Raise when a knob could not be held (the run would not measure that setting)."""
         if self._act is None:

@@ -1,4 +1,5 @@
-"""The noisy neighbour: ``stress-ng --cpu N`` competing for the cores, always stopped after."""
+"""The noisy neighbour: ``stress-ng --cpu N`` competing for the cores (steadily, or in spells that
+come and go), always stopped after."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 
 from autotune.errors import UserError
 from autotune.target import descendants
+from workloads import spells
 
 STOP_WAIT_S = 5.0
 
@@ -91,3 +95,105 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+class OnOffNeighbour:
+    """A neighbour that comes and goes: ``stress-ng --cpu <cpus>`` in seeded spells.
+
+    Spells alternate ``on`` (the hogs run) and ``off`` (none runs), starting ``on``, each
+    uniformly ``spell_s`` seconds long, drawn by :func:`workloads.spells.schedule` from
+    ``seed``: the same seed, the same schedule in every run. Entering starts the first spell
+    (the job starts beside a neighbour at full strength); a thread keeps the schedule; leaving
+    stops it and every hog. :attr:`history` lists ``(seconds since start, spell)`` as each began;
+    :meth:`poll` hands the spells begun since the last call to the caller's thread (an oracle
+    that switches knobs at the boundaries).
+    """
+
+    def __init__(
+        self, cpus: int = 2, seed: int = 0, spell_s: tuple[float, float] = (10.0, 40.0)
+    ) -> None:
+        if cpus < 1:
+            raise UserError(f"the neighbour needs at least one CPU hog, got {cpus}")
+        self.cpus = cpus
+        self.seed = seed
+        self.spell_s = spell_s
+        self.history: list[tuple[float, spells.Spell]] = []
+        self.error: UserError | None = None
+        self._hog: Neighbour | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._polled = 0
+        self._t0 = 0.0
+
+    def start(self) -> OnOffNeighbour:
+        plan = spells.schedule(self.seed, ("on", "off"), *self.spell_s)
+        self._t0 = time.monotonic()
+        first = next(plan)
+        self._begin(first)
+        self._thread = threading.Thread(
+            target=self._keep, args=(plan, self._t0 + first.length), daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _keep(self, plan: Iterator[spells.Spell], end: float) -> None:
+        while not self._stopping.wait(max(0.0, end - time.monotonic())):
+            spell = next(plan)
+            try:
+                self._begin(spell)
+            except UserError as e:
+                self.error = e  # the owner's thread raises it (poll)
+                return
+            end += spell.length
+
+    def _begin(self, spell: spells.Spell) -> None:
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            if spell.kind == "on":
+                self._hog = Neighbour(self.cpus).start()
+            elif self._hog is not None:
+                self._hog.stop()
+                self._hog = None
+            self.history.append((time.monotonic() - self._t0, spell))
+
+    def poll(self) -> list[spells.Spell]:
+        """The spells begun since the last call, oldest first.
+
+        Raises:
+            UserError: the neighbour could not be started for a spell.
+        """
+        if self.error is not None:
+            raise self.error
+        with self._lock:
+            new = [s for _, s in self.history[self._polled :]]
+            self._polled = len(self.history)
+        return new
+
+    def running(self) -> bool:
+        """Whether the hogs run now."""
+        with self._lock:
+            return self._hog is not None
+
+    def pids(self) -> list[int]:
+        """The neighbour's processes now (none during an ``off`` spell)."""
+        with self._lock:
+            return self._hog.pids() if self._hog is not None else []
+
+    def stop(self) -> None:
+        """End the schedule and stop every hog; safe to call twice."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        with self._lock:
+            if self._hog is not None:
+                self._hog.stop()
+                self._hog = None
+
+    def __enter__(self) -> OnOffNeighbour:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -81,10 +81,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--block", type=int, default=1024, help="tokens per sample")
     p.add_argument("--access", choices=("mmap", "pread"), default="mmap")
     p.add_argument("--evict-every", type=int, default=64, help="samples per worker (0: never)")
+    p.add_argument(
+        "--seconds", type=float, default=0.0, help="also stop after this long training (0: never)"
+    )
     args = p.parse_args(argv)
     jobkit.check(args)
-    if args.workers < 1 or args.block < 1 or args.evict_every < 0:
-        raise UserError("--workers and --block must be at least 1, --evict-every 0 or more")
+    if args.workers < 1 or args.block < 1 or args.evict_every < 0 or args.seconds < 0:
+        raise UserError(
+            "--workers and --block must be at least 1, --evict-every and --seconds 0 or more"
+        )
     path = jobkit.dataset(args, "tokens") / "tokens.bin"
 
     jobkit.setup_torch(args)
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         persistent_workers=True,
         generator=torch.Generator().manual_seed(args.seed),
     )
-    meter = jobkit.Meter(args.samples)
+    meter = jobkit.Meter(args.samples, args.seconds)
     while not meter.done:
         for x, y in at.count_batches(loader):
             train_step(model, opt, x % BUCKETS, y[:, -1] % BUCKETS)

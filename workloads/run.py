@@ -22,11 +22,13 @@ import argparse
 import contextlib
 import json
 import os
+import queue
 import shlex
 import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,14 +40,16 @@ from autotune.errors import UserError
 from autotune.system.blockdev import disk_of_path
 from autotune.target import Target
 from autotune.telemetry.progress import ProgressServer
-from workloads import catalog, disk, jobkit, make_data
+from workloads import catalog, disk, jobkit, make_data, spells
 from workloads.knobs import FixedKnobs, format_knobs, parse
-from workloads.neighbour import Neighbour, stop_group
+from workloads.neighbour import Neighbour, OnOffNeighbour, stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 FOLLOW_S = 0.25  # how often the actuators follow new workers (the tuner's default interval)
+POLL_S = 0.05  # how soon a spell's settings follow its start (an oracle switches at once)
 DISK_MIB = {"default": 2560, "tiny": 256}
 TINY_SAMPLES = 64  # the jobs' own defaults are sized for the default data
+SPELL_S = (10.0, 40.0)  # issue 18: a neighbour that comes and goes, in spells of 10-40 s
 
 
 class WorkloadFailed(UserError):
@@ -71,6 +75,9 @@ class Result:
         in_effect: the fixed knobs as read back while the job ran (once its workers existed).
         job: everything the job reported.
         stderr_tail: the last lines the run wrote to stderr (a tuner's summary, say).
+        spells: for a workload with spells, one entry per spell begun: ``kind``, ``start_s``
+            (since the job's start; the neighbour's first spell starts before it, at 0),
+            ``samples`` reported during it, and ``in_effect`` when an oracle set knobs for it.
     """
 
     workload: str
@@ -86,6 +93,7 @@ class Result:
     in_effect: dict[str, float] = field(default_factory=dict)
     job: dict[str, Any] = field(default_factory=dict)
     stderr_tail: list[str] = field(default_factory=list)
+    spells: list[dict[str, Any]] = field(default_factory=list)
 
     def line(self) -> str:
         read = "" if self.device_read_mib is None else f"  read {self.device_read_mib:.0f} MiB"
@@ -105,13 +113,22 @@ class Workbench:
         data_dir: use this directory instead of making a loop device; read-ahead can then be
             set only if it lives on a loop device.
         seed: the data's seed.
+        spell_s: how long the spells of a neighbour that comes and goes last (tests shorten
+            them); their schedule's seed is ``seed``.
     """
 
-    def __init__(self, size: str = "default", data_dir: Path | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        size: str = "default",
+        data_dir: Path | None = None,
+        seed: int = 0,
+        spell_s: tuple[float, float] = SPELL_S,
+    ) -> None:
         if size not in make_data.SIZES:
             raise UserError(f"unknown data size {size!r}; choose one of {', '.join(DISK_MIB)}")
         self.size = size
         self.seed = seed
+        self.spell_s = spell_s
         self._given = data_dir
         self._disk: disk.DataDisk | None = None
         self.data: Path | None = None
@@ -145,7 +162,7 @@ class Workbench:
         """Make the workload's data if it is not there yet; returns the data root."""
         if self.data is None:
             raise UserError("the workbench is not open")
-        make_data.make(self.data, self.size, self.seed, only=(catalog.get(name).dataset,))
+        make_data.make(self.data, self.size, self.seed, only=catalog.get(name).datasets)
         return self.data
 
     def command(
@@ -171,6 +188,7 @@ class Workbench:
         under: str | None = None,
         extra_args: Sequence[str] = (),
         timeout_s: float = 900.0,
+        oracle: Mapping[str, Mapping[str, float]] | None = None,
     ) -> Result:
         """Run a workload once on a cold cache with ``knobs`` held fixed; restores everything.
 
@@ -183,6 +201,9 @@ class Workbench:
                 and the job's command are appended.
             extra_args: more flags for the job.
             timeout_s: kill the job after this long.
+            oracle: for a workload with spells, knob settings per spell kind, set as each
+                spell begins (the first spell's before the job starts, as ``knobs`` are);
+                instead of ``knobs``. Every kind names the same knobs.
 
         Raises:
             WorkloadFailed: the job failed or timed out.
@@ -191,6 +212,9 @@ class Workbench:
         w = catalog.get(name)
         noisy = w.noisy if noisy is None else noisy
         checked = parse(format_knobs(knobs)) if knobs else {}
+        per_spell = _check_oracle(w, oracle, checked, bool(under), noisy)
+        if per_spell:
+            checked = per_spell[w.spell_kinds[0]]
         cmd = self.command(name, samples, extra_args)
         if under:
             prefix = shlex.split(under)
@@ -199,10 +223,15 @@ class Workbench:
             progress = None if under else stack.enter_context(ProgressServer())
             fixed = FixedKnobs(checked, self.device, progress, tuned=bool(under))
             stack.callback(fixed.close)
-            data = self.prepare(name) / w.dataset
-            disk.drop_cache(data, self.device)
+            root = self.prepare(name)
+            for dataset in w.datasets:
+                disk.drop_cache(root / dataset, self.device)
+            data = root / w.dataset
             fixed.before_start()
-            if noisy:
+            onoff: OnOffNeighbour | None = None
+            if noisy and w.neighbour_spells:
+                onoff = stack.enter_context(OnOffNeighbour(2, self.seed, self.spell_s))
+            elif noisy:
                 stack.enter_context(Neighbour(cpus=2))
             load1 = os.getloadavg()[0]
             dev = self.device
@@ -224,11 +253,21 @@ class Workbench:
                 start_new_session=True,  # one group to stop; Ctrl-C reaches the harness only
             )
             stack.callback(stop_group, proc)
+            output = _Output(proc)
             fixed.started(Target([proc.pid], f"workload {name}", process=proc, command=cmd))
-            out, err = _wait(proc, fixed, t0 + timeout_s)
+            book = _SpellBook(t0, progress, fixed, per_spell)
+            if onoff is not None:
+                book.begin(onoff.poll(), before_start=True)
+            try:
+                _wait(proc, fixed, t0 + timeout_s, output=output, onoff=onoff, book=book)
+            except BaseException:
+                stop_group(proc)  # first, so that its pipes close and the readers end
+                raise
+            finally:
+                out, err = output.join()
             wall = time.monotonic() - t0
             read = disk.device_read_bytes(dev) - read0 if dev and read0 is not None else None
-            reported = drain_progress(progress) if progress else None
+            reported = book.close(drain_progress(progress)) if progress else None
         if proc.returncode != 0:
             tail = (err.strip().splitlines() or ["(no output)"])[-1]
             raise WorkloadFailed(f"workload {name} exited with status {proc.returncode}: {tail}")
@@ -249,20 +288,139 @@ class Workbench:
             in_effect=dict(fixed.in_effect),
             job=job,
             stderr_tail=err.strip().splitlines()[-8:],
+            spells=book.spells,
         )
 
 
-def _wait(proc: subprocess.Popen[bytes], fixed: FixedKnobs, deadline: float) -> tuple[str, str]:
-    """Wait for the job, letting the actuators follow it; returns its stdout and stderr."""
+def _check_oracle(
+    w: catalog.Workload,
+    oracle: Mapping[str, Mapping[str, float]] | None,
+    knobs: Mapping[str, float],
+    under: bool,
+    noisy: bool,
+) -> dict[str, dict[str, float]]:
+    """An oracle schedule checked against the workload: kind → knob values on the ladders."""
+    if not oracle:
+        return {}
+    if not w.spell_kinds:
+        raise UserError(f"workload {w.name} has no spells to switch knobs at")
+    if knobs or under:
+        raise UserError("an oracle schedule sets the knobs itself: no fixed knobs, no tuner")
+    if w.neighbour_spells and not noisy:
+        raise UserError(f"the spells of {w.name} are its neighbour's: run it noisy")
+    if set(oracle) != set(w.spell_kinds):
+        raise UserError(f"an oracle for {w.name} gives settings for {', '.join(w.spell_kinds)}")
+    out = {kind: parse(format_knobs(oracle[kind])) for kind in w.spell_kinds}
+    names = {frozenset(v) for v in out.values()}
+    if len(names) != 1:
+        raise UserError("an oracle's spells must all set the same knobs")
+    return out
+
+
+class _Output:
+    """The job's stdout and stderr, read as they come: a spell line reaches :attr:`spells` at
+    once (where ``communicate`` would hold it until the job's end)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.spells: queue.SimpleQueue[spells.Spell] = queue.SimpleQueue()
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._read, args=(proc.stdout, self._out, True), daemon=True),
+            threading.Thread(target=self._read, args=(proc.stderr, self._err, False), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _read(self, pipe: Any, into: list[str], watch: bool) -> None:
+        for raw in iter(pipe.readline, b""):
+            line = raw.decode(errors="replace")
+            into.append(line)
+            spell = spells.parse(line) if watch else None
+            if spell is not None:
+                self.spells.put(spell)
+
+    def new_spells(self) -> list[spells.Spell]:
+        got = []
+        while not self.spells.empty():
+            got.append(self.spells.get())
+        return got
+
+    def join(self) -> tuple[str, str]:
+        """Everything the job wrote, once its pipes closed (the job group is stopped first)."""
+        for t in self._threads:
+            t.join(timeout=10.0)
+        return "".join(self._out), "".join(self._err)
+
+
+class _SpellBook:
+    """Each spell's start, samples and (under an oracle) knob settings as it begins."""
+
+    def __init__(
+        self,
+        t0: float,
+        progress: ProgressServer | None,
+        fixed: FixedKnobs,
+        per_spell: Mapping[str, Mapping[str, float]],
+    ) -> None:
+        self.t0 = t0
+        self.progress = progress
+        self.fixed = fixed
+        self.per_spell = per_spell
+        self.spells: list[dict[str, Any]] = []
+        self._samples = 0.0
+
+    def _count(self) -> None:
+        # Samples reported so far belong to the spell that is ending.
+        if self.progress is not None and self.spells:
+            got = self.progress.take().samples
+            self.spells[-1]["samples"] += got
+            self._samples += got
+
+    def begin(self, new: Sequence[spells.Spell], before_start: bool = False) -> None:
+        for spell in new:
+            self._count()
+            entry: dict[str, Any] = {
+                "index": spell.index,
+                "kind": spell.kind,
+                "start_s": 0.0 if before_start else round(time.monotonic() - self.t0, 3),
+                "samples": 0.0,
+            }
+            if self.per_spell:
+                entry["in_effect"] = self.fixed.switch(self.per_spell[spell.kind])
+            self.spells.append(entry)
+
+    def close(self, last: float) -> float:
+        """Books the last samples (drained at the end) to the last spell; returns the total."""
+        if self.spells:
+            self.spells[-1]["samples"] += last
+        return self._samples + last if self.spells else last
+
+
+def _wait(
+    proc: subprocess.Popen[bytes],
+    fixed: FixedKnobs,
+    deadline: float,
+    *,
+    output: _Output,
+    onoff: OnOffNeighbour | None,
+    book: _SpellBook,
+) -> None:
+    """Wait for the job, letting the actuators follow it and the spells switch its knobs."""
+    next_follow = time.monotonic() + FOLLOW_S
     while True:
         try:
-            out, err = proc.communicate(timeout=FOLLOW_S)
+            proc.wait(timeout=POLL_S)
+            return
         except subprocess.TimeoutExpired:
-            if time.monotonic() > deadline:
-                raise WorkloadFailed("the workload ran past its time limit") from None
+            pass
+        now = time.monotonic()
+        if now > deadline:
+            raise WorkloadFailed("the workload ran past its time limit")
+        book.begin([*(onoff.poll() if onoff is not None else []), *output.new_spells()])
+        if now >= next_follow:
             fixed.follow()
-            continue
-        return out.decode(errors="replace"), err.decode(errors="replace")
+            next_follow = now + FOLLOW_S
 
 
 def drain_progress(progress: ProgressServer, quiet_s: float = 0.3, limit_s: float = 3.0) -> float:

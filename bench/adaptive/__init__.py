@@ -1,0 +1,1 @@
+"""Real-machine benches of the workloads whose best setting changes during the run."""
