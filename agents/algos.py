@@ -63,7 +63,8 @@ ALGOS: dict[str, Algo] = {
         None,
         tiny={"n_steps": 64, "batch_size": 64, "n_epochs": 2, "policy_kwargs": _TINY_NET},
         real={
-            "n_steps": 512,
+            # 128 steps × 8 envs (the default --n-envs) = 1,024 a rollout.
+            "n_steps": 128,
             "batch_size": 256,
             "n_epochs": 10,
             "gamma": 0.9,
