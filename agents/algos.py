@@ -69,7 +69,9 @@ ALGOS: dict[str, Algo] = {
             "n_epochs": 10,
             "gamma": 0.9,
             "gae_lambda": 0.9,
-            "learning_rate": 3e-4,
+            # 1e-3, not SB3's 3e-4: validation 1.105 against 1.096 after 15,000 steps (seed 0,
+            # the five bundled workloads); the policy here is small and the reward immediate.
+            "learning_rate": 1e-3,
             "ent_coef": 0.01,
             "policy_kwargs": _REAL_NET,
         },
