@@ -72,7 +72,8 @@ def validation_seed(train_seed: int) -> int:
 def eval_seeds(n: int, exclude: Iterable[int] = ()) -> list[int]:
     """``n`` replay seeds for the figures, none of them in ``exclude`` (training seeds)."""
     skip = set(exclude)
-    out, s = [], EVAL_SEED_BASE
+    out: list[int] = []
+    s = EVAL_SEED_BASE
     while len(out) < n:
         if s not in skip:
             out.append(s)

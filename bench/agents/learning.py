@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,24 @@ RESULT = Path(__file__).resolve().parents[1] / "results" / "learning.json"
 ADAPTIVE = ("neighbour_onoff", "mixed_io")  # the workloads where adapting must pay
 TARGET_BEST_FIXED, TARGET_BEST_FIXED_ADAPTIVE = 0.99, 1.10
 TARGET_ORACLE_GAIN, TARGET_LOWO = 0.95, 0.9
-_TMP = Path(tempfile.gettempdir())
+
+
+def _reused(job: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished run of the same label in the scratch folder of an earlier invocation."""
+    done = sorted(Path(job["tmp"], "training", job["label"]).glob("*/history.json"))
+    if not done:
+        return None
+    history = json.loads(done[-1].read_text())
+    return {
+        **{k: job[k] for k in ("label", "seed", "held_out")},
+        "policy": str(done[-1].parent / "policy"),
+        "validation": max(p["score"] for p in history),
+        "timesteps": history[-1]["timesteps"],
+        "wall_s": round(history[-1]["wall_s"], 1),
+        "steps_per_s": round(history[-1]["timesteps"] / max(history[-1]["wall_s"], 1e-9), 1),
+        "to_95pct_timesteps": None,
+        "reused": True,
+    }
 
 
 def _train_one(job: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +66,9 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
     from autotune.agents.train import TrainConfig, train
     from autotune.envs.workload import load
 
+    reused = _reused(job)
+    if reused is not None:
+        return reused
     tmp = Path(job["tmp"])
     store = tmp / f"worker-{os.getpid()}"
     cfg = TrainConfig(
@@ -78,27 +98,30 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _jobs(args: argparse.Namespace, names: list[str], tmp: Path) -> list[dict[str, Any]]:
-    """Every training, one seed after another, the order of its arms rotated by the seed."""
+    """Every training: the in-distribution policies of every seed first, then the
+    leave-one-workload-out ones seed after seed, their order rotated by the seed (so a run cut
+    short by --max-train-s has every in-distribution seed and whole LOWO seeds)."""
     overrides = json.loads(args.overrides)
+    order: list[tuple[int, str | None]] = [(seed, None) for seed in range(args.seeds)]
+    for seed in range(args.seeds if args.lowo else 0):
+        k = seed % len(names)
+        order += [(seed, held) for held in names[k:] + names[:k]]
     out = []
-    for seed in range(args.seeds):
-        arms: list[str | None] = [None, *names] if args.lowo else [None]
-        k = seed % len(arms)
-        for held in arms[k:] + arms[:k]:
-            out.append(
-                {
-                    "label": f"{'in' if held is None else 'lowo-' + held}-{seed}",
-                    "seed": seed,
-                    "held_out": held,
-                    "workloads": [w for w in names if w != held],
-                    "algo": args.algo,
-                    "timesteps": args.timesteps,
-                    "n_envs": args.n_envs,
-                    "evals": args.evals,
-                    "overrides": overrides,
-                    "tmp": str(tmp),
-                }
-            )
+    for seed, held in order:
+        out.append(
+            {
+                "label": f"{'in' if held is None else 'lowo-' + held}-{seed}",
+                "seed": seed,
+                "held_out": held,
+                "workloads": [w for w in names if w != held],
+                "algo": args.algo,
+                "timesteps": args.timesteps,
+                "n_envs": args.n_envs,
+                "evals": args.evals,
+                "overrides": overrides,
+                "tmp": str(tmp),
+            }
+        )
     return out
 
 
@@ -148,6 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overrides", default="{}", help="JSON of hyperparameters to override")
     ap.add_argument("--no-lowo", dest="lowo", action="store_false")
     ap.add_argument("--json", action="store_true", help=f"also write {RESULT}")
+    ap.add_argument(
+        "--max-train-s",
+        type=float,
+        metavar="S",
+        help="start no training after S seconds (those running finish); evaluate what is there",
+    )
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        metavar="DIR",
+        help="scratch folder of an earlier run: its finished trainings are not run again",
+    )
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.timesteps < 1 or args.jobs < 1 or args.eval_seeds < 1:
         print(
@@ -171,13 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.lowo and len(names) < 2:
         print("learning: leave-one-workload-out needs two workloads at least", file=sys.stderr)
         return 2
-    tmp = Path(tempfile.mkdtemp(prefix="autotune-bench-learning-"))
+    tmp = args.reuse or Path(tempfile.mkdtemp(prefix="autotune-bench-learning-"))
     jobs = _jobs(args, names, tmp)
     t0 = time.perf_counter()
     print(f"{len(jobs)} training runs ({args.timesteps} timesteps each) on {args.jobs} processes")
+    runs = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        runs = []
-        for r in pool.map(_train_one, jobs):
+        pending = [pool.submit(_train_one, job) for job in jobs]
+        for future in as_completed(pending):
+            if future.cancelled():
+                continue
+            r = future.result()
             runs.append(r)
             print(
                 f"  {r['label']:<24} validation {r['validation']:.3f}, {r['timesteps']} steps in "
@@ -185,7 +224,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['to_95pct_timesteps']}",
                 flush=True,
             )
+            if args.max_train_s is not None and time.perf_counter() - t0 > args.max_train_s:
+                for f in pending:
+                    f.cancel()
     train_s = time.perf_counter() - t0
+    skipped = len(jobs) - len(runs)
+    if skipped:
+        print(f"--max-train-s: {skipped} of {len(jobs)} training runs not started")
 
     def constant(p: runtime.Policy) -> Any:
         return lambda _w: p
@@ -200,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     oracle: dict[str, float] = {}
     for wl in workloads:
         arms: dict[str, Any] = {"trained": policies(None)}
-        if args.lowo:
+        if policies(wl.name):
             arms["lowo"] = policies(wl.name)
         for b in ("default", "heuristic", "static-best"):
             arms[b] = lambda w, b=b: bl.make(b, w)
@@ -226,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         gain = trained.mean / default - 1.0
         oracle_gain = oracle[w] - 1.0
         entry: dict[str, Any] = {
+            "seeds": trained.n,
             "trained_vs_best_fixed": trained.mean / best,
             "trained_vs_default": trained.mean / default,
             "oracle_gain_captured": gain / oracle_gain if oracle_gain > 1e-3 else None,
@@ -241,11 +287,12 @@ def main(argv: list[str] | None = None) -> int:
             "p_improvement": {b: list(v) for b, v in trained.p_improve.items()},
             "trained_runs": per_run("trained", w),
         }
-        if args.lowo:
+        if ("lowo", w) in summary:
             lowo = summary[("lowo", w)]
             entry["lowo"] = lowo.mean
             entry["lowo_ci95"] = [lowo.low, lowo.high]
             entry["lowo_runs"] = per_run("lowo", w)
+            entry["lowo_seeds"] = lowo.n
             if abs(gain) > 1e-3:
                 entry["lowo_vs_in_distribution"] = (lowo.mean / default - 1.0) / gain
         need = TARGET_BEST_FIXED_ADAPTIVE if w in ADAPTIVE else TARGET_BEST_FIXED
@@ -278,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         "dirty": dirty,
         "machine": _machine(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "seeds": args.seeds,
+        "seeds": min(e["seeds"] for e in report.values()),
+        "lowo_seeds": min((e.get("lowo_seeds", 0) for e in report.values()), default=0),
+        "training_runs_planned": len(jobs),
         "eval_seeds": seeds,
         "algo": args.algo,
         "timesteps": args.timesteps,

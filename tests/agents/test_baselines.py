@@ -115,7 +115,7 @@ def test_unknown_baseline() -> None:
 @pytest.mark.skipif(not list_bundled(), reason="no bundled workloads")
 def test_static_best_is_at_least_default_on_its_workload() -> None:
     wl = load(list_bundled()[0])
-    best = bl.search_static_best(wl)
+    best = bl.search_static_best(wl, splits.TEST)
     r_best = run_episode(best, wl, 0, "static-best")
     r_default = run_episode(bl.Default(), wl, 0, "default")
     assert r_best.progress_vs_default >= r_default.progress_vs_default - 0.02
