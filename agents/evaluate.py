@@ -15,7 +15,7 @@ of improvement over each baseline (with its interval), per workload and over all
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -130,7 +130,7 @@ Factory = Callable[[Workload], Predictor]
 
 
 def evaluate(
-    policies: dict[str, Factory | Sequence[Factory]],
+    policies: Mapping[str, Factory | Sequence[Factory]],
     workloads: Sequence[Workload],
     seeds: Sequence[int],
     progress: Callable[[str], None] | None = None,

@@ -91,7 +91,7 @@ class Workload:
     _demands: list[Demand] | None = field(default=None, repr=False)
     # What the replay env precomputes per workload, shared by every env built on this object
     # (a vectorized trainer builds several; validation builds one per evaluation).
-    replay_cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    replay_cache: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
 
     @property
     def ncpus(self) -> int:

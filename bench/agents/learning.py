@@ -178,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         help="start no training after S seconds (those running finish); evaluate what is there",
     )
     ap.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="with --reuse: train nothing, evaluate the finished trainings there",
+    )
+    ap.add_argument(
         "--reuse",
         type=Path,
         metavar="DIR",
@@ -208,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tmp = args.reuse or Path(tempfile.mkdtemp(prefix="autotune-bench-learning-"))
     jobs = _jobs(args, names, tmp)
+    if args.eval_only:
+        jobs = [j for j in jobs if _reused(j) is not None]
     t0 = time.perf_counter()
     print(f"{len(jobs)} training runs ({args.timesteps} timesteps each) on {args.jobs} processes")
     runs = []
@@ -252,8 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         episodes += evaluate(arms, [wl], seeds)
         oracle[wl.name] = headroom(wl, episode_rows(wl, splits.TEST)).per_row_oracle
     summary = {
-        (s.policy, s.workload): s
-        for s in summarize(episodes, baselines=("default", "static-best", "heuristic"))
+        (s.policy, s.workload): s for s in summarize(episodes, baselines=("default", "static-best"))
     }
 
     def per_run(policy: str, workload: str) -> list[float]:
