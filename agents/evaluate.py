@@ -201,9 +201,11 @@ def summarize(
     scores: dict[tuple[str, str], np.ndarray] = {}
     for p in names:
         full = score_matrix(by_policy[p], workloads)
-        scores[(p, ALL)] = full
+        # A run missing on some workload (a model not trained for it) counts where it exists.
+        scores[(p, ALL)] = full[~np.isnan(full).any(axis=1)]
         for j, w in enumerate(workloads):
-            scores[(p, w)] = full[:, j : j + 1]
+            col = full[:, j : j + 1]
+            scores[(p, w)] = col[~np.isnan(col[:, 0])]
     rng = np.random.RandomState(seed)
     point, ci = rly.get_interval_estimates(
         {f"{p}|{w}": m for (p, w), m in scores.items()},
