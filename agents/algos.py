@@ -63,12 +63,15 @@ ALGOS: dict[str, Algo] = {
         None,
         tiny={"n_steps": 64, "batch_size": 64, "n_epochs": 2, "policy_kwargs": _TINY_NET},
         real={
-            "n_steps": 512,
+            # 128 steps × 8 envs (the default --n-envs) = 1,024 a rollout.
+            "n_steps": 128,
             "batch_size": 256,
             "n_epochs": 10,
             "gamma": 0.9,
             "gae_lambda": 0.9,
-            "learning_rate": 3e-4,
+            # 1e-3, not SB3's 3e-4: validation 1.105 against 1.096 after 15,000 steps (seed 0,
+            # the five bundled workloads); the policy here is small and the reward immediate.
+            "learning_rate": 1e-3,
             "ent_coef": 0.01,
             "policy_kwargs": _REAL_NET,
         },

@@ -1,25 +1,37 @@
 """The evaluation protocol: every policy, trained or not, judged the same way.
 
-For each workload, on its held-out rows (the last quarter of its trace), each policy runs one
-episode per seed across the whole held-out part (the seed drives the replay's noise). Per
-episode: mean progress relative to what the default knobs make on the same rows, knob changes
-per minute, and the worst regression (one minus the lowest progress ratio over any window of
-:data:`WINDOW_S` seconds). Across seeds: the mean with a 95 % Student-t interval.
+For each workload, on its test part only (the last 20 % of its trace, :mod:`autotune.envs.splits`),
+each policy runs one episode per evaluation seed across the whole part (the seed drives the
+replay's noise; evaluation seeds are never training seeds). Per episode: progress relative to
+what the default knobs make on the same rows, knob changes per minute, and the worst regression
+(one minus the lowest progress ratio over any window of :data:`WINDOW_S` seconds).
+
+A policy may come as several trained models (one per training seed): then a *run* is one
+training seed, scored by its mean over the evaluation seeds; a baseline or a single model has
+one run per evaluation seed. Across runs, the statistics of ``rliable`` (Agarwal et al., 2021):
+the mean with a 95 % stratified-bootstrap interval, the interquartile mean, and the probability
+of improvement over each baseline (with its interval), per workload and over all of them.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from autotune.envs.replay import HELDOUT_ROWS, ReplayEnv
+from autotune.envs import splits
+from autotune.envs.replay import ReplayEnv
 from autotune.envs.workload import Workload
 
 WINDOW_S = 15.0  # the window over which a regression counts: a few seconds of noise do not
+# rliable's bootstrap replications. Each probability of improvement is a Mann-Whitney test per
+# workload per replication (about 1 ms), so its interval gets fewer: on 5 runs against 3 its
+# value moves in steps of 1/15, far coarser than 200 replications resolve.
+BOOTSTRAP_REPS = 1000
+POI_REPS = 200
+ALL = "all"
 
 
 class Predictor(Protocol):
@@ -43,11 +55,13 @@ class EpisodeResult:
     knob_changes_per_min: float
     worst_regression: float
     steps: int
+    run: int = 0  # which trained model of the policy (its training seed's index)
 
 
 @dataclass(frozen=True)
 class Summary:
-    """Across seeds: mean, 95 % interval, n."""
+    """Across runs (rliable): mean and its 95 % interval, interquartile mean, probability of
+    improvement over each baseline ``(p, low, high)``; n runs."""
 
     policy: str
     workload: str
@@ -57,24 +71,28 @@ class Summary:
     n: int
     changes_per_min: float
     worst_regression: float
+    iqm: float = float("nan")
+    p_improve: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
 
-def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and 95 % Student-t interval of ``values``."""
-    from scipy import stats
-
-    x = np.asarray(values, dtype=np.float64)
-    mean = float(x.mean()) if len(x) else math.nan
-    if len(x) < 2 or float(x.std(ddof=1)) == 0.0:
-        return mean, mean, mean
-    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
+def episode_rows(wl: Workload, rows: tuple[float, float] = splits.TEST) -> range:
+    """The rows an evaluation episode over part ``rows`` steps through (it starts on the part's
+    first row and scores the rows after it)."""
+    lo, hi = splits.bounds(len(wl), rows)
+    steps = max(1, int((rows[1] - rows[0]) * len(wl)) - 2)
+    return range(lo + 1, min(lo + steps, hi - 1) + 1)
 
 
 def run_episode(
-    policy: Predictor, wl: Workload, seed: int, name: str, rows: tuple[float, float] = HELDOUT_ROWS
+    policy: Predictor,
+    wl: Workload,
+    seed: int,
+    name: str,
+    rows: tuple[float, float] = splits.TEST,
+    *,
+    run: int = 0,
 ) -> EpisodeResult:
-    """One episode over the whole ``rows`` part of the workload."""
+    """One episode over the whole ``rows`` part of the workload (default: its test part)."""
     n = len(wl)
     steps = max(1, int((rows[1] - rows[0]) * n) - 2)
     env = ReplayEnv([wl], episode_steps=steps, rows=rows)
@@ -104,56 +122,136 @@ def run_episode(
             worst = max(0.0, 1.0 - float((cr[good] / cd[good]).min()))
     minutes = len(rates) * interval / 60.0
     return EpisodeResult(
-        name, wl.name, seed, ratio, changes / max(minutes, 1e-9), worst, len(rates)
+        name, wl.name, seed, ratio, changes / max(minutes, 1e-9), worst, len(rates), run
     )
 
 
+Factory = Callable[[Workload], Predictor]
+
+
 def evaluate(
-    policies: dict[str, Callable[[Workload], Predictor]],
+    policies: Mapping[str, Factory | Sequence[Factory]],
     workloads: Sequence[Workload],
     seeds: Sequence[int],
     progress: Callable[[str], None] | None = None,
 ) -> list[EpisodeResult]:
-    """Run every policy on every workload with every seed.
+    """Run every policy on every workload's test part with every evaluation seed.
 
     Args:
         policies: name → factory building the policy for a workload (baselines such as
-            static-best are per workload; trained policies ignore the argument).
-        workloads: the workloads, evaluated on their held-out rows.
-        seeds: replay seeds.
+            static-best are per workload; trained policies ignore the argument), or a list of
+            factories: the same policy trained with several seeds, one run each.
+        workloads: the workloads, evaluated on their test parts.
+        seeds: replay seeds (never a training seed: :func:`autotune.envs.splits.eval_seeds`).
         progress: called with a short label before each (policy, workload).
     """
     out: list[EpisodeResult] = []
     for wl in workloads:
-        for name, factory in policies.items():
+        for name, factories in policies.items():
             if progress:
                 progress(f"{name} on {wl.name}")
-            policy = factory(wl)
-            for seed in seeds:
-                out.append(run_episode(policy, wl, seed, name))
+            runs = list(factories) if isinstance(factories, Sequence) else [factories]
+            for run, factory in enumerate(runs):
+                policy = factory(wl)
+                for seed in seeds:
+                    out.append(run_episode(policy, wl, seed, name, run=run))
     return out
 
 
-def summarize(results: Sequence[EpisodeResult], by_workload: bool = True) -> list[Summary]:
-    """Mean and interval per (policy, workload), and per policy over all workloads."""
-    groups: dict[tuple[str, str], list[EpisodeResult]] = {}
+def score_matrix(results: Sequence[EpisodeResult], workloads: Sequence[str]) -> np.ndarray:
+    """One policy's scores as rliable wants them, ``(runs, workloads)``: a run is a trained
+    model (mean over evaluation seeds) when there are several, else an evaluation seed."""
+    several = len({r.run for r in results}) > 1
+    cells: dict[tuple[int, str], list[float]] = {}
     for r in results:
-        if by_workload:
-            groups.setdefault((r.policy, r.workload), []).append(r)
-        groups.setdefault((r.policy, "all"), []).append(r)
+        key = r.run if several else r.seed
+        cells.setdefault((key, r.workload), []).append(r.progress_vs_default)
+    runs = sorted({k for k, _ in cells})
+    return np.array(
+        [[float(np.mean(cells.get((k, w), [np.nan]))) for w in workloads] for k in runs]
+    )
+
+
+def _mean_iqm(x: np.ndarray) -> np.ndarray:
+    from rliable import metrics
+
+    return np.array([metrics.aggregate_mean(x), metrics.aggregate_iqm(x)])
+
+
+def summarize(
+    results: Sequence[EpisodeResult],
+    baselines: Sequence[str] = ("default", "static-best"),
+    reps: int = BOOTSTRAP_REPS,
+    poi_reps: int = POI_REPS,
+    seed: int = 0,
+) -> list[Summary]:
+    """Per (policy, workload) and per policy over all workloads: rliable's mean with its 95 %
+    stratified-bootstrap interval, IQM, and probability of improvement over each baseline."""
+    import warnings
+
+    from rliable import library as rly
+    from rliable import metrics
+
+    # arch warns that rliable hands it a RandomState; the draws are what we ask for.
+    warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
+
+    names = list(dict.fromkeys(r.policy for r in results))
+    workloads = list(dict.fromkeys(r.workload for r in results))
+    by_policy = {p: [r for r in results if r.policy == p] for p in names}
+    scores: dict[tuple[str, str], np.ndarray] = {}
+    for p in names:
+        full = score_matrix(by_policy[p], workloads)
+        # A run missing on some workload (a model not trained for it) counts where it exists.
+        scores[(p, ALL)] = full[~np.isnan(full).any(axis=1)]
+        for j, w in enumerate(workloads):
+            col = full[:, j : j + 1]
+            scores[(p, w)] = col[~np.isnan(col[:, 0])]
+    rng = np.random.RandomState(seed)
+    point, ci = rly.get_interval_estimates(
+        {f"{p}|{w}": m for (p, w), m in scores.items()},
+        _mean_iqm,
+        reps=reps,
+        random_state=rng,
+    )
+    present = [b for b in baselines if b in names]
+    pairs = {
+        f"{p}|{w}|{b}": (scores[(p, w)], scores[(b, w)])
+        for (p, w) in scores
+        for b in present
+        if b != p
+    }
+    p_point, p_ci = (
+        rly.get_interval_estimates(
+            pairs, metrics.probability_of_improvement, reps=poi_reps, random_state=rng
+        )
+        if pairs
+        else ({}, {})
+    )
     out = []
-    for (policy, workload), rs in groups.items():
-        mean, low, high = t_interval([r.progress_vs_default for r in rs])
+    for (p, w), m in scores.items():
+        key = f"{p}|{w}"
+        rs = [r for r in by_policy[p] if w in (ALL, r.workload)]
+        improve = {
+            b: (
+                float(p_point[f"{key}|{b}"]),
+                float(np.ravel(p_ci[f"{key}|{b}"])[0]),
+                float(np.ravel(p_ci[f"{key}|{b}"])[1]),
+            )
+            for b in present
+            if b != p
+        }
         out.append(
             Summary(
-                policy=policy,
-                workload=workload,
-                mean=mean,
-                low=low,
-                high=high,
-                n=len(rs),
+                policy=p,
+                workload=w,
+                mean=float(point[key][0]),
+                low=float(ci[key][0, 0]),
+                high=float(ci[key][1, 0]),
+                n=int(m.shape[0]),
                 changes_per_min=float(np.mean([r.knob_changes_per_min for r in rs])),
                 worst_regression=max(r.worst_regression for r in rs),
+                iqm=float(point[key][1]),
+                p_improve=improve,
             )
         )
     return out

@@ -9,15 +9,26 @@ from autotune.agents.evaluate import Summary
 from rich.table import Table
 
 
-def table(summaries: Sequence[Summary], title: str = "progress vs default (held-out)") -> Table:
-    """One row per (workload, policy), the best mean of each workload marked ★."""
+def _p_improve(s: Summary, baseline: str) -> str:
+    if baseline not in s.p_improve:
+        return ""
+    p, lo, hi = s.p_improve[baseline]
+    return f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def table(summaries: Sequence[Summary], title: str = "progress vs default (test parts)") -> Table:
+    """One row per (workload, policy), the best mean of each workload marked ★: mean and its
+    95 % bootstrap interval over runs, IQM, and P(improvement) over default and static-best."""
     t = Table(title=title, title_justify="left")
     for col, justify in (
         ("workload", "left"),
         ("policy", "left"),
         ("progress vs default", "right"),
         ("95% interval", "right"),
+        ("IQM", "right"),
         ("n", "right"),
+        ("P(> default)", "right"),
+        ("P(> static-best)", "right"),
         ("changes/min", "right"),
         ("worst regression", "right"),
     ):
@@ -33,7 +44,10 @@ def table(summaries: Sequence[Summary], title: str = "progress vs default (held-
                 s.policy + mark,
                 f"{s.mean:.3f}",
                 f"[{s.low:.3f}, {s.high:.3f}]",
+                f"{s.iqm:.3f}",
                 str(s.n),
+                _p_improve(s, "default"),
+                _p_improve(s, "static-best"),
                 f"{s.changes_per_min:.1f}",
                 f"{s.worst_regression:.1%}",
                 style="bold" if w == "all" else None,
@@ -68,7 +82,7 @@ def plot(summaries: Sequence[Summary], path: Path) -> Path:
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     ax.set_xticks(x, workloads, rotation=15)
     ax.set_ylabel("progress / progress at default knobs")
-    ax.set_title("held-out evaluation (mean and 95% interval over seeds)")
+    ax.set_title("test parts (mean and 95% bootstrap interval over runs)")
     ax.legend(fontsize=8, ncol=min(len(policies), 5))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,17 +1,29 @@
-"""`autotune eval` end to end: resolve policies, run the protocol, report, track."""
+"""`autotune eval` end to end: resolve policies, run the protocol, report, track.
+
+Models trained with the same algorithm on the same workloads are one policy with one run per
+model (training seed): give five of them and the intervals are over five training seeds.
+"""
 
 from __future__ import annotations
 
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autotune.agents import baselines as bl
 from autotune.agents import report, select
-from autotune.agents.evaluate import EpisodeResult, Predictor, Summary, evaluate, summarize
+from autotune.agents.evaluate import (
+    EpisodeResult,
+    Factory,
+    Predictor,
+    Summary,
+    evaluate,
+    summarize,
+)
+from autotune.envs import splits
 from autotune.envs.workload import Workload
 from rich.console import Console
 from rich.progress import Progress
@@ -29,28 +41,41 @@ def _baseline(name: str) -> Callable[[Workload], Predictor]:
     return lambda w: bl.make(name, w)
 
 
-def _policies(
-    models: list[str], baseline_names: list[str], settings: Settings
-) -> tuple[dict[str, Callable[[Workload], Predictor]], dict[str, str]]:
+@dataclass
+class _Policies:
+    factories: dict[str, Factory | list[Factory]] = field(default_factory=dict)
+    run_ids: dict[tuple[str, int], str] = field(default_factory=dict)  # (policy, run) → run id
+    train_seeds: set[int] = field(default_factory=set)
+
+
+def _policies(models: list[str], baseline_names: list[str], settings: Settings) -> _Policies:
     from autotune.tracking.models import resolve_model
 
-    factories: dict[str, Callable[[Workload], Predictor]] = {}
-    run_ids: dict[str, str] = {}
+    out = _Policies()
+    groups: dict[tuple[str, str], str] = {}  # (algo, trained on) → policy name
     for m in models:
         folder = resolve_model(m, settings.tracking_uri, settings.runs_dir)
         pol = runtime.load(folder)
-        name = pol.algo
-        i = 2
-        while name in factories:
-            name, i = f"{pol.algo}-{i}", i + 1
-        factories[name] = _constant(pol)
-        if not Path(m).exists():
-            run_ids[name] = m
+        key = (pol.algo, ",".join(pol.meta.get("trained_on") or []))
+        if key not in groups:
+            name, i = pol.algo, 2
+            while name in groups.values():
+                name, i = f"{pol.algo}-{i}", i + 1
+            groups[key] = name
+            out.factories[name] = []
+        name = groups[key]
+        runs = out.factories[name]
+        if isinstance(runs, list):
+            if not Path(m).exists():
+                out.run_ids[(name, len(runs))] = m
+            runs.append(_constant(pol))
+        if "seed" in pol.meta:
+            out.train_seeds.add(int(pol.meta["seed"]))
     for b in baseline_names:
-        factories[b] = _baseline(b)
-    if not factories:
+        out.factories[b] = _baseline(b)
+    if not out.factories:
         raise UserError("nothing to evaluate: give --model and/or --baselines")
-    return factories, run_ids
+    return out
 
 
 def run(
@@ -58,7 +83,7 @@ def run(
     models: list[str],
     workload_patterns: list[str],
     baseline_names: list[str],
-    seeds: list[int],
+    seeds: int,
     plot_path: Path | None,
     experiment: str,
     settings: Settings,
@@ -69,15 +94,17 @@ def run(
     from autotune.tracking.run import tracked_run
 
     out = console or Console()
-    factories, run_ids = _policies(models, baseline_names, settings)
+    pols = _policies(models, baseline_names, settings)
+    factories = pols.factories
     wls = select.workloads(workload_patterns)
+    eval_seeds = splits.eval_seeds(seeds, exclude=pols.train_seeds)
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("evaluating", total=len(wls) * len(factories))
 
         def tick(label: str) -> None:
             bar.update(task, advance=1, description=label)
 
-        results = evaluate(factories, wls, seeds, progress=tick)
+        results = evaluate(factories, wls, eval_seeds, progress=tick)
     summaries = summarize(results)
     out.print(report.table(summaries))
     plot = plot_path or settings.runs_dir / "eval" / "progress_vs_default.png"
@@ -86,7 +113,9 @@ def run(
     params = {
         "policies": ",".join(factories),
         "workloads": ",".join(w.name for w in wls),
-        "seeds": len(seeds),
+        "seeds": len(eval_seeds),
+        "part": "test",
+        "rows": json.dumps(splits.TEST),
     }
     with tracked_run(
         ts.EVAL,
@@ -102,11 +131,13 @@ def run(
                 ts.TAG_WORKLOAD: r.workload,
                 ts.TAG_SEED: r.seed,
             }
-            if r.policy in run_ids:
-                tags[ts.TAG_MODEL_RUN_ID] = run_ids[r.policy]
+            if (r.policy, r.run) in pols.run_ids:
+                tags[ts.TAG_MODEL_RUN_ID] = pols.run_ids[(r.policy, r.run)]
+            runs = factories[r.policy]
+            several = isinstance(runs, list) and len(runs) > 1
             with tracked_run(
                 ts.EVAL_RESULT,
-                name=f"{r.policy}/{r.workload}/{r.seed}",
+                name=f"{r.policy}/{r.workload}/" + (f"{r.run}/" if several else "") + str(r.seed),
                 tags=tags,
                 tracking_uri=settings.tracking_uri,
                 experiment=experiment,

@@ -1,19 +1,27 @@
-"""Offline training in ReplayEnv, with held-out evaluation, early stopping, checkpoints and
-MLflow tracking.
+"""Offline training in ReplayEnv, with validation, early stopping, checkpoints and MLflow
+tracking.
 
-One call of :func:`train` is one MLflow run (kind ``train``): the hyperparameters as params,
-SB3's logger mirrored into metrics (``train/episode_reward`` among them), the held-out score
-``eval/progress_vs_default`` at every evaluation, and the best policy exported
+The agent learns on each trace's training part and is validated on its validation part with a
+replay seed it never trained with (:mod:`autotune.envs.splits`); the test part is left for the
+figures. One call of :func:`train` is one MLflow run (kind ``train``): the hyperparameters as
+params, SB3's logger mirrored into metrics (``train/episode_reward`` among them), the validation
+score ``eval/progress_vs_default`` at every evaluation, and the best policy exported
 (:mod:`autotune.agents.export`) as the ``policy/`` artifact and the run's model.
+
+Threads: torch's intra-op threads wait on each other when another task holds a core, and the
+policies here are small (two layers of 64), so training runs on one thread unless told
+otherwise (PPO 8,192 steps beside ``stress-ng --cpu 2``: 109 s with torch's default threads,
+44 s with one; on a quiet node 27.7 s against 23.2 s).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +30,9 @@ import numpy as np
 from autotune.agents import algos
 from autotune.agents.evaluate import run_episode
 from autotune.agents.export import export
-from autotune.envs.replay import TRAIN_ROWS, ReplayEnv
+from autotune.agents.progress import RateProgress
+from autotune.envs import splits
+from autotune.envs.replay import ReplayEnv
 from autotune.envs.workload import Workload
 
 from autotune import policy as runtime
@@ -39,7 +49,7 @@ class TrainConfig:
     algo: str = "ppo"
     timesteps: int = 100_000
     seed: int = 0
-    n_envs: int = 2
+    n_envs: int = 8
     frame_stack: int = 1
     tiny: bool = False
     eval_freq: int = 10_000
@@ -49,6 +59,7 @@ class TrainConfig:
     experiment: str = DEFAULT_EXPERIMENT
     runs_dir: Path = Path("runs")
     progress_bar: bool = True
+    threads: int = 1
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -71,6 +82,11 @@ class TrainResult:
     history: list[EvalPoint]
     stopped_early: bool
 
+    @property
+    def steps_per_s(self) -> float:
+        """The training rate, validation included."""
+        return self.timesteps / max(self.wall_s, 1e-9)
+
     def to_time_to(self, fraction: float = 0.95) -> EvalPoint | None:
         """The first evaluation reaching ``fraction`` of the final gain over default."""
         if not self.history:
@@ -82,11 +98,30 @@ class TrainResult:
         return self.history[-1]
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads and without distribution argument
+    checks, then put both back."""
+    import torch
+
+    before = torch.get_num_threads()
+    validate = torch.distributions.Distribution._validate_args
+    torch.set_num_threads(n)
+    # The action distributions are built from the policy's own logits; checking their arguments
+    # on every step cost a tenth of PPO's rollouts.
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        torch.distributions.Distribution.set_default_validate_args(validate)
+
+
 def _make_env(workloads: Sequence[Workload], algo: algos.Algo, seed: int) -> Any:
     from stable_baselines3.common.monitor import Monitor
 
     def build() -> Any:
-        env: Any = ReplayEnv(list(workloads), rows=TRAIN_ROWS)
+        env: Any = ReplayEnv(list(workloads), rows=splits.TRAIN)
         if algo.wrapper is not None:
             env = algo.wrapper(env)
         return Monitor(env)
@@ -94,10 +129,21 @@ def _make_env(workloads: Sequence[Workload], algo: algos.Algo, seed: int) -> Any
     return build
 
 
-def held_out_score(policy: runtime.Policy, workloads: Sequence[Workload], seed: int) -> float:
-    """Mean progress vs default of a policy over every workload's held-out rows (one seed)."""
+def validation_score(
+    policy: runtime.Policy, workloads: Sequence[Workload], train_seed: int
+) -> float:
+    """Mean progress vs default of a policy over every workload's validation part, with the
+    validation seed of ``train_seed``."""
+    seed = splits.validation_seed(train_seed)
     return float(
-        np.mean([run_episode(policy, w, seed, "eval").progress_vs_default for w in workloads])
+        np.mean(
+            [
+                run_episode(
+                    policy, w, seed, "validation", rows=splits.VALIDATION
+                ).progress_vs_default
+                for w in workloads
+            ]
+        )
     )
 
 
@@ -112,8 +158,13 @@ def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
 
     if not workloads:
         raise UserError("no workloads to train on")
-    if cfg.timesteps < 1 or cfg.n_envs < 1 or cfg.frame_stack < 1:
-        raise UserError("timesteps, n-envs and frame-stack must be at least 1")
+    if cfg.timesteps < 1 or cfg.n_envs < 1 or cfg.frame_stack < 1 or cfg.threads < 1:
+        raise UserError("timesteps, n-envs, frame-stack and threads must be at least 1")
+    if not 0 <= cfg.seed < splits.EVAL_SEED_BASE - cfg.n_envs:
+        raise UserError(
+            f"seed must be 0 to {splits.EVAL_SEED_BASE - cfg.n_envs - 1}: the seeds above are "
+            "kept for validation and evaluation"
+        )
     algo = algos.get(cfg.algo)
     if algo.recurrent and cfg.frame_stack > 1:
         raise UserError("recurrent-ppo keeps its own memory: use --frame-stack 1 with it")
@@ -126,6 +177,10 @@ def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
         "n_envs": cfg.n_envs,
         "frame_stack": cfg.frame_stack,
         "tiny": cfg.tiny,
+        "threads": cfg.threads,
+        "splits": json.dumps(
+            {"train": splits.TRAIN, "validation": splits.VALIDATION, "test": splits.TEST}
+        ),
         "workloads": ",".join(names),
         **{k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in hp.items()},
     }
@@ -133,15 +188,18 @@ def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
     out = cfg.out_dir / run_name
     out.mkdir(parents=True, exist_ok=True)
     tags = {ts.TAG_ALGO: cfg.algo, ts.TAG_WORKLOADS: ",".join(names)}
-    with tracked_run(
-        ts.TRAIN,
-        name=run_name,
-        tags=tags,
-        params=params,
-        tracking_uri=cfg.tracking_uri,
-        experiment=cfg.experiment,
-        runs_dir=cfg.runs_dir,
-    ) as run:
+    with (
+        tracked_run(
+            ts.TRAIN,
+            name=run_name,
+            tags=tags,
+            params=params,
+            tracking_uri=cfg.tracking_uri,
+            experiment=cfg.experiment,
+            runs_dir=cfg.runs_dir,
+        ) as run,
+        torch_threads(cfg.threads),
+    ):
         venv: Any = DummyVecEnv(
             [_make_env(workloads, algo, cfg.seed + i) for i in range(cfg.n_envs)]
         )
@@ -152,7 +210,8 @@ def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
         best_dir = out / "policy"
         state: dict[str, Any] = {"best": -np.inf, "stale": 0, "history": [], "stopped": False}
         t0 = time.perf_counter()
-        extra = {"trained_on": names, "timesteps": 0, "train_run": run_name}
+        extra = {"trained_on": names, "timesteps": 0, "train_run": run_name, "seed": cfg.seed}
+        bar = RateProgress(cfg.timesteps) if cfg.progress_bar else None
 
         def evaluate_now(timesteps: int) -> bool:
             with tempfile.TemporaryDirectory() as tmp:
@@ -163,7 +222,9 @@ def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
                     frame_stack=cfg.frame_stack,
                     extra={**extra, "timesteps": timesteps},
                 )
-                score = held_out_score(runtime.load(folder), workloads, cfg.seed)
+                score = validation_score(runtime.load(folder), workloads, cfg.seed)
+                if bar is not None:
+                    bar.set_score(score)
                 state["history"].append(EvalPoint(timesteps, time.perf_counter() - t0, score))
                 run.log_metrics({ts.M_EVAL_PROGRESS: score}, step=timesteps)
                 if score > state["best"] + MIN_IMPROVEMENT or not best_dir.exists():
@@ -179,8 +240,8 @@ def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
                 return False
             return True
 
-        class HeldOutEval(BaseCallback):
-            """Evaluate every ``eval_freq`` timesteps; stop when evaluation stops improving."""
+        class Validate(BaseCallback):
+            """Validate every ``eval_freq`` timesteps; stop when validation stops improving."""
 
             def __init__(self) -> None:
                 super().__init__()
@@ -197,12 +258,19 @@ def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
             save_path=str(out / "checkpoints"),
             name_prefix=cfg.algo,
         )
-        callbacks = CallbackList([HeldOutEval(), checkpoints, TrackingCallback(run)])
-        model.learn(cfg.timesteps, callback=callbacks, progress_bar=cfg.progress_bar)
+        steps = [Validate(), checkpoints, TrackingCallback(run)]
+        callbacks = CallbackList([*steps, bar] if bar is not None else steps)
+        model.learn(cfg.timesteps, callback=callbacks)
         if not state["stopped"]:
             evaluate_now(model.num_timesteps)
         wall = time.perf_counter() - t0
-        run.log_metrics({"train/wall_s": wall, "train/best_progress_vs_default": state["best"]})
+        run.log_metrics(
+            {
+                "train/wall_s": wall,
+                "train/steps_per_s": model.num_timesteps / max(wall, 1e-9),  # validation included
+                "train/best_progress_vs_default": state["best"],
+            }
+        )
         (out / "history.json").write_text(json.dumps([asdict(p) for p in state["history"]]))
         run.log_artifact(out / "history.json")
         run.log_policy(best_dir)

@@ -7,6 +7,9 @@ towards priors for parameters a recording cannot identify (weights do nothing on
 read-ahead does nothing for a job that reads nothing). Recordings made with ``--explore`` carry
 several settings of every knob and so identify the most.
 
+Only the training part of the recording is fitted (:data:`autotune.envs.splits.TRAIN`, the
+first 60 %): the validation and test parts judge policies in a replay that has not seen them.
+
 Priors: the device's per-request latency ``L0`` and bandwidth ``B`` come from the block latency
 histograms (mean latency against mean request size, a straight line); each role's default weight
 from how many cores it kept runnable; the rest from :class:`~autotune.envs.model.Params`.
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from autotune.envs import splits
 from autotune.envs.model import KIB, Demand, Knobs, Params, respond
 from autotune.envs.workload import Pooled, Workload, calibration_path, demands_from, pool
 
@@ -53,11 +57,17 @@ def _slot_mid_s() -> np.ndarray:
     return np.array([(2.0**s) * (1.5 if s else 1.0) * 1e-6 for s in range(N_SLOTS)])
 
 
+def _train_rows(wl: Workload) -> range:
+    return range(*splits.bounds(len(wl), splits.TRAIN))
+
+
 def device_priors(wl: Workload) -> tuple[float, float]:
-    """``(L0, B)`` from a straight line through (request size, mean latency) of every row."""
+    """``(L0, B)`` from a straight line through (request size, mean latency) of every training
+    row."""
     sizes, lats = [], []
     mid = _slot_mid_s()
-    for s in wl.samples:
+    for i in _train_rows(wl):
+        s = wl.samples[i]
         reqs = s.block[B["read_reqs"]]
         n = s.block_lat_hist.sum()
         if reqs > 0 and n > 0:
@@ -99,7 +109,9 @@ def io_slopes(wl: Workload, pooled: Pooled, max_request: float) -> tuple[float, 
     different read-ahead: log bytes per sample against log read-ahead; CPU per sample against
     bytes and requests per sample. Each row alone says nothing about them (it was recorded at
     one read-ahead)."""
-    ok = (pooled.done > 0) & (pooled.read_bytes > 0)
+    train = np.zeros(len(pooled.done), dtype=bool)
+    train[_train_rows(wl).start : _train_rows(wl).stop] = True
+    ok = train & (pooled.done > 0) & (pooled.read_bytes > 0)
     if ok.sum() < 8 or np.ptp(pooled.readahead_kb[ok]) <= 0:
         return 0.0, 0.0, 0.0
     per = pooled.read_bytes[ok] / pooled.done[ok]
@@ -143,7 +155,9 @@ def _from_free(name: str, x: float) -> float:
 
 
 def _rows(wl: Workload) -> np.ndarray:
-    ok = np.flatnonzero(wl.rate > 0)
+    """The training rows with progress, evenly thinned to :data:`MAX_ROWS`."""
+    train = _train_rows(wl)
+    ok = train.start + np.flatnonzero(wl.rate[train.start : train.stop] > 0)
     if len(ok) > MAX_ROWS:
         ok = ok[np.linspace(0, len(ok) - 1, MAX_ROWS).astype(int)]
     return ok
@@ -163,7 +177,10 @@ def calibrate(wl: Workload) -> tuple[Params, dict[str, Any]]:
 
     rows = _rows(wl)
     if len(rows) < 4:
-        raise UserError(f"{wl.path}: fewer than 4 rows with progress; nothing to calibrate on")
+        raise UserError(
+            f"{wl.path}: fewer than 4 rows with progress in its training part (the first "
+            f"{splits.TRAIN[1]:.0%}); nothing to calibrate on"
+        )
     pooled = pool(wl)
     demands = demands_from(pooled)
     latency, bandwidth = device_priors(wl)
@@ -213,6 +230,8 @@ def calibrate(wl: Workload) -> tuple[Params, dict[str, Any]]:
     settings = sorted({json.dumps(wl.knobs[i], sort_keys=True) for i in rows})
     report = {
         "rows": len(rows),
+        "part": "train",
+        "part_rows": list(splits.TRAIN),
         "settings": len(settings),
         "residual_sd": float(np.std(fit)),
         "residual_sd_prior": float(np.std(before)),

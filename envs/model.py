@@ -40,6 +40,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
+
 from autotune.knobs import READAHEAD_DEFAULT_KB
 
 KIB = 1024.0
@@ -245,3 +247,98 @@ def respond(d: Demand, k: Knobs, p: Params, ncpus: int) -> Response:
     x_l = rate * a_l
     x_o = max(0.0, min(d.other_cores, ncpus - x_t - x_l))
     return Response(rate, x_t, x_l, x_o, b, s, lat, p_cpu <= p_io)
+
+
+@dataclass(frozen=True)
+class KnobGrid:
+    """Many knob settings at once, one array per knob (the same meaning as :class:`Knobs`)."""
+
+    weight_trainer: np.ndarray
+    weight_loader: np.ndarray
+    cpus_trainer: np.ndarray
+    cpus_loader: np.ndarray
+    readahead_kb: np.ndarray
+    prefetch: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.readahead_kb)
+
+    @classmethod
+    def from_values(cls, v: dict[str, np.ndarray]) -> KnobGrid:
+        return cls(
+            weight_trainer=np.asarray(v["weight.trainer"], np.float64),
+            weight_loader=np.asarray(v["weight.loader"], np.float64),
+            cpus_trainer=np.asarray(v["cpus.trainer"], np.float64),
+            cpus_loader=np.asarray(v["cpus.loader"], np.float64),
+            readahead_kb=np.asarray(v["readahead"], np.float64),
+            prefetch=np.asarray(v["prefetch.loader"], np.float64),
+        )
+
+
+def cpu_io_rates(d: Demand, g: KnobGrid, p: Params, ncpus: int) -> tuple[np.ndarray, np.ndarray]:
+    """For every setting of ``g``: the rate the CPUs allow and the rate the device allows
+    (:func:`cpu_rate` and the I/O roofline of :func:`respond`, vectorized; ``inf`` where
+    unbounded). Neither depends on the prefetch depth."""
+    inf = np.inf
+    n = len(g)
+    ra = np.maximum(g.readahead_kb, 4.0) * KIB
+    a_t = np.full(n, d.a_trainer)
+    a_l = np.full(n, d.a_loader)
+    b = np.zeros(n)
+    s = np.minimum(ra, p.max_request)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if d.read_bytes > 0.0:
+            ra0 = max(d.readahead_kb, 4.0) * KIB
+            b = (
+                d.read_bytes * (ra / ra0) ** p.read_exponent
+                if p.read_exponent
+                else b + d.read_bytes
+            )
+            a_sum0 = d.a_trainer + d.a_loader
+            if (p.cpu_per_byte or p.cpu_per_request) and a_sum0 > 0.0:
+                s0 = min(ra0, p.max_request)
+                extra = p.cpu_per_byte * (b - d.read_bytes) + p.cpu_per_request * (
+                    b / s - d.read_bytes / s0
+                )
+                share_t = d.a_trainer / a_sum0
+                a_t = np.maximum(d.a_trainer + extra * share_t, 1e-9)
+                a_l = np.maximum(d.a_loader + extra * (1.0 - share_t), 0.0)
+        a_sum = a_t + a_l
+        k_t = np.clip(np.floor(g.cpus_trainer * ncpus + 0.5), 1, ncpus)
+        k_l = np.clip(np.floor(g.cpus_loader * ncpus + 0.5), 1, ncpus)
+        union = np.where(a_l > 0.0, np.minimum(ncpus, k_t + k_l), k_t)
+        cap = np.full(n, inf)
+        cap_t = np.minimum(k_t, max(d.par_trainer, 1e-3)) / a_t
+        cap = np.where(a_t > 0.0, np.minimum(cap, cap_t), cap)
+        cap_l = np.minimum(k_l, max(d.par_loader, 1e-3)) / a_l
+        cap = np.where(a_l > 0.0, np.minimum(cap, cap_l), cap)
+        other = np.maximum(0.0, d.other_cores - (ncpus - union))
+        w_t = np.maximum(g.weight_trainer * p.u_trainer, 1e-6)
+        w_l = np.maximum(g.weight_loader * p.u_loader, 1e-6)
+        m = np.maximum(a_t / w_t, np.where(a_l > 0.0, a_l / w_l, 0.0))
+        p_full = (union - other) / a_sum
+        shared = np.where((p_full > 0.0) & (p_full * m >= 1.0), p_full, union / (a_sum + m * other))
+        p_cpu = np.minimum(cap, np.where(other <= 0.0, union / a_sum, shared))
+        p_cpu = np.where(a_sum <= 0.0, inf, p_cpu)
+        p_io = np.where(b > 0.0, p.streams / (b / s * p.latency_s + b / p.bandwidth), inf)
+    return p_cpu, p_io
+
+
+def pipeline_rates(
+    p_cpu: np.ndarray, p_io: np.ndarray, prefetch: np.ndarray, p: Params
+) -> np.ndarray:
+    """:func:`respond`'s rate from the CPU and device rates and the prefetch depth (arrays that
+    broadcast together)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ov = np.clip(1.0 - (1.0 - p.overlap) * (2.0 / np.maximum(prefetch, 1.0)) ** p.gamma, 0, 1)
+        inv_c, inv_i = 1.0 / p_cpu, 1.0 / p_io
+        rate = 1.0 / (np.maximum(inv_c, inv_i) + (1.0 - ov) * np.minimum(inv_c, inv_i))
+        rate = np.where(np.isinf(p_cpu) & np.isinf(p_io), 0.0, rate)
+    return np.where(np.isfinite(rate), rate, 0.0)
+
+
+def respond_rates(d: Demand, g: KnobGrid, p: Params, ncpus: int) -> np.ndarray:
+    """:func:`respond`'s rate for every setting of ``g`` at once (numpy; the same arithmetic,
+    held equal to the scalar model by a test). For exhaustive searches over the ladders."""
+    p_cpu, p_io = cpu_io_rates(d, g, p, ncpus)
+    return pipeline_rates(p_cpu, p_io, g.prefetch, p)

@@ -10,7 +10,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
-from autotune.envs import spaces
+from autotune.envs import spaces, splits
 from autotune.envs.model import Demand, Knobs, Params, Response, cores_for, respond
 from autotune.envs.workload import Workload, load
 
@@ -25,9 +25,6 @@ from autotune.telemetry.sample import N_SLOTS, PROGRESS_CLIENT, B, C
 # must buy at least 1% more progress to pay for itself (changes disturb a running job).
 CHANGE_COST = 0.01
 DEFAULT_EPISODE_STEPS = 240  # one minute at the 250 ms default interval
-# Each trace's first three quarters train; the last quarter is held out for evaluation.
-TRAIN_ROWS = (0.0, 0.75)
-HELDOUT_ROWS = (0.75, 1.0)
 _T, _L, _O = ROLE_INDEX[Role.TRAINER], ROLE_INDEX[Role.LOADER], ROLE_INDEX[Role.OTHER]
 _EPS = 0.05
 _SHAPE = (len(KNOBS),)
@@ -131,7 +128,8 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
     * ``noise``: standard deviation of the multiplicative log-normal noise on progress (default:
       each workload's calibrated residual).
     * ``rows``: the part of each trace to replay, as fractions ``(start, end)``: training uses
-      ``TRAIN_ROWS``, evaluation the held-out ``HELDOUT_ROWS`` (default: all of it).
+      ``splits.TRAIN``, validation ``splits.VALIDATION``, the figures ``splits.TEST``
+      (:mod:`autotune.envs.splits`; default: all of it).
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium's convention
@@ -171,9 +169,18 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
     # --- per-workload precomputation -----------------------------------------------------
 
     def _prepare(self, w: Workload) -> list[_Row]:
+        """Per-row values for ``w``, computed once per workload object (read-only after)."""
+        key = ("rows", id(w.params))  # new parameters, new rows
+        rows: list[_Row] | None = w.replay_cache.get(key)
+        if rows is None:
+            w.replay_cache.clear()
+            rows = w.replay_cache[key] = self._compute_rows(w)
+        return rows
+
+    def _compute_rows(self, w: Workload) -> list[_Row]:
         defaults = Knobs.from_values(w.defaults)
         rows = []
-        for i, d in enumerate(w.demands()):
+        for i, d in enumerate(w.demands_cached()):
             rec = Knobs.from_values({**w.defaults, **w.knobs[i]})
             s = w.samples[i]
             rows.append(
@@ -316,10 +323,7 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
 
     def _bounds(self, wl: int) -> tuple[int, int]:
         """The rows ``[lo, hi)`` of workload ``wl`` this env replays (at least two)."""
-        n = len(self.workloads[wl])
-        lo = min(int(self.rows[0] * n), n - 2)
-        hi = max(int(self.rows[1] * n), lo + 2)
-        return lo, hi
+        return splits.bounds(len(self.workloads[wl]), self.rows)
 
     def _pick_workload(self, which: Any) -> int:
         if which is None:

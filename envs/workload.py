@@ -28,8 +28,16 @@ from autotune.telemetry.sample import B, C, Sample
 BUNDLED_DIR = Path(__file__).resolve().parent / "workloads"
 CALIB_SUFFIX = ".calib.json"
 # Rows either side of a row whose counters are pooled to estimate its demand (±1 s at 250 ms):
-# one interval alone is too noisy to divide CPU time by samples.
+# one interval alone is too noisy to divide CPU time by samples. Pooling never crosses a change
+# of knobs, a change point of the demand (a phase of the job) or the edge of a split part.
 SMOOTH_ROWS = 4
+# Change points of the demand (ruptures' PELT, squared error, on the standardized columns):
+# the shortest phase kept apart (1 s at 250 ms), and the penalty per change, in units of the
+# columns' noise variance per column and log(rows): 10 finds the compute epochs of `phases`
+# (13 rows each) and the neighbour's spells, and leaves a steady job (cnn_noisy) in a handful of
+# pieces; 3 cut steady stretches on noise, 30 merged the epochs back into the loading.
+CHANGE_MIN_ROWS = 4
+CHANGE_PENALTY = 10.0
 
 F64 = npt.NDArray[np.float64]
 _T, _L, _O = ROLE_INDEX[Role.TRAINER], ROLE_INDEX[Role.LOADER], ROLE_INDEX[Role.OTHER]
@@ -79,6 +87,11 @@ class Workload:
     rate: F64 = field(default_factory=lambda: np.zeros(0))
     knobs: list[dict[str, float]] = field(default_factory=list)
     defaults: dict[str, float] = field(default_factory=dict)
+    _phases: npt.NDArray[np.int64] | None = field(default=None, repr=False)
+    _demands: list[Demand] | None = field(default=None, repr=False)
+    # What the replay env precomputes per workload, shared by every env built on this object
+    # (a vectorized trainer builds several; validation builds one per evaluation).
+    replay_cache: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
 
     @property
     def ncpus(self) -> int:
@@ -88,8 +101,20 @@ class Workload:
         return len(self.samples)
 
     def demands(self) -> list[Demand]:
-        """Each row's demand (pooled over nearby rows recorded at the same knobs)."""
+        """Each row's demand (pooled over nearby rows of the same phase, knobs and part)."""
         return derive_demands(self)
+
+    def demands_cached(self) -> list[Demand]:
+        """:meth:`demands`, computed once (the parameters do not enter them)."""
+        if self._demands is None:
+            self._demands = self.demands()
+        return self._demands
+
+    def phases(self) -> npt.NDArray[np.int64]:
+        """A phase id per row, from change points of the demand (computed once)."""
+        if self._phases is None:
+            self._phases = phase_ids(self)
+        return self._phases
 
 
 def _check_meta(path: Path, meta: dict[str, Any]) -> None:
@@ -197,11 +222,59 @@ def recorded_rates(samples: list[Sample]) -> F64:
     return np.array([progress_rate(s) for s in samples], dtype=np.float64)
 
 
-def _segments(knobs: list[dict[str, float]]) -> npt.NDArray[np.int64]:
-    """A segment id per row: consecutive rows at the same knob setting share one."""
+def demand_columns(wl: Workload) -> F64:
+    """Per row, what change points are sought in: log1p MB/s read, the trainer's and the
+    loaders' cores on CPU, and the cores other tasks wanted (on CPU or runnable)."""
+    roles = np.stack([s.roles for s in wl.samples]).astype(np.float64)
+    dt = np.array([max(s.interval_s, 1e-6) for s in wl.samples])
+    read = np.array([float(s.block[B["read_bytes"]]) for s in wl.samples])
+    other = roles[:, _O, C["oncpu_ns"]] + roles[:, _O, C["runq_wait_ns"]]
+    return np.stack(
+        [
+            np.log1p(read / dt / 1e6),
+            roles[:, _T, C["oncpu_ns"]] / 1e9 / dt,
+            roles[:, _L, C["oncpu_ns"]] / 1e9 / dt,
+            other / 1e9 / dt,
+        ],
+        axis=1,
+    )
+
+
+def phase_ids(wl: Workload) -> npt.NDArray[np.int64]:
+    """A phase id per row: a new phase starts at each change point of :func:`demand_columns`.
+
+    Each column is scaled by its noise (the median absolute step between rows, a robust
+    estimate that a few real jumps do not move), so one penalty fits every workload.
+    """
+    import ruptures
+
+    n = len(wl)
+    out = np.zeros(n, dtype=np.int64)
+    if n < 2 * CHANGE_MIN_ROWS:
+        return out
+    x = demand_columns(wl)
+    step = np.diff(x, axis=0)
+    noise = np.median(np.abs(step - np.median(step, axis=0)), axis=0) / 0.6745 / math.sqrt(2)
+    noise = np.where(noise > 0, noise, np.maximum(x.std(axis=0), 1e-9))
+    z = (x - x.mean(axis=0)) / noise
+    algo = ruptures.Pelt(model="l2", min_size=CHANGE_MIN_ROWS, jump=1).fit(z)
+    ends = algo.predict(pen=CHANGE_PENALTY * math.log(n) * z.shape[1])
+    for end in ends[:-1]:
+        out[end:] += 1
+    return out
+
+
+def _segments(wl: Workload) -> npt.NDArray[np.int64]:
+    """A segment id per row: consecutive rows at the same knob setting, in the same phase of
+    the demand and the same split part share one."""
+    from autotune.envs.splits import part_of_rows
+
+    knobs = wl.knobs
+    phase, part = wl.phases(), part_of_rows(len(knobs))
     seg = np.zeros(len(knobs), dtype=np.int64)
     for i in range(1, len(knobs)):
-        seg[i] = seg[i - 1] + (knobs[i] != knobs[i - 1])
+        new = knobs[i] != knobs[i - 1] or phase[i] != phase[i - 1] or part[i] != part[i - 1]
+        seg[i] = seg[i - 1] + new
     return seg
 
 
@@ -218,7 +291,7 @@ def _pooled(values: F64, seg: npt.NDArray[np.int64], w: int) -> F64:
 
 @dataclass(frozen=True)
 class Pooled:
-    """Per-row sums over ±SMOOTH_ROWS rows at the same knobs: what demand is derived from."""
+    """Per-row sums over ±SMOOTH_ROWS rows of the same segment: what demand is derived from."""
 
     done: F64  # samples
     dt: F64  # seconds
@@ -232,11 +305,11 @@ class Pooled:
 
 
 def pool(wl: Workload) -> Pooled:
-    """Pool each row's counters with its neighbours recorded at the same knobs."""
+    """Pool each row's counters with its neighbours of the same segment (:func:`_segments`)."""
     roles = np.stack([s.roles for s in wl.samples]).astype(np.float64)
     dt = np.array([max(s.interval_s, 1e-6) for s in wl.samples])
     read = np.array([float(s.block[B["read_bytes"]]) for s in wl.samples])
-    seg = _segments(wl.knobs)
+    seg = _segments(wl)
     w = SMOOTH_ROWS
     run_t = (roles[:, _T, C["oncpu_ns"]] + roles[:, _T, C["runq_wait_ns"]]) / 1e9 / dt
     run_l = (roles[:, _L, C["oncpu_ns"]] + roles[:, _L, C["runq_wait_ns"]]) / 1e9 / dt
@@ -288,7 +361,7 @@ def demands_from(p: Pooled) -> list[Demand]:
 
 
 def derive_demands(wl: Workload) -> list[Demand]:
-    """Per row, what the job wanted, pooled over ±SMOOTH_ROWS rows at the same knobs."""
+    """Per row, what the job wanted, pooled over ±SMOOTH_ROWS rows of the same segment."""
     if not wl.samples:
         return []
     return demands_from(pool(wl))

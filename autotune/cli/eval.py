@@ -32,7 +32,9 @@ def _baselines(value: str) -> list[str]:
     "models",
     multiple=True,
     metavar="RUN_ID|PATH",
-    help="Trained policies to evaluate (MLflow run id or exported folder; repeatable).",
+    help="Trained policies to evaluate (MLflow run id or exported folder; repeatable). Models "
+    "of one algorithm trained on the same workloads with different seeds are one policy, with "
+    "one run per seed.",
 )
 @click.option("--workload", "workloads", multiple=True, metavar="NAME|PATH|GLOB")
 @click.option(
@@ -41,7 +43,13 @@ def _baselines(value: str) -> list[str]:
     show_default=True,
     help="Comma-separated: default, random, static-best, heuristic (or all, none).",
 )
-@click.option("--seeds", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option(
+    "--seeds",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    help="Evaluation (replay) seeds; never a seed the models were trained with.",
+)
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="PNG to write.")
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
 @click.option("--tracking-uri", help="MLflow tracking URI (default: settings).")
@@ -56,11 +64,14 @@ def evaluate(  # noqa: PLR0917 - one parameter per click option
     tracking_uri: str | None,
     config_file: str | None,
 ) -> None:
-    """Evaluate policies and baselines on held-out traces, the same protocol for all.
+    """Evaluate policies and baselines on each trace's test part, the same protocol for all.
 
-    N seeds × each workload's held-out last quarter: mean and 95% interval of progress
-    relative to the default knobs, knob changes per minute, worst regression. Prints a table,
-    writes a PNG plot, logs both to MLflow (one eval run, a child run per result).
+    Each workload's test part (the last 20 % of its trace, never trained or validated on),
+    N evaluation seeds: progress relative to the default knobs, as the mean with a 95 %
+    stratified-bootstrap interval over runs (one per training seed when several models of a
+    policy are given), the interquartile mean and the probability of improvement over the
+    baselines (rliable); knob changes per minute, worst regression. Prints a table, writes a PNG
+    plot, logs both to MLflow (one eval run, a child run per result).
     """
     from autotune.agents.run_eval import run
 
@@ -69,7 +80,7 @@ def evaluate(  # noqa: PLR0917 - one parameter per click option
         models=list(models),
         workload_patterns=list(workloads),
         baseline_names=_baselines(baselines),
-        seeds=list(range(seeds)),
+        seeds=seeds,
         plot_path=plot_path,
         experiment=experiment,
         settings=settings,

@@ -22,8 +22,20 @@ ALGO_NAMES = ("ppo", "a2c", "dqn", "sac", "recurrent-ppo")
 )
 @click.option("--algo", type=click.Choice(ALGO_NAMES), default="ppo", show_default=True)
 @click.option("--timesteps", type=click.IntRange(min=1), default=100_000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--n-envs", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 99_999),
+    default=0,
+    show_default=True,
+    help="Training seed (validation and evaluation use seeds of their own).",
+)
+@click.option(
+    "--n-envs",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Replay envs stepped together: the policy acts on all of them in one batch.",
+)
 @click.option(
     "--frame-stack",
     type=click.IntRange(1, 16),
@@ -31,13 +43,21 @@ ALGO_NAMES = ("ppo", "a2c", "dqn", "sac", "recurrent-ppo")
     show_default=True,
     help="Observations stacked as input (lets the agent see phase changes coming).",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="torch threads. One suits the small policies here and a busy node: more threads wait "
+    "on each other whenever another task holds a core.",
+)
 @click.option("--tiny", is_flag=True, help="Tiny network and rollouts (tests, smoke runs).")
 @click.option(
     "--eval-freq",
     type=click.IntRange(min=1),
     default=10_000,
     show_default=True,
-    help="Timesteps between held-out evaluations.",
+    help="Timesteps between evaluations on the validation part.",
 )
 @click.option(
     "--patience",
@@ -60,6 +80,7 @@ def train(  # noqa: PLR0917 - one parameter per click option
     seed: int,
     n_envs: int,
     frame_stack: int,
+    threads: int,
     tiny: bool,
     eval_freq: int,
     patience: int,
@@ -71,9 +92,11 @@ def train(  # noqa: PLR0917 - one parameter per click option
 ) -> None:
     """Train an agent offline against recorded workloads (ReplayEnv), tracked in MLflow.
 
-    Evaluates on each trace's held-out last quarter every --eval-freq timesteps, keeps the best
-    policy, stops early when evaluation stops improving, and exports the policy (weights +
-    JSON, no pickle) as the run's `policy/` artifact for `autotune eval` and `autotune tune`.
+    Learns on each trace's training part (its first 60 %), evaluates on its validation part
+    (the next 20 %) every --eval-freq timesteps, keeps the best policy, stops early when
+    validation stops improving, and exports the policy (weights + JSON, no pickle) as the run's
+    `policy/` artifact for `autotune eval` and `autotune tune`. The last 20 % is left for
+    `autotune eval`. The progress bar shows the training rate (steps/s).
     """
     from rich.console import Console
 
@@ -89,6 +112,7 @@ def train(  # noqa: PLR0917 - one parameter per click option
         seed=seed,
         n_envs=n_envs,
         frame_stack=frame_stack,
+        threads=threads,
         tiny=tiny,
         eval_freq=min(eval_freq, timesteps),
         patience=patience,
@@ -105,8 +129,9 @@ def train(  # noqa: PLR0917 - one parameter per click option
     result = run_training(cfg, loaded)
     reached = result.to_time_to(0.95)
     console.print(
-        f"best held-out progress vs default: {result.best_score:.3f} "
-        f"({result.timesteps} timesteps in {result.wall_s:.0f} s"
+        f"best validation progress vs default: {result.best_score:.3f} "
+        f"({result.timesteps} timesteps in {result.wall_s:.0f} s, "
+        f"{result.steps_per_s:,.0f} steps/s"
         + (", stopped early" if result.stopped_early else "")
         + ")"
     )

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from autotune.envs.splits import EVAL_SEED_BASE
 from autotune.envs.workload import list_bundled
 
 BUNDLED = list_bundled()
@@ -105,7 +106,8 @@ def test_eval_by_run_id_against_baselines(
         timeout=600,
     )
     assert r.returncode == 0, r.stderr
-    assert "progress vs default" in r.stdout
+    assert "progress vs default (test parts)" in r.stdout
+    assert "IQM" in r.stdout and "P(> default)" in r.stdout
     for policy in ("ppo", "default", "heuristic"):
         assert policy in r.stdout
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -115,6 +117,9 @@ def test_eval_by_run_id_against_baselines(
         [exp.experiment_id], "tags.`autotune.kind` = 'eval_result'", max_results=100
     )
     assert len(results) == 3 * 2  # 3 policies x 2 seeds on one workload
+    # Evaluation seeds are never the training seed (1), nor any seed training may use.
+    seeds = {int(x.data.tags["autotune.seed"]) for x in results}
+    assert len(seeds) == 2 and min(seeds) >= EVAL_SEED_BASE
     ppo = [x for x in results if x.data.tags["autotune.policy"] == "ppo"]
     assert all(x.data.tags["autotune.model_run_id"] == run_id for x in ppo)
     defaults = [
@@ -131,6 +136,8 @@ def test_eval_by_run_id_against_baselines(
         (["train", "--algo", "nope"], "nope"),
         (["train", "--workload", "no-such-workload"], "no workload named 'no-such-workload'"),
         (["train", "--timesteps", "0"], "timesteps"),
+        (["train", "--seed", "1000000"], "seed"),
+        (["train", "--threads", "0"], "threads"),
         (["eval", "--model", "/no/such/policy"], "neither a path nor an MLflow run id"),
         (["eval", "--baselines", "best"], "unknown baseline 'best'"),
         (["eval", "--model", "0" * 32], "no run"),

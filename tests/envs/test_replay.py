@@ -1,5 +1,5 @@
 """ReplayEnv on the bundled recorded workloads: Gymnasium's and SB3's checks, determinism, the
-reward's meaning, held-out rows, and clear errors for bad traces."""
+reward's meaning, the split parts, and clear errors for bad traces."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from autotune.envs import spaces
-from autotune.envs.replay import HELDOUT_ROWS, TRAIN_ROWS, ReplayEnv
+from autotune.envs import spaces, splits
+from autotune.envs.replay import ReplayEnv
 from autotune.envs.workload import list_bundled, load
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
@@ -84,14 +84,23 @@ def test_observation_reflects_the_knobs() -> None:
     assert np.array_equal(knob_levels(obs), action)
 
 
-def test_held_out_rows_are_not_trained_on() -> None:
+def test_test_rows_are_never_trained_or_validated_on() -> None:
     wl = load(BUNDLED[0])
-    train, held = ReplayEnv([wl], rows=TRAIN_ROWS), ReplayEnv([wl], rows=HELDOUT_ROWS)
+    n = len(wl)
+    train, valid = ReplayEnv([wl], rows=splits.TRAIN), ReplayEnv([wl], rows=splits.VALIDATION)
+    test = ReplayEnv([wl], rows=splits.TEST, episode_steps=n)
+    test_lo = int(splits.TEST[0] * n)
     for seed in range(5):
-        _, i = train.reset(seed=seed)
-        assert i["row"] < int(0.75 * len(wl))
-        _, j = held.reset(seed=seed)
-        assert j["row"] >= int(0.75 * len(wl))
+        for env, lo, hi in ((train, 0, int(0.6 * n)), (valid, int(0.6 * n), test_lo)):
+            _, info = env.reset(seed=seed)
+            rows = [info["row"]]
+            done = False
+            while not done:
+                _, _, _, done, info = env.step(env.action_space.sample())
+                rows.append(info["row"])
+            assert lo <= min(rows) and max(rows) < hi
+        _, k = test.reset(seed=seed)
+        assert k["row"] >= test_lo
 
 
 def test_action_outside_the_space_is_gymnasiums_error() -> None:
