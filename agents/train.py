@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from autotune.agents import algos
@@ -27,6 +27,9 @@ from autotune.envs.workload import Workload
 
 from autotune import policy as runtime
 from autotune.errors import UserError
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.callbacks import BaseCallback
 
 MIN_IMPROVEMENT = 0.002  # progress-vs-default an evaluation must gain to count as better
 
@@ -49,6 +52,8 @@ class TrainConfig:
     runs_dir: Path = Path("runs")
     progress_bar: bool = True
     overrides: dict[str, Any] = field(default_factory=dict)
+    parent_run: str | None = None  # the MLflow run this one nests under (a sweep's)
+    tags: dict[str, str] = field(default_factory=dict)  # added to the run's own
 
 
 @dataclass
@@ -100,8 +105,15 @@ def held_out_score(policy: runtime.Policy, workloads: Sequence[Workload], seed: 
     )
 
 
-def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
-    """Train, evaluate on held-out rows as it goes, keep the best policy, track everything."""
+def train(
+    cfg: TrainConfig, workloads: Sequence[Workload], *, after_eval: BaseCallback | None = None
+) -> TrainResult:
+    """Train, evaluate on held-out rows as it goes, keep the best policy, track everything.
+
+    ``after_eval`` (an SB3 ``BaseCallback``, as for SB3's ``EvalCallback``) runs after every
+    evaluation with ``parent`` set to the evaluating callback, whose ``last_score``,
+    ``best_score`` and ``num_timesteps`` it may read; returning False stops training.
+    """
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
@@ -131,7 +143,7 @@ def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
     run_name = f"{cfg.algo}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = cfg.out_dir / run_name
     out.mkdir(parents=True, exist_ok=True)
-    tags = {ts.TAG_ALGO: cfg.algo, ts.TAG_WORKLOADS: ",".join(names)}
+    tags = {ts.TAG_ALGO: cfg.algo, ts.TAG_WORKLOADS: ",".join(names), **cfg.tags}
     with tracked_run(
         ts.TRAIN,
         name=run_name,
@@ -140,6 +152,7 @@ def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
         tracking_uri=cfg.tracking_uri,
         experiment=cfg.experiment,
         runs_dir=cfg.runs_dir,
+        parent=cfg.parent_run,
     ) as run:
         venv: Any = DummyVecEnv(
             [_make_env(workloads, algo, cfg.seed + i) for i in range(cfg.n_envs)]
@@ -184,11 +197,23 @@ def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
             def __init__(self) -> None:
                 super().__init__()
                 self.next = cfg.eval_freq
+                self.last_score = float("nan")
+                self.best_score = float("nan")
+
+            def _init_callback(self) -> None:
+                if after_eval is not None:
+                    after_eval.init_callback(self.model)
+                    after_eval.parent = self
 
             def _on_step(self) -> bool:
                 if self.num_timesteps >= self.next:
                     self.next += cfg.eval_freq
-                    return evaluate_now(self.num_timesteps)
+                    go_on = evaluate_now(self.num_timesteps)
+                    self.last_score = state["history"][-1].score
+                    self.best_score = float(state["best"])
+                    if after_eval is not None:
+                        go_on = after_eval.on_step() and go_on
+                    return go_on
                 return True
 
         checkpoints = CheckpointCallback(
