@@ -4,13 +4,17 @@ The embedded Ray is kept small for a shared 2-core node: as many CPUs as asked (
 an object store of :data:`OBJECT_STORE_MB` (Ray's minimum is 75 MB; trials pass only a few
 numbers through it), no dashboard, no usage reporting, its own temporary folder. It is stopped
 when the block ends, however it ends, and any of its processes still alive then (found by that
-folder in their command line) are killed, so none outlives the command.
+folder in their command line) are killed, so none outlives the command. Ray's token
+authentication stays on, with the token in that folder: Ray's default would write one to
+``~/.ray/auth_token``, which outlives the command and which a later `ray start --head` on
+the node would pick up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -25,7 +29,9 @@ import psutil
 from autotune.errors import UserError
 
 OBJECT_STORE_MB = 80
-CONNECT_PROBE_S = 3.0  # how long an --address gets to accept a TCP connection
+AUTH_MODE, AUTH_TOKEN_PATH = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"
+CONNECT_PROBE_S = 3.0
+START_ATTEMPTS = 3  # how long an --address gets to accept a TCP connection
 # Ray's chatter we do not want on a person's terminal; their own settings win.
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -59,7 +65,7 @@ def quiet() -> None:
         os.environ.setdefault(k, v)
 
 
-def _probe(address: str) -> None:
+def probe(address: str) -> None:
     """Refuse an address nothing answers on, quickly (Ray itself retries for minutes)."""
     if address == "auto":
         return
@@ -122,7 +128,7 @@ def ray_session(address: str | None, *, num_cpus: int | None = None) -> Iterator
     import ray
 
     if address is not None:
-        _probe(address)
+        probe(address)
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
@@ -135,21 +141,45 @@ def ray_session(address: str | None, *, num_cpus: int | None = None) -> Iterator
         return
     # Unix socket paths must stay short (108 bytes): a short folder directly in /tmp.
     temp_dir = Path(tempfile.mkdtemp(prefix="atray-", dir="/tmp"))
+    saved = {k: os.environ.get(k) for k in (AUTH_MODE, AUTH_TOKEN_PATH)}
+    if saved[AUTH_MODE] is None and saved[AUTH_TOKEN_PATH] is None:
+        token = temp_dir / "auth_token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        os.environ.update({AUTH_MODE: "token", AUTH_TOKEN_PATH: str(token)})
     try:
-        ray.init(
-            num_cpus=num_cpus or os.cpu_count() or 1,
-            object_store_memory=OBJECT_STORE_MB * 1024 * 1024,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-            _temp_dir=str(temp_dir),
-        )
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                ray.init(
+                    num_cpus=num_cpus or os.cpu_count() or 1,
+                    object_store_memory=OBJECT_STORE_MB * 1024 * 1024,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                    _temp_dir=str(temp_dir),
+                )
+                break
+            except Exception as e:
+                # Ray gives its raylet a fixed 30 s to register; on a busy node it may not.
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                _kill_leftovers(temp_dir)
+                if attempt == START_ATTEMPTS:
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                    raise UserError(
+                        f"the embedded Ray did not start ({START_ATTEMPTS} tries): {first[:200]}"
+                    ) from None
         yield _info(None, temp_dir)
     finally:
         with contextlib.suppress(Exception):
             ray.shutdown()
         _kill_leftovers(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _info(address: str | None, temp_dir: Path | None) -> RayInfo:

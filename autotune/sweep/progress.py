@@ -149,6 +149,23 @@ class SweepView(Callback):
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self.close()
 
+    def from_results(self, grid: Any) -> None:
+        """Fill the records from Tune's result grid (when the hooks ran elsewhere)."""
+        for r in grid:
+            metrics = dict(r.metrics or {})
+            trial_id = str(metrics.get("trial_id", len(self.records)))
+            config = {k: v for k, v in dict(r.config or {}).items() if k != "budget"}
+            rec = self.records[trial_id] = TrialRecord(trial_id, config)
+            rec.node = str(metrics.get(NODE, ""))
+            rec.timesteps = int(metrics.get("timesteps", 0))
+            rec.best = float(metrics.get("best", math.nan))
+            if r.error is not None:
+                rec.status, rec.error = FAILED, _last_line(str(r.error))
+            elif rec.timesteps < int(dict(r.config or {}).get("budget", {}).get("timesteps", 0)):
+                rec.status = STOPPED
+            else:
+                rec.status = DONE
+
     # -- drawing -----------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -221,5 +238,9 @@ def _error_of(trial: Any) -> str:
             text = ""
     if not text:
         text = str(getattr(trial, "error_msg", "") or "error")
+    return _last_line(text)
+
+
+def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1][:300] if lines else "error"

@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from autotune.errors import UserError
-from autotune.sweep.spec import SweepSpec, search_space, workload_subsets
+from autotune.sweep.spec import SweepSpec, grid_size, search_space, workload_subsets
 from autotune.tracking import schema as ts
 
 BEST_METRIC = "train/best_progress_vs_default"
@@ -87,6 +87,8 @@ def run_sweep(req: SweepRequest, console: Console | None = None) -> SweepResult:
     console = console or Console(stderr=True, soft_wrap=True)
     spec = req.spec
     default_workloads = _check_workloads(spec)
+    if req.address is not None:
+        cluster.probe(req.address)  # before anything is logged: a wrong address is a typo
     uri = store.normalize(req.tracking_uri)
     runs_dir = req.runs_dir.resolve()
     if req.address is not None and store.sqlite_path(uri) is not None:
@@ -121,7 +123,7 @@ def run_sweep(req: SweepRequest, console: Console | None = None) -> SweepResult:
         with cluster.ray_session(req.address, num_cpus=req.num_cpus) as ray_info:
             ray_start_s = time.perf_counter() - t_ray
             console.print(
-                f"sweep {name}: {spec.trials} trials on Ray "
+                f"sweep {name}: {spec.trials * grid_size(spec.space)} trials on Ray "
                 f"({'embedded' if req.address is None else req.address}, {ray_info.nodes} "
                 f"node{'s' if ray_info.nodes != 1 else ''}, {ray_info.cpus:g} CPUs); "
                 f"MLflow run {run.id} at {uri}",
@@ -240,9 +242,13 @@ def _fit(  # noqa: PLR0917 - the sweep's pieces, passed once
         ),
     )
     try:
-        tuner.fit()
+        grid = tuner.fit()
     finally:
         view.close()
+    if not view.records:
+        # Through Ray Client (ray://) Tune runs on the cluster with its own copy of the view:
+        # what each trial did comes back in the result grid instead.
+        view.from_results(grid)
     return view
 
 

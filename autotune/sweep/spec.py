@@ -24,7 +24,9 @@ Example ``sweep.toml``::
     workloads = [["cnn", "shards"], "randread"] # subsets: a list of names, or one name
 
 A plain value fixes the key; a list draws one of its items; a table with one of ``choice``,
-``uniform``, ``loguniform`` or ``randint`` draws from that distribution. A hyperparameter goes
+``uniform``, ``loguniform`` or ``randint`` draws from that distribution; ``{ grid = [...] }``
+takes every value in turn (Ray Tune's grid search: ``trials`` samples of each, so ``trials = 2``
+with ``algo = { grid = ["ppo", "a2c"] }`` is four trials). A hyperparameter goes
 to the algorithms whose SB3 class takes it (``n_steps`` to PPO and A2C, not DQN), and is listed
 as ignored for the others. Unknown keys, a bad value or a bad bound are refused in one line.
 """
@@ -43,7 +45,7 @@ from autotune.errors import UserError
 from autotune.tracking.schema import DEFAULT_ALIAS, REGISTERED_MODEL
 
 ALGO_NAMES = ("ppo", "a2c", "dqn", "sac", "recurrent-ppo")
-DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
+DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 
 
 def _algo(v: Any) -> bool:
@@ -195,9 +197,9 @@ def _values(key: str, value: Any, where: str) -> list[Any] | None:
                 f"{where}: space.{key}: a table holds one of {', '.join(DISTRIBUTIONS)}"
             )
         (dist, arg), *_ = value.items()
-        if dist == "choice":
+        if dist in {"choice", "grid"}:
             if not isinstance(arg, list) or not arg:
-                raise UserError(f"{where}: space.{key}: choice needs a non-empty list")
+                raise UserError(f"{where}: space.{key}: {dist} needs a non-empty list")
             return list(arg)
         _check_bounds(key, dist, arg, where)
         return None
@@ -239,6 +241,15 @@ def check_space(space: Mapping[str, Any], where: str) -> None:
                 raise UserError(f"{where}: space.{key}: {v!r} is not {allowed}")
 
 
+def grid_size(space: Mapping[str, Any]) -> int:
+    """How many trials each sample becomes (the product of the grid keys' lengths)."""
+    n = 1
+    for value in space.values():
+        if isinstance(value, Mapping) and "grid" in value:
+            n *= len(value["grid"])
+    return n
+
+
 def workload_subsets(space: Mapping[str, Any]) -> list[list[str]]:
     """Every workload subset the space may draw (empty: the bundled workloads)."""
     if "workloads" not in space:
@@ -257,6 +268,8 @@ def search_space(space: Mapping[str, Any]) -> dict[str, Any]:
             (dist, arg), *_ = value.items()
             if dist == "choice":
                 out[key] = tune.choice(list(arg))
+            elif dist == "grid":
+                out[key] = tune.grid_search(list(arg))
             elif dist == "uniform":
                 out[key] = tune.uniform(float(arg[0]), float(arg[1]))
             elif dist == "loguniform":
