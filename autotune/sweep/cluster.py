@@ -5,7 +5,8 @@ an object store of :data:`OBJECT_STORE_MB` (Ray's minimum is 75 MB; trials pass 
 numbers through it), no dashboard, no usage reporting, its own temporary folder. It is stopped
 when the block ends, however it ends, and any of its processes still alive then (found by that
 folder in their command line) are killed, so none outlives the command. Ray's token
-authentication stays on, with the token in that folder: Ray's default would write one to
+authentication stays on, with a token of its own in the environment of this process and
+Ray's: Ray's default would write one to
 ``~/.ray/auth_token``, which outlives the command and which a later `ray start --head` on
 the node would pick up.
 """
@@ -29,7 +30,7 @@ import psutil
 from autotune.errors import UserError
 
 OBJECT_STORE_MB = 80
-AUTH_MODE, AUTH_TOKEN_PATH = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"
+AUTH_MODE, AUTH_TOKEN = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"
 CONNECT_PROBE_S = 3.0
 START_ATTEMPTS = 3  # how long an --address gets to accept a TCP connection
 # Ray's chatter we do not want on a person's terminal; their own settings win.
@@ -141,12 +142,10 @@ def ray_session(address: str | None, *, num_cpus: int | None = None) -> Iterator
         return
     # Unix socket paths must stay short (108 bytes): a short folder directly in /tmp.
     temp_dir = Path(tempfile.mkdtemp(prefix="atray-", dir="/tmp"))
-    saved = {k: os.environ.get(k) for k in (AUTH_MODE, AUTH_TOKEN_PATH)}
-    if saved[AUTH_MODE] is None and saved[AUTH_TOKEN_PATH] is None:
-        token = temp_dir / "auth_token"
-        token.write_text(secrets.token_hex(32))
-        token.chmod(0o600)
-        os.environ.update({AUTH_MODE: "token", AUTH_TOKEN_PATH: str(token)})
+    saved = {k: os.environ.get(k) for k in (AUTH_MODE, AUTH_TOKEN)}
+    if saved[AUTH_MODE] is None and saved[AUTH_TOKEN] is None:
+        # Ray's processes inherit it from this process's environment, and nothing else sees it.
+        os.environ.update({AUTH_MODE: "token", AUTH_TOKEN: secrets.token_hex(32)})
     try:
         for attempt in range(1, START_ATTEMPTS + 1):
             try:

@@ -31,9 +31,15 @@ def two_nodes() -> Iterator[TwoNodeCluster]:
 
 
 @pytest.fixture(scope="module")
-def autotune_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def autotune_server(
+    tmp_path_factory: pytest.TempPathFactory, empty_store: Path
+) -> Iterator[Server]:
     """`autotune server` in its own folder; SIGTERM at the end, its workers checked gone."""
     cwd = tmp_path_factory.mktemp("server")
+    # Its default store, made already: a new one migrates for longer than the server's start
+    # timeout on a loaded 2-core node.
+    (cwd / "runs" / "server").mkdir(parents=True)
+    shutil.copyfile(empty_store, cwd / "runs" / "server" / "mlflow.db")
     port = free_port()
     proc = subprocess.Popen(
         [*AUTOTUNE, "server", "--port", str(port)],

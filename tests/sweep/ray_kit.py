@@ -1,9 +1,10 @@
 """Helpers for sweep tests: a real two-node Ray cluster and a real `autotune server`.
 
 The cluster is `ray start --head` and `ray start --address`, each with its own temporary folder
-and one of the node's CPUs, token authentication with a token in the cluster's own folder (not
-``~/.ray``). Teardown does not use `ray stop`: that stops every Ray process on the machine,
-other people's too; it ends the processes whose command line names one of our folders.
+and one of the node's CPUs, token authentication with a token of its own passed in the
+environment (Ray's default is a file in ``~/.ray`` that would outlive the test). Teardown does
+not use `ray stop`: that stops every Ray process on the machine, other people's too; it ends
+the processes whose command line names one of our folders.
 """
 
 from __future__ import annotations
@@ -72,12 +73,10 @@ class TwoNodeCluster:
         return [self.root / "head", self.root / "worker"]
 
     def start(self) -> None:
-        token = self.root / "auth_token"
-        token.write_text(secrets.token_hex(32))
         self.env = {
             **os.environ,
             "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN_PATH": str(token),
+            "RAY_AUTH_TOKEN": secrets.token_hex(32),
             "RAY_USAGE_STATS_ENABLED": "0",
         }
         common = ["--num-cpus", "1", "--object-store-memory", str(80 * 1024 * 1024)]
