@@ -33,13 +33,17 @@ OBJECT_STORE_MB = 80
 AUTH_MODE, AUTH_TOKEN = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"
 CONNECT_PROBE_S = 3.0
 START_ATTEMPTS = 3  # how long an --address gets to accept a TCP connection
-# Ray's chatter we do not want on a person's terminal; their own settings win.
+# Ray's chatter we do not want on a person's terminal, and its start-up patience; a
+# person's own settings win.
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DEDUP_LOGS": "0",
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no TensorBoard/CSV/JSON writers per trial
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100000",
+    # Ray waits 30 s for its GCS to publish its port; on a 2-core node at load 15 it took
+    # longer and the embedded Ray failed to start ("Failed to start GCS").
+    "RAY_gcs_server_port_wait_time_s": "120",
 }
 
 
