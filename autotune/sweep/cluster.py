@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -128,6 +129,13 @@ def ray_session(address: str | None, *, num_cpus: int | None = None) -> Iterator
         UserError: ``address`` does not answer or is not a Ray cluster.
     """
     quiet()
+    saved = {k: os.environ.get(k) for k in (AUTH_MODE, AUTH_TOKEN)}
+    own_token = address is None and all(v is None for v in saved.values())
+    if own_token and "ray" not in sys.modules:
+        # Before Ray is imported: it reads its authentication settings once, at import, and a
+        # driver that missed them is refused by its own GCS (InvalidAuthToken). Ray's
+        # processes inherit the token from this environment, and nothing else sees it.
+        os.environ.update({AUTH_MODE: "token", AUTH_TOKEN: secrets.token_hex(32)})
     import logging
 
     import ray
@@ -146,10 +154,6 @@ def ray_session(address: str | None, *, num_cpus: int | None = None) -> Iterator
         return
     # Unix socket paths must stay short (108 bytes): a short folder directly in /tmp.
     temp_dir = Path(tempfile.mkdtemp(prefix="atray-", dir="/tmp"))
-    saved = {k: os.environ.get(k) for k in (AUTH_MODE, AUTH_TOKEN)}
-    if saved[AUTH_MODE] is None and saved[AUTH_TOKEN] is None:
-        # Ray's processes inherit it from this process's environment, and nothing else sees it.
-        os.environ.update({AUTH_MODE: "token", AUTH_TOKEN: secrets.token_hex(32)})
     try:
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
