@@ -273,6 +273,8 @@ def main() -> None:
         )
         got["sequential_overhead_per_run_s"] = (q["wall_s"] - sum(q["train_wall_s"])) / len(TRIALS)
         repeats.append(got)
+        if args.output:  # what is measured so far survives an interrupted run
+            _write(args.output, _document(args, repeats, cpus, load0, None, partial=True))
         print(
             f"repeat {rep + 1}/{args.repeats} ({' then '.join(order)}): sequential "
             f"{q['wall_s']:.0f} s, sweep {s['wall_s']:.0f} s, ratio "
@@ -282,19 +284,7 @@ def main() -> None:
             flush=True,
         )
 
-    def summary(key: str, arm: str | None = None) -> tuple[float, float, float]:
-        return _interval([float((r[arm] if arm else r)[key]) for r in repeats])
-
-    result: dict[str, Any] = {
-        "ratio_seq_over_sweep": summary("ratio_seq_over_sweep"),
-        "ray_overhead_per_trial_s": summary("ray_overhead_per_trial_s"),
-        "sequential_overhead_per_run_s": summary("sequential_overhead_per_run_s"),
-        "ray_start_s": summary("ray_start_s", "sweep"),
-        "ray_stop_s": summary("ray_stop_s", "sweep"),
-        "peak_pss_ray_system_mb": summary("peak_pss_ray_system_mb", "sweep"),
-        "peak_pss_ray_workers_mb": summary("peak_pss_ray_workers_mb", "sweep"),
-    }
-    for k, (m, lo, hi) in result.items():
+    for k, (m, lo, hi) in _summary(repeats).items():
         print(f"{k}: {m:.2f} (95 % interval {lo:.2f} to {hi:.2f}, {len(repeats)} repeats)")
     last = repeats[-1]
     try:
@@ -313,10 +303,40 @@ def main() -> None:
     except Exception as e:  # the wall-time figures above are kept either way
         vs = {"error": f"{type(e).__name__}: {e}"}
         print(f"champion vs default not measured: {vs['error']}")
+    if args.output:
+        _write(args.output, _document(args, repeats, cpus, load0, vs, partial=False))
+        print(f"wrote {args.output}")
+
+
+def _summary(repeats: list[dict[str, Any]]) -> dict[str, tuple[float, float, float]]:
+    def of(key: str, arm: str | None = None) -> tuple[float, float, float]:
+        return _interval([float((r[arm] if arm else r)[key]) for r in repeats])
+
+    return {
+        "ratio_seq_over_sweep": of("ratio_seq_over_sweep"),
+        "ray_overhead_per_trial_s": of("ray_overhead_per_trial_s"),
+        "sequential_overhead_per_run_s": of("sequential_overhead_per_run_s"),
+        "ray_start_s": of("ray_start_s", "sweep"),
+        "ray_stop_s": of("ray_stop_s", "sweep"),
+        "peak_pss_ray_system_mb": of("peak_pss_ray_system_mb", "sweep"),
+        "peak_pss_ray_workers_mb": of("peak_pss_ray_workers_mb", "sweep"),
+    }
+
+
+def _document(
+    args: argparse.Namespace,
+    repeats: list[dict[str, Any]],
+    cpus: int,
+    load0: tuple[float, float, float],
+    vs: dict[str, Any] | None,
+    *,
+    partial: bool,
+) -> dict[str, Any]:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-    doc = {
+    return {
         "bench": "bench/agents/sweep.py",
         "command": " ".join(sys.argv),
+        "partial": partial,
         "commit": commit.strip(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -326,16 +346,19 @@ def main() -> None:
             "loadavg_at_start": load0,
             "loadavg_at_end": os.getloadavg(),
         },
-        "params": vars(args) | {"output": str(args.output) if args.output else None},
+        "params": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "trials": TRIALS,
-        "summary": result,
+        "summary": _summary(repeats),
         "champion_vs_default": vs,
         "repeats": repeats,
     }
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"wrote {args.output}")
+
+
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.rename(path)
 
 
 if __name__ == "__main__":
