@@ -132,6 +132,7 @@ def run_sweep(req: SweepRequest, console: Console | None = None) -> SweepResult:
             view = _fit(spec, req, run.id, uri, runs_dir, name, default_workloads, console)
             t_stop = time.perf_counter()
         ray_stop_s = time.perf_counter() - t_stop
+        _upload_leftovers(runs_dir, run.id)
         records = list(view.records.values())
         champion = _champion(uri, run.id, spec.experiment, records)
         champion_run, champion_score = champion if champion else (None, math.nan)
@@ -283,3 +284,27 @@ def _champion(
         if any(a.path == ts.POLICY_ARTIFACT for a in c.list_artifacts(r.info.run_id)):
             return r.info.run_id, float(r.data.metrics[BEST_METRIC])
     return None
+
+
+def _upload_leftovers(runs_dir: Path, parent: str) -> None:
+    """Upload the trial runs on this node whose last upload had not finished when Ray ended
+    their worker (each run's end waits 20 s for it; on a node at load 80 that was not enough).
+
+    Only this sweep's trials (their spool names the sweep's run as parent); a trial on another
+    node keeps its spool there, for `autotune sync`.
+    """
+    from autotune.tracking.spool import Spool, spools
+    from autotune.tracking.sync import sync_one
+    from autotune.tracking.upload import Unreachable
+
+    for path in spools(runs_dir / ts.SPOOL_DIR):
+        try:
+            first = next(iter(Spool.open(path).ops_from(0)), None)
+        except (OSError, ValueError):
+            continue
+        if first is None or first[1].get("parent") != parent:
+            continue
+        try:
+            sync_one(path)
+        except (BlockingIOError, Unreachable):
+            continue
