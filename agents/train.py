@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from autotune.agents import algos
@@ -38,6 +38,9 @@ from autotune.envs.workload import Workload
 from autotune import policy as runtime
 from autotune.errors import UserError
 from autotune.tracking.schema import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.callbacks import BaseCallback
 
 MIN_IMPROVEMENT = 0.002  # progress-vs-default an evaluation must gain to count as better
 
@@ -61,6 +64,8 @@ class TrainConfig:
     progress_bar: bool = True
     threads: int = 1
     overrides: dict[str, Any] = field(default_factory=dict)
+    parent_run: str | None = None  # the MLflow run this one nests under (a sweep's)
+    tags: dict[str, str] = field(default_factory=dict)  # added to the run's own
 
 
 @dataclass
@@ -147,8 +152,15 @@ def validation_score(
     )
 
 
-def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
-    """Train, evaluate on held-out rows as it goes, keep the best policy, track everything."""
+def train(
+    cfg: TrainConfig, workloads: Sequence[Workload], *, after_eval: BaseCallback | None = None
+) -> TrainResult:
+    """Train, evaluate on held-out rows as it goes, keep the best policy, track everything.
+
+    ``after_eval`` (an SB3 ``BaseCallback``, as for SB3's ``EvalCallback``) runs after every
+    evaluation with ``parent`` set to the evaluating callback, whose ``last_score``,
+    ``best_score`` and ``num_timesteps`` it may read; returning False stops training.
+    """
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
@@ -187,7 +199,7 @@ def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
     run_name = f"{cfg.algo}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = cfg.out_dir / run_name
     out.mkdir(parents=True, exist_ok=True)
-    tags = {ts.TAG_ALGO: cfg.algo, ts.TAG_WORKLOADS: ",".join(names)}
+    tags = {ts.TAG_ALGO: cfg.algo, ts.TAG_WORKLOADS: ",".join(names), **cfg.tags}
     with (
         tracked_run(
             ts.TRAIN,
@@ -197,6 +209,7 @@ def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
             tracking_uri=cfg.tracking_uri,
             experiment=cfg.experiment,
             runs_dir=cfg.runs_dir,
+            parent=cfg.parent_run,
         ) as run,
         torch_threads(cfg.threads),
     ):
@@ -246,11 +259,23 @@ def train(cfg: TrainConfig, workloads: Sequence[Workload]) -> TrainResult:
             def __init__(self) -> None:
                 super().__init__()
                 self.next = cfg.eval_freq
+                self.last_score = float("nan")
+                self.best_score = float("nan")
+
+            def _init_callback(self) -> None:
+                if after_eval is not None:
+                    after_eval.init_callback(self.model)
+                    after_eval.parent = self
 
             def _on_step(self) -> bool:
                 if self.num_timesteps >= self.next:
                     self.next += cfg.eval_freq
-                    return evaluate_now(self.num_timesteps)
+                    go_on = evaluate_now(self.num_timesteps)
+                    self.last_score = state["history"][-1].score
+                    self.best_score = float(state["best"])
+                    if after_eval is not None:
+                        go_on = after_eval.on_step() and go_on
+                    return go_on
                 return True
 
         checkpoints = CheckpointCallback(

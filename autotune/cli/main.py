@@ -19,6 +19,7 @@ from autotune.errors import UserError
 # name → (module:attribute, one-line help shown by `autotune --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("autotune.cli.train:train", "Train an agent offline on recorded workloads."),
+    "sweep": ("autotune.cli.sweep:sweep", "Train many agents on Ray Tune; register the best."),
     "calibrate": (
         "autotune.cli.calibrate:calibrate",
         "Fit the replay model of recorded workloads.",

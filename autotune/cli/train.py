@@ -72,6 +72,14 @@ ALGO_NAMES = ("ppo", "a2c", "dqn", "sac", "recurrent-ppo")
 )
 @click.option("--tracking-uri", help="MLflow tracking URI (default: settings).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--register",
+    is_flag=True,
+    help="Register the policy in the MLflow Model Registry as autotune-policy (see --alias).",
+)
+@click.option(
+    "--alias", default="champion", show_default=True, help="Registry alias --register moves."
+)
 @click.option("--config", "config_file", type=click.Path(), help="Settings file (TOML).")
 def train(  # noqa: PLR0917 - one parameter per click option
     workloads: tuple[str, ...],
@@ -88,6 +96,8 @@ def train(  # noqa: PLR0917 - one parameter per click option
     experiment: str,
     tracking_uri: str | None,
     no_progress: bool,
+    register: bool,
+    alias: str,
     config_file: str | None,
 ) -> None:
     """Train an agent offline against recorded workloads (ReplayEnv), tracked in MLflow.
@@ -103,8 +113,11 @@ def train(  # noqa: PLR0917 - one parameter per click option
     from autotune.agents import select
     from autotune.agents.train import TrainConfig
     from autotune.agents.train import train as run_training
+    from autotune.tracking import registry
 
     settings = config.load({"tracking_uri": tracking_uri}, config_file)
+    if register:
+        registry.check_alias(alias)  # before training, not after
     loaded = select.workloads(workloads)
     cfg = TrainConfig(
         algo=algo,
@@ -141,3 +154,6 @@ def train(  # noqa: PLR0917 - one parameter per click option
         )
     click.echo(f"run: {result.run_id}")
     click.echo(f"policy: {result.policy_dir}")
+    if register:
+        version = registry.register(result.run_id, settings.tracking_uri, alias=alias)
+        click.echo(f"registered: {version.uri} (models:/{version.name}@{alias})")

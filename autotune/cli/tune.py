@@ -13,7 +13,12 @@ from autotune.tracking.schema import DEFAULT_EXPERIMENT
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
-@click.option("--model", required=True, metavar="RUN_ID|PATH", help="Policy to deploy.")
+@click.option(
+    "--model",
+    required=True,
+    metavar="RUN_ID|PATH|models:/NAME@ALIAS",
+    help="Policy to deploy: a training run, a policy folder, or a registered version.",
+)
 @click.option("--pid", type=int, help="Tune a running process (and its children).")
 @click.option("--cgroup", type=click.Path(), help="Tune every process of a cgroup.")
 @click.option(
@@ -62,10 +67,11 @@ def tune(  # noqa: PLR0917 - one parameter per click option
 
     Give the job as `-- CMD...` (autotune starts it, ends when it ends and passes its exit
     status through), --pid PID or --cgroup PATH. --model is an MLflow run id (resolved through
-    the tracking URI) or an exported policy folder. Every change is bounded, journalled and
-    undone on exit, SIGTERM, the job's end or (after a crash) `autotune restore`; a change that
-    makes progress worse is rolled back, and a session doing worse than the default knobs falls
-    back to them.
+    the tracking URI), an exported policy folder, or a version in the MLflow Model Registry
+    (models:/autotune-policy@champion, models:/autotune-policy/3), recorded in the session's
+    run. Every change is bounded, journalled and undone on exit, SIGTERM, the job's end or
+    (after a crash) `autotune restore`; a change that makes progress worse is rolled back, and
+    a session doing worse than the default knobs falls back to them.
     """
     from autotune.daemon.session import TuneRequest, run_session
 

@@ -55,10 +55,11 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
     from autotune.knobs import KNOBS
     from autotune.system.hugepages import collapse_heap
     from autotune.tracking import schema as ts
-    from autotune.tracking.models import resolve_model
+    from autotune.tracking.models import resolve_model_info
     from autotune.tracking.run import tracked_run
 
-    folder = resolve_model(req.model, settings.tracking_uri, settings.runs_dir)
+    resolved = resolve_model_info(req.model, settings.tracking_uri, settings.runs_dir)
+    folder = resolved.path
     pol = runtime.load(folder)
     interval_s = settings.tune_interval_ms / 1000.0
     model_run = pol.meta.get("train_run_id") or (req.model if not Path(req.model).exists() else "")
@@ -81,6 +82,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             ts.TAG_TARGET_COMMAND: " ".join(target.command or []) or target.description,
             ts.TAG_MODEL_RUN_ID: model_run,
             ts.TAG_ALGO: pol.algo,
+            **resolved.tags,  # models:/NAME@ALIAS: the registered version this session runs
         }
         params = {
             "interval_ms": settings.tune_interval_ms,

@@ -1,9 +1,11 @@
-"""`--model RUN_ID | PATH`: find the exported policy folder a tuner or evaluator loads."""
+"""`--model RUN_ID | PATH | models:/NAME@ALIAS`: find the exported policy folder a tuner or
+evaluator loads."""
 
 from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autotune.errors import UserError
@@ -27,10 +29,38 @@ def _from_spool(runs_dir: Path, local_id: str) -> Path | None:
     raise UserError(f"run {local_id} has no {POLICY_ARTIFACT}/ artifact (not a training run?)")
 
 
-def resolve_model(run_id_or_path: str, tracking_uri: str, runs_dir: Path = Path("runs")) -> Path:
-    """The local folder of an exported policy named by a path, a run id or ``runs:/ID/policy``.
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a ``--model`` lives on this node, and the tags a run deploying it carries.
 
-    A run id is looked up at ``tracking_uri``; its ``policy/`` artifact is downloaded once into
+    Attributes:
+        path: the policy folder.
+        tags: for a registry URI, the registered name, version, alias and training run.
+    """
+
+    path: Path
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_model_info(
+    given: str, tracking_uri: str, runs_dir: Path = Path("runs")
+) -> ResolvedModel:
+    """As :func:`resolve_model`, with the registry version's tags for ``models:/`` URIs."""
+    from autotune.tracking import registry
+
+    if registry.is_models_uri(given):
+        folder, version = registry.resolve(given, tracking_uri, runs_dir)
+        return ResolvedModel(folder, version.tags())
+    return ResolvedModel(resolve_model(given, tracking_uri, runs_dir))
+
+
+def resolve_model(run_id_or_path: str, tracking_uri: str, runs_dir: Path = Path("runs")) -> Path:
+    """The local folder of an exported policy named by a path, a run id, ``runs:/ID/policy``
+    or a registry URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``).
+
+    A registry URI is looked up in the MLflow Model Registry at ``tracking_uri`` each time (an
+    alias may have moved), then downloaded as the run id of the version it names. A run id is
+    looked up at ``tracking_uri``; its ``policy/`` artifact is downloaded once into
     ``<runs_dir>/models/<run id>/``. A local id (``local-…``) of a run not yet uploaded is read
     from the spool.
 
@@ -38,6 +68,8 @@ def resolve_model(run_id_or_path: str, tracking_uri: str, runs_dir: Path = Path(
         UserError: no such path or run, a run without a policy, or a store that does not answer.
     """
     given = run_id_or_path.strip()
+    if given.startswith("models:/"):
+        return resolve_model_info(given, tracking_uri, runs_dir).path
     path = Path(given).expanduser()
     if path.exists():
         if not path.is_dir():

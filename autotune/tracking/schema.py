@@ -29,6 +29,20 @@ By kind
     the summary metric ``progress_vs_default``; the artifact ``decisions.jsonl``.
 
     ``record``: a telemetry recording (tags only, plus whatever its recorder logs).
+
+    ``sweep``: a Ray Tune sweep (``autotune sweep``); params are its budget and search space as
+    JSON; each trial is a ``train`` run nested under it (``mlflow.parentRunId``) and tagged
+    ``autotune.sweep_trial``; metrics ``sweep/best_progress_vs_default``, ``sweep/trials``,
+    ``sweep/stopped_early``, ``sweep/errors``; the artifact ``sweep.json`` (every trial's
+    config, node, status and score); tags ``autotune.champion_run_id`` and, once registered,
+    ``autotune.model_name`` / ``autotune.model_version``.
+
+Model Registry
+    The chosen policy is registered as :data:`REGISTERED_MODEL` (a version per registration,
+    its source the training run's ``policy/`` artifact) with the alias :data:`DEFAULT_ALIAS`.
+    A ``tune`` run started with ``--model models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``) is
+    tagged ``autotune.model_name``, ``autotune.model_version``, ``autotune.model_uri`` and, when
+    an alias named it, ``autotune.model_alias``.
 """
 
 from __future__ import annotations
@@ -47,7 +61,8 @@ EVAL: Final = "eval"
 EVAL_RESULT: Final = "eval_result"
 TUNE: Final = "tune"
 RECORD: Final = "record"
-KINDS: Final = (TRAIN, EVAL, EVAL_RESULT, TUNE, RECORD)
+SWEEP: Final = "sweep"
+KINDS: Final = (TRAIN, EVAL, EVAL_RESULT, TUNE, RECORD, SWEEP)
 
 # Tags.
 TAG_KIND: Final = "autotune.kind"
@@ -64,6 +79,12 @@ TAG_SEED: Final = "autotune.seed"
 TAG_MODEL_RUN_ID: Final = "autotune.model_run_id"
 TAG_TARGET_COMMAND: Final = "autotune.target_command"
 TAG_PARENT_LOCAL_ID: Final = "autotune.parent_local_id"
+TAG_SWEEP_TRIAL: Final = "autotune.sweep_trial"
+TAG_CHAMPION_RUN_ID: Final = "autotune.champion_run_id"
+TAG_MODEL_NAME: Final = "autotune.model_name"
+TAG_MODEL_VERSION: Final = "autotune.model_version"
+TAG_MODEL_ALIAS: Final = "autotune.model_alias"
+TAG_MODEL_URI: Final = "autotune.model_uri"
 # MLflow's own tags.
 MLFLOW_PARENT_RUN_ID: Final = "mlflow.parentRunId"
 MLFLOW_RUN_NAME: Final = "mlflow.runName"
@@ -87,6 +108,11 @@ POLICY_ARTIFACT: Final = "policy"
 # run's artifact path together with the files of a logged model of the same name.
 POLICY_MODEL_NAME: Final = "autotune-policy"
 DECISIONS_ARTIFACT: Final = "decisions.jsonl"
+SWEEP_ARTIFACT: Final = "sweep.json"
+
+# The Model Registry: the name every node deploys from, and the alias that marks the current one.
+REGISTERED_MODEL: Final = "autotune-policy"
+DEFAULT_ALIAS: Final = "champion"
 
 
 def knob_metric(name: str) -> str:
