@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
-from autotune.envs.spaces import BoxLevels, DiscreteStep
 
+from autotune.envs.spaces import BoxLevels, DiscreteStep
 from autotune.errors import UserError
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from autotune.envs import splits
 from autotune.envs.spaces import LEVELS
 from autotune.envs.workload import Workload
-
 from autotune.errors import UserError
 from autotune.features import FEATURE_NAMES, knob_levels
 from autotune.knobs import KNOBS

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
 from autotune.envs import splits
 from autotune.envs.replay import ReplayEnv
 from autotune.envs.workload import Workload

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from autotune.agents.evaluate import Summary
 from rich.table import Table
+
+from autotune.agents.evaluate import Summary
 
 
 def _p_improve(s: Summary, baseline: str) -> str:

@@ -13,6 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import Progress
+
+from autotune import policy as runtime
 from autotune.agents import baselines as bl
 from autotune.agents import report, select
 from autotune.agents.evaluate import (
@@ -23,13 +27,9 @@ from autotune.agents.evaluate import (
     evaluate,
     summarize,
 )
+from autotune.config import Settings
 from autotune.envs import splits
 from autotune.envs.workload import Workload
-from rich.console import Console
-from rich.progress import Progress
-
-from autotune import policy as runtime
-from autotune.config import Settings
 from autotune.errors import UserError
 
 

@@ -6,7 +6,6 @@ import glob
 from collections.abc import Sequence
 
 from autotune.envs.workload import Workload, list_bundled, load
-
 from autotune.errors import UserError
 
 

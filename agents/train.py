@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from autotune import policy as runtime
 from autotune.agents import algos
 from autotune.agents.evaluate import run_episode
 from autotune.agents.export import export
@@ -34,8 +36,6 @@ from autotune.agents.progress import RateProgress
 from autotune.envs import splits
 from autotune.envs.replay import ReplayEnv
 from autotune.envs.workload import Workload
-
-from autotune import policy as runtime
 from autotune.errors import UserError
 from autotune.tracking.schema import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
 

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from autotune.envs import splits
 from autotune.envs.model import KIB, Demand, Knobs, Params, respond
 from autotune.envs.workload import Pooled, Workload, calibration_path, demands_from, pool
-
 from autotune.errors import UserError
 from autotune.fsutil import write_text_atomic
 from autotune.telemetry.sample import N_SLOTS, B

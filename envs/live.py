@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
-from autotune.envs import spaces
-from autotune.envs.replay import CHANGE_COST, DEFAULT_EPISODE_STEPS
 
 from autotune.config import Settings
 from autotune.config import load as load_settings
+from autotune.envs import spaces
+from autotune.envs.replay import CHANGE_COST, DEFAULT_EPISODE_STEPS
 from autotune.errors import UserError
 from autotune.features import N_FEATURES, featurize, progress_rate
 from autotune.knobs import default_values

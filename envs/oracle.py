@@ -16,9 +16,9 @@ from functools import cache
 
 import numpy as np
 import numpy.typing as npt
+
 from autotune.envs.model import KnobGrid, Knobs, cpu_io_rates, pipeline_rates, respond
 from autotune.envs.workload import Workload
-
 from autotune.knobs import KNOBS
 
 _PREFETCH = "prefetch.loader"

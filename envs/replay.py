@@ -10,10 +10,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
+
 from autotune.envs import spaces, splits
 from autotune.envs.model import Demand, Knobs, Params, Response, cores_for, respond
 from autotune.envs.workload import Workload, load
-
 from autotune.errors import UserError
 from autotune.features import N_FEATURES
 from autotune.features.schema import featurize_parts, p50_p99

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from autotune.envs.model import Demand, Knobs, Params
 
+from autotune.envs.model import Demand, Knobs, Params
 from autotune.errors import UserError
 from autotune.features import SCHEMA_VERSION, progress_rate
 from autotune.knobs import KNOB_TABLE_VERSION, KNOBS, READAHEAD_DEFAULT_KB

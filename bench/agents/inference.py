@@ -24,12 +24,11 @@ def main() -> None:
     ap.add_argument("--net", default="64,64", help="hidden layers of the timed network")
     args = ap.parse_args()
 
+    from autotune import policy as runtime
     from autotune.agents import algos
     from autotune.agents.export import export
     from autotune.envs.replay import ReplayEnv
     from autotune.envs.workload import list_bundled, load
-
-    from autotune import policy as runtime
 
     algo = algos.get(args.algo)
     env = ReplayEnv([load(w) for w in list_bundled()])

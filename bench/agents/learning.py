@@ -196,13 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
+    from autotune import policy as runtime
     from autotune.agents import baselines as bl
     from autotune.agents.evaluate import episode_rows, evaluate, summarize
     from autotune.envs import splits
     from autotune.envs.oracle import headroom
     from autotune.envs.workload import list_bundled, load
-
-    from autotune import policy as runtime
 
     names = list_bundled()
     if not names:

@@ -212,10 +212,9 @@ def _sequential_arm(
 
 
 def _champion_vs_default(uri: str, runs_dir: Path, champion: str, default: str) -> dict[str, Any]:
+    from autotune import policy as runtime
     from autotune.agents.evaluate import run_episode
     from autotune.envs.workload import list_bundled, load
-
-    from autotune import policy as runtime
     from autotune.tracking.models import resolve_model
 
     pols = {

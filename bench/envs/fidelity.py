@@ -93,7 +93,6 @@ def main() -> None:
     args = ap.parse_args()
 
     from autotune.envs.workload import load
-
     from workloads.run import Workbench
 
     report: dict[str, Any] = {}

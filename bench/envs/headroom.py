@@ -32,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     from autotune.envs.oracle import headroom
     from autotune.envs.spaces import levels_to_values
     from autotune.envs.workload import list_bundled, load
-
     from autotune.errors import UserError
 
     try:

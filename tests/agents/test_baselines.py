@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from autotune.agents import baselines as bl
 from autotune.agents.evaluate import run_episode
 from autotune.envs import splits
 from autotune.envs.spaces import values_to_levels
 from autotune.envs.workload import list_bundled, load
-
 from autotune.errors import UserError
 from autotune.features import FEATURE_NAMES, knob_levels
 from autotune.knobs import KNOBS, default_values

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from autotune.agents.baselines import Default, Heuristic
 from autotune.agents.evaluate import EpisodeResult, evaluate, score_matrix, summarize
 from autotune.envs import splits

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from autotune import policy as runtime
 from autotune.agents import algos
 from autotune.agents.export import export
 from autotune.envs.replay import ReplayEnv
 from autotune.envs.workload import list_bundled
-
-from autotune import policy as runtime
 from autotune.errors import UserError
 from autotune.features import N_FEATURES, knob_levels
 

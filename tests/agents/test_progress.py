@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 
 import pytest
+from rich.console import Console
+from stable_baselines3 import PPO
+
 from autotune.agents.progress import RateProgress
 from autotune.envs.replay import ReplayEnv
 from autotune.envs.workload import list_bundled
-from rich.console import Console
-from stable_baselines3 import PPO
 
 
 @pytest.mark.skipif(not list_bundled(), reason="no bundled workloads")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from autotune.envs.splits import EVAL_SEED_BASE
 from autotune.envs.workload import list_bundled
 

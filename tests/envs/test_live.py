@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from autotune.envs.live import LiveEnv
 from gymnasium.utils import env_checker as gc
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from autotune import config
+from autotune.envs.live import LiveEnv
 from autotune.system import cgroups
 
 JOB = Path(__file__).resolve().parent / "job.py"

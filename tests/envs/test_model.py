@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from autotune.envs.model import Demand, Knobs, Params, cores_for, cpu_rate, respond
 
 # A PyTorch-like job on 2 CPUs: quiet it makes 23k samples/s, the trainer doing 90% of the work.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from autotune.agents.baselines import Default, Static
 from autotune.agents.evaluate import episode_rows, run_episode
 from autotune.envs import splits

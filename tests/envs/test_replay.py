@@ -6,18 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import autotune.envs
 import gymnasium as gym
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from autotune.envs import spaces, splits
-from autotune.envs.replay import ReplayEnv
-from autotune.envs.workload import list_bundled, load
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
+import autotune.envs
+from autotune.envs import spaces, splits
+from autotune.envs.replay import ReplayEnv
+from autotune.envs.workload import list_bundled, load
 from autotune.errors import UserError
 from autotune.trace import meta as trace_meta
 

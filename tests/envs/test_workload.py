@@ -7,9 +7,9 @@ import copy
 
 import numpy as np
 import pytest
+
 from autotune.envs import calibrate, splits
 from autotune.envs.workload import demand_columns, list_bundled, load
-
 from autotune.telemetry.sample import B
 
 BUNDLED = list_bundled()

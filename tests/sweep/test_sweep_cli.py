@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from autotune.envs.workload import list_bundled
 from ray_kit import AUTOTUNE, free_port, processes_naming
+
+from autotune.envs.workload import list_bundled
 
 BUNDLED = list_bundled()
 Run = Callable[..., subprocess.CompletedProcess[str]]

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from autotune.envs.workload import list_bundled
 from ray_kit import AUTOTUNE, Server, TwoNodeCluster
+
+from autotune.envs.workload import list_bundled
 
 BUNDLED = list_bundled()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not BUNDLED, reason="no bundled workloads")]

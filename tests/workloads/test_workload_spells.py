@@ -210,7 +210,6 @@ def test_a_bad_oracle_is_refused_before_anything_runs() -> None:
 @pytest.mark.parametrize("name", ["mixed_io", "neighbour_onoff"])
 def test_both_are_bundled_recorded_with_explore_and_calibrated(name: str) -> None:
     from autotune.envs.workload import list_bundled, load
-
     from autotune.trace.reader import load_trace
 
     assert name in list_bundled()
