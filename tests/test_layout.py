@@ -124,3 +124,10 @@ def test_core_does_not_import_envs_or_agents() -> None:
         if up := _upper(names):
             bad[str(path.relative_to(REPO))] = sorted(up)
     assert not bad, f"autotune/ (outside cli/) imports envs/agents: {bad}"
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    # pytest imports test modules by basename (rootdir mode): two alike stop the whole run at
+    # collection, which merging two branches did once.
+    names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
