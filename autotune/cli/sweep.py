@@ -60,8 +60,8 @@ def sweep(  # noqa: PLR0917 - one parameter per click option
     """
     from rich.console import Console
 
-    from autotune.sweep import spec as sweep_spec
-    from autotune.sweep.run import SweepRequest, run_sweep
+    from autotune.agents.sweep import spec as sweep_spec
+    from autotune.agents.sweep.run import SweepRequest, run_sweep
 
     settings = config.load({"tracking_uri": tracking_uri}, settings_file)
     spec = sweep_spec.load(sweep_file)

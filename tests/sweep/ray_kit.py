@@ -78,7 +78,7 @@ class TwoNodeCluster:
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": secrets.token_hex(32),
             "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_gcs_server_port_wait_time_s": "120",  # as autotune.sweep.cluster, for a busy node
+            "RAY_gcs_server_port_wait_time_s": "120",  # as agents/sweep/cluster.py: a busy node
         }
         common = ["--num-cpus", "1", "--object-store-memory", str(80 * 1024 * 1024)]
         common += ["--disable-usage-stats"]

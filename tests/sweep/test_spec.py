@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from autotune.agents.sweep import spec
 from autotune.errors import UserError
-from autotune.sweep import spec
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -84,7 +84,7 @@ def test_a_missing_file(tmp_path: Path) -> None:
 
 
 def test_hyperparameters_go_where_the_algorithm_takes_them() -> None:
-    from autotune.sweep.trial import hyperparameters
+    from autotune.agents.sweep.trial import hyperparameters
 
     config = {"algo": "dqn", "n_epochs": 3, "learning_rate": 1e-3, "net_arch": [8]}
     overrides, ignored = hyperparameters(config, tiny=True)

@@ -1,8 +1,8 @@
 """A sweep: trials on Ray Tune, one MLflow run over them, the champion in the Model Registry.
 
 :func:`run_sweep` opens the sweep's MLflow run (kind ``sweep``), starts Ray (embedded) or joins
-a cluster, runs the trials (:mod:`autotune.sweep.trial`) under ASHA, shows them
-(:mod:`autotune.sweep.progress`), then picks the champion from MLflow: the trial run, nested
+a cluster, runs the trials (:mod:`autotune.agents.sweep.trial`) under ASHA, shows them
+(:mod:`autotune.agents.sweep.progress`), then picks the champion from MLflow: the trial run, nested
 under the sweep's, with the best held-out score (``train/best_progress_vs_default``, the score
 `autotune train` chooses its checkpoint by; never a test part) and a ``policy/`` artifact. It
 registers that run's policy (``autotune-policy`` @ ``champion`` unless the sweep file says
@@ -20,8 +20,8 @@ from typing import Any
 
 from rich.console import Console
 
+from autotune.agents.sweep.spec import SweepSpec, grid_size, search_space, workload_subsets
 from autotune.errors import UserError
-from autotune.sweep.spec import SweepSpec, grid_size, search_space, workload_subsets
 from autotune.tracking import schema as ts
 
 BEST_METRIC = "train/best_progress_vs_default"
@@ -80,7 +80,7 @@ def run_sweep(req: SweepRequest, console: Console | None = None) -> SweepResult:
     Raises:
         UserError: a bad sweep, workload, address or tracking store (before any trial runs).
     """
-    from autotune.sweep import cluster
+    from autotune.agents.sweep import cluster
     from autotune.tracking import store
     from autotune.tracking.run import tracked_run
 
@@ -195,8 +195,8 @@ def _fit(  # noqa: PLR0917 - the sweep's pieces, passed once
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
-    from autotune.sweep.progress import RecordingASHA, SweepView
-    from autotune.sweep.trial import Budget, Trial
+    from autotune.agents.sweep.progress import RecordingASHA, SweepView
+    from autotune.agents.sweep.trial import Budget, Trial
 
     budget = Budget(
         timesteps=spec.timesteps,

@@ -89,7 +89,7 @@ def _accepted(algo_name: str) -> set[str]:
 def hyperparameters(config: dict[str, Any], tiny: bool) -> tuple[dict[str, Any], list[str]]:
     """The SB3 overrides of a sampled config for its algorithm, and the keys it does not take."""
     from autotune.agents import algos
-    from autotune.sweep.spec import HYPERPARAMETERS
+    from autotune.agents.sweep.spec import HYPERPARAMETERS
 
     algo = config.get("algo", "ppo")
     accepted = _accepted(algo)

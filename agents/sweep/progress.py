@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from autotune.sweep.trial import NODE
+from autotune.agents.sweep.trial import NODE
 
 PENDING, RUNNING, DONE, STOPPED, FAILED = "pending", "running", "done", "stopped early", "failed"
 
