@@ -38,7 +38,7 @@ lint: bootstrap typecheck-tree
 	shellcheck $(SHELL_SCRIPTS)
 	$(VENV)/bin/ruff check $(LINT_DIRS) tests bench
 	$(VENV)/bin/ruff format --check $(LINT_DIRS) tests bench
-	cd .typecheck && ../$(VENV)/bin/mypy --config-file ../pyproject.toml -p autotune
+	cd .typecheck && ../$(VENV)/bin/mypy --config-file ../pyproject.toml --cache-dir ../.mypy_cache -p autotune
 
 format: bootstrap
 	$(VENV)/bin/ruff format $(LINT_DIRS) tests bench
