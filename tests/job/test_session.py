@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from policy_kit import write_constant_policy
 
 from autotune import config
 from autotune.errors import UserError
@@ -184,7 +185,7 @@ def test_a_bad_pid_is_one_line_exit_2(command: str, tmp_path: Path) -> None:
     gone.wait()
     args = ["-o", str(tmp_path / "x.parquet")] if command == "record" else []
     if command == "tune":  # a policy folder that loads: the PID is what is wrong
-        args = ["--model", str(_constant_policy(tmp_path / "pol")), "--no-view"]
+        args = ["--model", str(write_constant_policy(tmp_path / "pol", {})), "--no-view"]
     r = subprocess.run(
         [*AUTOTUNE, command, *args, "--pid", str(gone.pid)],
         capture_output=True,
@@ -196,36 +197,6 @@ def test_a_bad_pid_is_one_line_exit_2(command: str, tmp_path: Path) -> None:
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and f"no process with PID {gone.pid}" in lines[0], r.stderr
     assert not (tmp_path / "x.parquet").exists()
-
-
-def _constant_policy(folder: Path) -> Path:
-    """A real exported policy (zero weights: it always picks the default knobs)."""
-    import numpy as np
-
-    from autotune import policy as runtime
-    from autotune.features import FEATURE_NAMES, SCHEMA_VERSION
-    from autotune.knobs import KNOB_TABLE_VERSION, KNOBS
-
-    bias = np.zeros(sum(k.levels for k in KNOBS), np.float32)
-    folder.mkdir(parents=True)
-    np.savez(
-        folder / runtime.WEIGHTS_FILE,
-        **{"c/w": np.zeros((len(bias), len(FEATURE_NAMES)), np.float32), "c/b": bias},
-    )
-    meta = {
-        "format": runtime.FORMAT,
-        "format_version": runtime.FORMAT_VERSION,
-        "algo": "constant",
-        "action": "multidiscrete",
-        "schema_version": SCHEMA_VERSION,
-        "feature_names": list(FEATURE_NAMES),
-        "knob_table_version": KNOB_TABLE_VERSION,
-        "knobs": runtime.knob_signature(),
-        "frame_stack": 1,
-        "ops": [["linear", "c"], ["argmax_split"]],
-    }
-    (folder / runtime.META_FILE).write_text(json.dumps(meta))
-    return folder
 
 
 # --- the grace policy ---------------------------------------------------------------------------

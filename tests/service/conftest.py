@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_helpers import Jobs, Service, cpu_root, daemon_fixtures, remove_tree
+from policy_kit import write_constant_policy
+from service_helpers import Jobs, Service, cpu_root, remove_tree
 
 _counter = itertools.count()
 
@@ -18,9 +19,7 @@ _counter = itertools.count()
 def policy(tmp_path: Path) -> Path:
     """Asks for both roles at 2x weight: the job goes into the tuner's own cgroup, which the
     tests can see, and comes back on restore."""
-    return daemon_fixtures().write_constant_policy(
-        tmp_path / "pol", {"weight.trainer": 2.0, "weight.loader": 2.0}
-    )
+    return write_constant_policy(tmp_path / "pol", {"weight.trainer": 2.0, "weight.loader": 2.0})
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -19,17 +18,6 @@ from autotune.system import cgroups
 HERE = Path(__file__).resolve().parent
 BURN = HERE.parent / "daemon" / "burn.py"
 AUTOTUNE = [sys.executable, "-m", "autotune.cli.main"]
-
-
-def daemon_fixtures() -> Any:
-    # The constant policies of tests/daemon (a real exported policy file), not a copy of them.
-    path = HERE.parent / "daemon" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("daemon_fixtures", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def cpu_root() -> Path:
