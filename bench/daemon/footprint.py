@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -40,6 +38,7 @@ import numpy as np
 from scipy.stats import bootstrap
 
 from autotune.system import cgroups
+from bench.results import provenance, write_json
 
 HERE = Path(__file__).resolve().parent
 
@@ -235,25 +234,14 @@ def main() -> None:
         f"{summary['peak_mb_median']:.0f} MB"
     )
     if args.json:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
         doc = {
             "bench": "bench/daemon/footprint.py",
             "argv": sys.argv[1:],
-            "commit": commit,
-            "machine": {
-                "node": platform.node(),
-                "kernel": platform.release(),
-                "cpus": os.cpu_count(),
-                "note": "shared VM, ~6 other engineers' tests and benches running at the time",
-            },
-            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            **provenance("shared VM, ~6 other engineers' tests and benches running at the time"),
             "summary": summary,
             "repeats": repeats,
         }
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+        write_json(args.json, doc)
 
 
 if __name__ == "__main__":

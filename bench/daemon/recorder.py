@@ -14,10 +14,7 @@ of the median (target <= 1.02).
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -30,6 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from bench.daemon.footprint import ci
+from bench.results import provenance, write_json
 
 
 def run(cmd: list[str], env: dict[str, str]) -> float:
@@ -105,24 +103,14 @@ def main() -> None:
         f"[{lo:.3f}, {hi:.3f}] (target <= 1.02)"
     )
     if args.json:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
         doc = {
             "bench": "bench/daemon/recorder.py",
             "argv": sys.argv[1:],
-            "commit": commit,
-            "machine": {
-                "node": platform.node(),
-                "kernel": platform.release(),
-                "cpus": os.cpu_count(),
-                "note": "shared VM, ~6 other engineers' tests and benches running at the time",
-            },
-            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            **provenance("shared VM, ~6 other engineers' tests and benches running at the time"),
             "summary": summary,
             "repeats": rows,
         }
-        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+        write_json(args.json, doc)
 
 
 if __name__ == "__main__":

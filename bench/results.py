@@ -1,0 +1,37 @@
+"""What every bench result file starts with: the commit, the machine and the date."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def provenance(note: str | None = None) -> dict[str, Any]:
+    """``commit``, ``machine`` (node, kernel, CPUs, and ``note`` when given) and ``date``."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    machine: dict[str, Any] = {
+        "node": platform.node(),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+    }
+    if note is not None:
+        machine["note"] = note
+    return {
+        "commit": commit,
+        "machine": machine,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_json(path: str | os.PathLike[str], doc: dict[str, Any]) -> None:
+    """Write ``doc`` as indented JSON, making the folder when missing."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
