@@ -241,16 +241,7 @@ class Service:
                 )
 
     def _decided(self, w: JobWorker, d: Decision) -> None:
-        entry = st.DecisionState(
-            time=d.time,
-            pid=w.pid,
-            knob=d.knob,
-            role=str(d.role),
-            old=d.old,
-            new=d.new,
-            reason=d.reason,
-            event=d.event,
-        )
+        entry = st.DecisionState.of(w.pid, d)
         with self._lock:
             self.state.recent = [*self.state.recent, entry][-st.RECENT :]
         say(f"job {w.pid}: {d.line()}")

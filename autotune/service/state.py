@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, ValidationError
 
 from autotune.errors import UserError
 from autotune.target import start_time
+
+if TYPE_CHECKING:  # the actuators' package is heavy; `autotune status` reads this module
+    from autotune.actuators.decisions import Decision
 
 STATE_VERSION = 1
 RECENT = 10  # decisions kept in the state file, per job and for the service
@@ -41,6 +45,20 @@ class DecisionState(BaseModel):
     new: float | None
     reason: str
     event: str
+
+    @classmethod
+    def of(cls, pid: int, d: Decision) -> DecisionState:
+        """The state's line for job ``pid``'s decision ``d``."""
+        return cls(
+            time=d.time,
+            pid=pid,
+            knob=d.knob,
+            role=str(d.role),
+            old=d.old,
+            new=d.new,
+            reason=d.reason,
+            event=d.event,
+        )
 
 
 class JobState(BaseModel):

@@ -173,16 +173,7 @@ class JobWorker:
             job.restore()
 
     def _decided(self, d: Decision) -> None:
-        entry = DecisionState(
-            time=d.time,
-            pid=self.pid,
-            knob=d.knob,
-            role=str(d.role),
-            old=d.old,
-            new=d.new,
-            reason=d.reason,
-            event=d.event,
-        )
+        entry = DecisionState.of(self.pid, d)
         with self.lock:
             self.state.decisions += d.event == SET
             self.state.recent = [*self.state.recent, entry][-RECENT:]
