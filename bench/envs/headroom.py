@@ -1,6 +1,6 @@
 """Headroom for adapting: per workload, the replay's per-row oracle against its best fixed setting.
 
-    .venv/bin/python -m bench.envs.headroom [--part all|train|validation|test] [--json]
+    .venv/bin/python -m bench.envs.headroom [--part all|train|validation|test] [--json] [--out FILE]
                                              [--workload NAME ...]
 
 For every bundled workload (or those named), exhaustively over the knob ladders (every setting,
@@ -19,12 +19,17 @@ import json
 import sys
 import time
 
+from bench.results import provenance, write_json
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("all", "train", "validation", "test"), default="all")
     ap.add_argument("--workload", action="append", default=[], metavar="NAME|PATH")
     ap.add_argument("--json", action="store_true", help="print JSON only")
+    ap.add_argument(
+        "--out", metavar="FILE", help="also write the figures with commit, machine and date here"
+    )
     args = ap.parse_args(argv)
 
     from autotune.agents.evaluate import episode_rows
@@ -52,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
             "best_fixed_setting": levels_to_values(h.best_levels),
         }
     seconds = time.perf_counter() - t0
+    if args.out:
+        write_json(
+            args.out,
+            {**provenance(), "command": " ".join(["bench.envs.headroom", *sys.argv[1:]]),
+             "workloads": out},
+        )  # fmt: skip
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
