@@ -18,9 +18,9 @@ order alternates (sweep first on even repeats). Printed, with a 95 % interval ov
   sampled every second during the sweep.
 
 Then the champion of the last sweep against the default-hyperparameter run (ppo, seed 0, from
-the sequential arm) on every bundled workload's held-out rows, over 5 replay seeds. There is no
-separate test part yet (the offline evaluation protocol is being built): the champion was chosen
-on these same held-out rows, so that figure is optimistic, and is labelled so.
+the sequential arm) on every bundled workload's test part (envs/splits.py), over 5 evaluation
+seeds (`splits.eval_seeds`, none a training seed). The champion was chosen on the validation
+part, so the test part is data neither choice nor training saw.
 """
 
 from __future__ import annotations
@@ -214,6 +214,7 @@ def _sequential_arm(
 def _champion_vs_default(uri: str, runs_dir: Path, champion: str, default: str) -> dict[str, Any]:
     from autotune import policy as runtime
     from autotune.agents.evaluate import run_episode
+    from autotune.envs import splits
     from autotune.envs.workload import list_bundled, load
     from autotune.tracking.models import resolve_model
 
@@ -223,16 +224,16 @@ def _champion_vs_default(uri: str, runs_dir: Path, champion: str, default: str) 
     }
     ratios: dict[str, list[float]] = {}
     for w in [load(n) for n in list_bundled()]:
-        for seed in range(5):
+        for seed in splits.eval_seeds(5):
             got = {
-                name: run_episode(pol, w, seed, name).progress_vs_default
+                name: run_episode(pol, w, seed, name, splits.TEST).progress_vs_default
                 for name, pol in pols.items()
             }
             ratios.setdefault(w.name, []).append(got["champion"] / got["default"])
     every = [r for rs in ratios.values() for r in rs]
     return {
-        "note": "held-out rows (last quarter), the same rows the champion was chosen on: no "
-        "separate test part exists yet, so this is optimistic",
+        "note": "test part of every bundled workload (last 20 %), evaluation seeds; the champion "
+        "was chosen on the validation part",
         "champion_run_id": champion,
         "default_run_id": default,
         "ratio_by_workload": {k: statistics.fmean(v) for k, v in ratios.items()},
@@ -295,7 +296,7 @@ def main() -> None:
         )
         m, lo, hi = vs["ratio"]
         print(
-            f"champion / default hyperparameters on held-out rows (optimistic, see note): "
+            f"champion / default hyperparameters on the test parts: "
             f"{m:.3f} (95 % interval {lo:.3f} to {hi:.3f}, "
             f"{sum(len(v) for v in vs['raw'].values())} episodes)"
         )
