@@ -97,7 +97,17 @@ class Settings(BaseSettings):
     )
     # The online tuner's guard (autotune/daemon/guard.py), in seconds.
     guard_warmup_s: float = Field(
-        5.0, ge=0.0, le=3600.0, description="seconds at default knobs before tuning (0 to 3600)"
+        5.0,
+        ge=0.0,
+        le=3600.0,
+        description="the most seconds at default knobs before tuning (0 to 3600)",
+    )
+    guard_warmup_min_s: float = Field(
+        1.0,
+        ge=0.0,
+        le=3600.0,
+        description="the fewest seconds at default knobs before tuning; the warm-up ends between "
+        "the two once the default rate is known within guard_fallback_margin (0 to 3600)",
     )
     guard_dwell_s: float = Field(
         2.0, ge=0.0, le=600.0, description="seconds between two changes of a knob (0 to 600)"

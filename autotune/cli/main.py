@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 
-from autotune import __version__
 from autotune.errors import UserError
 
 # name → (module:attribute, one-line help shown by `autotune --help`)
@@ -80,7 +79,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="autotune")
+@click.version_option(package_name="autotune", prog_name="autotune")
 def cli() -> None:
     """Tune scheduler weights, CPU affinity and prefetch depth for AI training jobs.
 

@@ -2,8 +2,12 @@
 
 Pure logic (no I/O), fed once per interval with the job's progress and the policy's wish:
 
-* **warm-up**: the first ``warmup`` intervals run at the default knobs and set the reference
-  rate (the job "as the machine had it");
+* **warm-up**: the first intervals run at the default knobs and set the reference rate (the job
+  "as the machine had it"). The warm-up ends once the reference is known well enough: after at
+  least ``warmup_min`` intervals, when the 95 % interval of the mean warm-up rate (Student's t)
+  is narrower than ``fallback_margin`` of it on either side, the precision the fallback needs to
+  tell a tuned job from its reference; at the latest after ``warmup`` intervals. A steady job
+  thus tunes after a second or two, a noisy one after the full warm-up;
 * **rate limits** from the knob table: at most one ladder step per knob per interval, and a knob
   changes at most once every ``dwell`` intervals;
 * **canary and rollback**: after a change, progress over the next ``canary`` intervals is
@@ -48,6 +52,11 @@ from autotune.config import Settings
 from autotune.knobs import KNOBS
 
 Levels = npt.NDArray[np.int64]
+# The fewest warm-up intervals that end a warm-up on its interval (a spread needs a few rates).
+WARMUP_LEAST = 3
+# Two-sided 95 % quantiles of Student's t for 1 to 9 degrees of freedom (then about 2.2 to 1.96;
+# 2.26 at 9 is used from there, a little wide): the warm-up's interval of its mean rate.
+T95 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26)
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,8 @@ class GuardConfig:
     """The guard's limits, in control intervals (500 ms by default in `autotune tune`).
 
     Attributes:
-        warmup: intervals at default knobs before the first change (reference rate).
+        warmup: the most intervals at default knobs before the first change (reference rate).
+        warmup_min: the fewest; None: always ``warmup`` (a fixed warm-up).
         dwell: intervals between two changes of one knob.
         canary: intervals after a change before it is judged, and before it compared with.
         threshold: relative fall in progress that reverts a change (0.10: 10 %).
@@ -68,6 +78,7 @@ class GuardConfig:
     """
 
     warmup: int = 20
+    warmup_min: int | None = None
     dwell: int = 8
     canary: int = 8
     threshold: float = 0.10
@@ -79,8 +90,8 @@ class GuardConfig:
 
     @classmethod
     def for_interval(cls, interval_s: float, settings: Settings | None = None) -> GuardConfig:
-        """The settings' ``guard_*`` seconds (defaults: 5 s warm-up, 2 s dwell and canary, 30 s
-        hold-off and fallback window) in intervals of ``interval_s``."""
+        """The settings' ``guard_*`` seconds (defaults: a warm-up of 1 to 5 s, 2 s dwell and
+        canary, 30 s hold-off and fallback window) in intervals of ``interval_s``."""
         s = settings or Settings.model_validate({})
 
         def n(seconds: float, least: int) -> int:
@@ -88,6 +99,8 @@ class GuardConfig:
 
         return cls(
             warmup=n(s.guard_warmup_s, 1),
+            # Three rates at least: the interval of the mean needs a spread.
+            warmup_min=min(n(s.guard_warmup_s, 1), n(s.guard_warmup_min_s, WARMUP_LEAST)),
             dwell=n(s.guard_dwell_s, 1),
             canary=n(s.guard_canary_s, 2),
             threshold=s.guard_threshold,
@@ -134,6 +147,7 @@ class Guard:
         self.t = 0
         self.rates: deque[float] = deque(maxlen=max(self.cfg.fallback_window, 4 * self.cfg.canary))
         self.warmup_rates: list[float] = []
+        self._warm = False  # the warm-up has ended
         self.last_change = np.full(len(KNOBS), -(10**9), dtype=np.int64)
         self.canary: _Canary | None = None
         self.fallback_until = -1
@@ -146,7 +160,22 @@ class Guard:
 
     @property
     def warming_up(self) -> bool:
-        return self.t <= self.cfg.warmup
+        """Whether the last interval was still part of the warm-up."""
+        return not self._warm
+
+    def _reference_known(self) -> bool:
+        """Whether the warm-up rates so far pin the reference rate down (see the module)."""
+        n = len(self.warmup_rates)
+        if n >= self.cfg.warmup:
+            return True
+        least = self.cfg.warmup_min
+        if least is None or n < max(least, 2):
+            return False
+        mean = float(np.mean(self.warmup_rates))
+        if mean <= 0:
+            return False
+        half = T95[min(n - 1, len(T95)) - 1] * float(np.std(self.warmup_rates, ddof=1)) / n**0.5
+        return half < self.cfg.fallback_margin * mean
 
     def step(
         self,
@@ -173,7 +202,9 @@ class Guard:
                 return self._restart(rate, source)
         self.t += 1
         self.rates.append(rate)
-        if self.warming_up:
+        if not self._warm:
+            self._warm = self._reference_known()
+        if not self._warm:
             self.warmup_rates.append(rate)
             return Verdict(self.levels.copy(), event="warmup")
         if not np.array_equal(self.levels, self.defaults):
@@ -263,7 +294,7 @@ class Guard:
     def _check_fallback(self) -> Verdict | None:
         ref = self.reference_rate
         n = self.cfg.fallback_window
-        early = max(self.cfg.warmup, 2)
+        early = max(len(self.warmup_rates), 2)
         if ref <= 0 or len(self.tuned_rates) < early or np.array_equal(self.levels, self.defaults):
             return None
         tuned = float(np.mean(self.tuned_rates))

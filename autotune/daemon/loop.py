@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import resource
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class TuneLoop:
         self.summary = Summary()
         self._quiet = 0
         self._stop = False
+        self._wake = threading.Event()  # ends an interval's wait early: a stop, the job's end
         self._rates: list[float] = []
         self._loop_ms: list[float] = []
         self._time_at: dict[str, float] = {}
@@ -111,6 +113,12 @@ class TuneLoop:
     def stop(self) -> None:
         """Ask the loop to end after the current interval."""
         self._stop = True
+        self._wake.set()
+
+    def wake(self) -> None:
+        """End the current interval's wait now (the job has ended, say: a pass sees it at once
+        instead of up to an interval later). Safe from another thread."""
+        self._wake.set()
 
     def _telemetry_alive(self, s: Sample) -> bool:
         busy = int(s.roles[:, C["oncpu_ns"]].sum())
@@ -148,7 +156,8 @@ class TuneLoop:
         next_tick = time.monotonic() + self.interval_s
         ended = "job ended"
         while not self._stop:
-            time.sleep(max(0.0, next_tick - time.monotonic()))
+            self._wake.wait(max(0.0, next_tick - time.monotonic()))
+            self._wake.clear()
             next_tick += self.interval_s
             if next_tick < time.monotonic():  # fell behind (a stall): do not try to catch up
                 next_tick = time.monotonic() + self.interval_s

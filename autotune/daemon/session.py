@@ -3,6 +3,14 @@ actuators, run the loop, track it, restore everything, pass the job's exit statu
 
 Nothing on the node is touched before the policy has loaded and the target has been checked: a
 missing, corrupt or foreign model ends the command with exit status 2 and the knobs as they were.
+
+A job the session starts runs at once, at the default knobs, while the tuner compiles and
+attaches its BPF programs (a second or more) and takes the knobs: the guard's warm-up runs at
+the default knobs anyway, and starts once the telemetry is up. The MLflow client is loaded by
+the upload process, at ``SCHED_IDLE``, never on the job's path. When the job ends, the loop
+wakes at once, the knobs are restored first, and the session waits at most
+:data:`UPLOAD_WAIT_S` for the last upload: the upload process finishes it after the command has
+exited (what does not go up stays in the spool for `autotune sync`).
 """
 
 from __future__ import annotations
@@ -10,18 +18,19 @@ from __future__ import annotations
 import contextlib
 import signal
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from autotune.config import Settings
 from autotune.daemon.guard import GuardConfig
 from autotune.tracking.schema import DEFAULT_EXPERIMENT
 
-# The most a launched job waits for the upload process to load the MLflow client (~3 s of CPU and
-# a few hundred files read, while the tuner compiles its BPF programs), so that it does not load
-# beside the job (autotune/tracking/follow.py).
-UPLOADER_READY_S = 10.0
+# The most the session's end waits for the upload process's last upload: it goes on in the
+# background (its own session) after the command exits, which a person waits for otherwise.
+UPLOAD_WAIT_S = 0.3
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,15 +57,12 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
     Raises:
         UserError: a bad model, target or setting (before anything is changed).
     """
+    # What the job's start needs, only: the rest (the actuators, the loop, tracking) is
+    # imported once it runs, off its path.
     from autotune import policy as runtime
-    from autotune.actuators import DecisionLog
-    from autotune.daemon.loop import TuneLoop, write_summary
     from autotune.job import JobSession
-    from autotune.knobs import KNOBS
-    from autotune.system.hugepages import collapse_heap
     from autotune.tracking import schema as ts
     from autotune.tracking.models import resolve_model_info
-    from autotune.tracking.run import tracked_run
 
     resolved = resolve_model_info(req.model, settings.tracking_uri, settings.runs_dir)
     folder = resolved.path
@@ -67,7 +73,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
     decisions = req.decisions or work / ts.DECISIONS_ARTIFACT
     with contextlib.ExitStack() as stack:
         stack.callback(_rmtree, work)
-        # A command is held stopped until telemetry and actuators are ready: tuned from its start.
+        # A command runs at once, at the default knobs; the tuner joins once telemetry is up.
         job = stack.enter_context(
             JobSession(
                 settings,
@@ -78,6 +84,18 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             )
         )
         target = job.target
+        # SIGTERM and SIGHUP end the session the orderly way from now on: the loop stops, the
+        # knobs are restored, the summary logged and a job we started stopped (the actuators'
+        # own handlers stay as the backstop, and SIGINT raises KeyboardInterrupt through them).
+        job.stop_on_signals((signal.SIGTERM, signal.SIGHUP))
+        if job.launched:
+            job.run(before_telemetry=True)  # its first instruction, at the default knobs
+        from autotune.actuators import DecisionLog
+        from autotune.daemon.loop import TuneLoop, write_summary
+        from autotune.knobs import KNOBS
+        from autotune.system.hugepages import collapse_heap
+        from autotune.tracking.run import tracked_run
+
         tags: dict[str, Any] = {
             ts.TAG_TARGET_COMMAND: " ".join(target.command or []) or target.description,
             ts.TAG_MODEL_RUN_ID: model_run,
@@ -99,12 +117,26 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
                 experiment=req.experiment,
                 runs_dir=settings.runs_dir,
                 uploader="process",  # keeps the MLflow client (~85 MB) out of the tuner
-                load_first=job.launched,  # a job we start can wait for it
+                end_timeout_s=UPLOAD_WAIT_S,
+                notify=_quiet,
             )
         )
-        collector = job.open_telemetry(interval_s)
         log = DecisionLog(decisions)
-        act = job.open_actuators(dry_run=req.dry_run, log=log, devices=req.devices or None)
+        collector = _unless_ended(job, lambda: job.open_telemetry(interval_s))
+        act = None
+        if collector is not None:
+            act = _unless_ended(
+                job,
+                lambda: job.open_actuators(
+                    dry_run=req.dry_run, log=log, devices=req.devices or None
+                ),
+            )
+        if collector is None or act is None:  # the job ended first: nothing to tune
+            log.close()
+            run.set_tags({"autotune.ended_by": ENDED_EARLY})
+            exit_code = job.finish()
+            _say_early(req.dry_run)
+            return exit_code
         view = None
         if req.view:
             from autotune.daemon.view import LiveView
@@ -131,16 +163,14 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
 
         guard = req.guard or GuardConfig.for_interval(interval_s, settings)
         loop = TuneLoop(pol, collector, act, interval_s, guard=guard, on_tick=on_tick)
-        # SIGTERM and SIGHUP end the session the orderly way: the loop stops, the knobs are
-        # restored, the summary logged and a job we started stopped (the actuators' own handlers
-        # stay as the backstop, and SIGINT raises KeyboardInterrupt through them).
         job.on_stop(loop.stop)
-        job.stop_on_signals((signal.SIGTERM, signal.SIGHUP))
-        run.wait_uploader(UPLOADER_READY_S)  # at once unless load_first (a job we started)
+        job.stop_on_signals((signal.SIGTERM, signal.SIGHUP))  # again: over the actuators'
+        if job.stopping.is_set():  # a signal while the telemetry was opened
+            loop.stop()
+        job.on_exit(loop.wake)  # the job's end ends the loop's wait at once
         # Start-up is over: the heap the loop will touch a few times a second goes into huge
-        # pages (see autotune.system.hugepages), before a job we started runs.
+        # pages (see autotune.system.hugepages).
         loop.summary.hugepage_mb = collapse_heap()
-        job.run()
         if req.progress_socket is not None:  # autotune.tuning() waits for this
             ready = req.progress_socket.with_name(req.progress_socket.name + ".ready")
             ready.touch()
@@ -167,6 +197,39 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         exit_code = job.finish()
         _say(summary, req.dry_run)
     return exit_code
+
+
+ENDED_EARLY = "job ended before its telemetry was up"
+
+
+def _unless_ended(job: Any, opener: Callable[[], T]) -> T | None:
+    """``opener()`` (the job's telemetry, its actuators), or None when a job the session started
+    has ended before it (or while it ran: a UserError for a target that is not running)."""
+    from autotune.errors import UserError
+
+    if job.launched and not job.alive():
+        return None
+    try:
+        return opener()
+    except UserError:
+        if job.launched and not job.alive():
+            return None
+        raise
+
+
+def _quiet(message: str) -> None:
+    """The tracking run's notices, but for the usual one that its upload goes on after exit."""
+    if "still uploading in the background" not in message:
+        import sys
+
+        sys.stderr.write(f"autotune: {message}\n")
+
+
+def _say_early(dry_run: bool) -> None:
+    import sys
+
+    mode = " (dry run: nothing was written)" if dry_run else ""
+    sys.stderr.write(f"autotune: tuned 0 intervals{mode}: the {ENDED_EARLY}; nothing changed\n")
 
 
 def _say(summary: Any, dry_run: bool) -> None:

@@ -18,7 +18,9 @@ telemetry, ends a job the session started (:mod:`autotune.job.stop`: one grace p
 the progress channel, in that order: the job's own shutdown runs under the node's settings. A job
 given by ``pid`` or ``cgroup`` is watched and tuned, never stopped.
 
-Only telemetry must come before :meth:`JobSession.run`; the actuators, a policy or a tracking
+Only telemetry must come before :meth:`JobSession.run` (unless the caller lets the job run
+first, as `autotune tune` does, and accepts that the telemetry misses its first moments; a job
+that ends before the telemetry opens has nothing to watch); the actuators, a policy or a tracking
 client may be opened after the job runs. A session keeps no process-wide state except the signal
 handlers of :meth:`JobSession.stop_on_signals`, which a process running many sessions leaves
 alone: it takes the signals once and calls :meth:`JobSession.request_stop` on each session.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -180,12 +183,41 @@ class JobSession:
         for sig in signals:
             self._stack.callback(signal.signal, sig, signal.signal(sig, handler))
 
-    def run(self) -> None:
-        """Let a job the session started run; its first instruction comes after the telemetry."""
-        if self._collector is None:
+    def run(self, *, before_telemetry: bool = False) -> None:
+        """Let a job the session started run; its first instruction comes after the telemetry,
+        unless ``before_telemetry``: then it runs now, and the telemetry, opened afterwards,
+        sees it from then on (`autotune tune`, whose warm-up runs at the default knobs anyway,
+        so that the job does not wait the seconds the BPF programs take to compile)."""
+        if self._collector is None and not before_telemetry:
             raise RuntimeError("open the job's telemetry before it runs")
         self._ran = True
         self.target.resume()
+
+    def on_exit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (from another thread: keep it short) as soon as a job the session
+        started ends, so that its owner need not poll for it (nothing for an attached job)."""
+        if self._target is None or self._target.process is None:
+            return
+        proc = self._target.process
+        try:
+            # Not reaped while poll() says it runs: the PID is still the job's, not reused.
+            fd = os.pidfd_open(proc.pid) if proc.poll() is None else -1
+        except OSError:
+            fd = -1
+        if fd < 0 or proc.poll() is not None:  # it has ended already: at once
+            if fd >= 0:
+                os.close(fd)
+            listener()
+            return
+
+        def watch() -> None:
+            try:
+                select.select([fd], [], [])
+            finally:
+                os.close(fd)
+            listener()
+
+        threading.Thread(target=watch, name="autotune-job-exit", daemon=True).start()
 
     # --- while it runs ----------------------------------------------------------------------
 

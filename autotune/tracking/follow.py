@@ -10,10 +10,12 @@ not answer every ``RETRY_INTERVAL_S``; when the run has ended it makes one last 
 exits, leaving what did not go up to ``autotune sync`` (as an in-process run does). A writer
 that dies without ending its run (kill -9) gets its run closed as KILLED.
 
-Asked to (``--load-first``, which ``autotune tune`` asks for when it launches the job), the
-follower first loads the MLflow client and sends the run's start at normal priority, then makes
-a ``ready`` file in the spool: the tuner waits for it (a few seconds at most, while it compiles
-its BPF programs) before it lets the job run. Loading the client means importing MLflow,
+Asked to (``--load-first``), the follower first loads the MLflow client and sends the run's
+start at normal priority, then makes a ``ready`` file in the spool for its writer to wait for.
+``autotune tune`` no longer asks: its job ran 3-4 s later for it (the client loads in ~3 s). So
+that a short job does not have the client loaded beside it at all, a follower not asked to load
+first makes its first upload ``LIVE_UPLOAD_S`` after its start (or at the run's end, if sooner),
+at ``SCHED_IDLE`` from its first instruction. Loading the client means importing MLflow,
 SQLAlchemy and the store's schema check, ~3 s of CPU and some hundred files read from the disk
 the job may be reading too; beside a random-read job that cost more than ``SCHED_IDLE`` could
 hide: a `--dry-run` session, which changes nothing, ran randread (65536 samples, 6 interleaved
@@ -69,6 +71,8 @@ def follow(path: Path, retry_s: float = RETRY_INTERVAL_S, load_first: bool = Fal
 
     Returns 0 when the run is wholly uploaded (or someone else finished it), 1 otherwise.
     """
+    if not load_first:
+        _idle(True)  # before the imports and the MLflow client: CPU nobody else wants
     from autotune.tracking import store
     from autotune.tracking.upload import Unreachable, describe, fully_uploaded, upload
 
@@ -103,7 +107,7 @@ def follow(path: Path, retry_s: float = RETRY_INTERVAL_S, load_first: bool = Fal
         with contextlib.suppress(OSError):
             (path / READY).touch()
     _idle(True)
-    next_live = time.monotonic() + LIVE_UPLOAD_S if load_first else 0.0
+    next_live = time.monotonic() + LIVE_UPLOAD_S  # not at once: a short job never sees it
     while True:
         if not path.is_dir():
             return 0  # someone else (autotune sync) finished it

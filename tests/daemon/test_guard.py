@@ -184,3 +184,46 @@ def test_lighter_weights_need_no_contention() -> None:
     wish[W["weight.loader"]] = 0
     g.step(100.0, wish, contention=0.0, read_mbps=500.0)
     assert g.levels[W["weight.loader"]] == DEFAULT[W["weight.loader"]] - 1
+
+
+# --- the warm-up ends when the reference rate is known well enough --------------------------------
+
+ADAPTIVE = GuardConfig(warmup=10, warmup_min=3, dwell=1, canary=2, fallback_margin=0.05)
+
+
+def _warmup_length(g: Guard, rates: list[float]) -> int:
+    """How many intervals run as warm-up when the job makes ``rates`` (then steady at 100)."""
+    n = 0
+    for rate in itertools.chain(rates, itertools.repeat(100.0)):
+        if g.step(rate, DEFAULT + 1).event != "warmup":
+            return n
+        n += 1
+        assert n <= 100
+    return n
+
+
+def test_a_steady_job_warms_up_for_the_floor_only() -> None:
+    g = Guard(DEFAULT, ADAPTIVE)
+    assert _warmup_length(g, [100.0, 101.0, 99.0, 100.0]) == ADAPTIVE.warmup_min
+    assert not g.warming_up
+    assert g.reference_rate == 100.0
+
+
+def test_a_noisy_job_warms_up_until_its_mean_is_tight_or_the_ceiling() -> None:
+    # ±30 % alternating: the interval of the mean stays wider than 5 % until the ceiling.
+    g = Guard(DEFAULT, ADAPTIVE)
+    assert _warmup_length(g, [70.0, 130.0] * 10) == ADAPTIVE.warmup
+    # ±4 %: tight enough after a few more than the floor, before the ceiling.
+    g = Guard(DEFAULT, ADAPTIVE)
+    n = _warmup_length(g, [96.0, 104.0] * 10)
+    assert ADAPTIVE.warmup_min < n < ADAPTIVE.warmup
+
+
+def test_without_a_floor_the_warmup_is_fixed() -> None:
+    g = Guard(DEFAULT, GuardConfig(warmup=6))
+    assert _warmup_length(g, [100.0] * 10) == 6
+
+
+def test_the_settings_give_a_floor_and_a_ceiling() -> None:
+    cfg = GuardConfig.for_interval(0.5)
+    assert (cfg.warmup_min, cfg.warmup) == (3, 10)  # 1 s but three rates at least; 5 s

@@ -77,7 +77,7 @@ def test_bad_action_is_rolled_back_and_the_job_status_passes_through(
             "--",
             sys.executable,
             str(AFFINE),
-            "30",
+            "40",  # from the tuner's start: its telemetry compiles while the job runs
             "2",
             "3",
         ],
@@ -114,7 +114,7 @@ def test_dry_run_writes_nothing(
             "--",
             sys.executable,
             str(BURN),
-            "9",
+            "120",  # runs from the tuner's start, while its telemetry compiles: ended below
             "2",
         ],
         env=isolated,
@@ -123,15 +123,18 @@ def test_dry_run_writes_nothing(
     )
     try:
         assert _wait_for(lambda: any(d["knob"] == "weight.trainer" for d in _decisions(log)), 60)
-        kids = subprocess.run(["pgrep", "-P", str(tuner.pid)], capture_output=True, text=True)
-        job = int(kids.stdout.split()[0])
+        kids = subprocess.run(
+            ["pgrep", "-P", str(tuner.pid), "-f", BURN.name], capture_output=True, text=True
+        )
+        (job,) = map(int, kids.stdout.split())  # not the tuner's upload process
         assert set(os.sched_getaffinity(job)) == ALL_CPUS
         d = _cgroup_dir(isolated)
         assert d is None or not d.exists()
         assert cgroups.cgroup_of(job, "cpu") == cgroups.cgroup_of(os.getpid(), "cpu")
+        tuner.send_signal(signal.SIGTERM)
     finally:
         _, err = tuner.communicate(timeout=60)
-    assert tuner.returncode == 0, err
+    assert tuner.returncode == 128 + signal.SIGTERM, err  # the job's status: it was stopped
     assert "dry run" in err
     assert all(d.get("dry_run") for d in _decisions(log) if d.get("event") == "set")
 
@@ -223,6 +226,28 @@ def test_job_exiting_mid_interval_ends_the_session(
     )
     assert r.returncode == 5, r.stderr
     assert "job ended" in r.stderr
+
+
+def test_a_job_that_ends_at_once_passes_its_status_through(
+    constant_policy: Callable[..., Path], isolated: dict[str, str], tmp_path: Path
+) -> None:
+    """The job runs before the telemetry is up: one that is over by then is reported, not
+    tuned, and leaves nothing behind."""
+    log = tmp_path / "decisions.jsonl"
+    cmd = [*TUNE, "--model", str(constant_policy()), "--no-view", "--decisions", str(log)]
+    r = subprocess.run(
+        [*cmd, "--", "sh", "-c", "exit 7"],
+        env=isolated,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 7, r.stderr
+    assert "job ended" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not Path(isolated["AUTOTUNE_JOURNAL"]).exists()
+    d = _cgroup_dir(isolated)
+    assert d is None or not d.exists()
 
 
 def test_sigterm_ends_a_pid_session_and_leaves_the_job_running(

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,6 +95,45 @@ def test_a_command_is_held_stopped_until_it_runs(settings: config.Settings, tmp_
         assert _wait_for(lambda: not job.alive())
         assert job.finish() == 0
     assert marker.exists()
+
+
+def test_a_command_may_run_before_its_telemetry_which_then_joins(
+    settings: config.Settings, tmp_path: Path
+) -> None:
+    """`autotune tune`'s order: the job's first instruction, then the telemetry attaches to the
+    job running, then the job's end wakes whoever waits for it."""
+    started, go = tmp_path / "started", tmp_path / "go"
+    code = f"""
+        import os, time
+        open({str(started)!r}, 'w').close()
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.01)
+    """
+    events: list[str] = []
+    ended = threading.Event()
+    with JobSession(settings, command=_python(code)) as job:
+        job.run(before_telemetry=True)
+        assert _wait_for(started.exists)  # it runs with no telemetry yet
+        events.append("job ran")
+        collector = job.open_telemetry(0.1, prefer_bpf=False)
+        events.append("telemetry")
+        assert collector.alive()
+        job.on_exit(lambda: (events.append("job ended"), ended.set()))
+        assert "job ended" not in events  # not while it runs
+        go.touch()
+        assert ended.wait(60)
+        assert job.finish() == 0
+    assert events == ["job ran", "telemetry", "job ended"]
+
+
+def test_on_exit_for_a_job_already_ended_is_called_at_once(settings: config.Settings) -> None:
+    calls: list[int] = []
+    with JobSession(settings, command=["true"]) as job:
+        job.run(before_telemetry=True)
+        assert _wait_for(lambda: not job.alive())  # ended and reaped
+        assert job.finish() == 0
+        job.on_exit(lambda: calls.append(1))
+        assert _wait_for(lambda: calls == [1])
 
 
 @pytest.mark.parametrize(
