@@ -50,6 +50,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
     """
     from autotune import policy as runtime
     from autotune.actuators import DecisionLog
+    from autotune.daemon.adapt import AdaptConfig
     from autotune.daemon.loop import TuneLoop, write_summary
     from autotune.job import JobSession
     from autotune.knobs import KNOBS
@@ -88,6 +89,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             "interval_ms": settings.tune_interval_ms,
             "dry_run": req.dry_run,
             "model": req.model,
+            "adapt": settings.adapt,
         }
         run = stack.enter_context(
             tracked_run(
@@ -125,12 +127,14 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             metrics.update(
                 {ts.knob_metric(k.name): t.knobs[k.name] for k in KNOBS if k.name in t.knobs}
             )
+            metrics.update(t.adapt_metrics)  # the online adapter's, when on
             run.log_metrics(metrics, step=step["n"])
             if view is not None:
                 view.tick(t)
 
         guard = req.guard or GuardConfig.for_interval(interval_s, settings)
-        loop = TuneLoop(pol, collector, act, interval_s, guard=guard, on_tick=on_tick)
+        adapt = AdaptConfig.for_interval(interval_s, guard, settings) if settings.adapt else None
+        loop = TuneLoop(pol, collector, act, interval_s, guard=guard, on_tick=on_tick, adapt=adapt)
         # SIGTERM and SIGHUP end the session the orderly way: the loop stops, the knobs are
         # restored, the summary logged and a job we started stopped (the actuators' own handlers
         # stay as the backstop, and SIGINT raises KeyboardInterrupt through them).

@@ -46,4 +46,5 @@ class LiveView:
             f"loop {t.loop_ms:.1f} ms, {t.cpu_percent:.1f}% CPU  ·  {t.t:.0f} s"
         )
         last = Text("\n".join(self.decisions) or "no decisions yet", style="dim")
-        self.live.update(Group(knobs, status, last))
+        parts = [knobs, status, *([Text(t.adapt)] if t.adapt else []), last]
+        self.live.update(Group(*parts))
