@@ -144,6 +144,32 @@ class Settings(BaseSettings):
         description="MB/s of reads from which a quiet node gives the job no extra weight",
     )
 
+    # The online adapter (autotune/daemon/adapt.py): `autotune tune --adapt`.
+    adapt: bool = Field(
+        False,
+        description="autotune tune learns from the live job around the policy's settings "
+        "(a bandit, every change still guarded)",
+    )
+    adapt_hold_s: float = Field(
+        4.0,
+        gt=0.0,
+        le=600.0,
+        description="seconds the adapter keeps a setting at least, never under the guard's "
+        "canary window (0 to 600)",
+    )
+    adapt_halflife_s: float = Field(
+        30.0,
+        gt=0.0,
+        le=3600.0,
+        description="seconds after which the adapter weighs a rate half (0 to 3600)",
+    )
+    adapt_margin: float = Field(
+        0.05,
+        ge=0.0,
+        lt=1.0,
+        description="gain over the current setting the adapter needs to move (0 to 1)",
+    )
+
     @field_validator("runs_dir", "journal", "state_dir")
     @classmethod
     def _not_empty(cls, v: Path) -> Path:

@@ -35,6 +35,12 @@ from autotune.tracking.schema import DEFAULT_EXPERIMENT
 @click.option("--device", "devices", multiple=True, help="Block device for read-ahead.")
 @click.option("--no-view", is_flag=True, help="No live view (decision lines only).")
 @click.option(
+    "--adapt",
+    is_flag=True,
+    help="Keep learning from the job's own progress: try settings one rung around the "
+    "policy's, keep what is faster; every change still guarded (setting: adapt).",
+)
+@click.option(
     "--follow",
     is_flag=True,
     help="Service mode (with --cgroup PATH or a slice name): tune every job that appears under "
@@ -57,6 +63,7 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     decisions: Path | None,
     devices: tuple[str, ...],
     no_view: bool,
+    adapt: bool,
     follow: bool,
     metrics_port: int | None,
     progress_socket: Path | None,
@@ -95,7 +102,8 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     if sum(given) != 1:
         raise UserError("give exactly one target: --pid PID, --cgroup PATH or -- CMD...")
     settings = config.load(
-        {"tracking_uri": tracking_uri, "tune_interval_ms": interval_ms}, config_file
+        {"tracking_uri": tracking_uri, "tune_interval_ms": interval_ms, "adapt": adapt or None},
+        config_file,
     )
     request = TuneRequest(
         model=model,

@@ -244,6 +244,29 @@ class Guard:
             "would only crowd out the kernel's work for its reads"
         )
 
+    def idle(self) -> bool:
+        """Whether the next :meth:`step` may take a wish: warmed up, no change being judged, no
+        fallback being held (the online adapter explores only then)."""
+        t = self.t + 1
+        return t > self.cfg.warmup and self.canary is None and t >= self.fallback_until
+
+    def refuses(self, i: int, level: int, wish: int | None = None) -> str:
+        """Why the next :meth:`step` would not move knob ``i`` one rung to ``level`` for a wish
+        of ``wish`` (default: ``level``); "" when it would."""
+        return self._refusal(i, level, level if wish is None else wish, self.t + 1)
+
+    def _refusal(self, i: int, level: int, wish: int, t: int) -> str:
+        if KNOBS[i].family == "weights" and wish > self.defaults[i] and level >= self.levels[i]:
+            quiet = self._uncontended()
+            if quiet:
+                return quiet
+        if t - self.last_change[i] < self.cfg.dwell:
+            return "dwell"
+        until = self.held.get((i, level))
+        if until is not None and t < until:
+            return "held off after a rollback"
+        return ""
+
     def _limit(self, wish: Levels) -> Verdict:
         new = self.levels.copy()
         reasons: dict[str, str] = {}
@@ -256,12 +279,9 @@ class Guard:
                 why = quiet
             if wish[i] == self.levels[i]:
                 continue
-            if self.t - self.last_change[i] < self.cfg.dwell:
-                continue
             step = int(np.sign(wish[i] - self.levels[i]))
             level = int(self.levels[i] + step)
-            until = self.held.get((i, level))
-            if until is not None and self.t < until:
+            if self._refusal(i, level, int(wish[i]), self.t):
                 continue
             new[i] = level
             self.last_change[i] = self.t

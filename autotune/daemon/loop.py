@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from autotune.actuators import Actuators
+from autotune.daemon.adapt import AdaptConfig, Adapter
 from autotune.daemon.explain import explain
 from autotune.daemon.guard import Guard, GuardConfig, Verdict
 from autotune.features import featurize, progress_rate
@@ -54,6 +55,8 @@ class Tick:
     verdict: Verdict
     loop_ms: float
     cpu_percent: float
+    adapt: str = ""  # the online adapter's state, when on (autotune/daemon/adapt.py)
+    adapt_metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Summary:
     rss_mb: float = 0.0
     hugepage_mb: int = 0  # the tuner's heap collapsed into huge pages at start
     ended_by: str = ""
+    adapt: dict[str, object] = field(default_factory=dict)  # settings tried, estimates, moves
 
 
 class TuneLoop:
@@ -88,6 +92,7 @@ class TuneLoop:
         *,
         guard: GuardConfig | None = None,
         on_tick: Callable[[Tick], None] | None = None,
+        adapt: AdaptConfig | None = None,
     ) -> None:
         self.policy = policy
         self.col = collector
@@ -98,6 +103,7 @@ class TuneLoop:
             values_to_levels(self.defaults), guard or GuardConfig.for_interval(interval_s)
         )
         self.on_tick = on_tick
+        self.adapt = Adapter(adapt) if adapt is not None else None
         self.summary = Summary()
         self._quiet = 0
         self._stop = False
@@ -178,7 +184,11 @@ class TuneLoop:
             rate = progress_rate(s)
             current = values_to_levels(s.knobs)
             wish = self.policy.decide(obs, current)
+            if self.adapt is not None:
+                wish = self.adapt.wish(wish, rate, self.guard, self.act.disabled)
             verdict = self.guard.step(rate, wish, s.progress_source, other_demand(s), read_mbps(s))
+            if self.adapt is not None:
+                verdict = self.adapt.annotate(verdict)
             ph.mark("decide")
             self._apply(verdict, obs)
             ph.mark("apply")
@@ -195,6 +205,7 @@ class TuneLoop:
                         verdict,
                         loop_ms,
                         cpu,
+                        *((self.adapt.status(), self.adapt.metrics()) if self.adapt else ()),
                     )
                 )
             ph.mark("track")
@@ -228,6 +239,7 @@ class TuneLoop:
         s.loop_ms_p99 = float(np.percentile(self._loop_ms, 99)) if self._loop_ms else 0.0
         s.rss_mb = peak_rss_mb()
         s.phase_cpu_ms = self._phases.per_interval_ms()
+        s.adapt = self.adapt.summary() if self.adapt is not None else {}
 
 
 class Phases:

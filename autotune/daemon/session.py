@@ -91,6 +91,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         if job.launched:
             job.run(before_telemetry=True)  # its first instruction, at the default knobs
         from autotune.actuators import DecisionLog
+        from autotune.daemon.adapt import AdaptConfig
         from autotune.daemon.loop import TuneLoop, write_summary
         from autotune.knobs import KNOBS
         from autotune.system.hugepages import collapse_heap
@@ -106,6 +107,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             "interval_ms": settings.tune_interval_ms,
             "dry_run": req.dry_run,
             "model": req.model,
+            "adapt": settings.adapt,
         }
         run = stack.enter_context(
             tracked_run(
@@ -157,12 +159,14 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             metrics.update(
                 {ts.knob_metric(k.name): t.knobs[k.name] for k in KNOBS if k.name in t.knobs}
             )
+            metrics.update(t.adapt_metrics)  # the online adapter's, when on
             run.log_metrics(metrics, step=step["n"])
             if view is not None:
                 view.tick(t)
 
         guard = req.guard or GuardConfig.for_interval(interval_s, settings)
-        loop = TuneLoop(pol, collector, act, interval_s, guard=guard, on_tick=on_tick)
+        adapt = AdaptConfig.for_interval(interval_s, guard, settings) if settings.adapt else None
+        loop = TuneLoop(pol, collector, act, interval_s, guard=guard, on_tick=on_tick, adapt=adapt)
         job.on_stop(loop.stop)
         job.stop_on_signals((signal.SIGTERM, signal.SIGHUP))  # again: over the actuators'
         if job.stopping.is_set():  # a signal while the telemetry was opened

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -46,4 +46,5 @@ class LiveView:
             f"loop {t.loop_ms:.1f} ms, {t.cpu_percent:.1f}% CPU  ·  {t.t:.0f} s"
         )
         last = Text("\n".join(self.decisions) or "no decisions yet", style="dim")
-        self.live.update(Group(knobs, status, last))
+        parts: list[RenderableType] = [knobs, status, *([Text(t.adapt)] if t.adapt else []), last]
+        self.live.update(Group(*parts))

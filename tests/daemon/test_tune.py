@@ -328,3 +328,36 @@ def test_sigterm_restores_then_ends_a_started_job_with_its_status(
     assert any(d.get("event") == "restore" for d in _decisions(log))
     d = _cgroup_dir(isolated)
     assert d is None or not d.exists()
+
+
+def test_adapt_tries_a_neighbour_and_restores_every_knob(
+    tmp_path: Path, constant_policy: Callable[..., Path], isolated: dict[str, str]
+) -> None:
+    # A short guard and adapter (100 ms intervals, 1 s warm-up, 0.3 s canary and hold) so
+    # that the adapter has moved at least once within the job's 8 s.
+    pol = constant_policy(weight_trainer=2.0)
+    log = tmp_path / "decisions.jsonl"
+    env = {
+        **isolated,
+        "AUTOTUNE_GUARD_WARMUP_S": "1",
+        "AUTOTUNE_GUARD_CANARY_S": "0.3",
+        "AUTOTUNE_GUARD_DWELL_S": "0.2",
+        "AUTOTUNE_ADAPT_HOLD_S": "0.3",
+    }
+    cmd = [*TUNE, "--model", str(pol), "--interval", "100", "--decisions", str(log), "--no-view"]
+    r = subprocess.run(
+        [*cmd, "--adapt", "--", sys.executable, str(BURN), "8", "2", "4"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert r.returncode == 4, r.stderr  # the job's own exit status
+    rows = _decisions(log)
+    tried = [d for d in rows if str(d["reason"]).startswith("adapt:")]
+    assert tried, rows
+    assert "× default" in str(tried[0]["reason"])
+    assert any(d.get("event") == "restore" for d in rows)
+    assert not Path(isolated["AUTOTUNE_JOURNAL"]).exists()  # nothing left to restore
+    d = _cgroup_dir(isolated)
+    assert d is None or not d.exists()
