@@ -31,6 +31,42 @@ CPU is.
 (1 - ov)·min(1/P_cpu, 1/P_io)``, where ``ov`` is the calibrated overlap, deepened by the
 DataLoader prefetch depth ``p`` as ``1 - (1 - ov)·(2/p)^γ``.
 
+**Oversubscription** (CPU per sample is not fixed). A trainer's intra-op threads wait on each
+other: when one is pre-empted the others spin or stall, so the trainer's CPU per sample grows
+with crowding on its cores, ``a_t(k) = a_t* · g(k)`` with
+``g = 1 + σ_s·max(0, T_t/k_t − 1) + σ_f·(loaders and other tasks runnable on its cores)/k_t``
+(other tasks counted at their weight's pull against the trainer's, ``(1 + u_t)/(1 + W_t)``).
+The recorded row was measured at its own knobs, so the replay divides its ``g`` out first.
+Justified by the explored rows of the recordings: on cnn (2 CPUs, 2 intra-op threads) the
+trainer confined to one core spent 1.1e-2 CPU-s a sample against 2.7e-3 at the default (4×, and
+0.17–0.19× the default's progress); randread likewise (5.9e-3 against 4.1e-4, 0.04–0.05×). The
+same term is the gain of separating trainer and loaders, or of weights that stop a neighbour
+pre-empting the trainer (cnn_noisy); a job with one intra-op thread per core gains from a core
+split instead (``T_t/k_t ≤ 1``).
+
+**The kernel's I/O workers** (weights can slow reads). Completions, page-cache work and
+writeback run in kernel threads that weigh one nice-0 task: the heavier the job's weights on a
+busy node, the longer they wait for a CPU, and every request waits with them. Device latency is
+``L0·(1 + κ·busy·log2(1 + W_t + W_l))`` (``busy``: the share of the node the job and others keep
+runnable, at most 1). Justified by randread's explored rows at 128 KiB: 8×/1× ran at 0.76 of
+the default, 1×/8× at 0.82 and 4×/4× at 0.82, while other tasks' runnable time (the kernel's
+workers) doubled (0.2 → 0.4–0.5 cores); the real 8×/8× ran at 0.73.
+
+**Prefetch depth as a queue.** Loaders fill a buffer of ``p`` batches per worker that the
+trainer drains; with service times that vary, a short buffer idles one side while the other
+catches up. Throughput is ``1 − ν/(1 + p·n_l)`` of the unbuffered pipeline's (``n_l``: loader
+workers runnable; ``ν`` in 0..1 the calibrated variability: 1 for exponential service times,
+0 for steady ones), the finite-buffer tandem queue's loss at balance. The explored rows say the
+depth moves little on the bundled workloads (cnn 1/2/4/8: 0.90/0.74–1.0/0.89/0.87 of default,
+within their noise), and ``ν`` calibrates small there; a job with bursty loaders gets more.
+
+**Read-ahead, measured**. Where a recording visited several read-ahead values, bytes per sample
+at ``R`` come from the measured curve (median log bytes per sample per visited value, made
+non-decreasing, interpolated in log–log) instead of the power law; the power law only
+extrapolates beyond the values visited. Justified by randread: bytes per sample grow about as
+``R`` up to 4 MiB and flatten above (8–16 MiB read 8–15 MB a sample, not the 30+ MB the power
+law from 128 KiB says), which is where one anchor row said 1.08 and another 1.87.
+
 All of it is scalar Python: one answer costs a few microseconds, which keeps ReplayEnv above
 10,000 steps/s.
 """
@@ -39,6 +75,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +104,13 @@ class Params:
         cpu_per_request: CPU-seconds per device request it waits for (syscalls, faults, wake-ups):
             many small requests cost CPU that a few large ones do not.
         max_request: ``s_max``, the largest request the device takes, bytes.
+        os_self: ``σ_s``, the trainer's CPU per sample grows by this per runnable trainer
+            thread beyond one per core it may use (intra-op threads waiting on each other).
+        os_foreign: ``σ_f``, likewise per runnable loader or other task on its cores, per core.
+        kworker: ``κ``, how much heavier job weights slow the kernel's I/O workers.
+        queue_var: ``ν``, variability of the loader-trainer queue (0: the depth does nothing).
+        ra_points: read-ahead values (KiB) the recording measured bytes per sample at.
+        ra_log_bytes: log bytes per sample there, relative (empty: the power law alone).
     """
 
     u_trainer: float = 1.0
@@ -80,14 +124,44 @@ class Params:
     cpu_per_byte: float = 0.0
     cpu_per_request: float = 0.0
     max_request: float = 1024 * KIB
+    os_self: float = 0.0
+    os_foreign: float = 0.0
+    kworker: float = 0.0
+    queue_var: float = 0.0
+    ra_points: tuple[float, ...] = ()
+    ra_log_bytes: tuple[float, ...] = ()
 
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def scalars(self) -> dict[str, float]:
+        """The parameters that are single numbers."""
+        return {k: v for k, v in asdict(self).items() if not isinstance(v, tuple)}
+
+    def with_values(self, values: dict[str, float]) -> Params:
+        """These parameters with some single-number ones replaced (unknown names ignored)."""
+        return Params.from_dict({**self.to_dict(), **values})
 
     @classmethod
-    def from_dict(cls, d: dict[str, float]) -> Params:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: float(v) for k, v in d.items() if k in known})
+    def from_dict(cls, d: dict[str, Any]) -> Params:
+        """From :meth:`to_dict`'s form; a calibration written before a parameter existed
+        leaves it at its default (which adds nothing to the model)."""
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in d:
+                continue
+            v = d[f.name]
+            if f.name in _CURVES:
+                out[f.name] = tuple(float(x) for x in v)
+            else:
+                out[f.name] = float(v)
+        if len(out.get("ra_points", ())) != len(out.get("ra_log_bytes", ())):
+            raise ValueError("ra_points and ra_log_bytes differ in length")
+        return cls(**out)
+
+
+_CURVES = ("ra_points", "ra_log_bytes")
 
 
 @dataclass(frozen=True)
@@ -103,6 +177,8 @@ class Demand:
         other_cores: cores other tasks want.
         par_trainer: most cores the trainer can use at once (its runnable threads).
         par_loader: likewise for the loaders.
+        weight_trainer, weight_loader, cpus_trainer, cpus_loader: the knobs in effect when it
+            was recorded (the CPU per sample above was measured under their crowding).
     """
 
     a_trainer: float
@@ -112,6 +188,10 @@ class Demand:
     other_cores: float
     par_trainer: float
     par_loader: float
+    weight_trainer: float = 1.0
+    weight_loader: float = 1.0
+    cpus_trainer: float = 1.0
+    cpus_loader: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -165,6 +245,100 @@ def cores_for(share: float, ncpus: int) -> int:
     return max(1, min(ncpus, math.floor(share * ncpus + 0.5)))
 
 
+def crowding(
+    d: Demand,
+    p: Params,
+    ncpus: int,
+    *,
+    weight_trainer: float,
+    cpus_trainer: float,
+    cpus_loader: float,
+) -> float:
+    """``g``: how much the trainer's CPU per sample grows, at these knobs, against running
+    alone with one thread per core (see the module docstring; 1 when nothing crowds it)."""
+    if not (p.os_self or p.os_foreign):
+        return 1.0
+    k_t, k_l = cores_for(cpus_trainer, ncpus), cores_for(cpus_loader, ncpus)
+    shared = max(0, k_t + k_l - ncpus)  # cores the trainer and the loaders may both use
+    loaders_here = d.par_loader * shared / k_l
+    pull = (1.0 + p.u_trainer) / (1.0 + max(weight_trainer, 1e-6) * p.u_trainer)
+    others_here = d.other_cores * k_t / ncpus * pull
+    own = max(0.0, d.par_trainer / k_t - 1.0)
+    return 1.0 + p.os_self * own + p.os_foreign * (loaders_here + others_here) / k_t
+
+
+def trainer_cpu(d: Demand, k: Knobs, p: Params, ncpus: int) -> float:
+    """The trainer's CPU per sample at knobs ``k``: the recorded one with its crowding
+    divided out and ``k``'s put in."""
+    if not (p.os_self or p.os_foreign):
+        return d.a_trainer
+    g = crowding(
+        d,
+        p,
+        ncpus,
+        weight_trainer=k.weight_trainer,
+        cpus_trainer=k.cpus_trainer,
+        cpus_loader=k.cpus_loader,
+    )
+    g0 = crowding(
+        d,
+        p,
+        ncpus,
+        weight_trainer=d.weight_trainer,
+        cpus_trainer=d.cpus_trainer,
+        cpus_loader=d.cpus_loader,
+    )
+    return d.a_trainer * g / g0
+
+
+def bytes_scale(readahead_kb: float, recorded_kb: float, p: Params) -> float:
+    """``b(R)/b(R₀)``: from the measured curve where there is one, else the power law."""
+    ra, ra0 = max(readahead_kb, 4.0), max(recorded_kb, 4.0)
+    if ra == ra0:
+        return 1.0
+    if len(p.ra_points) >= 2:
+        return math.exp(_log_bytes(math.log(ra), p) - _log_bytes(math.log(ra0), p))
+    return (ra / ra0) ** p.read_exponent if p.read_exponent else 1.0
+
+
+def _log_bytes(x: float, p: Params) -> float:
+    """The measured curve at log read-ahead ``x`` (KiB), the power law past its ends."""
+    xs = [math.log(max(r, 4.0)) for r in p.ra_points]
+    ys = p.ra_log_bytes
+    if x <= xs[0]:
+        return ys[0] + p.read_exponent * (x - xs[0])
+    if x >= xs[-1]:
+        return ys[-1] + p.read_exponent * (x - xs[-1])
+    return float(np.interp(x, xs, ys))
+
+
+def _log_bytes_v(x: np.ndarray, p: Params) -> np.ndarray:
+    xs = np.log(np.maximum(np.asarray(p.ra_points), 4.0))
+    ys = np.asarray(p.ra_log_bytes)
+    mid = np.interp(x, xs, ys)
+    lo = ys[0] + p.read_exponent * (x - xs[0])
+    hi = ys[-1] + p.read_exponent * (x - xs[-1])
+    return np.where(x <= xs[0], lo, np.where(x >= xs[-1], hi, mid))
+
+
+def worker_delay(d: Demand, k: Knobs, p: Params, ncpus: int) -> float:
+    """The factor on device latency from the kernel's I/O workers waiting behind the job's
+    weights (1 when ``kworker`` is 0)."""
+    if not p.kworker:
+        return 1.0
+    busy = min(1.0, (d.par_trainer + d.par_loader + d.other_cores) / max(ncpus, 1))
+    w_job = k.weight_trainer * p.u_trainer + k.weight_loader * p.u_loader
+    return 1.0 + p.kworker * busy * math.log2(1.0 + w_job)
+
+
+def queue_efficiency(prefetch: float, loaders: float, p: Params) -> float:
+    """Throughput kept by a buffer of ``prefetch`` batches per loader worker (see the module
+    docstring; 1 when ``queue_var`` is 0 or there are no loaders)."""
+    if not p.queue_var or loaders <= 0.0:
+        return 1.0
+    return 1.0 - p.queue_var / (1.0 + max(prefetch, 1.0) * max(loaders, 1.0))
+
+
 def cpu_rate(
     d: Demand,
     k: Knobs,
@@ -180,6 +354,8 @@ def cpu_rate(
     """
     a_t = d.a_trainer if a_t is None else a_t
     a_l = d.a_loader if a_l is None else a_l
+    if (p.os_self or p.os_foreign) and d.a_trainer > 0.0:
+        a_t *= trainer_cpu(d, k, p, ncpus) / d.a_trainer
     a_sum = a_t + a_l
     if a_sum <= 0.0:
         return math.inf
@@ -209,7 +385,7 @@ def io_demand(d: Demand, k: Knobs, p: Params) -> tuple[float, float, float]:
         return 0.0, d.a_trainer, d.a_loader
     ra = max(k.readahead_kb, 4.0) * KIB
     ra0 = max(d.readahead_kb, 4.0) * KIB
-    b = d.read_bytes * (ra / ra0) ** p.read_exponent if p.read_exponent else d.read_bytes
+    b = d.read_bytes * bytes_scale(k.readahead_kb, d.readahead_kb, p)
     if not p.cpu_per_byte and not p.cpu_per_request:
         return b, d.a_trainer, d.a_loader
     s, s0 = min(ra, p.max_request), min(ra0, p.max_request)
@@ -231,8 +407,9 @@ def respond(d: Demand, k: Knobs, p: Params, ncpus: int) -> Response:
     p_cpu = cpu_rate(d, k, p, ncpus, a_t=a_t, a_l=a_l)
     ra = max(k.readahead_kb, 4.0) * KIB
     s = min(ra, p.max_request)
-    lat = p.latency_s + s / p.bandwidth
-    p_io = p.streams / (b / s * p.latency_s + b / p.bandwidth) if b > 0.0 else math.inf
+    l0 = p.latency_s * worker_delay(d, k, p, ncpus)
+    lat = l0 + s / p.bandwidth
+    p_io = p.streams / (b / s * l0 + b / p.bandwidth) if b > 0.0 else math.inf
     if math.isinf(p_cpu) and math.isinf(p_io):
         rate = 0.0  # an interval that wanted nothing (no samples) gets nothing
     elif math.isinf(p_io) or math.isinf(p_cpu):
@@ -243,6 +420,8 @@ def respond(d: Demand, k: Knobs, p: Params, ncpus: int) -> Response:
         rate = 1.0 / (max(1.0 / p_cpu, 1.0 / p_io) + (1.0 - ov) * min(1.0 / p_cpu, 1.0 / p_io))
     if math.isinf(rate):
         rate = 0.0
+    rate *= queue_efficiency(k.prefetch, loaders_of(d), p)
+    a_t = trainer_cpu(d, k, p, ncpus) * a_t / d.a_trainer if d.a_trainer > 0.0 else a_t
     x_t = rate * a_t
     x_l = rate * a_l
     x_o = max(0.0, min(d.other_cores, ncpus - x_t - x_l))
@@ -289,11 +468,13 @@ def cpu_io_rates(d: Demand, g: KnobGrid, p: Params, ncpus: int) -> tuple[np.ndar
     with np.errstate(divide="ignore", invalid="ignore"):
         if d.read_bytes > 0.0:
             ra0 = max(d.readahead_kb, 4.0) * KIB
-            b = (
-                d.read_bytes * (ra / ra0) ** p.read_exponent
-                if p.read_exponent
-                else b + d.read_bytes
-            )
+            if len(p.ra_points) >= 2:
+                x0 = _log_bytes(math.log(max(d.readahead_kb, 4.0)), p)
+                b = d.read_bytes * np.exp(_log_bytes_v(np.log(ra / KIB), p) - x0)
+            elif p.read_exponent:
+                b = d.read_bytes * (ra / ra0) ** p.read_exponent
+            else:
+                b = b + d.read_bytes
             a_sum0 = d.a_trainer + d.a_loader
             if (p.cpu_per_byte or p.cpu_per_request) and a_sum0 > 0.0:
                 s0 = min(ra0, p.max_request)
@@ -303,9 +484,24 @@ def cpu_io_rates(d: Demand, g: KnobGrid, p: Params, ncpus: int) -> tuple[np.ndar
                 share_t = d.a_trainer / a_sum0
                 a_t = np.maximum(d.a_trainer + extra * share_t, 1e-9)
                 a_l = np.maximum(d.a_loader + extra * (1.0 - share_t), 0.0)
-        a_sum = a_t + a_l
         k_t = np.clip(np.floor(g.cpus_trainer * ncpus + 0.5), 1, ncpus)
         k_l = np.clip(np.floor(g.cpus_loader * ncpus + 0.5), 1, ncpus)
+        if (p.os_self or p.os_foreign) and d.a_trainer > 0.0:
+            shared = np.maximum(0.0, k_t + k_l - ncpus)
+            pull = (1.0 + p.u_trainer) / (1.0 + np.maximum(g.weight_trainer, 1e-6) * p.u_trainer)
+            here = d.par_loader * shared / k_l + d.other_cores * k_t / ncpus * pull
+            own = np.maximum(0.0, d.par_trainer / k_t - 1.0)
+            crowd = 1.0 + p.os_self * own + p.os_foreign * here / k_t
+            g0 = crowding(
+                d,
+                p,
+                ncpus,
+                weight_trainer=d.weight_trainer,
+                cpus_trainer=d.cpus_trainer,
+                cpus_loader=d.cpus_loader,
+            )
+            a_t = a_t * crowd / g0
+        a_sum = a_t + a_l
         union = np.where(a_l > 0.0, np.minimum(ncpus, k_t + k_l), k_t)
         cap = np.full(n, inf)
         cap_t = np.minimum(k_t, max(d.par_trainer, 1e-3)) / a_t
@@ -320,25 +516,40 @@ def cpu_io_rates(d: Demand, g: KnobGrid, p: Params, ncpus: int) -> tuple[np.ndar
         shared = np.where((p_full > 0.0) & (p_full * m >= 1.0), p_full, union / (a_sum + m * other))
         p_cpu = np.minimum(cap, np.where(other <= 0.0, union / a_sum, shared))
         p_cpu = np.where(a_sum <= 0.0, inf, p_cpu)
-        p_io = np.where(b > 0.0, p.streams / (b / s * p.latency_s + b / p.bandwidth), inf)
+        l0 = np.full(n, p.latency_s)
+        if p.kworker:
+            busy = min(1.0, (d.par_trainer + d.par_loader + d.other_cores) / max(ncpus, 1))
+            w_job = g.weight_trainer * p.u_trainer + g.weight_loader * p.u_loader
+            l0 = l0 * (1.0 + p.kworker * busy * np.log2(1.0 + w_job))
+        p_io = np.where(b > 0.0, p.streams / (b / s * l0 + b / p.bandwidth), inf)
     return p_cpu, p_io
 
 
 def pipeline_rates(
-    p_cpu: np.ndarray, p_io: np.ndarray, prefetch: np.ndarray, p: Params
+    p_cpu: np.ndarray, p_io: np.ndarray, prefetch: np.ndarray, p: Params, loaders: float = 0.0
 ) -> np.ndarray:
     """:func:`respond`'s rate from the CPU and device rates and the prefetch depth (arrays that
-    broadcast together)."""
+    broadcast together); ``loaders``: the demand's loader workers (0 when it has no loader
+    CPU), for the queue between them and the trainer."""
     with np.errstate(divide="ignore", invalid="ignore"):
         ov = np.clip(1.0 - (1.0 - p.overlap) * (2.0 / np.maximum(prefetch, 1.0)) ** p.gamma, 0, 1)
         inv_c, inv_i = 1.0 / p_cpu, 1.0 / p_io
         rate = 1.0 / (np.maximum(inv_c, inv_i) + (1.0 - ov) * np.minimum(inv_c, inv_i))
         rate = np.where(np.isinf(p_cpu) & np.isinf(p_io), 0.0, rate)
+        if p.queue_var and loaders > 0.0:
+            rate = rate * (
+                1.0 - p.queue_var / (1.0 + np.maximum(prefetch, 1.0) * max(loaders, 1.0))
+            )
     return np.where(np.isfinite(rate), rate, 0.0)
+
+
+def loaders_of(d: Demand) -> float:
+    """The loader workers the prefetch queue is between (0: the demand has no loader CPU)."""
+    return d.par_loader if d.a_loader > 0.0 else 0.0
 
 
 def respond_rates(d: Demand, g: KnobGrid, p: Params, ncpus: int) -> np.ndarray:
     """:func:`respond`'s rate for every setting of ``g`` at once (numpy; the same arithmetic,
     held equal to the scalar model by a test). For exhaustive searches over the ladders."""
     p_cpu, p_io = cpu_io_rates(d, g, p, ncpus)
-    return pipeline_rates(p_cpu, p_io, g.prefetch, p)
+    return pipeline_rates(p_cpu, p_io, g.prefetch, p, loaders_of(d))

@@ -17,7 +17,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from autotune.envs.model import KnobGrid, Knobs, cpu_io_rates, pipeline_rates, respond
+from autotune.envs.model import KnobGrid, Knobs, cpu_io_rates, loaders_of, pipeline_rates, respond
 from autotune.envs.workload import Workload
 from autotune.knobs import KNOBS
 
@@ -58,8 +58,11 @@ _FIELD = {
 def rates(wl: Workload, i: int) -> npt.NDArray[np.float64]:
     """Row ``i``'s model rate at every setting, in the order of :func:`settings`."""
     head, prefetch = _factored()
-    p_cpu, p_io = cpu_io_rates(wl.demands_cached()[i], head, wl.params, wl.ncpus)
-    return pipeline_rates(p_cpu[:, None], p_io[:, None], prefetch[None, :], wl.params).reshape(-1)
+    d = wl.demands_cached()[i]
+    p_cpu, p_io = cpu_io_rates(d, head, wl.params, wl.ncpus)
+    return pipeline_rates(
+        p_cpu[:, None], p_io[:, None], prefetch[None, :], wl.params, loaders_of(d)
+    ).reshape(-1)
 
 
 @dataclass(frozen=True)

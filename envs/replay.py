@@ -72,6 +72,15 @@ def contention(d: Demand, k: Knobs, p: Params, ncpus: int) -> tuple[float, float
     return out[0], out[1], out[2]
 
 
+def param_sets(w: Workload) -> list[Params]:
+    """The workload's plausible parameter sets: its best fit with each bootstrap refit's
+    values (``bootstrap`` in its calibration file; none when it has none)."""
+    out = []
+    for values in w.calibration.get("bootstrap") or []:
+        out.append(w.params.with_values({k: float(v) for k, v in values.items()}))
+    return out
+
+
 def _clamp_slot(x: float) -> float:
     """A log2-µs quantile kept inside the histogram's span."""
     return min(max(x, 0.0), N_SLOTS - 1e-6)
@@ -130,6 +139,11 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
     * ``rows``: the part of each trace to replay, as fractions ``(start, end)``: training uses
       ``splits.TRAIN``, validation ``splits.VALIDATION``, the figures ``splits.TEST``
       (:mod:`autotune.envs.splits`; default: all of it).
+    * ``randomize``: each episode answers with one of the workload's plausible parameter sets
+      (the calibration's bootstrap over its explored settings, ``bootstrap`` in the
+      ``.calib.json``) drawn at random, instead of the best fit: a policy then meets the spread
+      of nodes the recording cannot tell apart (domain randomization). Default off; a workload
+      calibrated without a bootstrap always answers with its best fit.
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium's convention
@@ -140,6 +154,7 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         episode_steps: int = DEFAULT_EPISODE_STEPS,
         noise: float | None = None,
         rows: tuple[float, float] = (0.0, 1.0),
+        randomize: bool = False,
     ) -> None:
         from autotune.envs.workload import list_bundled
 
@@ -157,9 +172,13 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         self.episode_steps = episode_steps
         self.rows = rows
         self._noise_override = noise
+        self.randomize = randomize
         self.action_space = spaces.multidiscrete()
         self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(N_FEATURES,), dtype=np.float32)
         self._rows = [self._prepare(w) for w in self.workloads]
+        self._sets = [param_sets(w) if randomize else [] for w in self.workloads]
+        self._params = self.workloads[0].params  # this episode's parameters
+        self._cur = self._rows[0]  # this episode's per-row values
         self._wl = 0
         self._row = 0
         self._steps = 0
@@ -168,16 +187,23 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
 
     # --- per-workload precomputation -----------------------------------------------------
 
-    def _prepare(self, w: Workload) -> list[_Row]:
-        """Per-row values for ``w``, computed once per workload object (read-only after)."""
+    def _prepare(self, w: Workload, which: int = -1, params: Params | None = None) -> list[_Row]:
+        """Per-row values for ``w`` under its best fit (``which`` -1) or its bootstrap set
+        ``which`` (``params``), computed once per workload object (read-only after)."""
         key = ("rows", id(w.params))  # new parameters, new rows
-        rows: list[_Row] | None = w.replay_cache.get(key)
-        if rows is None:
+        if key not in w.replay_cache:
             w.replay_cache.clear()
-            rows = w.replay_cache[key] = self._compute_rows(w)
+            w.replay_cache[key] = self._compute_rows(w, w.params)
+        if which < 0 or params is None:
+            rows: list[_Row] = w.replay_cache[key]
+            return rows
+        set_key = ("rows", id(w.params), which)
+        if set_key not in w.replay_cache:
+            w.replay_cache[set_key] = self._compute_rows(w, params)
+        rows = w.replay_cache[set_key]
         return rows
 
-    def _compute_rows(self, w: Workload) -> list[_Row]:
+    def _compute_rows(self, w: Workload, params: Params) -> list[_Row]:
         defaults = Knobs.from_values(w.defaults)
         rows = []
         for i, d in enumerate(w.demands_cached()):
@@ -186,10 +212,10 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
             rows.append(
                 _Row(
                     demand=d,
-                    recorded=respond(d, rec, w.params, w.ncpus),
-                    default=respond(d, defaults, w.params, w.ncpus),
+                    recorded=respond(d, rec, params, w.ncpus),
+                    default=respond(d, defaults, params, w.ncpus),
                     rate=float(w.rate[i]),
-                    contention=contention(d, rec, w.params, w.ncpus),
+                    contention=contention(d, rec, params, w.ncpus),
                     readahead_kb=rec.readahead_kb,
                     client=s.progress_source == PROGRESS_CLIENT,
                     roles=s.roles.astype(np.float64).tolist(),
@@ -230,7 +256,7 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         ):
             if old > 0:
                 roles[idx][_ONCPU] *= new / old
-        cont = contention(r.demand, k, w.params, w.ncpus)
+        cont = contention(r.demand, k, self._params, w.ncpus)
         # Run-queue latency scales with the wait: its log2 quantiles move by log2 of the change.
         runq_q = []
         for idx in (_T, _L, _O):
@@ -283,9 +309,9 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
 
     def _observe(self, values: dict[str, float]) -> tuple[npt.NDArray[np.float32], float, float]:
         w = self.workloads[self._wl]
-        r = self._rows[self._wl][self._row]
+        r = self._cur[self._row]
         k = Knobs.from_values(values)
-        resp = respond(r.demand, k, w.params, w.ncpus)
+        resp = respond(r.demand, k, self._params, w.ncpus)
         if r.recorded.rate > 0:
             scale = r.rate / r.recorded.rate
             rate, rate_default = resp.rate * scale, r.default.rate * scale
@@ -316,6 +342,14 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         self._row = int(start)
         self._steps = 0
         w = self.workloads[self._wl]
+        sets = self._sets[self._wl]
+        if sets:
+            j = int(self.np_random.integers(0, len(sets)))
+            self._params = sets[j]
+            self._cur = self._prepare(w, j, sets[j])
+        else:
+            self._params = w.params
+            self._cur = self._rows[self._wl]
         self._levels = spaces.values_to_levels(w.defaults)
         values = spaces.levels_to_values(self._levels)
         obs, rate, rate_default = self._observe(values)

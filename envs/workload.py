@@ -91,7 +91,7 @@ class Workload:
     _demands: list[Demand] | None = field(default=None, repr=False)
     # What the replay env precomputes per workload, shared by every env built on this object
     # (a vectorized trainer builds several; validation builds one per evaluation).
-    replay_cache: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
+    replay_cache: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     @property
     def ncpus(self) -> int:
@@ -196,7 +196,8 @@ def _load_calibration(trace: Path) -> tuple[Params, dict[str, Any]]:
         params = Params.from_dict(data["params"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{path}: not a valid calibration file ({e})") from None
-    if any(not math.isfinite(v) for v in params.to_dict().values()):
+    values = [*params.scalars().values(), *params.ra_points, *params.ra_log_bytes]
+    if any(not math.isfinite(v) for v in values):
         raise UserError(f"{path}: calibration has non-finite parameters")
     return params, data
 
@@ -302,6 +303,11 @@ class Pooled:
     par_trainer: F64  # most cores the role was runnable on, nearby
     par_loader: F64
     readahead_kb: F64  # in effect at the row
+    knobs: F64 = field(default_factory=lambda: np.zeros((0, 4)))
+    # in effect at the row: weight.trainer, weight.loader, cpus.trainer, cpus.loader
+
+
+RECORDED_KNOBS = ("weight.trainer", "weight.loader", "cpus.trainer", "cpus.loader")
 
 
 def pool(wl: Workload) -> Pooled:
@@ -333,6 +339,9 @@ def pool(wl: Workload) -> Pooled:
         par_trainer=par_t,
         par_loader=par_l,
         readahead_kb=np.array([k.get("readahead", default_ra) for k in wl.knobs]),
+        knobs=np.array(
+            [[k.get(n, 1.0) for n in RECORDED_KNOBS] for k in wl.knobs], np.float64
+        ).reshape(-1, len(RECORDED_KNOBS)),
     )
 
 
@@ -346,6 +355,7 @@ def demands_from(p: Pooled) -> list[Demand]:
             out.append(Demand(0.0, 0.0, 0.0, ra, other, 0.0, 0.0))
             continue
         per = 1.0 / p.done[i]
+        rec = p.knobs[i] if len(p.knobs) > i else (1.0, 1.0, 1.0, 1.0)
         out.append(
             Demand(
                 a_trainer=float(p.cpu_trainer[i] * per),
@@ -355,6 +365,10 @@ def demands_from(p: Pooled) -> list[Demand]:
                 other_cores=other,
                 par_trainer=float(max(p.par_trainer[i], p.cpu_trainer[i] / p.dt[i])),
                 par_loader=float(max(p.par_loader[i], p.cpu_loader[i] / p.dt[i])),
+                weight_trainer=float(rec[0]),
+                weight_loader=float(rec[1]),
+                cpus_trainer=float(rec[2]),
+                cpus_loader=float(rec[3]),
             )
         )
     return out

@@ -19,6 +19,7 @@ from autotune.envs import spaces, splits
 from autotune.envs.replay import ReplayEnv
 from autotune.envs.workload import list_bundled, load
 from autotune.errors import UserError
+from autotune.knobs import KNOBS
 from autotune.trace import meta as trace_meta
 
 BUNDLED = list_bundled()
@@ -185,3 +186,35 @@ def test_bad_calibration_file(tmp_path: Path, real_trace: tuple[pa.Table, dict])
     path.with_name("bad.calib.json").write_text("{not json")
     with pytest.raises(UserError, match=r"bad.calib.json: not a valid calibration file"):
         load(path)
+
+
+def _split_action() -> np.ndarray:
+    from autotune.envs import spaces
+
+    values = {k.name: k.default for k in KNOBS if k.default is not None}
+    return spaces.values_to_levels({**values, "readahead": 128.0, "cpus.trainer": 0.5})
+
+
+@pytest.mark.skipif("cnn" not in list_bundled(), reason="needs the cnn recording")
+def test_randomize_draws_a_plausible_node_per_episode() -> None:
+    wl = load("cnn")
+    assert wl.calibration.get("bootstrap"), "cnn's calibration carries no bootstrap sets"
+
+    def rates(randomize: bool) -> set[float]:
+        env = ReplayEnv([wl], noise=0.0, randomize=randomize)
+        out = set()
+        for seed in range(8):
+            env.reset(seed=seed, options={"start": 10})
+            out.add(round(env.step(_split_action())[4]["rate"], 6))
+        return out
+
+    assert len(rates(False)) == 1  # default off: the best fit, every episode
+    assert len(rates(True)) > 1
+
+
+@pytest.mark.parametrize("name", list_bundled())
+def test_calibration_says_per_family_how_many_explored_rows_identified_it(name: str) -> None:
+    explored = load(name).calibration["explored"]
+    assert set(explored) == {"weights", "affinity", "readahead", "prefetch"}
+    for family in explored.values():
+        assert family["identified"] == (family["rows"] >= 40 and family["pairs"] >= 4)
