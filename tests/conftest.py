@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 
 import pytest
+from warm_cli import WarmCli
 
 REPO = Path(__file__).resolve().parents[1]
 AUTOTUNE = [sys.executable, "-m", "autotune.cli.main"]
@@ -39,9 +40,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=f"BPF unavailable: {reason}"))
 
 
+@pytest.fixture(scope="session")
+def warm_cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarmCli]:
+    """One zygote per session (tests/warm_cli.py): each CLI call is a process forked from it."""
+    cli = WarmCli(tmp_path_factory.mktemp("warm-cli"))
+    try:
+        yield cli
+    finally:
+        cli.close()
+
+
 @pytest.fixture
-def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run `autotune ARGS...` as a real process; returns the completed process."""
+def run_cli(warm_cli: WarmCli) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `autotune ARGS...` as a real process (forked warm, see tests/warm_cli.py); returns the
+    completed process. Takes ``env``, ``cwd`` and ``timeout`` as ``subprocess.run`` does."""
+    return warm_cli.run
+
+
+@pytest.fixture
+def run_cli_cold() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `autotune ARGS...` as a fresh `python -m autotune.cli.main`; the completed process."""
 
     def run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
