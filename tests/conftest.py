@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -40,14 +42,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=f"BPF unavailable: {reason}"))
 
 
-@pytest.fixture(scope="session")
-def warm_cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarmCli]:
-    """One zygote per session (tests/warm_cli.py): each CLI call is a process forked from it."""
-    cli = WarmCli(tmp_path_factory.mktemp("warm-cli"))
-    try:
-        yield cli
-    finally:
+WARM_CLI = pytest.StashKey[WarmCli]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Started before collection, so that the zygote's imports run on one core while collection
+    # (which imports much the same) runs on the other.
+    config.stash[WARM_CLI] = WarmCli(Path(tempfile.mkdtemp(prefix="autotune-warm-cli-")))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cli = config.stash.get(WARM_CLI, None)
+    if cli is not None:
         cli.close()
+        shutil.rmtree(cli.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def warm_cli(pytestconfig: pytest.Config) -> WarmCli:
+    """One zygote per session (tests/warm_cli.py): each CLI call is a process forked from it."""
+    return pytestconfig.stash[WARM_CLI]
 
 
 @pytest.fixture

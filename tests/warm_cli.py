@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -105,17 +106,32 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
         os._exit(code)
 
 
-def serve(path: str) -> None:
-    """The zygote's loop: one connection per call, one forked child per connection."""
+def serve(path: str, owner: int) -> None:
+    """The zygote's loop: one connection per call, one forked child per connection.
+
+    It detaches first (a double fork), so that it and the CLI processes it forks are no
+    descendants of the test process (tests check that they leave none), and it ends by itself
+    once ``owner`` (the test process) is gone, whatever way that ended.
+    """
+    if os.fork() > 0:
+        os._exit(0)
+    print(os.getpid(), flush=True)
     for name in PRELOAD:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1)
+    listener.settimeout(1.0)
     print("ready", flush=True)
     while True:
-        conn, _ = listener.accept()
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            if not _alive(owner):
+                return
+            continue
+        conn.settimeout(None)
         with conn:
             data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
             request = json.loads(data)
@@ -131,6 +147,14 @@ def serve(path: str) -> None:
             conn.sendall(json.dumps({"rc": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _text(data: bytes) -> str:
     """Decoded as subprocess does with ``text=True``."""
     text = data.decode(locale.getpreferredencoding(False))
@@ -141,18 +165,26 @@ class WarmCli:
     """A running zygote; :meth:`run` behaves as ``subprocess.run([*COMMAND, *args], ...)``."""
 
     def __init__(self, workdir: Path) -> None:
+        """Start the zygote; it imports in the background until the first :meth:`run`."""
         self.workdir = workdir
         self.socket = str(workdir / "zygote.sock")
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, self.socket],
+        launcher = subprocess.Popen(
+            [sys.executable, __file__, self.socket, str(os.getpid())],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
-        assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != "ready":
-            self.close()
+        launcher.wait(timeout=60)  # it forks the zygote and exits at once
+        assert launcher.stdout is not None
+        self.stdout = launcher.stdout
+        self.pid = int(self.stdout.readline())
+        self.ready = False
+
+    def _wait_ready(self) -> None:
+        if self.stdout.readline().strip() != "ready":
             raise RuntimeError("the warm CLI zygote did not start")
+        self.ready = True
 
     def run(
         self,
@@ -161,6 +193,8 @@ class WarmCli:
         cwd: str | os.PathLike[str] | None = None,
         timeout: float = 300,
     ) -> subprocess.CompletedProcess[str]:
+        if not self.ready:
+            self._wait_ready()
         request = {
             "args": list(args),
             "env": dict(os.environ if env is None else env),
@@ -189,11 +223,14 @@ class WarmCli:
             )
 
     def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=30)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        """Kill the zygote (not our child: init reaps it) and wait until it is gone."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.stdout.close()
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]))
