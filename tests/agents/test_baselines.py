@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from workload_kit import workload
 
 from autotune.agents import baselines as bl
 from autotune.agents.evaluate import run_episode
 from autotune.envs import splits
 from autotune.envs.spaces import values_to_levels
-from autotune.envs.workload import list_bundled, load
+from autotune.envs.workload import list_bundled
 from autotune.errors import UserError
 from autotune.features import FEATURE_NAMES, knob_levels
 from autotune.knobs import KNOBS, default_values
@@ -88,7 +89,7 @@ def test_heuristic_beats_default_where_there_is_headroom(name: str) -> None:
     from autotune.agents.evaluate import episode_rows
     from autotune.envs.oracle import headroom
 
-    wl = load(name)
+    wl = workload(name)
     if headroom(wl, episode_rows(wl)).best_fixed < 1.02:
         pytest.skip(f"{name}: under 2 % to gain over default on its test part")
     seeds = splits.eval_seeds(3)
@@ -114,7 +115,7 @@ def test_unknown_baseline() -> None:
 
 @pytest.mark.skipif(not list_bundled(), reason="no bundled workloads")
 def test_static_best_is_at_least_default_on_its_workload() -> None:
-    wl = load(list_bundled()[0])
+    wl = workload(list_bundled()[0])
     best = bl.search_static_best(wl, splits.TEST)
     r_best = run_episode(best, wl, 0, "static-best")
     r_default = run_episode(bl.Default(), wl, 0, "default")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from workload_kit import workload
 
 from autotune.agents.baselines import Default, Heuristic
 from autotune.agents.evaluate import EpisodeResult, evaluate, score_matrix, summarize
 from autotune.envs import splits
-from autotune.envs.workload import list_bundled, load
+from autotune.envs.workload import list_bundled
 
 
 def _episode(policy: str, workload: str, seed: int, score: float, run: int = 0) -> EpisodeResult:
@@ -51,7 +52,7 @@ def test_summary_interval_iqm_and_probability_of_improvement() -> None:
 
 @pytest.mark.skipif(not list_bundled(), reason="no bundled workloads")
 def test_evaluate_runs_each_model_of_a_policy_on_the_test_part() -> None:
-    wl = load(list_bundled()[0])
+    wl = workload(list_bundled()[0])
     seeds = splits.eval_seeds(2)
     rs = evaluate({"two": [lambda _w: Default(), lambda _w: Heuristic()]}, [wl], seeds)
     assert sorted({(r.run, r.seed) for r in rs}) == [

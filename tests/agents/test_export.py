@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from workload_kit import bundled
 
 from autotune import policy as runtime
 from autotune.agents import algos
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.skipif(not BUNDLED, reason="no bundled workloads in env
 
 def _tiny(name: str) -> object:
     algo = algos.get(name)
-    env = ReplayEnv(BUNDLED[:1])
+    env = ReplayEnv(bundled(1))
     wrapped = algo.wrapper(env) if algo.wrapper else env
     model = algo.load_class()(algo.policy, wrapped, seed=0, **algo.hyperparameters(tiny=True))
     model.learn(64)
@@ -36,7 +37,7 @@ def test_exported_policy_decides_like_the_model(name: str, tmp_path: Path) -> No
     model = _tiny(name)
     # export() itself checks agreement on random observations; check on real ones too.
     pol = runtime.load(export(model, tmp_path / "p", algo=name))
-    env = ReplayEnv(BUNDLED[:1])
+    env = ReplayEnv(bundled(1))
     obs, _ = env.reset(seed=0)
     for _ in range(20):
         ours = pol.decide(obs, knob_levels(obs))
@@ -50,7 +51,7 @@ def test_exported_policy_decides_like_the_model(name: str, tmp_path: Path) -> No
 def test_recurrent_policy_keeps_its_state_like_the_model(tmp_path: Path) -> None:
     model = _tiny("recurrent-ppo")
     pol = runtime.load(export(model, tmp_path / "p", algo="recurrent-ppo"))
-    env = ReplayEnv(BUNDLED[:1])
+    env = ReplayEnv(bundled(1))
     obs, _ = env.reset(seed=0)
     state, start = None, np.ones((1,), dtype=bool)
     for _ in range(15):

@@ -7,6 +7,7 @@ import io
 import pytest
 from rich.console import Console
 from stable_baselines3 import PPO
+from workload_kit import bundled
 
 from autotune.agents.progress import RateProgress
 from autotune.envs.replay import ReplayEnv
@@ -17,7 +18,7 @@ from autotune.envs.workload import list_bundled
 def test_progress_view_shows_steps_per_second() -> None:
     out = io.StringIO()
     bar = RateProgress(256, console=Console(file=out, width=160, force_terminal=False))
-    env = ReplayEnv(list_bundled()[:1])
+    env = ReplayEnv(bundled(1))
     model = PPO(
         "MlpPolicy",
         env,

@@ -8,20 +8,20 @@ from collections.abc import Callable
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def test_help_lists_commands(run_cli: Run) -> None:
-    r = run_cli("--help")
+def test_help_lists_commands(run_cli_cold: Run) -> None:
+    r = run_cli_cold("--help")
     assert r.returncode == 0
     assert "doctor" in r.stdout
 
 
-def test_unknown_command_is_one_line_exit_2(run_cli: Run) -> None:
-    r = run_cli("nope")
+def test_unknown_command_is_one_line_exit_2(run_cli_cold: Run) -> None:
+    r = run_cli_cold("nope")
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["autotune: No such command 'nope'."]
 
 
-def test_unknown_flag_is_one_line_exit_2(run_cli: Run) -> None:
-    r = run_cli("doctor", "--bad")
+def test_unknown_flag_is_one_line_exit_2(run_cli_cold: Run) -> None:
+    r = run_cli_cold("doctor", "--bad")
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -29,11 +29,11 @@ def test_unknown_flag_is_one_line_exit_2(run_cli: Run) -> None:
     assert "Traceback" not in r.stderr
 
 
-def test_bad_setting_from_env_is_one_line_exit_2(run_cli: Run) -> None:
+def test_bad_setting_from_env_is_one_line_exit_2(run_cli_cold: Run) -> None:
     import os
 
     env = {**os.environ, "AUTOTUNE_INTERVAL_MS": "7"}
-    r = run_cli("doctor", env=env)
+    r = run_cli_cold("doctor", env=env)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from workload_kit import workload
 
 from autotune.agents.baselines import Default, Static
 from autotune.agents.evaluate import episode_rows, run_episode
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.skipif(not BUNDLED, reason="no bundled workloads")
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_vectorized_model_equals_the_scalar_model(name: str) -> None:
-    wl = load(name)
+    wl = workload(name)
     levels, grid = settings()
     rng = np.random.default_rng(0)
     demands = wl.demands_cached()

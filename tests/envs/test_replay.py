@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from workload_kit import bundled, workload
 
 import autotune.envs
 from autotune.envs import spaces, splits
@@ -34,14 +35,14 @@ def test_every_registered_id_passes_both_checkers() -> None:
 
 @pytest.mark.parametrize("wrapper", [spaces.DiscreteStep, spaces.BoxLevels])
 def test_wrappers_pass_the_checkers(wrapper: type) -> None:
-    env = wrapper(ReplayEnv(BUNDLED[:1]))
+    env = wrapper(ReplayEnv(bundled(1)))
     check_env(env, skip_render_check=True)
     sb3_check_env(env)
 
 
 def test_same_seed_same_episode() -> None:
     def episode(seed: int) -> list[float]:
-        env = ReplayEnv(BUNDLED)
+        env = ReplayEnv(bundled())
         env.reset(seed=seed)
         env.action_space.seed(seed)
         out = []
@@ -55,7 +56,7 @@ def test_same_seed_same_episode() -> None:
 
 
 def test_default_knobs_earn_nothing_without_noise() -> None:
-    env = ReplayEnv(BUNDLED, noise=0.0)
+    env = ReplayEnv(bundled(), noise=0.0)
     _, info = env.reset(seed=0)
     default = info["levels"]
     for _ in range(20):
@@ -67,7 +68,7 @@ def test_default_knobs_earn_nothing_without_noise() -> None:
 
 
 def test_knob_change_costs() -> None:
-    env = ReplayEnv(BUNDLED, noise=0.0)
+    env = ReplayEnv(bundled(), noise=0.0)
     _, info = env.reset(seed=0)
     moved = info["levels"].copy()
     moved[-1] = (moved[-1] + 1) % spaces.LEVELS[-1]  # the prefetch knob: changes little else
@@ -78,7 +79,7 @@ def test_knob_change_costs() -> None:
 def test_observation_reflects_the_knobs() -> None:
     from autotune.features import knob_levels
 
-    env = ReplayEnv(BUNDLED, noise=0.0)
+    env = ReplayEnv(bundled(), noise=0.0)
     env.reset(seed=1)
     action = env.action_space.sample()
     obs, _, _, _, _ = env.step(action)
@@ -86,7 +87,7 @@ def test_observation_reflects_the_knobs() -> None:
 
 
 def test_test_rows_are_never_trained_or_validated_on() -> None:
-    wl = load(BUNDLED[0])
+    wl = workload(BUNDLED[0])
     n = len(wl)
     train, valid = ReplayEnv([wl], rows=splits.TRAIN), ReplayEnv([wl], rows=splits.VALIDATION)
     test = ReplayEnv([wl], rows=splits.TEST, episode_steps=n)
@@ -105,14 +106,14 @@ def test_test_rows_are_never_trained_or_validated_on() -> None:
 
 
 def test_action_outside_the_space_is_gymnasiums_error() -> None:
-    env = ReplayEnv(BUNDLED)
+    env = ReplayEnv(bundled())
     env.reset(seed=0)
     with pytest.raises(gym.error.InvalidAction):
         env.step(np.array([99, 0, 0, 0, 0, 0]))
 
 
 def test_options_pick_workload_and_start() -> None:
-    env = ReplayEnv(BUNDLED)
+    env = ReplayEnv(bundled())
     _, info = env.reset(seed=0, options={"workload": BUNDLED[-1], "start": 0})
     assert info["workload"] == BUNDLED[-1]
     assert info["row"] == 0
@@ -134,7 +135,7 @@ def _rewrite(tmp_path: Path, table: pa.Table, meta: dict[str, object]) -> Path:
 def real_trace() -> tuple[pa.Table, dict[str, object]]:
     from autotune.trace.reader import load_trace
 
-    return load_trace(load(BUNDLED[0]).path)
+    return load_trace(workload(BUNDLED[0]).path)
 
 
 def test_unknown_workload_name() -> None:
