@@ -1,163 +1,220 @@
 """Replay fidelity: does ReplayEnv answer a knob setting the way the machine does?
 
-    .venv/bin/python -m bench.envs.fidelity [--workload NAME ...] [--repeats 2] [--samples N]
+    .venv/bin/python -m bench.envs.fidelity [--grid bench/results/grid.json] [--workload NAME ...]
+        [--out bench/results/fidelity.json]
 
-For each bundled workload, real runs of the same job (workloads harness, cold data on a
-loop device of its own) at settings its recording did not visit, interleaved and repeated;
-beside them ReplayEnv's prediction at the same settings (the whole trace replayed at that fixed
-setting, noise off). Printed per workload: Spearman rank correlation of throughput (target
->= 0.8), median absolute error of the predicted throughput (target <= 15 %) and of the predicted
-ratio to the default setting, and the real runs' own repeat-to-repeat rank correlation (the
-ceiling noise allows).
+No real runs: the real side is the grid (``python -m bench.grid``, bench/results/grid.json), the
+replay side is computed now, from the current model, so this reruns in seconds after the model
+changes. For each workload in the grid and each knob family, over the family's settings:
+
+* ``real_ratio``: the setting's wall-time rate over the default's in the same repeat (geometric
+  mean over the grid's repeats); ``predicted_ratio``: the replay's mean rate over the whole trace
+  at the setting over its rate at the default (noise off);
+* ``spearman``: rank correlation of predicted and real ratios (target >= 0.9 where the ceiling
+  is >= 0.9; null when either side is constant);
+* ``repeat_ceiling``: Spearman of repeat 1's real ratios against repeat 2's (what noise allows);
+* ``mdape_ratio``: median absolute error of the predicted ratio, relative (target <= 10 %);
+* ``sign_errors``: settings whose real effect is over 5 % and whose predicted ratio lies on the
+  other side of 1.0 (target 0).
+
+Per workload, too: the replay's static-best now (``search_static_best``) and its real ratio in the
+grid (``not in grid`` when the model now picks a setting the grid never ran), the grid's real
+static-best, and whether the pick is within 5 % of it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import statistics
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+from autotune.errors import UserError
+from bench.grid.grid import load_doc, ratios_by_repeat, summarise
+from bench.grid.settings import COMBINED, DEFAULT, key, label
+from bench.results import provenance, write_json
 
-# Settings to try per workload: the knob that should matter across its ladder, far enough apart
-# for the outcomes to differ by more than the noise (workloads/README.md, sensitivity).
-SETTINGS: dict[str, list[dict[str, float]]] = {
-    "cnn": [
-        {},
-        {"cpus.trainer": 0.5},
-        {"cpus.loader": 0.5},
-        {"cpus.trainer": 0.5, "cpus.loader": 0.5},
-        {"weight.trainer": 0.25},
-        {"weight.loader": 0.25},
-        {"weight.trainer": 8.0, "weight.loader": 8.0},
-    ],
-    "cnn_noisy": [
-        {"weight.trainer": w, "weight.loader": w} for w in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-    ],
-    "shards": [{"readahead": r} for r in (16.0, 32.0, 64.0, 256.0, 1024.0, 4096.0)],
-    "randread": [{"readahead": r} for r in (16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0)],
-    "phases": [
-        {"readahead": 16.0},
-        {"readahead": 64.0},
-        {"readahead": 1024.0},
-        {"readahead": 4096.0},
-        {"readahead": 1024.0, "cpus.trainer": 0.5},
-        {"readahead": 64.0, "weight.trainer": 0.25},
-    ],
-}
+GRID = Path("bench/results/grid.json")
+OUT = Path("bench/results/fidelity.json")
+EFFECT = 0.05  # a real effect this large must be predicted on the right side of 1.0
+WITHIN = 0.05  # the replay's pick, run for real, within this of the real static-best
+
+Predictor = Callable[[Mapping[str, float]], float]
 
 
-# Samples per run: 15 to 40 s at the default knobs on this VM (workloads/README.md).
-SAMPLES: dict[str, int] = {
-    "cnn": 8192,
-    "cnn_noisy": 4096,
-    "shards": 65536,
-    "randread": 16384,
-    "phases": 32768,
-}
-
-
-def predict(wl: Any, setting: Mapping[str, float]) -> float:
-    """Mean progress rate ReplayEnv gives over the whole trace at one fixed setting."""
-    from autotune.envs import spaces
-    from autotune.envs.replay import ReplayEnv
-
-    env = ReplayEnv([wl], episode_steps=len(wl), noise=0.0)
-    levels = spaces.values_to_levels({**wl.defaults, **setting})
-    env.reset(seed=0, options={"start": 0})
-    rates, done = [], False
-    while not done:
-        _, _, _, done, info = env.step(levels)
-        rates.append(info["rate"])
-    return float(np.mean(rates))
-
-
-def seen(wl: Any) -> set[str]:
-    return {json.dumps(k, sort_keys=True) for k in wl.knobs}
-
-
-def spearman(a: list[float], b: list[float]) -> float:
+def spearman(a: list[float], b: list[float]) -> float | None:
+    """Rank correlation; None when it is undefined (fewer than 3 points, or a constant side)."""
     from scipy.stats import spearmanr
 
+    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None
     return float(spearmanr(a, b).statistic)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workload", action="append", choices=sorted(SETTINGS))
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--samples", type=int, help="samples per run (default: SAMPLES)")
-    ap.add_argument("--json", help="also write the results here")
-    args = ap.parse_args()
+def geomean(xs: list[float]) -> float:
+    return math.exp(statistics.fmean(math.log(x) for x in xs))
 
-    from autotune.envs.workload import load
-    from workloads.run import Workbench
 
-    report: dict[str, Any] = {}
-    with Workbench() as wb:
-        for name in args.workload or sorted(SETTINGS):
-            wl = load(name)
-            visited = seen(wl)
-            settings = [
-                s
-                for s in SETTINGS[name]
-                if json.dumps({**wl.defaults, **s}, sort_keys=True) not in visited
-            ]
-            samples = args.samples or SAMPLES[name]
-            # The recording's starting read-ahead is the replay's default: hold it unless a
-            # setting moves it (a fresh loop device would come up at its own).
-            base = {"readahead": wl.defaults["readahead"]}
-            measured: list[list[float]] = [[] for _ in settings]
-            defaults: list[float] = []
-            for _ in range(args.repeats):  # interleaved: each repeat visits every setting
-                defaults.append(wb.run(name, samples, base).samples_per_s)
-                for i, s in enumerate(settings):
-                    measured[i].append(wb.run(name, samples, {**base, **s}).samples_per_s)
-            default = statistics.median(defaults)
-            pred = [predict(wl, s) for s in settings]
-            pred_default = predict(wl, {})
-            real = [statistics.median(m) for m in measured]
-            err = [abs(p / m - 1) for p, m in zip(pred, real, strict=True)]
-            rel_err = [
-                abs((p / pred_default) / (m / default) - 1) for p, m in zip(pred, real, strict=True)
-            ]
-            ceiling = spearman([m[0] for m in measured], [m[-1] for m in measured])
-            rho = spearman(pred, real)
-            report[name] = {
-                "settings": settings,
-                "measured": measured,
-                "predicted": pred,
-                "spearman": rho,
-                "median_abs_error": statistics.median(err),
-                "median_abs_error_vs_default": statistics.median(rel_err),
-                "repeat_spearman": ceiling,
-                "default_measured": defaults,
-                "default_predicted": pred_default,
+def cells(name: str, entry: Mapping[str, Any], predict: Predictor) -> list[dict[str, Any]]:
+    """One cell per knob family of one workload's grid entry."""
+    runs = [r for r in entry["runs"] if r["stage"] == "grid" and "error" not in r]
+    real = ratios_by_repeat(runs)
+    at_default = predict({})
+    families: dict[str, list[dict[str, Any]]] = {}
+    for s in entry["settings"]:
+        if s["family"] in (DEFAULT, COMBINED) or "not_applicable" in s:
+            continue
+        if s["setting"] in real:
+            families.setdefault(s["family"], []).append(s)
+    out = []
+    for family, group in families.items():
+        rows = []
+        for s in group:
+            by_rep = real[s["setting"]]
+            rows.append(
+                {
+                    "setting": s["setting"],
+                    "real_ratio": geomean(list(by_rep.values())),
+                    "predicted_ratio": predict(s["knobs"]) / at_default,
+                    "real_by_repeat": [by_rep[r] for r in sorted(by_rep)],
+                }
+            )
+        both = [r for r in rows if len(r["real_by_repeat"]) >= 2]
+        r_real = [r["real_ratio"] for r in rows]
+        r_pred = [r["predicted_ratio"] for r in rows]
+        out.append(
+            {
+                "workload": name,
+                "family": family,
+                "spearman": spearman(r_pred, r_real),
+                "repeat_ceiling": spearman(
+                    [r["real_by_repeat"][0] for r in both], [r["real_by_repeat"][1] for r in both]
+                ),
+                "mdape_ratio": statistics.median(
+                    abs(p / m - 1) for p, m in zip(r_pred, r_real, strict=True)
+                ),
+                "sign_errors": sum(
+                    1
+                    for p, m in zip(r_pred, r_real, strict=True)
+                    if abs(m - 1) > EFFECT and (p - 1) * (m - 1) < 0
+                ),
+                "settings": rows,
             }
+        )
+    return out
+
+
+def real_ratio(entry: Mapping[str, Any], setting: str) -> dict[str, Any] | None:
+    """A setting's real ratio in the grid: the verify pass's when it was verified, else the
+    first pass's (from the raw runs); None when the grid never ran it."""
+    if setting == DEFAULT:
+        return {"ratio": 1.0, "ci95": [1.0, 1.0], "pass": "grid"}
+    for s in entry["settings"]:
+        if s["setting"] == setting and "verify" in s:
+            return {**s["verify"], "pass": "verify"}
+    first = summarise([r for r in entry["runs"] if r["stage"] == "grid" and "error" not in r])
+    return {**first[setting], "pass": "grid"} if setting in first else None
+
+
+def pick_vs_best(entry: Mapping[str, Any], pick: Mapping[str, float]) -> dict[str, Any]:
+    """The replay's pick, its real ratio, the real static-best, and whether they are close."""
+    name = label(pick)
+    known = {key(s["knobs"]): s["setting"] for s in entry["settings"]}
+    found = known.get(key(pick), DEFAULT if not pick else None)
+    got = real_ratio(entry, found) if found is not None else None
+    best = entry["static_best"]
+    out: dict[str, Any] = {
+        "replay_pick": name,
+        "replay_pick_real": got if got is not None else "not in grid",
+        "real_static_best": best,
+    }
+    if got is not None:
+        out["pick_within_5pct"] = bool(got["ratio"] >= (1 - WITHIN) * best["ratio"])
+    return out
+
+
+def report(doc: Mapping[str, Any], names: list[str] | None) -> dict[str, Any]:
+    from bench.grid.replay import predict, recording, replay_pick
+
+    grid = doc.get("workloads", {})
+    for n in names or []:
+        if n not in grid:
+            raise UserError(f"no grid for {n!r} in the grid file; it has {', '.join(grid)}")
+    out_cells: list[dict[str, Any]] = []
+    workloads: list[dict[str, Any]] = []
+    for name in names or sorted(grid):
+        wl, source = recording(name)
+        if wl is None:
+            workloads.append({"workload": name, "skipped": source})
+            continue
+        out_cells += cells(name, grid[name], lambda s, wl=wl: predict(wl, s))
+        workloads.append(
+            {
+                "workload": name,
+                "grid_commit": grid[name].get("commit"),
+                **pick_vs_best(grid[name], replay_pick(wl)),
+            }
+        )
+    return {
+        **provenance(),
+        "grid_date": doc.get("date"),
+        "cells": out_cells,
+        "workloads": workloads,
+    }
+
+
+def fmt(x: float | None) -> str:
+    return "  n/a" if x is None else f"{x:+.2f}"
+
+
+def show(rep: Mapping[str, Any]) -> None:
+    print(
+        f"{'workload':<16} {'family':<10} {'n':>2} {'spearman':>8} {'ceiling':>8} "
+        f"{'mdape':>6} {'sign':>4}"
+    )
+    for c in rep["cells"]:
+        print(
+            f"{c['workload']:<16} {c['family']:<10} {len(c['settings']):>2} "
+            f"{fmt(c['spearman']):>8} {fmt(c['repeat_ceiling']):>8} "
+            f"{c['mdape_ratio']:>6.1%} {c['sign_errors']:>4}"
+        )
+        for s in c["settings"]:
             print(
-                f"\n{name}: {len(settings)} settings unseen by calibration, {args.repeats} repeats"
+                f"    {s['setting']:<44} real {s['real_ratio']:.3f}  "
+                f"replay {s['predicted_ratio']:.3f}"
             )
-            for s, m, p in zip(settings, measured, pred, strict=True):
-                label = " ".join(f"{k}={v:g}" for k, v in s.items()) or "default"
-                print(
-                    f"  {label:<44} real {statistics.median(m):9.1f}/s"
-                    f" [{min(m):.1f}–{max(m):.1f}]  replay {p:9.1f}/s"
-                )
-            print(
-                f"  Spearman {rho:+.2f} (target >= 0.8; repeat-to-repeat {ceiling:+.2f}), "
-                f"median abs error {statistics.median(err):.1%} (target <= 15%), "
-                f"relative to default {statistics.median(rel_err):.1%}"
-            )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+    print()
+    for w in rep["workloads"]:
+        if "skipped" in w:
+            print(f"{w['workload']:<16} skipped: {w['skipped']}")
+            continue
+        got, best = w["replay_pick_real"], w["real_static_best"]
+        real = got if isinstance(got, str) else f"{got['ratio']:.3f} ({got['pass']})"
+        within = w.get("pick_within_5pct")
+        print(
+            f"{w['workload']:<16} replay pick {w['replay_pick']} -> real {real}; "
+            f"real static-best {best['setting']} {best['ratio']:.3f}; "
+            f"within 5 %: {'n/a' if within is None else within}"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="bench.envs.fidelity", description=__doc__.splitlines()[0])
+    ap.add_argument("--grid", type=Path, default=GRID, help=f"the real grid (default {GRID})")
+    ap.add_argument("--workload", action="append", help="only these (default: all in the grid)")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"result file (default {OUT})")
+    args = ap.parse_args(argv)
+    doc = load_doc(args.grid, missing_ok=False)
+    rep = report(doc, args.workload)
+    write_json(args.out, rep)
+    show(rep)
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":
-    import sys
-
     from workloads.jobkit import entry
 
-    sys.exit(entry(lambda _argv: main()))
+    sys.exit(entry(main))

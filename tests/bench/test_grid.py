@@ -1,0 +1,137 @@
+"""The grid's plan, order and arithmetic (no real runs), and its refusals of bad input."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autotune.knobs import KNOBS, Family, default_values
+from bench.grid.grid import ratios_by_repeat, rotate, summarise
+from bench.grid.settings import Setting, combined, cores, plan
+from workloads.run import REPO
+
+BASE = {"readahead": 128.0}
+DEFAULTS = default_values(128.0)
+
+
+def test_plan_covers_every_family_off_the_recording() -> None:
+    seen_ra = {**DEFAULTS, "readahead": 16.0}
+    settings = plan(BASE, DEFAULTS, [DEFAULTS, seen_ra], None)
+    assert settings[0].knobs == {} and settings[0].family == "default" and settings[0].seen
+    for family in Family:
+        mine = [s for s in settings if s.family == str(family)]
+        ladder_off = sum(len(k.ladder) - 1 for k in KNOBS if k.family is family)
+        assert len(mine) == min(5, ladder_off), family
+        assert len({s.label for s in mine}) == len(mine)
+        assert not any(s.seen for s in mine)  # enough unvisited rungs everywhere
+    ra = [s.knobs["readahead"] for s in settings if s.family == "readahead"]
+    assert 16.0 not in ra and 128.0 not in ra  # visited, and the base itself
+    assert max(ra) / min(ra) >= 64  # spread over the ladder, not bunched
+
+
+def test_visited_settings_fill_in_when_the_ladder_runs_out() -> None:
+    visited = [{**DEFAULTS, "prefetch.loader": v} for v in (1.0, 4.0, 8.0)]
+    pf = [s for s in plan(BASE, DEFAULTS, visited, None) if s.family == "prefetch"]
+    assert [s.knobs["prefetch.loader"] for s in pf] == [1.0, 4.0, 8.0]
+    assert all(s.seen for s in pf)
+
+
+def test_replay_pick_is_marked_or_added() -> None:
+    inside = plan(BASE, DEFAULTS, [], {"readahead": 1024.0})
+    assert [s.label for s in inside if s.replay_pick] == ["readahead=1024"]
+    pick = {"weight.trainer": 8.0, "readahead": 32.0}
+    added = plan(BASE, DEFAULTS, [], pick)
+    assert added[-1].knobs == pick and added[-1].replay_pick and added[-1].family == "combined"
+    assert sum(s.replay_pick for s in added) == 1
+
+
+def test_affinity_places_roles_differently_first() -> None:
+    aff = [s.knobs for s in plan(BASE, DEFAULTS, [], None) if s.family == "affinity"]
+    n = 2
+    placed = [
+        (cores(a.get("cpus.trainer", 1.0), n), cores(a.get("cpus.loader", 1.0), n)) for a in aff
+    ]
+    # Two cores: trainer alone on one, loaders alone on one, or split; never the default's (2, 2).
+    if os.cpu_count() == n:
+        assert set(placed[:3]) == {(1, 1), (1, 2), (2, 1)}
+        assert (2, 2) not in placed
+
+
+def test_rotation_visits_everything_each_repeat_in_another_order() -> None:
+    items = list(range(8))
+    orders = [rotate(items, r, 2) for r in range(2)]
+    assert all(sorted(o) == items for o in orders)
+    assert orders[0].index(0) != orders[1].index(0)
+    assert rotate([], 0, 2) == []
+
+
+def test_ratios_are_wall_time_rates_paired_by_repeat() -> None:
+    runs = [
+        {"repeat": 0, "setting": "default", "wall_s": 10.0},
+        {"repeat": 0, "setting": "readahead=16", "wall_s": 20.0},
+        {"repeat": 1, "setting": "default", "wall_s": 8.0},
+        {"repeat": 1, "setting": "readahead=16", "wall_s": 10.0},
+        {"repeat": 2, "setting": "readahead=16", "wall_s": 1.0},  # no default: unpaired
+    ]
+    assert ratios_by_repeat(runs)["readahead=16"] == {0: 0.5, 1: 0.8}
+    s = summarise(runs)["readahead=16"]
+    assert s["ratio"] == pytest.approx(math.sqrt(0.5 * 0.8)) and s["n"] == 2
+    assert s["ci95"][0] <= s["ratio"] <= s["ci95"][1]
+
+
+def test_combined_settings_build_on_the_best_of_each_family() -> None:
+    grid = [
+        Setting({"readahead": 1024.0}, "readahead"),
+        Setting({"readahead": 16.0}, "readahead"),
+        Setting({"weight.trainer": 4.0, "weight.loader": 4.0}, "weights"),
+        Setting({"weight.trainer": 8.0, "weight.loader": 8.0}, "weights"),
+    ]
+    ratios = {
+        "readahead=1024": 1.3,
+        "readahead=16": 0.5,
+        "weight.loader=4,weight.trainer=4": 1.1,
+        "weight.loader=8,weight.trainer=8": 1.0,
+    }
+    got = [s.knobs for s in combined(ratios, grid)]
+    assert got == [
+        {"weight.trainer": 8.0, "weight.loader": 8.0, "readahead": 1024.0},
+        {"cpus.trainer": 0.5, "cpus.loader": 0.5, "weight.trainer": 4.0, "weight.loader": 4.0},
+    ]
+
+
+def grid_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.grid", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--workload", "nope"], "unknown workload"),
+        (["--workload", "cnn", "--repeats", "1"], "--repeats must be at least 2"),
+        (["--workload", "cnn", "--verify-repeats", "2"], "--verify-repeats must be at least 3"),
+        (["--workload", "cnn", "--samples", "0"], "--samples must be positive"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_status_2(args: list[str], says: str) -> None:
+    r = grid_cli(*args)
+    assert r.returncode == 2
+    assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_damaged_result_file_is_refused_before_any_run(tmp_path: Path) -> None:
+    out = tmp_path / "grid.json"
+    out.write_text("{not json")
+    r = grid_cli("--workload", "cnn", "--out", str(out))
+    assert r.returncode == 2 and "cannot read the grid" in r.stderr
+    assert out.read_text() == "{not json"
