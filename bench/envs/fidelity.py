@@ -25,6 +25,7 @@ static-best, and whether the pick is within 5 % of it.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import statistics
 import sys
@@ -150,7 +151,7 @@ def report(doc: Mapping[str, Any], names: list[str] | None) -> dict[str, Any]:
         if wl is None:
             workloads.append({"workload": name, "skipped": source})
             continue
-        out_cells += cells(name, grid[name], lambda s, wl=wl: predict(wl, s))
+        out_cells += cells(name, grid[name], functools.partial(predict, wl))
         workloads.append(
             {
                 "workload": name,

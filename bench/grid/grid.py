@@ -24,6 +24,7 @@ from workloads.run import Result, Workbench
 
 BATCH = 64  # samples are rounded up to this (every job's batch divides it)
 VERIFY_TOP = 3
+GRID_DEFAULTS = 3  # default runs per grid repeat, spread among the settings
 MAX_FAILED = 3  # runs failing in a row: the machine, not a setting; stop, writing nothing
 
 
@@ -66,6 +67,21 @@ def rotate(items: Sequence[Any], repeat: int, repeats: int) -> list[Any]:
     return [*items[shift:], *items[:shift]]
 
 
+def with_defaults(order: Sequence[Setting], n: int) -> list[Setting]:
+    """``order`` with the default ``n`` times in all, spread evenly between the other settings
+    (never first): a slow or fast stretch of the machine then weighs on every ratio alike."""
+    rest = [s for s in order if s.knobs]
+    if n <= 1 or not rest:
+        return list(order)
+    marks = {math.floor((i + 0.5) * len(rest) / n) for i in range(n)}
+    out: list[Setting] = []
+    for i, s in enumerate(rest):
+        if i in marks:
+            out.append(Setting({}))
+        out.append(s)
+    return out
+
+
 def row(r: Result, stage: str, repeat: int, s: Setting, order: int) -> dict[str, Any]:
     return {
         "stage": stage,
@@ -96,12 +112,18 @@ def unheld(s: Setting, r: Result) -> tuple[str, str] | None:
 
 
 def ratios_by_repeat(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, float]]:
-    """label → repeat → wall-time rate over the default's in that repeat."""
-    default = {r["repeat"]: r["wall_s"] for r in runs if r["setting"] == DEFAULT}
+    """label → repeat → wall-time rate over the default's in that repeat (the geometric mean of
+    the repeat's default runs, when it has several)."""
+    walls: dict[int, list[float]] = {}
+    for r in runs:
+        if r["setting"] == DEFAULT:
+            walls.setdefault(r["repeat"], []).append(math.log(r["wall_s"]))
+    default = {rep: math.exp(sum(w) / len(w)) for rep, w in walls.items()}
     out: dict[str, dict[int, float]] = {}
     for r in runs:
         if r["repeat"] in default:
-            out.setdefault(r["setting"], {})[r["repeat"]] = default[r["repeat"]] / r["wall_s"]
+            ratio = 1.0 if r["setting"] == DEFAULT else default[r["repeat"]] / r["wall_s"]
+            out.setdefault(r["setting"], {})[r["repeat"]] = ratio
     return out
 
 
@@ -153,11 +175,20 @@ class Runner:
         )
         return r
 
-    def sweep(self, stage: str, settings: Sequence[Setting], repeats: int, first: int = 0) -> None:
-        """Every setting once per repeat, the order rotated each repeat. A setting that needs
-        the job's cooperation and did not get it drops out with its family, as not applicable."""
+    def sweep(
+        self,
+        stage: str,
+        settings: Sequence[Setting],
+        repeats: int,
+        first: int = 0,
+        defaults: int = 1,
+    ) -> None:
+        """Every setting once per repeat (the default ``defaults`` times), the order rotated each
+        repeat. A setting that needs the job's cooperation and did not get it drops out with its
+        family, as not applicable."""
         for rep in range(repeats):
-            for order, s in enumerate(rotate(settings, rep, repeats)):
+            visits = with_defaults(rotate(settings, rep, repeats), defaults)
+            for order, s in enumerate(visits):
                 if s.family in self.grid.not_applicable:
                     continue
                 r = self.one(stage, first + rep, s, order)
@@ -178,7 +209,7 @@ def run_grid(
     """The first pass over the plan, then the best few and the combined settings again with
     fresh repeats beside the default; returns the workload's entry for grid.json."""
     runner = Runner(wb, grid, log)
-    runner.sweep("grid", grid.settings, repeats)
+    runner.sweep("grid", grid.settings, repeats, defaults=GRID_DEFAULTS)
     first = summarise(grid.runs_of("grid"))
     ranked = sorted(
         (

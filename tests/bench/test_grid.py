@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from autotune.knobs import KNOBS, Family, default_values
-from bench.grid.grid import ratios_by_repeat, rotate, summarise
+from bench.grid.grid import ratios_by_repeat, rotate, summarise, with_defaults
 from bench.grid.settings import Setting, combined, cores, plan
 from workloads.run import REPO
 
@@ -70,6 +71,28 @@ def test_rotation_visits_everything_each_repeat_in_another_order() -> None:
     assert rotate([], 0, 2) == []
 
 
+def test_defaults_spread_between_the_settings() -> None:
+    settings = [Setting({})] + [Setting({"readahead": float(16 << i)}) for i in range(9)]
+    for rep in range(2):
+        visits = with_defaults(rotate(settings, rep, 2), 3)
+        labels = [s.label for s in visits]
+        assert labels.count("default") == 3 and labels[0] != "default"
+        assert sorted(set(labels)) == sorted(s.label for s in settings)
+        gaps = [i for i, x in enumerate(labels) if x == "default"]
+        assert min(b - a for a, b in itertools.pairwise(gaps)) >= 3
+
+
+def test_several_defaults_in_a_repeat_make_one_geometric_mean() -> None:
+    runs = [
+        {"repeat": 0, "setting": "default", "wall_s": 5.0},
+        {"repeat": 0, "setting": "readahead=16", "wall_s": 20.0},
+        {"repeat": 0, "setting": "default", "wall_s": 20.0},
+    ]
+    got = ratios_by_repeat(runs)
+    assert got["default"] == {0: 1.0}
+    assert got["readahead=16"][0] == pytest.approx(0.5)  # sqrt(5 * 20) / 20
+
+
 def test_ratios_are_wall_time_rates_paired_by_repeat() -> None:
     runs = [
         {"repeat": 0, "setting": "default", "wall_s": 10.0},
@@ -78,7 +101,7 @@ def test_ratios_are_wall_time_rates_paired_by_repeat() -> None:
         {"repeat": 1, "setting": "readahead=16", "wall_s": 10.0},
         {"repeat": 2, "setting": "readahead=16", "wall_s": 1.0},  # no default: unpaired
     ]
-    assert ratios_by_repeat(runs)["readahead=16"] == {0: 0.5, 1: 0.8}
+    assert ratios_by_repeat(runs)["readahead=16"] == pytest.approx({0: 0.5, 1: 0.8})
     s = summarise(runs)["readahead=16"]
     assert s["ratio"] == pytest.approx(math.sqrt(0.5 * 0.8)) and s["n"] == 2
     assert s["ci95"][0] <= s["ratio"] <= s["ci95"][1]
