@@ -154,6 +154,7 @@ class Runner:
         self.grid = grid
         self.log = log
         self.failed_in_a_row = 0
+        self.acknowledged: set[str] = set()  # families whose knobs the job acknowledged once
 
     def one(self, stage: str, repeat: int, s: Setting, order: int) -> Result | None:
         g = self.grid
@@ -193,8 +194,14 @@ class Runner:
                     continue
                 r = self.one(stage, first + rep, s, order)
                 lost = unheld(s, r) if r is not None else None
-                if lost is not None and lost[0] not in self.grid.not_applicable:
-                    # A combined setting goes on running: the job holds the rest of it.
+                if lost is None:
+                    if r is not None:
+                        self.acknowledged.add(s.family)
+                    continue
+                self.grid.runs[-1]["unheld"] = lost[1]
+                # Only the family's own settings judge it, and only until the job has once
+                # acknowledged one: a short run may end before its acknowledgement comes.
+                if s.family == lost[0] and s.family not in self.acknowledged:
                     self.grid.not_applicable[lost[0]] = lost[1]
                     self.log(f"  {lost[0]}: not applicable: {lost[1]}")
 
