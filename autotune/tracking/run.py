@@ -242,12 +242,15 @@ class TrackedRun:
             # Short sessions usually finish uploading here; a longer upload goes on in the
             # follower after this process exits.
             try:
-                self._follower.wait(self._end_timeout_s)
+                rc = self._follower.wait(self._end_timeout_s)
             except subprocess.TimeoutExpired:
                 self._notify(
                     f"run {self.local_id} is still uploading in the background; what does not go "
                     f"up stays in {self.spool.path} for `autotune sync`"
                 )
+                return
+            if rc != 0 and not self._told:  # it ended with part of the run not uploaded
+                self._tell("its last upload did not finish")
             return
         self._stopping.set()
         self._wake.set()
