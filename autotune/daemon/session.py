@@ -120,7 +120,6 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
                 runs_dir=settings.runs_dir,
                 uploader="process",  # keeps the MLflow client (~85 MB) out of the tuner
                 end_timeout_s=UPLOAD_WAIT_S,
-                notify=_notices(settings.tracking_uri),
             )
         )
         log = DecisionLog(decisions)
@@ -219,38 +218,6 @@ def _unless_ended(job: Any, opener: Callable[[], T]) -> T | None:
         if job.launched and not job.alive():
             return None
         raise
-
-
-def _notices(tracking_uri: str) -> Callable[[str], None]:
-    """The tracking run's notices, but for the usual one that its upload goes on after exit:
-    that one is said only when the store does not answer now (then the rest waits for
-    `autotune sync`, and the person should know)."""
-
-    def notify(message: str) -> None:
-        import sys
-
-        if "still uploading in the background" in message and _answers(tracking_uri):
-            return
-        sys.stderr.write(f"autotune: {message}\n")
-
-    return notify
-
-
-def _answers(tracking_uri: str, timeout_s: float = 0.2) -> bool:
-    """Whether an HTTP tracking server accepts a connection now (a local store always does);
-    a TCP connect only, so that the MLflow client stays out of the tuner."""
-    import socket
-    from urllib.parse import urlsplit
-
-    url = urlsplit(tracking_uri)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        return True
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
 
 
 def _say_early(dry_run: bool) -> None:
