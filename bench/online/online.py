@@ -32,7 +32,7 @@ grid's ``base``); where the file or the entry is missing or unreadable the bench
 line and falls back to the replay's pick, which is recorded beside it in any case
 (``replay_pick``, issue 19); ``--static-best`` overrides both. Run size: ``--samples``, else
 the grid's samples for the job, else a probe at the default knobs sized to ``--target-wall``
-seconds of wall time (the two spell jobs always probe, to a longer run).
+seconds of wall time (× 1.6 for the two spell jobs).
 
 Results merge into ``--out`` one job at a time (other jobs' entries kept), through
 bench/results.py, in the shape issue 20 gives: per job ``repeats``, ``tuned_vs_default``,
@@ -245,7 +245,7 @@ class Bench:
         target = self.args.target_wall
         if catalog.get(name).spell_kinds:
             target *= ADAPTIVE_TARGET_WALL
-        if entry and isinstance(entry.get("samples"), int) and not catalog.get(name).spell_kinds:
+        if entry and isinstance(entry.get("samples"), int):
             return int(entry["samples"]), {"from": "grid"}
         probe = self.run(name, self.args.probe_samples, "default", {})
         start_s = probe.wall_s - probe.job_s
@@ -258,16 +258,18 @@ class Bench:
         )
         return n, {"from": "probe", "target_wall_s": target, "probe": run_row(probe)}
 
-    def job(self, name: str) -> dict[str, Any]:
+    def job(self, name: str) -> None:
+        """Every arm of one job, repeated; merged into ``--out`` after each repeat."""
         w = catalog.get(name)
         entry, why = grid_entry(self.args.grid, name)
         best, why2 = grid_static_best(entry) if entry else (None, why)
         pick = grid_replay_pick(entry) if entry else None
         if pick is None:
             pick = replay_pick(name)
-        source = "grid"
+        source = f"grid ({self.args.grid})"
         if self.args.static_best is not None:
-            best, source = {**self.start, **parse(self.args.static_best)}, "--static-best"
+            best = {**self.start, **parse(self.args.static_best)}
+            source = "--static-best (hand-picked, not a grid)"
         elif best is None:
             if pick is None:
                 raise UserError(
@@ -312,20 +314,21 @@ class Bench:
                         flush=True,
                     )
                 runs[arm].append(row)
-        result = {
-            "workload": name,
-            "noisy": w.noisy,
-            "samples": samples,
-            "sizing": sizing,
-            "repeats": self.args.repeats,
-            **ratios(runs, self.args.repeats),
-            "static_best": {"setting": best, "source": source},
-            "replay_pick": {"setting": setting["replay_pick"], "recorded": pick is not None},
-            "spell_s": list(SPELL_S) if w.spell_kinds else None,
-            "arms": runs,
-        }
+            # Merged after every repeat: a chunk cut short keeps the repeats it finished.
+            result = {
+                "workload": name,
+                "noisy": w.noisy,
+                "samples": samples,
+                "sizing": sizing,
+                "repeats": rep + 1,
+                **ratios(runs, rep + 1),
+                "static_best": {"setting": best, "source": source},
+                "replay_pick": {"setting": setting["replay_pick"], "recorded": pick is not None},
+                "spell_s": list(SPELL_S) if w.spell_kinds else None,
+                "arms": runs,
+            }
+            save(self.args.out, name, result, self.model or "")
         show(name, result)
-        return result
 
 
 def run_row(r: Result) -> dict[str, Any]:
@@ -453,7 +456,7 @@ def main(argv: list[str] | None = None) -> None:
         bench = Bench(args, wb, arms)
         try:
             for name in args.job or list(catalog.WORKLOADS):
-                save(args.out, name, bench.job(name), model or "")
+                bench.job(name)
                 print(f"online: {name} merged into {args.out}", flush=True)
         finally:
             bench.close()

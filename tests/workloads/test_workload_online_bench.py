@@ -126,5 +126,5 @@ def test_a_tiny_run_writes_every_arm_in_the_issue_shape(
         assert lo <= job[key]["ratio"] <= hi
     assert job["static_best"] == {
         "setting": {"readahead": 128.0, "weight.loader": 8.0, "weight.trainer": 8.0},
-        "source": "--static-best",
+        "source": "--static-best (hand-picked, not a grid)",
     }
