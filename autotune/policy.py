@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from autotune.errors import UserError
 from autotune.features import FEATURE_NAMES, N_FEATURES, SCHEMA_VERSION, knob_levels
-from autotune.knobs import KNOB_TABLE_VERSION, KNOBS
+from autotune.knobs import KNOB_TABLE_VERSION, KNOBS, default_values
 
 FORMAT = "autotune-policy"
 FORMAT_VERSION = 1
@@ -229,3 +229,34 @@ def load(path: str | Path) -> Policy:
         raise UserError(f"{folder}: the policy's weights do not fit its network ({e})") from None
     policy.reset()
     return policy
+
+
+def write_constant(folder: Path, values: dict[str, float]) -> Path:
+    """Export a real policy whose network always picks ``values`` (other knobs at the table's
+    defaults): one linear layer with zero weights and a bias that is one-hot per knob.
+
+    It runs through the tuner like any policy (warm-up, guard, canaries): the online bench's
+    static-best-through-the-tuner arm, and the tests that force what the tuner is asked.
+    """
+    wanted = default_values()
+    wanted.update(values)
+    bias = np.concatenate(
+        [np.eye(k.levels, dtype=np.float32)[k.index(wanted[k.name])] for k in KNOBS]
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, Any] = {"c/w": np.zeros((len(bias), N_FEATURES), np.float32), "c/b": bias}
+    np.savez(folder / WEIGHTS_FILE, **arrays)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "algo": "constant",
+        "action": "multidiscrete",
+        "schema_version": SCHEMA_VERSION,
+        "feature_names": list(FEATURE_NAMES),
+        "knob_table_version": KNOB_TABLE_VERSION,
+        "knobs": knob_signature(),
+        "frame_stack": 1,
+        "ops": [["linear", "c"], ["argmax_split"]],
+    }
+    (folder / META_FILE).write_text(json.dumps(meta))
+    return folder

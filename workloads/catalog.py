@@ -24,6 +24,8 @@ class Workload:
         more_data: further make_data datasets it reads.
         spell_kinds: the kinds of spell it alternates, first first (empty: no spells); the
             neighbour's (``on``/``off``) when ``noisy``, else the job's own, announced on stdout.
+        recorded: bundled as a recording (envs/workloads) and trained on; False for a job kept
+            unseen, to measure what a trained policy does on a job it never met.
     """
 
     name: str
@@ -35,6 +37,7 @@ class Workload:
     knob: str
     more_data: tuple[str, ...] = ()
     spell_kinds: tuple[str, ...] = ()
+    recorded: bool = True
 
     @property
     def neighbour_spells(self) -> bool:
@@ -129,8 +132,21 @@ WORKLOADS: dict[str, Workload] = {
             more_data=("tokens",),
             spell_kinds=("seq", "random"),
         ),
+        Workload(
+            "tinylm",
+            "workloads.tinylm",
+            "tokens",
+            True,
+            ("--batch-size", "4", "--block", "32", "--read-kb", "4"),
+            "a 2-layer transformer LM (d=64) on token windows streamed in order by 2 DataLoader "
+            "workers, beside stress-ng --cpu 2; never recorded, never trained on",
+            "weight.trainer / weight.loader (the trainer's CPU against the hogs); readahead a "
+            "little (sequential 16 KiB reads, cold)",
+            recorded=False,
+        ),
     )
 }
+RECORDED = tuple(name for name, w in WORKLOADS.items() if w.recorded)
 
 
 def get(name: str) -> Workload:

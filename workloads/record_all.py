@@ -93,7 +93,7 @@ def record(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="workloads.record_all", description=__doc__)
-    p.add_argument("--only", default=",".join(catalog.WORKLOADS), help="comma-separated")
+    p.add_argument("--only", default=",".join(catalog.RECORDED), help="comma-separated")
     p.add_argument("--out", type=Path, default=OUT, help="where the recordings go")
     p.add_argument("--hold", type=float, default=HOLD_S, help="seconds per explored setting")
     p.add_argument("--size", default="default", choices=("default", "tiny"))

@@ -254,12 +254,18 @@ class Workbench:
             )
             stack.callback(stop_group, proc)
             output = _Output(proc)
-            fixed.started(Target([proc.pid], f"workload {name}", process=proc, command=cmd))
+            target = Target([proc.pid], f"workload {name}", process=proc, command=cmd)
+            fixed.started(target)
             book = _SpellBook(t0, progress, fixed, per_spell)
             if onoff is not None:
                 book.begin(onoff.poll(), before_start=True)
             try:
-                _wait(proc, fixed, t0 + timeout_s, output=output, onoff=onoff, book=book)
+                # With no knob of its own to hold (as found, or a tuner's), the harness still
+                # lists the job's members at each follow: every run has the same helper beside it.
+                watch = target if under or not checked else None
+                _wait(
+                    proc, fixed, t0 + timeout_s, output=output, onoff=onoff, book=book, watch=watch
+                )
             except BaseException:
                 stop_group(proc)  # first, so that its pipes close and the readers end
                 raise
@@ -405,8 +411,10 @@ def _wait(
     output: _Output,
     onoff: OnOffNeighbour | None,
     book: _SpellBook,
+    watch: Target | None = None,
 ) -> None:
-    """Wait for the job, letting the actuators follow it and the spells switch its knobs."""
+    """Wait for the job, letting the actuators follow it and the spells switch its knobs;
+    ``watch``: list its members at each follow instead (the same walk of /proc, no writes)."""
     next_follow = time.monotonic() + FOLLOW_S
     while True:
         try:
@@ -420,6 +428,8 @@ def _wait(
         book.begin([*(onoff.poll() if onoff is not None else []), *output.new_spells()])
         if now >= next_follow:
             fixed.follow()
+            if watch is not None:
+                watch.members()
             next_follow = now + FOLLOW_S
 
 

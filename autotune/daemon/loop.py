@@ -66,7 +66,10 @@ class Summary:
     intervals: int = 0
     reference_rate: float = 0.0
     mean_rate: float = 0.0
-    progress_vs_default: float = 1.0
+    # The tuned intervals' mean rate over the warm-up's (the same job at default knobs in its
+    # first seconds, not a default run): a job that speeds up or slows down by itself moves it.
+    progress_vs_warmup: float = 1.0
+    progress_vs_warmup_ci95: tuple[float, float] = (1.0, 1.0)
     changes: int = 0
     rollbacks: int = 0
     fallbacks: int = 0
@@ -233,7 +236,8 @@ class TuneLoop:
         s.intervals = len(self._loop_ms)
         s.reference_rate = self.guard.reference_rate
         s.mean_rate = float(np.mean(self._rates)) if self._rates else 0.0
-        s.progress_vs_default = s.mean_rate / s.reference_rate if s.reference_rate > 0 else 1.0
+        s.progress_vs_warmup = s.mean_rate / s.reference_rate if s.reference_rate > 0 else 1.0
+        s.progress_vs_warmup_ci95 = ratio_ci95(self._rates, self.guard.warmup_rates)
         s.time_at = dict(sorted(self._time_at.items(), key=lambda kv: -kv[1]))
         s.loop_cpu_percent = 100.0 * cpu_s / max(wall_s, 1e-9)
         s.loop_ms_p99 = float(np.percentile(self._loop_ms, 99)) if self._loop_ms else 0.0
@@ -276,6 +280,21 @@ def other_demand(s: Sample) -> float:
 def read_mbps(s: Sample) -> float:
     """What the job's devices read in the interval, MB/s."""
     return float(s.block[B["read_bytes"]]) / 1e6 / max(s.interval_s, 1e-9)
+
+
+def ratio_ci95(num: list[float], den: list[float], resamples: int = 2000) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of mean(num) / mean(den), each resampled on its own
+    (numpy, seeded: scipy's import would lengthen the tuner's exit). (1, 1) when either side
+    has under two intervals or ``den`` averages 0."""
+    a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    if len(a) < 2 or len(b) < 2 or b.mean() <= 0:
+        return (1.0, 1.0)
+    rng = np.random.default_rng(0)
+    top = a[rng.integers(0, len(a), (resamples, len(a)))].mean(axis=1)
+    bottom = b[rng.integers(0, len(b), (resamples, len(b)))].mean(axis=1)
+    ratios = top / np.maximum(bottom, 1e-12)
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return (round(float(lo), 4), round(float(hi), 4))
 
 
 def peak_rss_mb() -> float:

@@ -182,7 +182,12 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         job.restore()  # now, so that the summary and decisions include the restore
         run.log_metrics(
             {
-                ts.M_PROGRESS_VS_DEFAULT: summary.progress_vs_default,
+                ts.M_PROGRESS_VS_WARMUP: summary.progress_vs_warmup,
+                # The same figure under the name `autotune compare` ranks sessions by beside
+                # training runs (schema.py says what it is).
+                ts.M_PROGRESS_VS_DEFAULT: summary.progress_vs_warmup,
+                f"{ts.M_PROGRESS_VS_WARMUP}_ci95_low": summary.progress_vs_warmup_ci95[0],
+                f"{ts.M_PROGRESS_VS_WARMUP}_ci95_high": summary.progress_vs_warmup_ci95[1],
                 "reference_rate": summary.reference_rate,
                 "mean_rate": summary.mean_rate,
                 "rollbacks": float(summary.rollbacks),
@@ -231,9 +236,11 @@ def _say(summary: Any, dry_run: bool) -> None:
     import sys
 
     mode = " (dry run: nothing was written)" if dry_run else ""
+    lo, hi = summary.progress_vs_warmup_ci95
     sys.stderr.write(
         f"autotune: tuned {summary.intervals} intervals{mode}: progress "
-        f"{summary.progress_vs_default:.2f}× the default rate, {summary.changes} changes, "
+        f"{summary.progress_vs_warmup:.2f}× its own warm-up at default knobs (95 % "
+        f"{lo:.2f}–{hi:.2f}), {summary.changes} changes, "
         f"{summary.rollbacks} rolled back, {summary.fallbacks} fallbacks; "
         f"tuner {summary.loop_cpu_percent:.1f}% CPU, {summary.rss_mb:.0f} MB; {summary.ended_by}\n"
     )

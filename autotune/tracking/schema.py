@@ -26,7 +26,11 @@ By kind
 
     ``tune``: tags ``autotune.model_run_id``, ``autotune.target_command``; metrics over time
     ``progress_rate``, ``knob/<knob name>`` (the knob table's names) and ``loop_cpu_percent``;
-    the summary metric ``progress_vs_default``; the artifact ``decisions.jsonl``.
+    the summary metrics ``progress_vs_warmup`` (the tuned intervals' mean progress rate over
+    the same job's warm-up at default knobs: not a default run) and its 95 % interval
+    ``progress_vs_warmup_ci95_low`` / ``_high``, and the same figure as ``progress_vs_default``
+    (the name ``autotune compare`` ranks sessions and training runs by; for a session it is
+    the warm-up ratio, not a comparison with a default run); the artifact ``decisions.jsonl``.
 
     ``record``: a telemetry recording (tags only, plus whatever its recorder logs).
 
@@ -96,6 +100,7 @@ BASELINES: Final = ("default", "random", "static-best", "heuristic")
 M_EPISODE_REWARD: Final = "train/episode_reward"
 M_EVAL_PROGRESS: Final = "eval/progress_vs_default"
 M_PROGRESS_VS_DEFAULT: Final = "progress_vs_default"
+M_PROGRESS_VS_WARMUP: Final = "progress_vs_warmup"  # a tune session's, over its own warm-up
 M_KNOB_CHANGES_PER_MIN: Final = "knob_changes_per_min"
 M_WORST_REGRESSION: Final = "worst_regression"
 M_PROGRESS_RATE: Final = "progress_rate"

@@ -1,50 +1,105 @@
-"""Online tuning on real jobs: default knobs vs `autotune tune` vs static-best, interleaved.
+"""Online tuning on real jobs, measured fairly: wall time, same helpers, rotated, paired.
 
-    .venv/bin/python -m bench.online.online --model RUN_ID|PATH [--repeats 3] [--job NAME ...]
-        [--dry-run-too]
+    .venv/bin/python -m bench.online.online --model RUN_ID|PATH [--job NAME ...] [--repeats 5]
+        [--arms default,static_best,static_tuned,tuned,adapt,alone] [--grid bench/results/grid.json]
+        [--target-wall 10] [--samples N] [--static-best k=v,...] [--out bench/results/online.json]
 
-Each job (workloads, cold data on a loop device of its own) runs to a fixed number of
-samples (a) with the knobs as found, (b) under `autotune tune --model M` (the tuner starts the
-job, held until its telemetry is attached), (c) at the static-best setting (found for the
-workload in the replay env, as the `static-best` baseline is); the three interleaved, repeated.
-Printed per job: the job's own time for each (median and range), the ratios default/tuned and
-default/static-best (how many times faster), and the tuner's CPU % of one core and RSS from its
-summary line, beside the floor: what a Python process that only wakes at the same interval
-(`bench.online.waker`, run beside the default-knob runs) costs on this host now. Targets: tuned
->= 1.5x faster than default beside the noisy neighbour, no job worse than 0.98x of default.
-Read-ahead-bound jobs start from 128 KiB, the common kernel default (this VM's disk ships with
-8 MiB); `--start-readahead` changes it. `--dry-run-too` adds (d), the job under `autotune tune
---dry-run` (telemetry, policy, guard and tracking, no knob changed): the cost of watching alone,
-and default/dry-run beside the other ratios.
+Each job (workloads/catalog.py, cold data on a loop device of the harness's own) runs to the
+same number of samples in every arm:
+
+* ``default``: the knobs as found (read-ahead from ``--start-readahead``, 128 KiB);
+* ``static_best``: the real static-best setting (``--grid``: bench/results/grid.json, the grid run
+  on this machine), held by the harness from the job's start;
+* ``static_tuned``: the same setting through ``autotune tune`` with a constant policy that always
+  asks for it: the tuner's full cost (start-up, warm-up, guard, tear-down) with a policy that
+  knows the answer, so ``tuned`` against it isolates the trained policy;
+* ``tuned``: ``autotune tune --model MODEL``; ``adapt``: the same with ``--adapt`` (left out, with
+  a line saying so, where this checkout's ``autotune tune`` has no such flag);
+* ``alone``: for a job beside the noisy neighbour, the job at default knobs with no neighbour
+  (the limit); ``replay_pick`` (only when asked in ``--arms``): the replay model's static-best.
+
+What is measured is the wall time of the command a person runs, from its start to its exit: the
+``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
+(interpreter start-up included); the job's own timed part beside it. Every arm has the same
+helper beside it: the harness's 250 ms pass over the job's processes (which places new workers
+under a held setting, and only lists them when nothing is held); no other process. The arms'
+order rotates each repeat. A rate is samples over wall seconds (higher is better), and each
+ratio is paired by repeat: geometric mean over repeats with a 95 % bootstrap interval.
+
+Static-best comes from the grid file's entry for the job (``static_best.setting``: a label such
+as ``weight.loader=8,weight.trainer=8``, ``default``, or a knob → value object, applied on the
+grid's ``base``); where the file or the entry is missing or unreadable the bench says so on one
+line and falls back to the replay's pick, which is recorded beside it in any case
+(``replay_pick``, issue 19); ``--static-best`` overrides both. Run size: ``--samples``, else
+the grid's samples for the job, else a probe at the default knobs sized to ``--target-wall``
+seconds of wall time (× 1.6 for the two spell jobs).
+
+Results merge into ``--out`` one job at a time (other jobs' entries kept), through
+bench/results.py, in the shape issue 20 gives: per job ``repeats``, ``tuned_vs_default``,
+``tuned_vs_static_best``, ``tuned_vs_alone`` (neighbour jobs), more ratios, and ``arms`` with
+every repeat's wall and job times. Run each job as its own ``/work/bin/quiet measure`` call.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import re
-import statistics
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from autotune.errors import UserError
 from autotune.knobs import READAHEAD_DEFAULT_KB
+from autotune.policy import write_constant
+from bench.adaptive.oracle import paired
+from bench.results import provenance, write_json
+from workloads import catalog
+from workloads.knobs import format_knobs, parse
+from workloads.run import REPO, Result, Workbench, on_sigterm
 
-# job name → samples to run to (about a minute at the default knobs on this VM, quiet).
-JOBS: dict[str, int] = {
-    "cnn_noisy": 8192,
-    "cnn": 16384,
-    "shards": 131072,
-    "randread": 131072,
-    "phases": 65536,
-}
+OUT = REPO / "bench" / "results" / "online.json"
+GRID = REPO / "bench" / "results" / "grid.json"
+ARMS = ("default", "static_best", "static_tuned", "tuned", "adapt", "alone", "replay_pick")
+DEFAULT_ARMS = ARMS[:-1]
+TUNED_ARMS = ("static_tuned", "tuned", "adapt")
+# The two jobs whose best setting changes during the run: their spells are shortened to fit a
+# bench run (the recordings' 10-40 s would give one spell per run).
+SPELL_S = (4.0, 8.0)
+ADAPTIVE_TARGET_WALL = 1.6  # × --target-wall for them: a few spells each
+BATCH = 64  # samples round up to this (every job's batch divides it)
 SUMMARY = re.compile(r"tuner ([0-9.]+)% CPU, ([0-9.]+) MB")
+# (arm, baseline) → result key; the first three are the issue's.
+RATIOS = {
+    ("tuned", "default"): "tuned_vs_default",
+    ("tuned", "static_best"): "tuned_vs_static_best",
+    ("tuned", "alone"): "tuned_vs_alone",
+    ("tuned", "static_tuned"): "tuned_vs_static_tuned",
+    ("static_best", "default"): "static_best_vs_default",
+    ("static_tuned", "static_best"): "static_tuned_vs_static_best",
+    ("adapt", "default"): "adapt_vs_default",
+    ("adapt", "static_best"): "adapt_vs_static_best",
+    ("adapt", "tuned"): "adapt_vs_tuned",
+    ("adapt", "alone"): "adapt_vs_alone",
+    ("replay_pick", "static_best"): "replay_pick_vs_static_best",
+    ("default", "alone"): "default_vs_alone",
+}
 
 
-def static_best(name: str) -> dict[str, float]:
-    """The best fixed setting for the workload, as the static-best baseline finds it."""
+def replay_pick(name: str) -> dict[str, float] | None:
+    """The replay model's best fixed setting for a recorded workload (None: not recorded)."""
     from autotune.agents.baselines import search_static_best
     from autotune.envs.spaces import levels_to_values
     from autotune.envs.workload import load
 
+    if not catalog.get(name).recorded:
+        return None
     wl = load(name)
     best = levels_to_values(search_static_best(wl).levels)
     # A knob the recording never had in effect (prefetch for a job with no DataLoader workers,
@@ -53,108 +108,361 @@ def static_best(name: str) -> dict[str, float]:
     return {k: v for k, v in best.items() if v != wl.defaults.get(k) and k in held}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="MLflow run id or exported policy folder")
-    ap.add_argument("--job", action="append", choices=sorted(JOBS))
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--start-readahead", type=float, default=READAHEAD_DEFAULT_KB)
-    ap.add_argument("--interval", type=int, help="the tuner's interval, ms (default: its own)")
-    ap.add_argument("--dry-run-too", action="store_true", help="also run under tune --dry-run")
-    ap.add_argument("--json", help="also write the runs here")
-    args = ap.parse_args()
+def grid_entry(path: Path, name: str) -> tuple[dict[str, Any] | None, str]:
+    """The grid file's entry for ``name``, or None and why not."""
+    if not path.is_file():
+        return None, f"no grid file {path}"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return None, f"{path} is not readable JSON ({e})"
+    jobs = doc.get("workloads", doc.get("jobs", doc)) if isinstance(doc, dict) else None
+    entry = jobs.get(name) if isinstance(jobs, dict) else None
+    if not isinstance(entry, dict):
+        return None, f"{path} has no entry for {name}"
+    return entry, ""
 
-    from autotune import config
-    from autotune.tracking.models import resolve_model
-    from workloads.run import Workbench
 
-    settings = config.load()
-    model = str(resolve_model(args.model, settings.tracking_uri, settings.runs_dir))
-    start = {"readahead": args.start_readahead}
-    interval = args.interval or settings.tune_interval_ms
-    under = f"{settings_cmd()} tune --model {model} --no-view --interval {interval}"
-    report: dict[str, Any] = {}
-    with Workbench() as wb:
-        for name in args.job or list(JOBS):
-            best = {**start, **static_best(name)}
-            runs: dict[str, list[float]] = {"default": [], "tuned": [], "static-best": []}
-            if args.dry_run_too:
-                runs["dry-run"] = []
-            tuner: list[tuple[float, float]] = []
-            floor: list[float] = []
-            for _ in range(args.repeats):
-                with Waker(interval) as waker:
-                    runs["default"].append(wb.run(name, JOBS[name], start).job_s)
-                floor += waker.cpu
-                r = wb.run(name, JOBS[name], start, under=under)
-                runs["tuned"].append(r.job_s)
-                for line in r.stderr_tail:
-                    m = SUMMARY.search(line)
-                    if m:
-                        tuner.append((float(m.group(1)), float(m.group(2))))
-                runs["static-best"].append(wb.run(name, JOBS[name], best).job_s)
-                if args.dry_run_too:
-                    dry = wb.run(name, JOBS[name], start, under=f"{under} --dry-run")
-                    runs["dry-run"].append(dry.job_s)
-            med = {k: statistics.median(v) for k, v in runs.items()}
-            report[name] = {"runs": runs, "static_best": best, "tuner": tuner, "floor": floor}
-            print(
-                f"\n{name}: {JOBS[name]} samples, {args.repeats} interleaved repeats; "
-                f"static-best {best}"
-            )
-            for k, v in runs.items():
-                print(f"  {k:<12} job {med[k]:7.1f} s  [{min(v):.1f}–{max(v):.1f}]")
-            ratios = [f"default/{k} {med['default'] / med[k]:.2f}x" for k in runs if k != "default"]
-            print("  " + "   ".join(ratios))
-            if tuner:
-                cpu = statistics.median(c for c, _ in tuner)
-                rss = max(m for _, m in tuner)
-                print(f"  tuner: {cpu:.1f}% of one core (median), {rss:.0f} MB RSS (max)")
-            if floor:
-                print(
-                    f"  floor: {statistics.median(floor):.1f}% of one core for a process that only "
-                    f"wakes every {interval} ms (median, beside the default runs)"
+def grid_static_best(entry: Mapping[str, Any]) -> tuple[dict[str, float] | None, str]:
+    """The entry's real static-best as knob values on its base, or None and why not."""
+    best = entry.get("static_best")
+    setting = best.get("setting") if isinstance(best, dict) else None
+    base = entry.get("base") if isinstance(entry.get("base"), dict) else {}
+    try:
+        if isinstance(setting, str):
+            knobs = {} if setting == "default" else parse(setting)
+        elif isinstance(setting, dict):
+            knobs = _values(setting)
+        else:
+            return None, "its static_best has no setting"
+        return {**_values(base), **knobs}, ""
+    except (UserError, TypeError, ValueError) as e:
+        return None, f"its static_best setting {setting!r} is not a setting here ({e})"
+
+
+def _values(knobs: Mapping[str, Any]) -> dict[str, float]:
+    """Knob → value, each checked against its ladder (a UserError when not)."""
+    return parse(",".join(f"{k}={float(v):g}" for k, v in knobs.items()))
+
+
+def grid_replay_pick(entry: Mapping[str, Any]) -> dict[str, float] | None:
+    """The replay's pick as the grid recorded it (a label), or None."""
+    label = entry.get("replay_pick")
+    if not isinstance(label, str):
+        return None
+    try:
+        return {} if label == "default" else parse(label)
+    except UserError:
+        return None
+
+
+def _rate(r: dict[str, Any]) -> float:
+    return float(r["samples"]) / float(r["wall_s"])
+
+
+def ratios(runs: Mapping[str, Sequence[dict[str, Any]]], repeats: int) -> dict[str, Any]:
+    """Each ratio of :data:`RATIOS` whose two arms both ran: paired by repeat (a repeat where
+    either arm failed is left out), ``ratio`` (geometric mean) and ``ci95``; ``job_ratio`` is the
+    same on the job's own time."""
+    out: dict[str, Any] = {}
+    for (arm, base), key in RATIOS.items():
+        if arm not in runs or base not in runs:
+            continue
+        a = {r["repeat"]: r for r in runs[arm] if "error" not in r}
+        b = {r["repeat"]: r for r in runs[base] if "error" not in r}
+        both = [i for i in range(repeats) if i in a and i in b]
+        if not both:
+            continue
+        wall = paired([_rate(a[i]) for i in both], [_rate(b[i]) for i in both])
+        job = paired([b[i]["job_s"] for i in both], [a[i]["job_s"] for i in both])
+        out[key] = {
+            "ratio": round(wall["mean"], 4),
+            "ci95": [round(x, 4) for x in wall["ci95"]],
+            "n": wall["n"],
+            "job_ratio": round(job["mean"], 4),
+            "job_ci95": [round(x, 4) for x in job["ci95"]],
+        }
+    return out
+
+
+def rotate(arms: Sequence[str], repeat: int) -> list[str]:
+    k = repeat % len(arms)
+    return [*arms[k:], *arms[:k]]
+
+
+def round_up(n: float) -> int:
+    return max(BATCH, math.ceil(n / BATCH) * BATCH)
+
+
+class Bench:
+    """One invocation: the workbench, the arms asked for, and the commands they run."""
+
+    def __init__(self, args: argparse.Namespace, wb: Workbench, arms: list[str]) -> None:
+        self.args = args
+        self.wb = wb
+        self.arms = arms
+        self.start = {"readahead": float(args.start_readahead)}
+        self.tune = [autotune_cmd(), "tune", "--no-view"]
+        if args.interval:
+            self.tune += ["--interval", str(args.interval)]
+        self.model = args.model
+        self.tmp = Path(tempfile.mkdtemp(prefix="online-bench-"))
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def extra(self, name: str) -> list[str]:
+        return ["--spell-s", f"{SPELL_S[0]:g},{SPELL_S[1]:g}"] if name == "mixed_io" else []
+
+    def run(self, name: str, samples: int, arm: str, setting: dict[str, Any]) -> Result:
+        under = None
+        knobs: Mapping[str, float] = self.start
+        noisy = None
+        if arm in ("static_best", "replay_pick"):
+            knobs = setting[arm]
+        elif arm == "alone":
+            noisy = False
+        elif arm in TUNED_ARMS:
+            model = str(setting["policy"]) if arm == "static_tuned" else self.model
+            cmd = [*self.tune, "--model", model, *(["--adapt"] if arm == "adapt" else [])]
+            under = " ".join(cmd)
+        return self.wb.run(
+            name,
+            samples,
+            knobs,
+            noisy,
+            under=under,
+            extra_args=self.extra(name),
+            timeout_s=self.args.timeout,
+        )
+
+    def size(self, name: str, entry: Mapping[str, Any] | None) -> tuple[int, dict[str, Any]]:
+        """Samples per run, and how they were chosen."""
+        if self.args.samples:
+            return self.args.samples, {"from": "--samples"}
+        target = self.args.target_wall
+        if catalog.get(name).spell_kinds:
+            target *= ADAPTIVE_TARGET_WALL
+        if entry and isinstance(entry.get("samples"), int):
+            return int(entry["samples"]), {"from": "grid"}
+        probe = self.run(name, self.args.probe_samples, "default", {})
+        start_s = probe.wall_s - probe.job_s
+        rate = probe.samples / max(probe.job_s, 1e-6)
+        n = round_up(rate * max(target - start_s, 1.0))
+        print(
+            f"  probe: {probe.samples} samples, wall {probe.wall_s:.1f} s (job {probe.job_s:.1f} s)"
+            f" → {n} samples for about {target:.0f} s of wall",
+            flush=True,
+        )
+        return n, {"from": "probe", "target_wall_s": target, "probe": run_row(probe)}
+
+    def job(self, name: str) -> None:
+        """Every arm of one job, repeated; merged into ``--out`` after each repeat."""
+        w = catalog.get(name)
+        entry, why = grid_entry(self.args.grid, name)
+        best, why2 = grid_static_best(entry) if entry else (None, why)
+        pick = grid_replay_pick(entry) if entry else None
+        if pick is None:
+            pick = replay_pick(name)
+        source = f"grid ({self.args.grid})"
+        if self.args.static_best is not None:
+            best = {**self.start, **parse(self.args.static_best)}
+            source = "--static-best (hand-picked, not a grid)"
+        elif best is None:
+            if pick is None:
+                raise UserError(
+                    f"no static-best for {name}: {why or why2}, and it has no recording for the "
+                    "replay to pick one (run `python -m bench.grid --workload "
+                    f"{name}` first)"
                 )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+            print(
+                f"online: warning: {name}: {why or why2}; static-best falls back to the replay's "
+                f"pick {format_knobs(pick)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            best, source = {**self.start, **pick}, "replay_pick (grid missing)"
+        arms = [a for a in self.arms if a != "alone" or w.noisy]
+        setting: dict[str, Any] = {
+            "static_best": best,
+            "replay_pick": {**self.start, **(pick or {})},
+        }
+        if "static_tuned" in arms:
+            setting["policy"] = write_constant(self.tmp / name, best)
+        samples, sizing = self.size(name, entry)
+        print(
+            f"\n{name}: {samples} samples per run, static-best {format_knobs(best)} ({source}), "
+            f"arms {', '.join(arms)}",
+            flush=True,
+        )
+        runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
+        for rep in range(self.args.repeats):
+            for pos, arm in enumerate(rotate(arms, rep)):
+                row: dict[str, Any] = {"repeat": rep, "position": pos}
+                try:
+                    r = self.run(name, samples, arm, setting)
+                except UserError as e:  # this run failed (or could not hold its setting)
+                    row["error"] = str(e)
+                    print(f"  {rep} {arm:<13} failed: {e}", flush=True)
+                else:
+                    row.update(run_row(r))
+                    print(
+                        f"  {rep} {arm:<13} wall {r.wall_s:6.2f} s  job {r.job_s:6.2f} s  "
+                        f"{r.samples / r.wall_s:7.1f} samples/s (wall)  load {r.load1:.1f}",
+                        flush=True,
+                    )
+                runs[arm].append(row)
+            # Merged after every repeat: a chunk cut short keeps the repeats it finished.
+            result = {
+                "workload": name,
+                "noisy": w.noisy,
+                "samples": samples,
+                "sizing": sizing,
+                "repeats": rep + 1,
+                **ratios(runs, rep + 1),
+                "static_best": {"setting": best, "source": source},
+                "replay_pick": {"setting": setting["replay_pick"], "recorded": pick is not None},
+                "spell_s": list(SPELL_S) if w.spell_kinds else None,
+                "arms": runs,
+            }
+            save(self.args.out, name, result, self.model or "")
+        show(name, result)
 
 
-class Waker:
-    """``bench.online.waker`` for the length of a ``with`` block; ``cpu`` holds its figure."""
-
-    def __init__(self, interval_ms: int) -> None:
-        self.interval_ms = interval_ms
-        self.cpu: list[float] = []
-
-    def __enter__(self) -> Waker:
-        import subprocess
-        import sys
-
-        cmd = [sys.executable, "-m", "bench.online.waker", "--interval", str(self.interval_ms)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=30)
-        m = re.search(r"waker ([0-9.]+)% CPU", out or "")
+def run_row(r: Result) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "wall_s": r.wall_s,
+        "job_s": r.job_s,
+        "samples": r.samples,
+        "load1": r.load1,
+        "in_effect": r.in_effect,
+    }
+    for line in r.stderr_tail:
+        m = SUMMARY.search(line)
         if m:
-            self.cpu.append(float(m.group(1)))
+            row["tuner_cpu_percent"], row["tuner_rss_mb"] = float(m.group(1)), float(m.group(2))
+    return row
 
 
-def settings_cmd() -> str:
+def show(name: str, result: Mapping[str, Any]) -> None:
+    for key in RATIOS.values():
+        if key in result:
+            x = result[key]
+            print(
+                f"  {key:<28} {x['ratio']:.3f} [{x['ci95'][0]:.3f}, {x['ci95'][1]:.3f}]"
+                f"   job time {x['job_ratio']:.3f}",
+                flush=True,
+            )
+
+
+def load_doc(path: Path) -> dict[str, Any]:
+    """The result file as it is (empty when missing); a damaged one is an error before any run."""
+    if not path.exists():
+        return {"jobs": {}}
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not an online result file ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), dict):
+        raise UserError(f"{path}: not an online result file (no 'jobs' object)")
+    return doc
+
+
+def save(path: Path, name: str, result: dict[str, Any], model: str) -> None:
+    """Merge one job's result into the file (re-read now) and write it whole, atomically."""
+    doc = load_doc(path)
+    head = provenance()
+    jobs = {**doc["jobs"], name: {**head, "model": model, **result}}
+    tmp = path.with_name(path.name + ".tmp")
+    write_json(tmp, {**doc, **head, "jobs": jobs})
+    os.replace(tmp, path)
+
+
+def autotune_cmd() -> str:
     """This checkout's autotune command."""
-    import sys
-    from pathlib import Path
-
     exe = Path(sys.executable).with_name("autotune")
     return str(exe) if exe.exists() else "autotune"
 
 
-if __name__ == "__main__":
-    import sys
+def has_adapt() -> bool:
+    """Whether this checkout's ``autotune tune`` takes ``--adapt``."""
+    out = subprocess.run(
+        [autotune_cmd(), "tune", "--help"], capture_output=True, text=True, check=False
+    )
+    return "--adapt" in out.stdout
 
+
+def parse_arms(text: str, model: str | None) -> list[str]:
+    arms = [a.strip() for a in text.split(",") if a.strip()]
+    bad = [a for a in arms if a not in ARMS]
+    if bad or not arms:
+        raise UserError(f"--arms takes names from {', '.join(ARMS)}; got {text!r}")
+    if len(set(arms)) != len(arms):
+        raise UserError(f"--arms names an arm twice: {text!r}")
+    if model is None and {"tuned", "adapt"} & set(arms):
+        raise UserError("the tuned and adapt arms need --model (a run id or a policy folder)")
+    if "adapt" in arms and not has_adapt():
+        print(
+            "online: warning: this checkout's `autotune tune` has no --adapt; the adapt arm is "
+            "left out",
+            file=sys.stderr,
+        )
+        arms.remove("adapt")
+    return arms
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="bench.online.online", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="MLflow run id or exported policy folder (tuned, adapt)")
+    ap.add_argument("--job", action="append", choices=sorted(catalog.WORKLOADS))
+    ap.add_argument("--arms", default=",".join(DEFAULT_ARMS), help="comma-separated")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--grid", type=Path, default=GRID, help="the real grid's result file")
+    ap.add_argument("--samples", type=int, help="samples per run (default: grid's, or a probe)")
+    ap.add_argument(
+        "--static-best",
+        help="the static-best setting, name=value,... (instead of the grid's; say why in the note)",
+    )
+    ap.add_argument("--target-wall", type=float, default=10.0, help="a default run's wall, s")
+    ap.add_argument("--probe-samples", type=int, default=256, help="the sizing probe's samples")
+    ap.add_argument("--start-readahead", type=float, default=READAHEAD_DEFAULT_KB)
+    ap.add_argument("--interval", type=int, help="the tuner's interval, ms (default: its own)")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    ap.add_argument("--size", default="default", choices=("default", "tiny"), help="data size")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"result file (default {OUT})")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.samples is not None and args.samples < 1:
+        raise UserError(f"--samples must be positive, got {args.samples}")
+    if args.target_wall <= 0 or args.probe_samples < 1:
+        raise UserError("--target-wall and --probe-samples must be positive")
+    if args.static_best is not None:
+        parse(args.static_best)  # a bad setting stops us before any run
+    load_doc(args.out)  # a damaged result file stops us before any run
+    model = None
+    if args.model:
+        from autotune import config
+        from autotune.tracking.models import resolve_model
+
+        settings = config.load()
+        model = str(resolve_model(args.model, settings.tracking_uri, settings.runs_dir))
+    arms = parse_arms(args.arms, model)
+    args.model = model
+    with Workbench(args.size, spell_s=SPELL_S) as wb:
+        bench = Bench(args, wb, arms)
+        try:
+            for name in args.job or list(catalog.WORKLOADS):
+                bench.job(name)
+                print(f"online: {name} merged into {args.out}", flush=True)
+        finally:
+            bench.close()
+
+
+if __name__ == "__main__":
     from workloads.jobkit import entry
 
-    sys.exit(entry(lambda _argv: main()))
+    sys.exit(entry(main))

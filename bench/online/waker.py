@@ -6,7 +6,7 @@ On a shared VM host the first touch of each page after a sleep is charged to the
 wakes, so a process that does nothing but wake already costs CPU, more when the host is busy.
 This one imports what the tuner's loop uses (numpy) and touches nothing each time it wakes; at
 exit it prints ``waker X% CPU``, its CPU time over its life as a percentage of one core.
-bench/online runs it beside the default-knob runs, so the tuner's figure has its floor measured
+bench/daemon/footprint.py runs it beside the tuner, so the tuner's figure has its floor measured
 in the same invocation.
 """
 

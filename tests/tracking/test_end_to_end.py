@@ -101,6 +101,7 @@ def test_train_tune_stop_server_sync_compare(stopped_server: MlflowServer, tmp_p
     knobs = [k for k in got.data.metrics if k.startswith(schema.KNOB_METRIC_PREFIX)]
     assert knobs, got.data.metrics
     assert schema.M_PROGRESS_VS_DEFAULT in got.data.metrics
+    assert schema.M_PROGRESS_VS_WARMUP in got.data.metrics
     assert schema.DECISIONS_ARTIFACT in [a.path for a in c.list_artifacts(session_id)]
 
     cmp = _autotune(tmp_path, "compare", "--tracking-uri", srv.uri, "--format", "json")
