@@ -93,19 +93,14 @@ RATIOS = {
 
 
 def replay_pick(name: str) -> dict[str, float] | None:
-    """The replay model's best fixed setting for a recorded workload (None: not recorded)."""
-    from autotune.agents.baselines import search_static_best
-    from autotune.envs.spaces import levels_to_values
-    from autotune.envs.workload import load
+    """The replay model's best fixed setting for a recorded workload (None: not recorded), as
+    the grid finds it (:func:`bench.grid.replay.replay_pick`)."""
+    from bench.grid import replay
 
     if not catalog.get(name).recorded:
         return None
-    wl = load(name)
-    best = levels_to_values(search_static_best(wl).levels)
-    # A knob the recording never had in effect (prefetch for a job with no DataLoader workers,
-    # which never acknowledges it) is not part of the setting: the job cannot hold it.
-    held = {k for s in wl.samples for k in s.knobs}
-    return {k: v for k, v in best.items() if v != wl.defaults.get(k) and k in held}
+    wl, _ = replay.recording(name)
+    return None if wl is None else replay.replay_pick(wl)
 
 
 def grid_entry(path: Path, name: str) -> tuple[dict[str, Any] | None, str]:
