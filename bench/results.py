@@ -35,3 +35,22 @@ def write_json(path: str | os.PathLike[str], doc: dict[str, Any]) -> None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def read_merged(
+    path: Path, key: str, what: str, unreadable: str = "", missing_ok: bool = True
+) -> dict[str, Any]:
+    """A result file that runs merge into, one entry per name under ``key`` (``{key: {}}`` when
+    missing and ``missing_ok``); a damaged one is a UserError, raised before any run: ``not
+    WHAT`` (or ``UNREADABLE`` when it cannot be read or parsed)."""
+    from autotune.errors import UserError
+
+    if missing_ok and not path.exists():
+        return {key: {}}
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: {unreadable or 'not ' + what} ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get(key), dict):
+        raise UserError(f"{path}: not {what} (no '{key}' object)")
+    return doc

@@ -8,7 +8,6 @@ paired ratio), summarised by the geometric mean over repeats with a 95 % bootstr
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,15 +46,15 @@ class Grid:
 def load_doc(path: Path, missing_ok: bool = True) -> dict[str, Any]:
     """A grid result file (``{"workloads": {}}`` when missing and ``missing_ok``); a damaged one
     is a UserError, raised before any run."""
-    if missing_ok and not path.exists():
-        return {"workloads": {}}
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read the grid ({e}); run python -m bench.grid") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("workloads"), dict):
-        raise UserError(f"{path}: not a grid result file (no 'workloads' object)")
-    return doc
+    from bench.results import read_merged
+
+    return read_merged(
+        path,
+        "workloads",
+        "a grid result file",
+        "cannot read the grid; run python -m bench.grid",
+        missing_ok,
+    )
 
 
 def rotate(items: Sequence[Any], repeat: int, repeats: int) -> list[Any]:

@@ -354,15 +354,9 @@ def show(name: str, result: Mapping[str, Any]) -> None:
 
 def load_doc(path: Path) -> dict[str, Any]:
     """The result file as it is (empty when missing); a damaged one is an error before any run."""
-    if not path.exists():
-        return {"jobs": {}}
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: not an online result file ({e})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), dict):
-        raise UserError(f"{path}: not an online result file (no 'jobs' object)")
-    return doc
+    from bench.results import read_merged
+
+    return read_merged(path, "jobs", "an online result file")
 
 
 def save(path: Path, name: str, result: dict[str, Any], model: str) -> None:
