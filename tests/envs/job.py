@@ -1,5 +1,8 @@
 """A small real multi-process job for LiveEnv tests: a trainer that burns CPU per batch, and
-forked workers that read a file and hand batches over a pipe; progress via autotune.client."""
+forked workers that read a file and hand batches over a pipe; progress via autotune.client.
+
+It runs for SECONDS, or until the file named by ``JOB_STOP_FILE`` exists (a test that must
+act while the job is certainly still running ends it that way)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import autotune.client as at
 SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
 DATA = sys.argv[2] if len(sys.argv) > 2 else __file__
 WORKERS = 2
+STOP_FILE = os.environ.get("JOB_STOP_FILE")
 
 
 def worker(w: int) -> None:
@@ -38,7 +42,7 @@ for w in range(WORKERS):
     kids.append(pid)
 os.close(pipe_w)
 end = time.monotonic() + SECONDS
-while time.monotonic() < end:
+while time.monotonic() < end and not (STOP_FILE and os.path.exists(STOP_FILE)):
     os.read(r, 1)
     x = 0
     for i in range(30_000):

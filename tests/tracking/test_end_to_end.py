@@ -8,6 +8,7 @@ model (server stopped mid-session) â†’ `autotune sync` once the server is back â
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from autotune.tracking import schema, store
+from autotune.tracking.spool import Spool
 
 if TYPE_CHECKING:
     from tests.tracking.conftest import MlflowServer
@@ -43,6 +45,15 @@ def _session_run(uri: str) -> tuple[str, int] | None:
     return rid, len(c.get_metric_history(rid, schema.M_PROGRESS_RATE))
 
 
+def _spooled_intervals(runs: Path) -> int:
+    """How many intervals the tuning session has written to its local spool so far."""
+    n = 0
+    for path in (runs / "spool").glob("local-*"):
+        for _, op in Spool(path).ops_from(0):
+            n += op["op"] == "metrics" and schema.M_PROGRESS_RATE in op["values"]
+    return n
+
+
 @pytest.mark.root
 @pytest.mark.bpf
 @pytest.mark.slow
@@ -65,10 +76,14 @@ def test_train_tune_stop_server_sync_compare(stopped_server: MlflowServer, tmp_p
     )
     assert store.client(srv.uri).get_run(model_id).data.tags[schema.TAG_KIND] == "train"
 
+    # The job runs until the test ends it (at most 240 s), so the server certainly stops while
+    # the session runs, and the session certainly logs more intervals after the stop.
+    stop_job = tmp_path / "stop-job"
     tune = subprocess.Popen(
         [*AUTOTUNE, "tune", "--model", model_id, "--no-view", "--tracking-uri", srv.uri,
-         "--", *JOB, "20"],
+         "--", *JOB, "240"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "JOB_STOP_FILE": str(stop_job)},
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
@@ -77,6 +92,12 @@ def test_train_tune_stop_server_sync_compare(stopped_server: MlflowServer, tmp_p
             assert time.monotonic() < deadline, "the session never reached the server"
             time.sleep(0.5)
         srv.stop()  # mid-session
+        spooled_at_stop = _spooled_intervals(tmp_path / "runs")
+        while _spooled_intervals(tmp_path / "runs") < spooled_at_stop + 2:
+            assert tune.poll() is None, tune.communicate()
+            assert time.monotonic() < deadline + 60, "no interval logged after the stop"
+            time.sleep(0.5)
+        stop_job.touch()
         _, err = tune.communicate(timeout=300)
     finally:
         if tune.poll() is None:
