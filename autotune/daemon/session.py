@@ -5,12 +5,13 @@ Nothing on the node is touched before the policy has loaded and the target has b
 missing, corrupt or foreign model ends the command with exit status 2 and the knobs as they were.
 
 A job the session starts runs at once, at the default knobs, while the tuner compiles and
-attaches its BPF programs (a second or more) and takes the knobs: the guard's warm-up runs at
-the default knobs anyway, and starts once the telemetry is up. The MLflow client is loaded by
-the upload process, at ``SCHED_IDLE``, never on the job's path. When the job ends, the loop
-wakes at once, the knobs are restored first, and the session waits at most
-:data:`UPLOAD_WAIT_S` for the last upload: the upload process finishes it after the command has
-exited (what does not go up stays in the spool for `autotune sync`).
+attaches its BPF programs in a thread (a second or more) and then takes the knobs: the guard's
+warm-up runs at the default knobs anyway, and starts once the telemetry is up. A job that ends
+before that leaves the compile behind (`autotune tune` exits without waiting for it). The MLflow
+client is loaded by the upload process, at ``SCHED_IDLE``, never on the job's path. When the job
+ends, the loop wakes at once, the telemetry starts detaching, the knobs are restored, and the
+session does not wait for the last upload (:data:`UPLOAD_WAIT_S`): the upload process finishes it
+after the command has exited (what does not go up stays in the spool for `autotune sync`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from autotune.config import Settings
 from autotune.daemon.guard import GuardConfig
 from autotune.tracking.schema import DEFAULT_EXPERIMENT
 
-# The most the session's end waits for the upload process's last upload: it goes on in the
-# background (its own session) after the command exits, which a person waits for otherwise.
-UPLOAD_WAIT_S = 0.3
+# The most the session's end waits for the upload process's last upload: none. It goes on in
+# the background (its own session) after the command exits; the upload process notices the
+# run's end within a second and loads the MLflow client first if it has not yet, so a short
+# wait (0.3 s, once) almost never saw it finish and only delayed the command's exit.
+UPLOAD_WAIT_S = 0.0
 T = TypeVar("T")
 
 
@@ -123,7 +126,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             )
         )
         log = DecisionLog(decisions)
-        collector = _unless_ended(job, lambda: job.open_telemetry(interval_s))
+        collector = job.open_telemetry_unless_ended(interval_s)
         act = None
         if collector is not None:
             act = _unless_ended(
@@ -132,11 +135,12 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
                     dry_run=req.dry_run, log=log, devices=req.devices or None
                 ),
             )
-        if collector is None or act is None:  # the job ended first: nothing to tune
+        if collector is None or act is None:  # the job ended (or a signal came) first
             log.close()
-            run.set_tags({"autotune.ended_by": ENDED_EARLY})
+            why = STOPPED_EARLY if job.stopping.is_set() else ENDED_EARLY
+            run.set_tags({"autotune.ended_by": why})
             exit_code = job.finish()
-            _say_early(req.dry_run)
+            _say_early(req.dry_run, why)
             return exit_code
         view = None
         if req.view:
@@ -179,6 +183,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             ready.touch()
             stack.callback(ready.unlink, missing_ok=True)
         summary = loop.run()
+        collector.close_in_background()  # its detach goes on while the rest ends
         job.restore()  # now, so that the summary and decisions include the restore
         run.log_metrics(
             {
@@ -208,6 +213,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
 
 
 ENDED_EARLY = "job ended before its telemetry was up"
+STOPPED_EARLY = "session was stopped before its telemetry was up"
 
 
 def _unless_ended(job: Any, opener: Callable[[], T]) -> T | None:
@@ -225,11 +231,11 @@ def _unless_ended(job: Any, opener: Callable[[], T]) -> T | None:
         raise
 
 
-def _say_early(dry_run: bool) -> None:
+def _say_early(dry_run: bool, why: str) -> None:
     import sys
 
     mode = " (dry run: nothing was written)" if dry_run else ""
-    sys.stderr.write(f"autotune: tuned 0 intervals{mode}: the {ENDED_EARLY}; nothing changed\n")
+    sys.stderr.write(f"autotune: tuned 0 intervals{mode}: the {why}; nothing changed\n")
 
 
 def _say(summary: Any, dry_run: bool) -> None:

@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from autotune.errors import UserError
 from autotune.job.stop import STOP_GRACE_S, stop_job
@@ -49,6 +49,19 @@ if TYPE_CHECKING:
     from autotune.telemetry.progress import ProgressServer
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Telemetry opens left to finish on their own (JobSession.open_telemetry_unless_ended).
+_ABANDONED: list[threading.Thread] = []
+
+
+def abandoned_opens() -> list[threading.Thread]:
+    """Telemetry opens this process stopped waiting for that still run.
+
+    A command about to exit after its job ended first (`autotune tune`) leaves with
+    :func:`os._exit` when there are any: a normal exit would wait for the compile (seconds),
+    and then tear down the compiler's state under it. Nothing of the node is changed by an
+    open: the kernel drops what it loaded with the process.
+    """
+    return [t for t in _ABANDONED if t.is_alive()]
 
 
 class JobSession:
@@ -141,6 +154,68 @@ class JobSession:
                 require_bpf=require_bpf,
             )
         )
+        return self._collector
+
+    def open_telemetry_unless_ended(self, interval_s: float) -> TelemetryCollector | None:
+        """Open the telemetry while the job runs (:meth:`run` with ``before_telemetry``), or
+        None when a job the session started ends, or the session is asked to stop, first.
+
+        The BPF programs compile in a thread of their own (a second quiet, several beside a
+        busy neighbour) while this one watches the job every 50 ms. When the job wins, the
+        compile is left to finish on its own and to close what it opened; a process about to
+        exit need not wait for it (:func:`abandoned_opens`). A :class:`UserError` from a
+        target that ended meanwhile is None too.
+        """
+        from autotune.telemetry.collector import open_collector
+        from autotune.telemetry.loader import release_stderr
+
+        box: dict[str, object] = {}
+        lock = threading.Lock()
+        done = threading.Event()
+
+        def opening() -> None:
+            try:
+                opened = open_collector(self.target, progress=self._progress, interval_s=interval_s)
+            except BaseException as e:  # handed to the waiting thread
+                box["error"] = e
+            else:
+                with lock:
+                    if "abandoned" not in box:
+                        box["collector"] = opened
+                if "collector" not in box:
+                    opened.close()  # nobody waits for it any more
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=opening, name="autotune-telemetry-open", daemon=True)
+        thread.start()
+
+        def abandon() -> bool:
+            with lock:
+                if "collector" in box or "error" in box:
+                    return False
+                box["abandoned"] = True
+            _ABANDONED.append(thread)
+            release_stderr()  # the compile has fd 2 while it runs: the session's lines need it
+            return True
+
+        try:
+            while True:  # the job and a stop asked already are looked at before any wait
+                ended = self.launched and not self.alive()
+                if (ended or self.stopping.is_set()) and abandon():
+                    return None
+                if done.wait(0.05):
+                    break
+        except BaseException:  # Ctrl-C while it compiles
+            abandon()
+            raise
+        error = box.get("error")
+        if isinstance(error, BaseException):
+            if isinstance(error, UserError) and self.launched and not self.alive():
+                return None
+            raise error
+        collector = cast("TelemetryCollector", box["collector"])
+        self._collector = self._stack.enter_context(collector)
         return self._collector
 
     def open_actuators(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from typing import Protocol
 
@@ -39,7 +40,7 @@ from autotune.roles import ROLE_INDEX, Role
 from autotune.target import Members, Target
 from autotune.telemetry.block import BlockCollector
 from autotune.telemetry.gpu import GpuCollector
-from autotune.telemetry.loader import BpfUnavailable
+from autotune.telemetry.loader import BpfUnavailable, detach_tracepoints
 from autotune.telemetry.pagecache import READAHEAD_COUNTERS, PageCacheCollector
 from autotune.telemetry.procfs import DiskStats, ProcRoles
 from autotune.telemetry.procread import MajorFaults
@@ -125,6 +126,7 @@ class TelemetryCollector:
         self.missing = frozenset(roles.missing | block.missing | pc_missing)
         self._ncpus = os.sysconf("SC_NPROCESSORS_ONLN")
         self._closed = False
+        self._closer: threading.Thread | None = None
         self._last_t = self._last_reconcile = time.monotonic()
 
     def sample(self) -> Sample:
@@ -194,9 +196,23 @@ class TelemetryCollector:
         """Whether the target still runs (the caller stops sampling when it does not)."""
         return self.target.alive()
 
+    def close_in_background(self) -> None:
+        """Begin :meth:`close` in a thread of its own, for a caller that reads no more samples
+        and has other things to do before it leaves (the detach takes half a second);
+        :meth:`close` waits for it."""
+        if self._closer is None and not self._closed:
+            self._closer = threading.Thread(
+                target=self.close, name="autotune-telemetry-close", daemon=True
+            )
+            self._closer.start()
+
     def close(self) -> None:
         """Detach everything (idempotent). The page-cache program goes before the scheduler's,
         whose role table it imports."""
+        closer = self._closer
+        if closer is not None and closer is not threading.current_thread():
+            closer.join()
+            return
         if self._closed:
             return
         self._closed = True
@@ -206,6 +222,10 @@ class TelemetryCollector:
             stack.callback(self._block.close)
             if self._pagecache is not None:
                 stack.callback(self._pagecache.close)
+            # First (the stack runs backwards): every tracepoint at once (see the loader).
+            parts = (self._roles, self._block, self._pagecache)
+            programs = [bpf for p in parts if (bpf := getattr(p, "bpf", None)) is not None]
+            stack.callback(detach_tracepoints, programs)
 
     def __enter__(self) -> TelemetryCollector:
         return self

@@ -44,6 +44,7 @@ from autotune.tracking.spool import Spool
 # leaves idle: uploading each second, the tuner beside the cnn job used 2.4 % of a core instead
 # of 1.9 % (workloads, 3 interleaved repeats).
 LIVE_UPLOAD_S = 10.0
+FOLLOW_LOG = "follow.log"  # in the spool: what the follower says after its writer has ended
 
 
 def _ended(spool: Spool, offset: int) -> tuple[bool, int]:
@@ -59,6 +60,30 @@ def _idle(idle: bool) -> None:
     policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
     with contextlib.suppress(OSError):
         os.sched_setscheduler(0, policy, os.sched_param(0))
+
+
+def _let_go_of_stderr(path: Path) -> None:
+    """Once the writer's run has ended, say what is left to say in ``follow.log`` in the
+    spool, which stays with what did not go up (the writer has already said where that is,
+    and that `autotune sync` uploads it): stderr is a pipe the writer reads and passes on
+    while it lives (autotune.tracking.run), and it is about to exit."""
+    try:
+        fd = os.open(path / FOLLOW_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _say(path: Path, text: str) -> None:
+    """Write ``text`` to stderr; to ``follow.log`` when the writer has gone (a broken pipe)."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except OSError:
+        _let_go_of_stderr(path)
+        with contextlib.suppress(OSError):
+            os.write(2, text.encode())
 
 
 def follow(path: Path, retry_s: float = RETRY_INTERVAL_S, load_first: bool = False) -> int:
@@ -80,7 +105,7 @@ def follow(path: Path, retry_s: float = RETRY_INTERVAL_S, load_first: bool = Fal
     meta = spool.meta()
     uri, writer = str(meta["tracking_uri"]), int(meta["pid"])
     client = None
-    ended, offset, next_try, told = False, 0, 0.0, False
+    ended, offset, next_try, told, let_go = False, 0, 0.0, False, False
 
     def attempt() -> bool:
         nonlocal client, next_try, told
@@ -96,9 +121,10 @@ def follow(path: Path, retry_s: float = RETRY_INTERVAL_S, load_first: bool = Fal
             if not told:
                 told = True
                 why = str(e) if isinstance(e, Unreachable) else describe(e)
-                sys.stderr.write(
+                _say(
+                    path,
                     f"autotune: tracking store {uri}: {why}; the run is kept in {path} and "
-                    "uploads when the store answers, or with `autotune sync`\n"
+                    "uploads when the store answers, or with `autotune sync`\n",
                 )
         return False
 
@@ -116,6 +142,9 @@ def follow(path: Path, retry_s: float = RETRY_INTERVAL_S, load_first: bool = Fal
         if ended or zombie(writer):
             # The writer is done (it released the spool's lock when it closed it), or dead.
             # Holding the lock keeps `autotune sync` and this follower from racing.
+            if not let_go:
+                _let_go_of_stderr(path)
+                let_go = True
             _idle(False)
             if not spool.try_lock():
                 if zombie(writer) and not ended:

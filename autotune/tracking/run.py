@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -49,6 +50,26 @@ START_PROBE_S = 2.0  # the most a run's start waits to learn whether the server 
 
 _TOLD: set[tuple[str, Callable[[str], None]]] = set()
 _TOLD_LOCK = threading.Lock()
+
+
+def _relay(fd: int) -> None:
+    """Pass what the upload process writes to ``fd`` on to this process's stderr, while this
+    process lives. The upload process never holds the person's stderr itself: a shell pipe
+    (`autotune tune … | tee log`), or a caller reading the command's output to its end, would
+    otherwise wait for the upload, seconds after the command exited."""
+    out = os.dup(2)  # stderr as it is now (a BPF compile borrows fd 2 for a while later)
+
+    def pump() -> None:
+        try:
+            while chunk := os.read(fd, 4096):
+                os.write(out, chunk)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+            os.close(out)
+
+    threading.Thread(target=pump, name="autotune-follower-stderr", daemon=True).start()
 
 
 def _stderr_line(message: str) -> None:
@@ -123,6 +144,7 @@ class TrackedRun:
         if uploader == "process":
             # Upload from a process of its own (autotune.tracking.follow): this process never
             # loads the MLflow client. The run's id stays the local id here.
+            said, say = os.pipe()
             self._follower = subprocess.Popen(
                 [
                     sys.executable,
@@ -135,8 +157,11 @@ class TrackedRun:
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                stderr=say,
                 start_new_session=True,  # a Ctrl-C of the writer does not cut the upload short
             )
+            os.close(say)
+            _relay(said)
             return
         # The first upload runs here, so that `id` is MLflow's when the store answers; a
         # server that does not answer a quick health check is not waited for (a host that

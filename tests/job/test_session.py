@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,8 +20,10 @@ from policy_kit import write_constant_policy
 from autotune import config
 from autotune.errors import UserError
 from autotune.job import JobSession, exit_status
+from autotune.job.session import abandoned_opens
 from autotune.system import cgroups
 from autotune.target import start_time, zombie
+from autotune.telemetry import loader
 
 DRIVER = Path(__file__).resolve().parent / "driver.py"
 AUTOTUNE = [sys.executable, "-m", "autotune.cli.main"]
@@ -124,6 +127,53 @@ def test_a_command_may_run_before_its_telemetry_which_then_joins(
         assert ended.wait(60)
         assert job.finish() == 0
     assert events == ["job ran", "telemetry", "job ended"]
+
+
+def _bpf_handles() -> dict[str, int]:
+    """How many BPF programs and perf events (attached tracepoints) this process holds."""
+    out = {"anon_inode:bpf-prog": 0, "anon_inode:[perf_event]": 0}
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link in out:
+                out[link] += 1
+    return out
+
+
+@pytest.mark.root
+@pytest.mark.bpf
+def test_a_stop_asked_while_the_telemetry_compiles_leaves_the_compile_behind(
+    settings: config.Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`autotune tune`'s job that ends (or a signal that comes) before its BPF programs are up:
+    the open returns None without waiting for them, fd 2 (which a compile borrows) is the
+    session's again, and the compile, left to itself, closes everything it opened."""
+    monkeypatch.setattr(loader._STDERR, "released", False)  # what release_stderr changes for good
+    fd2 = os.readlink("/proc/self/fd/2")
+    before = _bpf_handles()
+    with JobSession(settings, command=_python("import time; time.sleep(300)")) as job:
+        job.run(before_telemetry=True)
+        job.request_stop()
+        assert job.open_telemetry_unless_ended(0.25) is None
+        assert os.readlink("/proc/self/fd/2") == fd2
+        left = abandoned_opens()
+        assert len(left) == 1
+    left[0].join(120)
+    assert not abandoned_opens()
+    assert _bpf_handles() == before
+
+
+@pytest.mark.root
+@pytest.mark.bpf
+def test_telemetry_opened_while_the_job_runs_is_the_sessions(settings: config.Settings) -> None:
+    before = _bpf_handles()
+    with JobSession(settings, command=_python("import time; time.sleep(300)")) as job:
+        job.run(before_telemetry=True)
+        collector = job.open_telemetry_unless_ended(0.25)
+        assert collector is not None and collector.source == "bpf"
+        assert _bpf_handles()["anon_inode:[perf_event]"] > before["anon_inode:[perf_event]"]
+        assert collector.sample().source == "bpf"
+    assert _bpf_handles() == before  # the session closed it
 
 
 def test_on_exit_for_a_job_already_ended_is_called_at_once(settings: config.Settings) -> None:

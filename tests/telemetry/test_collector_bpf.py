@@ -6,6 +6,7 @@ a trainer process whose threads burn CPU and read files, and workers it forks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -80,8 +81,12 @@ def test_roles_cpu_time_and_a_worker_forked_mid_run(job: Job, cpu_hog: list[int]
         self1, children1 = proc_cpu_ns(job.proc.pid)
 
     trainer_ns, loader_ns = total(samples, TRAINER, "oncpu_ns"), total(samples, LOADER, "oncpu_ns")
-    assert close_to(trainer_ns, self1 - self0, 0.05, 50_000_000), (trainer_ns, self1 - self0)
-    assert close_to(loader_ns, children1 - children0, 0.05, 50_000_000), (
+    # /proc counts whole clock ticks (utime and stime apart, each reading up to a tick short, and
+    # the kernel's split of the two moves time between them): 5 %, or 8 ticks where that is
+    # more. With 5 ticks a loaded node once found 677 ms here against /proc's 730 ms.
+    slack = 8 * TICK_NS
+    assert close_to(trainer_ns, self1 - self0, 0.05, slack), (trainer_ns, self1 - self0)
+    assert close_to(loader_ns, children1 - children0, 0.05, slack), (
         loader_ns,
         children1 - children0,
     )
@@ -188,3 +193,30 @@ def test_one_set_of_programs_per_process(job: Job, caplog: pytest.LogCaptureFixt
         finally:
             second.close()
         assert first.sample().source == "bpf"
+
+
+def _bpf_handles() -> dict[str, int]:
+    """How many BPF programs and perf events (attached tracepoints) this process holds."""
+    out = {"anon_inode:bpf-prog": 0, "anon_inode:[perf_event]": 0}
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link in out:
+                out[link] += 1
+    return out
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_close_detaches_every_tracepoint_and_program(job: Job, background: bool) -> None:
+    """The tracepoints are detached all at once (threads), in the background if asked; close()
+    returns once all of it is done."""
+    before = _bpf_handles()
+    collector = open_collector(job.target, require_bpf=True)
+    opened = _bpf_handles()
+    assert opened["anon_inode:[perf_event]"] >= before["anon_inode:[perf_event]"] + 13
+    assert opened["anon_inode:bpf-prog"] > before["anon_inode:bpf-prog"]
+    if background:
+        collector.close_in_background()
+    collector.close()
+    assert _bpf_handles() == before
+    collector.close()  # again: nothing to do

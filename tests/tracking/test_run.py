@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +152,37 @@ def test_an_upload_process_asked_to_load_first_has_sent_the_start_when_ready(
     (done,) = _all_runs(sqlite_uri)
     assert done.info.status == "FINISHED"
     assert done.data.metrics[schema.M_PROGRESS_RATE] == 10.0
+
+
+def _followers_of(spool: Path) -> list[int]:
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmd = (d / "cmdline").read_bytes().split(b"\0")
+                if b"autotune.tracking.follow" in cmd and str(spool).encode() in cmd:
+                    found.append(int(d.name))
+    return found
+
+
+def test_the_upload_process_speaks_through_its_writer_and_never_holds_its_stderr(
+    runs: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A pipe that reads the command's output (`autotune tune … | tee log`) ends when the
+    command does, not seconds later when its upload does: the upload process writes to a pipe
+    its writer passes on, and what it says still reaches the person."""
+    uri = "http://127.0.0.1:9"  # the discard port: nothing answers
+    said = ""
+    with tracked_run(
+        "tune", tracking_uri=uri, runs_dir=runs, uploader="process", load_first=True
+    ) as run:
+        [follower] = _followers_of(run.spool.path)
+        theirs = os.readlink(f"/proc/{follower}/fd/2")
+        assert theirs.startswith("pipe:") and theirs != os.readlink("/proc/self/fd/2")
+        assert run.wait_uploader(60)  # it has tried once, and failed
+        end = time.monotonic() + 60
+        while "tracking store" not in said and time.monotonic() < end:
+            time.sleep(0.1)
+            said += capfd.readouterr().err
+    assert f"tracking store {uri}" in said, said
+    assert "autotune sync" in said
