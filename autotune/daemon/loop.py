@@ -12,8 +12,10 @@ telemetry stop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import resource
 import threading
 import time
@@ -33,6 +35,7 @@ from autotune.knobs import default_values
 from autotune.knobs.levels import levels_to_values, values_to_levels
 from autotune.policy import Policy
 from autotune.roles import ROLE_INDEX, Role
+from autotune.system.hugepages import collapse_heap
 from autotune.telemetry.collector import TelemetryCollector
 from autotune.telemetry.sample import B, C, Sample
 
@@ -78,7 +81,7 @@ class Summary:
     loop_ms_p99: float = 0.0
     phase_cpu_ms: dict[str, float] = field(default_factory=dict)  # phase → CPU ms per interval
     rss_mb: float = 0.0
-    hugepage_mb: int = 0  # the tuner's heap collapsed into huge pages at start
+    hugepage_mb: int = 0  # the tuner's heap collapsed into huge pages (a long session)
     ended_by: str = ""
     adapt: dict[str, object] = field(default_factory=dict)  # settings tried, estimates, moves
 
@@ -96,8 +99,10 @@ class TuneLoop:
         guard: GuardConfig | None = None,
         on_tick: Callable[[Tick], None] | None = None,
         adapt: AdaptConfig | None = None,
+        hugepages_after_s: float | None = None,
     ) -> None:
         self.policy = policy
+        self.hugepages_after_s = hugepages_after_s
         self.col = collector
         self.act = act
         self.interval_s = interval_s
@@ -212,10 +217,25 @@ class TuneLoop:
                     )
                 )
             ph.mark("track")
+            after = self.hugepages_after_s
+            if after is not None and time.monotonic() - wall0 >= after:
+                self.hugepages_after_s = None
+                self._collapse_in_background()
         else:
             ended = "stopped"
         self._finish(ended, time.process_time() - cpu0, time.monotonic() - wall0)
         return self.summary
+
+    def _collapse_in_background(self) -> None:
+        """The tuner's heap into huge pages (autotune.system.hugepages), from a thread at the
+        lowest priority: the loop goes on, and the job never waits for it."""
+
+        def collapse() -> None:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            self.summary.hugepage_mb = collapse_heap()
+
+        threading.Thread(target=collapse, name="autotune-hugepages", daemon=True).start()
 
     def _record(self, s: Sample, rate: float, verdict: Verdict, loop_ms: float) -> None:
         self._loop_ms.append(loop_ms)

@@ -6,9 +6,11 @@ sleep costs microseconds, in proportion to how long the process slept (about 0.7
 after 250 ms, against 0.01 µs awake), and it is charged to the process as CPU time. A Python
 control loop touches ~2,000 distinct pages per pass (its objects lie scattered through a heap the
 imports built), so the wake, not the work, was most of the tuner's CPU. Collapsing the heap into
-2 MiB pages once, after start-up, makes each of those regions one translation: the tuner's CPU
-beside the quiet cnn job (workloads, 3-4 interleaved repeats of tuned sessions with and
-without it, one invocation each) fell by 10-25 %.
+2 MiB pages once makes each of those regions one translation: the tuner's CPU beside the quiet
+cnn job (workloads, 3-4 interleaved repeats of tuned sessions with and without it, one
+invocation each) fell by 10-25 %. The collapse itself costs about 0.6 s of CPU, so a tuning
+session does it once it has run two minutes (autotune.daemon.session.HUGEPAGES_AFTER_S), from a
+thread at the lowest priority, not at its start beside the job's own start-up.
 
 ``MADV_COLLAPSE`` (Linux 6.1) is synchronous and does not depend on the THP sysfs mode (except
 ``never``); it only merges pages already present, so memory use grows by at most the holes of
