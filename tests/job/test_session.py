@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from bpf_kit import PERF_EVENT, bpf_handles
 from policy_kit import write_constant_policy
 
 from autotune import config
@@ -129,17 +129,6 @@ def test_a_command_may_run_before_its_telemetry_which_then_joins(
     assert events == ["job ran", "telemetry", "job ended"]
 
 
-def _bpf_handles() -> dict[str, int]:
-    """How many BPF programs and perf events (attached tracepoints) this process holds."""
-    out = {"anon_inode:bpf-prog": 0, "anon_inode:[perf_event]": 0}
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            link = os.readlink(f"/proc/self/fd/{fd}")
-            if link in out:
-                out[link] += 1
-    return out
-
-
 @pytest.mark.root
 @pytest.mark.bpf
 def test_a_stop_asked_while_the_telemetry_compiles_leaves_the_compile_behind(
@@ -150,7 +139,7 @@ def test_a_stop_asked_while_the_telemetry_compiles_leaves_the_compile_behind(
     session's again, and the compile, left to itself, closes everything it opened."""
     monkeypatch.setattr(loader._STDERR, "released", False)  # what release_stderr changes for good
     fd2 = os.readlink("/proc/self/fd/2")
-    before = _bpf_handles()
+    before = bpf_handles()
     with JobSession(settings, command=_python("import time; time.sleep(300)")) as job:
         job.run(before_telemetry=True)
         job.request_stop()
@@ -160,20 +149,20 @@ def test_a_stop_asked_while_the_telemetry_compiles_leaves_the_compile_behind(
         assert len(left) == 1
     left[0].join(120)
     assert not abandoned_opens()
-    assert _bpf_handles() == before
+    assert bpf_handles() == before
 
 
 @pytest.mark.root
 @pytest.mark.bpf
 def test_telemetry_opened_while_the_job_runs_is_the_sessions(settings: config.Settings) -> None:
-    before = _bpf_handles()
+    before = bpf_handles()
     with JobSession(settings, command=_python("import time; time.sleep(300)")) as job:
         job.run(before_telemetry=True)
         collector = job.open_telemetry_unless_ended(0.25)
         assert collector is not None and collector.source == "bpf"
-        assert _bpf_handles()["anon_inode:[perf_event]"] > before["anon_inode:[perf_event]"]
+        assert bpf_handles()[PERF_EVENT] > before[PERF_EVENT]
         assert collector.sample().source == "bpf"
-    assert _bpf_handles() == before  # the session closed it
+    assert bpf_handles() == before  # the session closed it
 
 
 def test_on_exit_for_a_job_already_ended_is_called_at_once(settings: config.Settings) -> None:

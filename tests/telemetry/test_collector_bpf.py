@@ -6,7 +6,6 @@ a trainer process whose threads burn CPU and read files, and workers it forks.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bpf_kit import PERF_EVENT, PROGRAM, bpf_handles
 from telemetry_kit import Job, LoopDisk
 
 from autotune.errors import UserError
@@ -195,28 +195,17 @@ def test_one_set_of_programs_per_process(job: Job, caplog: pytest.LogCaptureFixt
         assert first.sample().source == "bpf"
 
 
-def _bpf_handles() -> dict[str, int]:
-    """How many BPF programs and perf events (attached tracepoints) this process holds."""
-    out = {"anon_inode:bpf-prog": 0, "anon_inode:[perf_event]": 0}
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            link = os.readlink(f"/proc/self/fd/{fd}")
-            if link in out:
-                out[link] += 1
-    return out
-
-
 @pytest.mark.parametrize("background", [False, True])
 def test_close_detaches_every_tracepoint_and_program(job: Job, background: bool) -> None:
     """The tracepoints are detached all at once (threads), in the background if asked; close()
     returns once all of it is done."""
-    before = _bpf_handles()
+    before = bpf_handles()
     collector = open_collector(job.target, require_bpf=True)
-    opened = _bpf_handles()
-    assert opened["anon_inode:[perf_event]"] >= before["anon_inode:[perf_event]"] + 13
-    assert opened["anon_inode:bpf-prog"] > before["anon_inode:bpf-prog"]
+    opened = bpf_handles()
+    assert opened[PERF_EVENT] >= before[PERF_EVENT] + 13
+    assert opened[PROGRAM] > before[PROGRAM]
     if background:
         collector.close_in_background()
     collector.close()
-    assert _bpf_handles() == before
+    assert bpf_handles() == before
     collector.close()  # again: nothing to do
