@@ -184,6 +184,10 @@ def test_tune_runs_a_real_job_with_the_champion(
         timeout=300,
     )
     assert r.returncode == 0, r.stderr[-3000:]
+    # The command does not wait for its last upload; `autotune sync` does (what it says to run).
+    assert "autotune sync" in r.stderr, r.stderr
+    sync = subprocess.run([*AUTOTUNE, "sync"], env=env, capture_output=True, text=True, timeout=300)
+    assert sync.returncode == 0, sync.stderr
     c = MlflowClient(autotune_server.uri)
     exp = c.get_experiment_by_name("sweep-tune")
     assert exp is not None

@@ -195,6 +195,42 @@ def test_sync_ends_a_dead_writers_run_and_leaves_a_live_one(
     assert _steps(mlflow_server.uri, run_id, schema.M_PROGRESS_RATE) == list(range(5))
 
 
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from autotune.tracking.spool import Spool
+    spool = Spool.open(Path(sys.argv[1]))
+    assert spool.try_lock()
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    """
+)
+
+
+def test_sync_waits_for_an_upload_process_finishing_an_ended_run(
+    mlflow_server: MlflowServer, runs: Path, dead_uri: str, run_cli: Run
+) -> None:
+    """`autotune tune` exits without waiting for its last upload, whose process holds the
+    spool's lock while it tries: `autotune sync` right after waits for it, not 'busy'."""
+    with tracked_run("tune", tracking_uri=dead_uri, runs_dir=runs, notify=lambda _: None) as run:
+        run.log_metrics({schema.M_PROGRESS_RATE: 1.0}, step=0)
+    spool = runs / "spool" / run.local_id
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(spool), "3"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        r = run_cli("sync", "--tracking-uri", mlflow_server.uri, cwd=runs.parent)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 0, r.stderr
+    assert f"uploaded {run.local_id}" in r.stdout
+    assert not spool.exists()
+
+
 def test_sync_to_a_dead_server_is_one_line_exit_2(runs: Path, dead_uri: str, run_cli: Run) -> None:
     with tracked_run("record", tracking_uri=dead_uri, runs_dir=runs, notify=lambda _: None) as r:
         r.set_tags({"note": "offline"})
