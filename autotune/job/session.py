@@ -54,12 +54,12 @@ _ABANDONED: list[threading.Thread] = []
 
 
 def abandoned_opens() -> list[threading.Thread]:
-    """Telemetry opens this process stopped waiting for that still run.
+    """Telemetry opens this process stopped waiting for that still run (each closes what it
+    opened when it ends), for a caller that wants to wait for them.
 
-    A command about to exit after its job ended first (`autotune tune`) leaves with
-    :func:`os._exit` when there are any: a normal exit would wait for the compile (seconds),
-    and then tear down the compiler's state under it. Nothing of the node is changed by an
-    open: the kernel drops what it loaded with the process.
+    `autotune tune` does not: it leaves with :func:`os._exit`, since a normal exit would wait
+    for such a compile (seconds) and then tear down the compiler's state under it. Nothing of
+    the node is changed by an open: the kernel drops what it loaded with the process.
     """
     return [t for t in _ABANDONED if t.is_alive()]
 

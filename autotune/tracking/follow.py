@@ -76,14 +76,15 @@ def _let_go_of_stderr(path: Path) -> None:
 
 
 def _say(path: Path, text: str) -> None:
-    """Write ``text`` to stderr; to ``follow.log`` when the writer has gone (a broken pipe)."""
+    """Write ``text`` to fd 2; to ``follow.log`` when the writer has gone (a broken pipe).
+    Unbuffered: a line that failed on the pipe is not left in a buffer to be written again."""
+    data = text.encode()
     try:
-        sys.stderr.write(text)
-        sys.stderr.flush()
+        os.write(2, data)
     except OSError:
         _let_go_of_stderr(path)
         with contextlib.suppress(OSError):
-            os.write(2, text.encode())
+            os.write(2, data)
 
 
 def follow(path: Path, retry_s: float = RETRY_INTERVAL_S, load_first: bool = False) -> int:
