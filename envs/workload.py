@@ -258,7 +258,10 @@ def phase_ids(wl: Workload) -> npt.NDArray[np.int64]:
     noise = np.median(np.abs(step - np.median(step, axis=0)), axis=0) / 0.6745 / math.sqrt(2)
     noise = np.where(noise > 0, noise, np.maximum(x.std(axis=0), 1e-9))
     z = (x - x.mean(axis=0)) / noise
-    algo = ruptures.Pelt(model="l2", min_size=CHANGE_MIN_ROWS, jump=1).fit(z)
+    # The least-squares (l2) cost, solved exactly by PELT: KernelCPD's linear kernel is that
+    # cost in ruptures' C code (the same change points as Pelt(model="l2") on every bundled
+    # recording, in 1 ms where Pelt's Python took 0.25-0.5 s per recording).
+    algo = ruptures.KernelCPD(kernel="linear", min_size=CHANGE_MIN_ROWS).fit(z)
     ends = algo.predict(pen=CHANGE_PENALTY * math.log(n) * z.shape[1])
     for end in ends[:-1]:
         out[end:] += 1
