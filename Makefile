@@ -19,9 +19,12 @@ test: bootstrap lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The daily loop (at most 90 s on 2 cores): lint, and every test that boots no VM and runs no
-# long real job (those are marked slow or vm). `make test` runs them all; CI runs `make test`.
+# long real job (those are marked slow or vm), on one pytest-xdist worker per core (most of a
+# test's time is spent waiting on real processes). `make test` runs them all, one at a time, as
+# CI does. CHECK_WORKERS=0 runs the tier in one process.
+CHECK_WORKERS ?= auto
 check: bootstrap lint
-	$(PY) -m pytest -q -m "not slow and not vm" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(CHECK_WORKERS) -m "not slow and not vm" $(PYTEST_ARGS)
 
 # Our sched_ext scheduler, attached in a VM booting a sched_ext kernel under qemu (about 40 s once
 # the kernel is cached); `make test` runs it too, through tests/scx/test_scx_vm.py.

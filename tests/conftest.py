@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from warm_cli import WarmCli
@@ -45,15 +47,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 WARM_CLI = pytest.StashKey[WarmCli]()
 
 
+WARM_CLI_SOCKET = "autotune_warm_cli_socket"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # A shell starts a background command (`make check &`) with SIGINT ignored, and every
+    # process started from it inherits that: the tests that stop a job or a service with Ctrl-C
+    # would then see it ignored and the process killed at the end of its grace. A handler (unlike
+    # SIG_IGN) is reset to the default when a child executes, so children get Ctrl-C as a
+    # terminal's foreground job does.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # Started before collection, so that the zygote's imports run on one core while collection
-    # (which imports much the same) runs on the other.
-    config.stash[WARM_CLI] = WarmCli(Path(tempfile.mkdtemp(prefix="autotune-warm-cli-")))
+    # (which imports much the same) runs on the other. Under pytest-xdist the controller starts
+    # it and its workers share it.
+    if hasattr(config, "workerinput"):
+        config.stash[WARM_CLI] = WarmCli.attach(config.workerinput[WARM_CLI_SOCKET])
+    else:
+        config.stash[WARM_CLI] = WarmCli(Path(tempfile.mkdtemp(prefix="autotune-warm-cli-")))
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: a worker is about to start
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput[WARM_CLI_SOCKET] = node.config.stash[WARM_CLI].socket
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     cli = config.stash.get(WARM_CLI, None)
-    if cli is not None:
+    if cli is not None and cli.pid is not None:  # the zygote this process started
         cli.close()
         shutil.rmtree(cli.workdir, ignore_errors=True)
 
@@ -69,6 +90,15 @@ def run_cli(warm_cli: WarmCli) -> Callable[..., subprocess.CompletedProcess[str]
     """Run `autotune ARGS...` as a real process (forked warm, see tests/warm_cli.py); returns the
     completed process. Takes ``env``, ``cwd`` and ``timeout`` as ``subprocess.run`` does."""
     return warm_cli.run
+
+
+@pytest.fixture
+def run_module(warm_cli: WarmCli) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `python -m MODULE ARGS...` (a bench or workload of the repository) as a real process
+    forked warm from the session's zygote; called as ``run_module(MODULE, *ARGS, cwd=..., env=...,
+    timeout=...)``, returns the completed process. For runs that check a bad input's one line:
+    a job that trains for real is better started cold, as a person starts it."""
+    return warm_cli.run_module
 
 
 @pytest.fixture
@@ -89,9 +119,19 @@ def run_cli_cold() -> Callable[..., subprocess.CompletedProcess[str]]:
 
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite store with its tables made once (a new one migrates for seconds)."""
+    """An MLflow SQLite store with its tables made once (a new one migrates for seconds); under
+    pytest-xdist (`make check`) once for all workers, in their shared temp folder."""
+    from filelock import FileLock
+
     from autotune.tracking import store
 
-    db = tmp_path_factory.mktemp("store") / "mlflow.db"
-    store.client("sqlite:///" + str(db)).search_experiments()
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # each worker's basetemp is a folder of the session's
+    db = shared / "empty-mlflow-store.db"
+    with FileLock(str(db) + ".lock"):
+        if not db.exists():
+            made = db.with_suffix(".new")
+            store.client("sqlite:///" + str(made)).search_experiments()
+            made.rename(db)
     return db

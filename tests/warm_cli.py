@@ -1,10 +1,12 @@
-"""`autotune ARGS...` as a real process, forked from a warm interpreter (a zygote).
+"""`autotune ARGS...` (or `python -m MODULE ARGS...`) as a real process, forked from a warm
+interpreter (a zygote).
 
 A fresh ``python -m autotune.cli.main`` spends 1 to 5 s importing torch, MLflow, pydantic and
 the rest before it does anything; a test suite that runs the CLI a hundred times spends minutes
 on it. The zygote is a separate Python process that imports those third-party libraries once and
-then, for each call, forks a child that runs ``autotune.cli.main`` as ``python -m`` does
-(``runpy``, ``__main__``), with the caller's argv, environment, working directory and stdio, and
+then, for each call, forks a child that runs ``autotune.cli.main`` (or another module of the
+repository: ``bench.grid``, ``workloads.tinylm``) as ``python -m`` does (``runpy``, ``__main__``),
+with the caller's argv, environment, working directory and stdio, and
 exits as the interpreter would (non-daemon threads joined, atexit handlers run). The child is a
 real process with its own exit status and stderr; no autotune module is imported before the fork,
 so module state, settings and environment variables are read fresh in each child.
@@ -33,9 +35,9 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 # What the CLI's commands import that takes long; all third-party, never autotune itself.
 PRELOAD = (
@@ -43,6 +45,8 @@ PRELOAD = (
     "pydantic",
     "pydantic_settings",
     "numpy",
+    "scipy.stats",
+    "scipy.optimize",
     "rich.console",
     "rich.table",
     "pyarrow",
@@ -60,6 +64,8 @@ PRELOAD = (
 )
 CLI_MODULE = "autotune.cli.main"
 COMMAND = [sys.executable, "-m", CLI_MODULE]
+# The type of the conftest's ``run_module`` fixture (``run_module(MODULE, *ARGS, cwd=...)``).
+RunModule = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def _exit_code(e: SystemExit) -> int:
@@ -84,10 +90,11 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        sys.argv = [CLI_MODULE, *request["args"]]
+        module = request["module"]
+        sys.argv = [module, *request["args"]]
         sys.path[0] = os.getcwd()  # `python -m` puts the working directory first
         try:
-            runpy.run_module(CLI_MODULE, run_name="__main__", alter_sys=True)
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
             code = 0
         except SystemExit as e:
             code = _exit_code(e)
@@ -111,7 +118,9 @@ def serve(path: str, owner: int) -> None:
 
     It detaches first (a double fork), so that it and the CLI processes it forks are no
     descendants of the test process (tests check that they leave none), and it ends by itself
-    once ``owner`` (the test process) is gone, whatever way that ended.
+    once ``owner`` (the test process) is gone, whatever way that ended. Calls may overlap (the
+    workers of `make check` share one zygote): each child is forked from this main thread and
+    waited for by a thread of its own.
     """
     if os.fork() > 0:
         os._exit(0)
@@ -120,8 +129,9 @@ def serve(path: str, owner: int) -> None:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(1)
+    listener.bind(path + ".new")
+    os.rename(path + ".new", path)  # a worker waiting for the path finds it listening
+    listener.listen(16)
     listener.settimeout(1.0)
     print("ready", flush=True)
     while True:
@@ -132,18 +142,23 @@ def serve(path: str, owner: int) -> None:
                 return
             continue
         conn.settimeout(None)
-        with conn:
-            data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-            request = json.loads(data)
-            pid = os.fork()
-            if pid == 0:
-                conn.close()
-                listener.close()
-                _child(request, fds)
-            for fd in fds:
-                os.close(fd)
-            conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-            _, status = os.waitpid(pid, 0)
+        data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+        request = json.loads(data)
+        pid = os.fork()
+        if pid == 0:
+            conn.close()
+            listener.close()
+            _child(request, fds)
+        for fd in fds:
+            os.close(fd)
+        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        threading.Thread(target=_reply_at_exit, args=(conn, pid), daemon=True).start()
+
+
+def _reply_at_exit(conn: socket.socket, pid: int) -> None:
+    with conn:
+        _, status = os.waitpid(pid, 0)
+        with contextlib.suppress(OSError):  # the caller gave up (its timeout)
             conn.sendall(json.dumps({"rc": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
 
 
@@ -162,7 +177,8 @@ def _text(data: bytes) -> str:
 
 
 class WarmCli:
-    """A running zygote; :meth:`run` behaves as ``subprocess.run([*COMMAND, *args], ...)``."""
+    """A running zygote; :meth:`run` behaves as ``subprocess.run([*COMMAND, *args], ...)``,
+    :meth:`run_module` as ``subprocess.run([sys.executable, "-m", module, *args], ...)``."""
 
     def __init__(self, workdir: Path) -> None:
         """Start the zygote; it imports in the background until the first :meth:`run`."""
@@ -177,12 +193,30 @@ class WarmCli:
         )
         launcher.wait(timeout=60)  # it forks the zygote and exits at once
         assert launcher.stdout is not None
-        self.stdout = launcher.stdout
-        self.pid = int(self.stdout.readline())
+        self.stdout: IO[str] | None = launcher.stdout
+        self.pid: int | None = int(self.stdout.readline())
         self.ready = False
 
+    @classmethod
+    def attach(cls, socket_path: str) -> WarmCli:
+        """Use a zygote another process started and owns (pytest-xdist's controller, whose
+        workers share it); :meth:`close` leaves it alone."""
+        cli = cls.__new__(cls)
+        cli.socket = socket_path
+        cli.workdir = Path(socket_path).parent
+        cli.stdout = None
+        cli.pid = None
+        cli.ready = False
+        return cli
+
     def _wait_ready(self) -> None:
-        if self.stdout.readline().strip() != "ready":
+        if self.stdout is None:  # attached: the path appears once the zygote listens
+            deadline = time.monotonic() + 300
+            while not os.path.exists(self.socket):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the warm CLI zygote at {self.socket} did not start")
+                time.sleep(0.05)
+        elif self.stdout.readline().strip() != "ready":
             raise RuntimeError("the warm CLI zygote did not start")
         self.ready = True
 
@@ -193,9 +227,21 @@ class WarmCli:
         cwd: str | os.PathLike[str] | None = None,
         timeout: float = 300,
     ) -> subprocess.CompletedProcess[str]:
+        return self.run_module(CLI_MODULE, *args, env=env, cwd=cwd, timeout=timeout)
+
+    def run_module(
+        self,
+        module: str,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess[str]:
         if not self.ready:
             self._wait_ready()
+        command = [sys.executable, "-m", module, *args]
         request = {
+            "module": module,
             "args": list(args),
             "env": dict(os.environ if env is None else env),
             "cwd": os.fspath(cwd) if cwd is not None else os.getcwd(),
@@ -215,15 +261,16 @@ class WarmCli:
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                raise subprocess.TimeoutExpired([*COMMAND, *args], timeout) from None
+                raise subprocess.TimeoutExpired(command, timeout) from None
             out.seek(0)
             err.seek(0)
-            return subprocess.CompletedProcess(
-                [*COMMAND, *args], rc, _text(out.read()), _text(err.read())
-            )
+            return subprocess.CompletedProcess(command, rc, _text(out.read()), _text(err.read()))
 
     def close(self) -> None:
-        """Kill the zygote (not our child: init reaps it) and wait until it is gone."""
+        """Kill the zygote (not our child: init reaps it) and wait until it is gone; nothing for
+        an attached one."""
+        if self.pid is None or self.stdout is None:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         deadline = time.monotonic() + 30

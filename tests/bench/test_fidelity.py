@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from scipy.stats import spearmanr
+from warm_cli import RunModule
 
 from bench.envs import fidelity
 from bench.grid.replay import predict, recording
@@ -155,19 +154,13 @@ def test_report_file_has_the_agreed_shape(tmp_path: Path) -> None:
     [(None, "cannot read the grid"), ("{", "cannot read the grid"), ("[]", "not a grid")],
 )
 def test_bad_grid_file_is_one_line_and_status_2(
-    tmp_path: Path, content: str | None, says: str
+    tmp_path: Path, content: str | None, says: str, run_module: RunModule
 ) -> None:
     grid = tmp_path / "grid.json"
     if content is not None:
         grid.write_text(content)
     out = tmp_path / "fidelity.json"
-    r = subprocess.run(
-        [sys.executable, "-m", "bench.envs.fidelity", "--grid", str(grid), "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    r = run_module("bench.envs.fidelity", "--grid", str(grid), "--out", str(out), cwd=REPO)
     assert r.returncode == 2
     assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()

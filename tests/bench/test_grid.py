@@ -5,11 +5,10 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from warm_cli import RunModule
 
 from autotune.knobs import KNOBS, Family, default_values
 from bench.grid.grid import ratios_by_repeat, rotate, summarise, with_defaults
@@ -127,16 +126,6 @@ def test_combined_settings_build_on_the_best_of_each_family() -> None:
     ]
 
 
-def grid_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bench.grid", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -146,15 +135,19 @@ def grid_cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["--workload", "cnn", "--samples", "0"], "--samples must be positive"),
     ],
 )
-def test_bad_arguments_are_one_line_and_status_2(args: list[str], says: str) -> None:
-    r = grid_cli(*args)
+def test_bad_arguments_are_one_line_and_status_2(
+    args: list[str], says: str, run_module: RunModule
+) -> None:
+    r = run_module("bench.grid", *args, cwd=REPO)
     assert r.returncode == 2
     assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_damaged_result_file_is_refused_before_any_run(tmp_path: Path) -> None:
+def test_damaged_result_file_is_refused_before_any_run(
+    tmp_path: Path, run_module: RunModule
+) -> None:
     out = tmp_path / "grid.json"
     out.write_text("{not json")
-    r = grid_cli("--workload", "cnn", "--out", str(out))
+    r = run_module("bench.grid", "--workload", "cnn", "--out", str(out), cwd=REPO)
     assert r.returncode == 2 and "cannot read the grid" in r.stderr
     assert out.read_text() == "{not json"

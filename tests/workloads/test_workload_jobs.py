@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from warm_cli import RunModule
 
 from autotune.telemetry.progress import ProgressServer
 from workloads import catalog, jobkit
@@ -64,14 +65,14 @@ def test_job_reaches_its_samples_and_reports_them(name: str, tiny_data: Path) ->
     assert reported == result["samples"]
 
 
-def test_job_without_its_data_says_so_in_one_line(tmp_path: Path) -> None:
-    r = _job("workloads.shards", "--data-dir", str(tmp_path))
+def test_job_without_its_data_says_so_in_one_line(tmp_path: Path, run_module: RunModule) -> None:
+    r = run_module("workloads.shards", "--data-dir", str(tmp_path), cwd=REPO)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "make_data" in r.stderr
     assert "Traceback" not in r.stderr
 
 
-def test_job_refuses_a_bad_sample_count(tiny_data: Path) -> None:
-    r = _job("workloads.cnn", "--data-dir", str(tiny_data), "--samples", "0")
+def test_job_refuses_a_bad_sample_count(tiny_data: Path, run_module: RunModule) -> None:
+    r = run_module("workloads.cnn", "--data-dir", str(tiny_data), "--samples", "0", cwd=REPO)
     assert r.returncode == 2
     assert "--samples must be positive" in r.stderr and "Traceback" not in r.stderr

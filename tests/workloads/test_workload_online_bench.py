@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from warm_cli import RunModule
 
 from bench.online import online
 from workloads.run import REPO
@@ -89,8 +90,11 @@ def test_rotation_starts_each_repeat_with_another_arm() -> None:
         (["--repeats", "0"], "--repeats"),
     ],
 )
-def test_bad_input_is_one_line_and_status_2(args: list[str], says: str) -> None:
-    r = _bench(*args, "--job", "cnn", "--out", "/nonexistent/online.json")
+def test_bad_input_is_one_line_and_status_2(
+    args: list[str], says: str, run_module: RunModule
+) -> None:
+    out = "/nonexistent/online.json"
+    r = run_module("bench.online.online", *args, "--job", "cnn", "--out", out, cwd=REPO)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and says in r.stderr and "Traceback" not in r.stderr
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from warm_cli import RunModule
 
 from autotune.errors import UserError
 from autotune.target import descendants
@@ -91,22 +92,10 @@ def test_mixed_io_announces_each_spell_and_reports_every_sample(tiny_data: Path)
     assert reported == result["samples"]
 
 
-def test_mixed_io_refuses_bad_spell_bounds_in_one_line(tiny_data: Path) -> None:
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workloads.mixed_io",
-            "--data-dir",
-            str(tiny_data),
-            "--spell-s",
-            "ten",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_mixed_io_refuses_bad_spell_bounds_in_one_line(
+    tiny_data: Path, run_module: RunModule
+) -> None:
+    r = run_module("workloads.mixed_io", "--data-dir", str(tiny_data), "--spell-s", "ten", cwd=REPO)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "--spell-s" in r.stderr and "Traceback" not in r.stderr
 

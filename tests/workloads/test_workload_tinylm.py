@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from warm_cli import RunModule
 
 from autotune.telemetry.progress import ProgressServer
 from workloads import catalog, jobkit
@@ -56,8 +57,8 @@ def test_tinylm_trains_on_tiny_data_and_reports_every_sample(tiny_data: Path) ->
     assert reported == result["samples"]
 
 
-def test_tinylm_refuses_a_bad_flag_in_one_line(tiny_data: Path) -> None:
-    r = _tinylm("--data-dir", str(tiny_data), "--block", "0")
+def test_tinylm_refuses_a_bad_flag_in_one_line(tiny_data: Path, run_module: RunModule) -> None:
+    r = run_module("workloads.tinylm", "--data-dir", str(tiny_data), "--block", "0", cwd=REPO)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "--block" in r.stderr and "Traceback" not in r.stderr
 
