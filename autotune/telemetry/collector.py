@@ -37,6 +37,7 @@ import numpy as np
 
 from autotune.errors import NotPermitted, UserError
 from autotune.roles import ROLE_INDEX, Role
+from autotune.system.footprint import release_compiler_memory
 from autotune.target import Members, Target
 from autotune.telemetry.block import BlockCollector
 from autotune.telemetry.gpu import GpuCollector
@@ -265,6 +266,8 @@ def _open_bpf(target: Target, progress: ProgressServer | None) -> TelemetryColle
         # a fork by a not-yet-seeded parent went unseen.
         sched.reconcile(target.members())
         stack.pop_all()
+    # The compiler is done: its ~110 MB of pages and freed heap go (autotune.system.footprint).
+    release_compiler_memory()
     return TelemetryCollector(
         target, source="bpf", roles=sched, block=block, pagecache=pagecache, progress=progress
     )
