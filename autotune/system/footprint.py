@@ -25,12 +25,12 @@ are skipped, as is every writable mapping.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from autotune.system.libc import libc
 
 log = logging.getLogger("autotune.system")
 
@@ -114,20 +114,15 @@ def release_compiler_memory() -> int:
     """
     before = rss_kb()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        c = libc()
         maps = mappings(SMAPS.read_text())
     except OSError as e:
         log.debug("compiler memory: %s", e)
         return 0
-    madvise = libc.madvise
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    madvise.restype = ctypes.c_int
     for m in droppable(maps):
-        madvise(m.start, m.end - m.start, MADV_DONTNEED)  # a failure leaves it as it was
-    trim = getattr(libc, "malloc_trim", None)  # glibc's; not in every libc
-    if trim is not None:
-        trim.argtypes = [ctypes.c_size_t]
-        trim(0)
+        c.madvise(m.start, m.end - m.start, MADV_DONTNEED)  # a failure leaves it as it was
+    if hasattr(c, "malloc_trim"):  # glibc's; not in every C library
+        c.malloc_trim(0)
     fell = max(0, before - rss_kb())
     log.debug("compiler memory: resident set %d KiB smaller", fell)
     return fell

@@ -20,10 +20,10 @@ happens: this is an optimisation, never a requirement.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 from pathlib import Path
+
+from autotune.system.libc import libc
 
 log = logging.getLogger("autotune.system")
 
@@ -57,14 +57,11 @@ def collapse_heap() -> int:
         MiB now in huge pages by this call (0 where the kernel cannot, or nothing qualified).
     """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        madvise = libc().madvise
         text = MAPS.read_text()
     except OSError as e:
         log.debug("huge pages: %s", e)
         return 0
-    madvise = libc.madvise
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    madvise.restype = ctypes.c_int
     done = 0
     for start, end in _ranges(text):
         for at in range(start, end, HUGE):
