@@ -8,8 +8,21 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   is narrower than ``fallback_margin`` of it on either side, the precision the fallback needs to
   tell a tuned job from its reference; at the latest after ``warmup`` intervals. A steady job
   thus tunes after a second or two, a noisy one after the full warm-up;
-* **rate limits** from the knob table: at most one ladder step per knob per interval, and a knob
-  changes at most once every ``dwell`` intervals;
+* **deferred warm-up** (``defer_warmup``): a noisy job tunes after ``warmup_min`` intervals too,
+  and the rest of its warm-up is owed: once it has run tuned for ``fallback_window`` intervals,
+  the knobs go back to default for the intervals owed (one more, whose rate mixes the two
+  settings, is not counted), and then back to the tuned setting. The default time is the same,
+  but it comes after the gain, and a job shorter than the window never pays it: on tinylm beside
+  a CPU-bound neighbour (`bench/online`, 20 s runs) the 5 s warm-up at default knobs, with the
+  ramp below, was most of what kept the tuned job at 0.66 of the best static setting. Off by
+  default (docs/online-tuning.md): a reference from the job's first second left the canary
+  unable to see a 4× fall (tests/daemon/test_tune.py's bad action); only the 30 s fallback
+  caught it;
+* **rate limits** from the knob table: a knob moves at most ``max_rungs`` ladder rungs in one
+  change (1 by default; 3 takes weights 1× → 8× in one), and changes at most once every
+  ``dwell`` intervals. A jump is
+  judged by its canary as one change (read-ahead walked 128 → 16 KiB in three small steps, each
+  within its canary's noise, cost randread 11-13 %; one jump shows the whole fall at once);
 * **canary and rollback**: after a change, progress over the next ``canary`` intervals is
   compared with the ``canary`` intervals before it; if it fell by more than ``threshold`` *and*
   by more than twice the standard error of the difference (a window, not one sample), the change
@@ -17,8 +30,9 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   judged at a time;
 * **fallback**: if the tuned job makes less than ``1 - fallback_margin`` of the reference rate
   over the last ``fallback_window`` intervals, every knob goes back to default, and stays there
-  for ``fallback_window`` intervals. Sooner, once it has run tuned as long as the warm-up, when
-  it is already below that *and* the fall is clear of the noise (as for the canary): small
+  for ``fallback_window`` intervals. Sooner, once it has run tuned as long as the warm-up (and
+  a canary), no change being judged, when it is already below that *and* the fall is clear of
+  the noise (as for the canary): small
   steps that each pass their canary can add up to a loss (read-ahead walked 128 → 16 KiB in
   three steps cost randread 11-13 %, which the 30 s window alone let run for 30 s);
 * **no extra weight against the job's own I/O**: while the job reads at least ``io_mbps`` MB/s
@@ -66,6 +80,9 @@ class GuardConfig:
     Attributes:
         warmup: the most intervals at default knobs before the first change (reference rate).
         warmup_min: the fewest; None: always ``warmup`` (a fixed warm-up).
+        defer_warmup: end the warm-up after ``warmup_min`` intervals and run the rest, if the
+            noise requires it, after ``fallback_window`` intervals of tuning.
+        max_rungs: the most ladder rungs one knob moves in one change.
         dwell: intervals between two changes of one knob.
         canary: intervals after a change before it is judged, and before it compared with.
         threshold: relative fall in progress that reverts a change (0.10: 10 %).
@@ -79,6 +96,8 @@ class GuardConfig:
 
     warmup: int = 20
     warmup_min: int | None = None
+    defer_warmup: bool = False
+    max_rungs: int = 1
     dwell: int = 8
     canary: int = 8
     threshold: float = 0.10
@@ -101,6 +120,8 @@ class GuardConfig:
             warmup=n(s.guard_warmup_s, 1),
             # Three rates at least: the interval of the mean needs a spread.
             warmup_min=min(n(s.guard_warmup_s, 1), n(s.guard_warmup_min_s, WARMUP_LEAST)),
+            defer_warmup=s.guard_warmup_defer,
+            max_rungs=s.guard_max_rungs,
             dwell=n(s.guard_dwell_s, 1),
             canary=n(s.guard_canary_s, 2),
             threshold=s.guard_threshold,
@@ -118,7 +139,9 @@ class Verdict:
 
     levels: Levels
     reasons: dict[str, str] = field(default_factory=dict)  # knob name → why it moves
-    event: str = ""  # "", "warmup", "rollback", "fallback", "canary"
+    # "", "warmup", "rollback", "fallback", "canary", "restart"; "reference" (the deferred part
+    # of the warm-up, at default knobs) and "resume" (back to the tuned setting after it)
+    event: str = ""
 
 
 @dataclass
@@ -148,6 +171,9 @@ class Guard:
         self.rates: deque[float] = deque(maxlen=max(self.cfg.fallback_window, 4 * self.cfg.canary))
         self.warmup_rates: list[float] = []
         self._warm = False  # the warm-up has ended
+        self.owed = 0  # warm-up intervals deferred (defer_warmup)
+        self._reference_left = 0  # intervals left of the deferred part, running now
+        self._resume: Levels | None = None  # the tuned setting to go back to after it
         self.last_change = np.full(len(KNOBS), -(10**9), dtype=np.int64)
         self.canary: _Canary | None = None
         self.fallback_until = -1
@@ -160,8 +186,8 @@ class Guard:
 
     @property
     def warming_up(self) -> bool:
-        """Whether the last interval was still part of the warm-up."""
-        return not self._warm
+        """Whether the last interval was still part of the warm-up (its deferred part too)."""
+        return not self._warm or self._resume is not None
 
     def _reference_known(self) -> bool:
         """Whether the warm-up rates so far pin the reference rate down (see the module)."""
@@ -171,11 +197,26 @@ class Guard:
         least = self.cfg.warmup_min
         if least is None or n < max(least, 2):
             return False
-        mean = float(np.mean(self.warmup_rates))
-        if mean <= 0:
+        return self._precise()
+
+    def _precise(self) -> bool:
+        """Whether the 95 % interval of the mean reference rate is within the fallback margin."""
+        n = len(self.warmup_rates)
+        mean = float(np.mean(self.warmup_rates)) if n else 0.0
+        if n < 2 or mean <= 0:
             return False
         half = T95[min(n - 1, len(T95)) - 1] * float(np.std(self.warmup_rates, ddof=1)) / n**0.5
         return half < self.cfg.fallback_margin * mean
+
+    def _end_warmup(self) -> bool:
+        """Whether the warm-up ends now, deferring what the noise still asks for."""
+        if self._reference_known():
+            return True
+        least = self.cfg.warmup_min
+        if not self.cfg.defer_warmup or least is None or len(self.warmup_rates) < max(least, 2):
+            return False
+        self.owed = self.cfg.warmup - len(self.warmup_rates)
+        return True
 
     def step(
         self,
@@ -203,10 +244,12 @@ class Guard:
         self.t += 1
         self.rates.append(rate)
         if not self._warm:
-            self._warm = self._reference_known()
+            self._warm = self._end_warmup()
         if not self._warm:
             self.warmup_rates.append(rate)
             return Verdict(self.levels.copy(), event="warmup")
+        if self._resume is not None:
+            return self._reference_interval(rate)
         if not np.array_equal(self.levels, self.defaults):
             self.tuned_rates.append(rate)
         verdict = self._judge_canary()
@@ -215,6 +258,8 @@ class Guard:
         verdict = self._check_fallback()
         if verdict is not None:
             return verdict
+        if self.owed and self.canary is None and len(self.tuned_rates) >= self.cfg.fallback_window:
+            return self._begin_reference()
         if self.canary is not None or self.t < self.fallback_until:
             return Verdict(self.levels.copy(), event="canary" if self.canary else "fallback")
         return self._limit(np.asarray(wish, dtype=np.int64))
@@ -231,6 +276,35 @@ class Guard:
         self.warmup_rates.append(rate)
         return Verdict(self.levels.copy(), reasons, event="restart")
 
+    def _begin_reference(self) -> Verdict:
+        """The deferred part of the warm-up begins: default knobs for the intervals owed."""
+        self._resume = self.levels.copy()
+        self._reference_left = self.owed + 1  # the first interval mixes both settings
+        why = (
+            f"the rest of the warm-up: the default rate is not yet known within "
+            f"{self.cfg.fallback_margin:.0%}; default knobs for {self.owed} intervals, then back"
+        )
+        reasons = {k.name: why for i, k in enumerate(KNOBS) if self.levels[i] != self.defaults[i]}
+        self.levels = self.defaults.copy()
+        return Verdict(self.levels.copy(), reasons, event="reference")
+
+    def _reference_interval(self, rate: float) -> Verdict:
+        """One interval of the deferred warm-up; the tuned setting comes back at its end."""
+        assert self._resume is not None
+        if self._reference_left <= self.owed:  # not the first, mixed one
+            self.warmup_rates.append(rate)
+        self._reference_left -= 1
+        if self._reference_left > 0 and not (self._reference_left <= self.owed and self._precise()):
+            return Verdict(self.levels.copy(), event="reference")
+        self.owed = 0
+        self._reference_left = 0
+        back, self._resume = self._resume, None
+        why = f"back to the tuned setting (default rate {self.reference_rate:,.1f}/s)"
+        reasons = {k.name: why for i, k in enumerate(KNOBS) if back[i] != self.levels[i]}
+        self.levels = back.copy()
+        self.last_change[:] = self.t  # dwell before the next change: its canary's baseline
+        return Verdict(self.levels.copy(), reasons, event="resume")
+
     def _uncontended(self) -> str:
         """Why weights may not rise above default now ("" when they may)."""
         if not self.contention:
@@ -245,10 +319,15 @@ class Guard:
         )
 
     def idle(self) -> bool:
-        """Whether the next :meth:`step` may take a wish: warmed up, no change being judged, no
-        fallback being held (the online adapter explores only then)."""
-        t = self.t + 1
-        return t > self.cfg.warmup and self.canary is None and t >= self.fallback_until
+        """Whether the next :meth:`step` may take a wish: warmed up (the deferred part of the
+        warm-up not running), no change being judged, no fallback being held (the online
+        adapter explores only then)."""
+        return (
+            self._warm
+            and self._resume is None
+            and self.canary is None
+            and self.t + 1 >= self.fallback_until
+        )
 
     def refuses(self, i: int, level: int, wish: int | None = None) -> str:
         """Why the next :meth:`step` would not move knob ``i`` one rung to ``level`` for a wish
@@ -279,8 +358,8 @@ class Guard:
                 why = quiet
             if wish[i] == self.levels[i]:
                 continue
-            step = int(np.sign(wish[i] - self.levels[i]))
-            level = int(self.levels[i] + step)
+            gap = int(wish[i] - self.levels[i])
+            level = int(self.levels[i] + int(np.sign(gap)) * min(abs(gap), self.cfg.max_rungs))
             if self._refusal(i, level, int(wish[i]), self.t):
                 continue
             new[i] = level
@@ -314,16 +393,20 @@ class Guard:
     def _check_fallback(self) -> Verdict | None:
         ref = self.reference_rate
         n = self.cfg.fallback_window
-        early = max(len(self.warmup_rates), 2)
+        early = max(len(self.warmup_rates), self.cfg.canary, 2)
         if ref <= 0 or len(self.tuned_rates) < early or np.array_equal(self.levels, self.defaults):
             return None
         tuned = float(np.mean(self.tuned_rates))
         if tuned >= (1.0 - self.cfg.fallback_margin) * ref:
             return None
-        if len(self.tuned_rates) < n and not worse(
-            self.warmup_rates, list(self.tuned_rates), self.cfg.fallback_margin
+        if len(self.tuned_rates) < n and (
+            self.canary is not None
+            or not worse(self.warmup_rates, list(self.tuned_rates), self.cfg.fallback_margin)
         ):
-            return None  # not the whole window yet, and within the noise: wait
+            # Not the whole window yet, and within the noise, or a change is being judged: its
+            # canary undoes that change alone (a short warm-up would otherwise let the early
+            # fallback preempt it, and put every knob back).
+            return None
         why = f"fallback to default: tuned progress {tuned / ref - 1:+.0%} against default"
         reasons = {k.name: why for i, k in enumerate(KNOBS) if self.levels[i] != self.defaults[i]}
         self.levels = self.defaults.copy()

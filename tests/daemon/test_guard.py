@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 
+from autotune.config import Settings
 from autotune.daemon.guard import Guard, GuardConfig, worse
 from autotune.knobs import KNOBS
 
@@ -227,3 +228,78 @@ def test_without_a_floor_the_warmup_is_fixed() -> None:
 def test_the_settings_give_a_floor_and_a_ceiling() -> None:
     cfg = GuardConfig.for_interval(0.5)
     assert (cfg.warmup_min, cfg.warmup) == (3, 10)  # 1 s but three rates at least; 5 s
+
+
+def test_a_jump_of_several_rungs_is_one_change_judged_by_one_canary() -> None:
+    cfg = GuardConfig(warmup=4, dwell=3, canary=3, holdoff=10, fallback_window=12, max_rungs=3)
+    g = Guard(DEFAULT, cfg)
+    warm(g)
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] = DEFAULT[W["weight.trainer"]] + 5  # five rungs away
+    v = g.step(100.0, wish)
+    assert v.levels[W["weight.trainer"]] == DEFAULT[W["weight.trainer"]] + 3 and v.reasons
+    for _ in range(cfg.canary):
+        v = g.step(50.0, wish)  # the jump halves progress: rolled back as one change
+    assert v.event == "rollback"
+    assert v.levels[W["weight.trainer"]] == DEFAULT[W["weight.trainer"]]
+    assert g.held == {(W["weight.trainer"], int(DEFAULT[W["weight.trainer"]] + 3)): g.t + 10}
+
+
+DEFER = GuardConfig(
+    warmup=10, warmup_min=3, dwell=1, canary=2, fallback_window=6, defer_warmup=True, max_rungs=3
+)
+
+
+def test_a_noisy_job_tunes_after_the_floor_and_owes_the_rest_of_its_warm_up() -> None:
+    g = Guard(DEFAULT, DEFER)
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] += 2
+    noisy = iter([70.0, 130.0, 70.0])
+    events = [g.step(next(noisy), wish).event for _ in range(3)]
+    assert events == ["warmup"] * 3
+    v = g.step(200.0, wish)  # the fourth interval: tuned already
+    assert v.reasons and not g.warming_up and g.owed == DEFER.warmup - 3
+    tuned = v.levels.copy()
+    for _ in range(DEFER.fallback_window - 1):
+        v = g.step(200.0, wish)
+        assert v.event != "reference"
+    # Tuned for the whole window: the intervals owed run now, at default knobs.
+    v = g.step(200.0, wish)
+    assert v.event == "reference" and np.array_equal(v.levels, DEFAULT)
+    assert "rest of the warm-up" in v.reasons["weight.trainer"]
+    seen = [g.step(r, wish) for r in [150.0] + [100.0, 102.0] * 20]
+    events = [s.event for s in seen]
+    first_resume = events.index("resume")
+    assert all(e == "reference" for e in events[:first_resume])
+    assert all(np.array_equal(s.levels, DEFAULT) for s in seen[:first_resume])
+    assert g.warming_up is False and g.owed == 0
+    assert np.array_equal(seen[first_resume].levels, tuned)  # back where it was, at once
+    # Not counted: the first interval after the switch (150, both settings' rates mixed).
+    assert 150.0 not in g.warmup_rates and g.warmup_rates[:3] == [70.0, 130.0, 70.0]
+    assert first_resume <= DEFER.warmup - 3 + 1
+    assert "reference" not in events[first_resume:]  # owed once, paid once
+
+
+def test_a_steady_job_owes_nothing() -> None:
+    g = Guard(DEFAULT, DEFER)
+    wish = DEFAULT + 1
+    events = [g.step(100.0, wish).event for _ in range(40)]
+    assert g.owed == 0 and "reference" not in events
+    assert events[:3] == ["warmup"] * 3 and events[3] == ""
+
+
+def test_a_job_shorter_than_the_window_never_pays_what_it_owes() -> None:
+    g = Guard(DEFAULT, DEFER)
+    wish = DEFAULT + 1
+    for r in [70.0, 130.0, 70.0] + [200.0] * (DEFER.fallback_window - 1):
+        v = g.step(r, wish)
+        assert v.event != "reference"
+    assert g.owed > 0  # the job ends here: every interval after the floor ran tuned
+
+
+def test_deferral_and_jumps_are_settings_off_by_default() -> None:
+    cfg = GuardConfig.for_interval(0.5)
+    assert not cfg.defer_warmup and cfg.max_rungs == 1
+    on = Settings.model_validate({"guard_warmup_defer": True, "guard_max_rungs": 3})
+    cfg = GuardConfig.for_interval(0.5, on)
+    assert cfg.defer_warmup and cfg.max_rungs == 3
