@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 AUTOTUNE := $(VENV)/bin/autotune
 LINT_DIRS := autotune envs agents workloads
 PYTEST_ARGS ?=
+# Python's bytecode cache stays on for what make runs, even where the environment turns it off
+# (PYTHONDONTWRITEBYTECODE=1, as this project's CI machines have it): the suite starts hundreds
+# of Python processes, and without __pycache__ each compiles every module it imports anew.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test check lint format bootstrap clean typecheck-tree test-scx workloads
 
