@@ -182,6 +182,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--window", type=float, default=30.0, help="seconds measured per arm")
     ap.add_argument("--json", help="write the raw repeats here")
+    ap.add_argument("--note", help="what else ran on the machine, for the result file")
     args = ap.parse_args()
     # SIGTERM unwinds like Ctrl-C: the jobs are stopped and the slice removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
@@ -237,7 +238,7 @@ def main() -> None:
         doc = {
             "bench": "bench/daemon/footprint.py",
             "argv": sys.argv[1:],
-            **provenance("shared VM, ~6 other engineers' tests and benches running at the time"),
+            **provenance(args.note),
             "summary": summary,
             "repeats": repeats,
         }
