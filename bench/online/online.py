@@ -16,7 +16,9 @@ same number of samples in every arm:
 * ``tuned``: ``autotune tune --model MODEL``; ``adapt``: the same with ``--adapt`` (left out, with
   a line saying so, where this checkout's ``autotune tune`` has no such flag);
 * ``alone``: for a job beside the noisy neighbour, the job at default knobs with no neighbour
-  (the limit); ``replay_pick`` (only when asked in ``--arms``): the replay model's static-best.
+  (the limit); ``replay_pick`` (only when asked in ``--arms``): the replay model's static-best;
+  ``tuned_fast`` (only when asked): ``tuned`` with the guard's experimental options for its
+  fixed cost, several rungs per change and the deferred warm-up (:data:`FAST_GUARD`).
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -66,9 +68,20 @@ from workloads.run import REPO, Result, Workbench, on_sigterm
 
 OUT = REPO / "bench" / "results" / "online.json"
 GRID = REPO / "bench" / "results" / "grid.json"
-ARMS = ("default", "static_best", "static_tuned", "tuned", "adapt", "alone", "replay_pick")
-DEFAULT_ARMS = ARMS[:-1]
-TUNED_ARMS = ("static_tuned", "tuned", "adapt")
+ARMS = (
+    "default",
+    "static_best",
+    "static_tuned",
+    "tuned",
+    "adapt",
+    "alone",
+    "replay_pick",
+    "tuned_fast",
+)
+DEFAULT_ARMS = ARMS[:6]
+TUNED_ARMS = ("static_tuned", "tuned", "adapt", "tuned_fast")
+# The tuned arm with the guard's experimental options for its fixed cost (docs/online-tuning.md).
+FAST_GUARD = {"AUTOTUNE_GUARD_MAX_RUNGS": "3", "AUTOTUNE_GUARD_WARMUP_DEFER": "true"}
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
 SPELL_S = (4.0, 8.0)
@@ -89,6 +102,10 @@ RATIOS = {
     ("adapt", "alone"): "adapt_vs_alone",
     ("replay_pick", "static_best"): "replay_pick_vs_static_best",
     ("default", "alone"): "default_vs_alone",
+    ("tuned_fast", "default"): "tuned_fast_vs_default",
+    ("tuned_fast", "static_best"): "tuned_fast_vs_static_best",
+    ("tuned_fast", "tuned"): "tuned_fast_vs_tuned",
+    ("tuned_fast", "alone"): "tuned_fast_vs_alone",
 }
 
 
@@ -222,6 +239,8 @@ class Bench:
         elif arm in TUNED_ARMS:
             model = str(setting["policy"]) if arm == "static_tuned" else self.model
             cmd = [*self.tune, "--model", model, *(["--adapt"] if arm == "adapt" else [])]
+            if arm == "tuned_fast":
+                cmd = ["env", *(f"{k}={v}" for k, v in FAST_GUARD.items()), *cmd]
             under = " ".join(cmd)
         return self.wb.run(
             name,
