@@ -175,8 +175,11 @@ def test_the_oracle_switches_weights_as_the_neighbour_comes_and_goes(
     assert kinds[:2] == ["on", "off"]
     for s in r.spells[:-1]:
         assert s["in_effect"] == (on if s["kind"] == "on" else off)
-    # The last spell may begin as the job exits: nothing to switch then.
-    assert r.spells[-1]["in_effect"] in ({}, on if kinds[-1] == "on" else off)
+    # The last spell may begin as the job exits: nothing switched then, or only the knobs set
+    # before the job was gone (CI saw weight.trainer switched and weight.loader not); never a
+    # value of the other kind of spell.
+    last = on if kinds[-1] == "on" else off
+    assert r.spells[-1]["in_effect"].items() <= last.items()
     assert r.reported_samples == r.samples == sum(s["samples"] for s in r.spells)
 
 
