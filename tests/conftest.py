@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from warm_cli import WarmCli
+from warm_cli import RunModule, WarmCli
 
 REPO = Path(__file__).resolve().parents[1]
 AUTOTUNE = [sys.executable, "-m", "autotune.cli.main"]
@@ -93,7 +93,7 @@ def run_cli(warm_cli: WarmCli) -> Callable[..., subprocess.CompletedProcess[str]
 
 
 @pytest.fixture
-def run_module(warm_cli: WarmCli) -> Callable[..., subprocess.CompletedProcess[str]]:
+def run_module(warm_cli: WarmCli) -> RunModule:
     """Run `python -m MODULE ARGS...` (a bench or workload of the repository) as a real process
     forked warm from the session's zygote; called as ``run_module(MODULE, *ARGS, cwd=..., env=...,
     timeout=...)``, returns the completed process. For runs that check a bad input's one line:

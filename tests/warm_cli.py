@@ -6,8 +6,8 @@ the rest before it does anything; a test suite that runs the CLI a hundred times
 on it. The zygote is a separate Python process that imports those third-party libraries once and
 then, for each call, forks a child that runs ``autotune.cli.main`` (or another module of the
 repository: ``bench.grid``, ``workloads.tinylm``) as ``python -m`` does (``runpy``, ``__main__``),
-with the caller's argv, environment, working directory and stdio, and
-exits as the interpreter would (non-daemon threads joined, atexit handlers run). The child is a
+with the caller's argv, environment, working directory and stdio, and exits as the interpreter
+would (non-daemon threads joined, atexit handlers run). The child is a
 real process with its own exit status and stderr; no autotune module is imported before the fork,
 so module state, settings and environment variables are read fresh in each child.
 

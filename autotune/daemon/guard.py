@@ -20,9 +20,9 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   caught it;
 * **rate limits** from the knob table: a knob moves at most ``max_rungs`` ladder rungs in one
   change (1 by default; 3 takes weights 1× → 8× in one), and changes at most once every
-  ``dwell`` intervals. A jump is
-  judged by its canary as one change (read-ahead walked 128 → 16 KiB in three small steps, each
-  within its canary's noise, cost randread 11-13 %; one jump shows the whole fall at once);
+  ``dwell`` intervals. A jump is judged by its canary as one change (read-ahead walked 128 →
+  16 KiB in three small steps, each within its canary's noise, cost randread 11-13 %; one jump
+  shows the whole fall at once);
 * **canary and rollback**: after a change, progress over the next ``canary`` intervals is
   compared with the ``canary`` intervals before it; if it fell by more than ``threshold`` *and*
   by more than twice the standard error of the difference (a window, not one sample), the change
@@ -32,9 +32,9 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   over the last ``fallback_window`` intervals, every knob goes back to default, and stays there
   for ``fallback_window`` intervals. Sooner, once it has run tuned as long as the warm-up (and
   a canary), no change being judged, when it is already below that *and* the fall is clear of
-  the noise (as for the canary): small
-  steps that each pass their canary can add up to a loss (read-ahead walked 128 → 16 KiB in
-  three steps cost randread 11-13 %, which the 30 s window alone let run for 30 s);
+  the noise (as for the canary): small steps that each pass their canary can add up to a loss
+  (read-ahead walked 128 → 16 KiB in three steps cost randread 11-13 %, which the 30 s window
+  alone let run for 30 s);
 * **no extra weight against the job's own I/O**: while the job reads at least ``io_mbps`` MB/s
   and other tasks want less than ``min_contention`` of the node's CPUs (both over the last
   ``canary`` intervals), a weight does not rise above 1×, and one above 1× steps back down. A
@@ -194,10 +194,12 @@ class Guard:
         n = len(self.warmup_rates)
         if n >= self.cfg.warmup:
             return True
+        return self._at_floor() and self._precise()
+
+    def _at_floor(self) -> bool:
+        """Whether the warm-up has its fewest rates (``warmup_min``, and two for a spread)."""
         least = self.cfg.warmup_min
-        if least is None or n < max(least, 2):
-            return False
-        return self._precise()
+        return least is not None and len(self.warmup_rates) >= max(least, 2)
 
     def _precise(self) -> bool:
         """Whether the 95 % interval of the mean reference rate is within the fallback margin."""
@@ -212,8 +214,7 @@ class Guard:
         """Whether the warm-up ends now, deferring what the noise still asks for."""
         if self._reference_known():
             return True
-        least = self.cfg.warmup_min
-        if not self.cfg.defer_warmup or least is None or len(self.warmup_rates) < max(least, 2):
+        if not (self.cfg.defer_warmup and self._at_floor()):
             return False
         self.owed = self.cfg.warmup - len(self.warmup_rates)
         return True

@@ -35,6 +35,7 @@ from autotune.knobs import default_values
 from autotune.knobs.levels import levels_to_values, values_to_levels
 from autotune.policy import Policy
 from autotune.roles import ROLE_INDEX, Role
+from autotune.system.footprint import status_kb
 from autotune.system.hugepages import collapse_heap
 from autotune.telemetry.collector import TelemetryCollector
 from autotune.telemetry.sample import B, C, Sample
@@ -323,13 +324,8 @@ def peak_rss_mb() -> float:
     Not ``ru_maxrss``: Linux carries that across fork and exec, so a tuner started by a large
     parent (a harness holding a data set, say) would report the parent's peak as its own.
     """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    kb = status_kb("VmHWM")
+    return (kb or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024.0
 
 
 def write_summary(summary: Summary, path: Path) -> Path:

@@ -286,9 +286,6 @@ def _cmdline(pid: int) -> str:
 
 
 def _rss_mb() -> float:
-    from autotune.fsutil import read_small
+    from autotune.system.footprint import rss_kb
 
-    for line in (read_small("/proc/self/status") or "").splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return 0.0
+    return rss_kb() / 1024.0

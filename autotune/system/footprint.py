@@ -25,18 +25,20 @@ are skipped, as is every writable mapping.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from autotune.fsutil import read_small
 from autotune.system.libc import libc
 
 log = logging.getLogger("autotune.system")
 
 MADV_DONTNEED = 4
 SMAPS = Path("/proc/self/smaps")
-STATUS = Path("/proc/self/status")
+STATUS = "/proc/self/status"
 # bcc's compiler: Debian's libLLVM-14.so.1 and libclang-cpp.so.14 (libbcc links both).
 COMPILER_LIB = re.compile(r"/lib(?:LLVM|clang)[^/]*\.so[^/]*$")
 
@@ -93,15 +95,19 @@ def droppable(maps: list[Mapping]) -> list[Mapping]:
     ]
 
 
+def status_kb(field: str) -> int:
+    """A memory field of this process's ``/proc/self/status`` (``VmRSS``, ``VmHWM``), KiB; 0
+    where it cannot be read."""
+    for line in (read_small(STATUS) or "").splitlines():
+        if line.startswith(f"{field}:"):
+            with contextlib.suppress(ValueError, IndexError):
+                return int(line.split()[1])
+    return 0
+
+
 def rss_kb() -> int:
     """This process's resident set (VmRSS), KiB; 0 where it cannot be read."""
-    try:
-        for line in STATUS.read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return status_kb("VmRSS")
 
 
 def release_compiler_memory() -> int:
