@@ -170,6 +170,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie: init reaps an orphan only about once a second on this machine."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] in "ZX"
+
+
 def _text(data: bytes) -> str:
     """Decoded as subprocess does with ``text=True``."""
     text = data.decode(locale.getpreferredencoding(False))
@@ -274,7 +283,7 @@ class WarmCli:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
+        while not _exited(self.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
         self.stdout.close()
 

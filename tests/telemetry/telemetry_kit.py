@@ -9,17 +9,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autotune.target import Target
+from autotune.target import Target, zombie
 from autotune.telemetry.collector import TelemetryCollector
 from autotune.telemetry.sample import Sample
 
 
 def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+    """Exited: no such process, or a zombie (this machine's init reaps an orphan only about once a
+    second, so waiting for its PID to vanish costs a second per process)."""
+    return zombie(pid)
 
 
 @dataclass
