@@ -222,7 +222,7 @@ class Target:
         """Whether any trainer process still runs (and is the same process, not a reused PID)."""
         if self.process is not None and self.process.poll() is not None:
             return False
-        return any(start_time(p) == st and not zombie(p) for p, st in self._roots)
+        return any(_running_since(p) == st for p, st in self._roots)
 
     def members(self) -> Members:
         """The roles' processes and threads, now."""
@@ -250,6 +250,16 @@ def _ppid(pid: int) -> int | None:
     if stat is None:
         return None
     return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def _running_since(pid: int) -> int | None:
+    """The start time of a process that runs (not a zombie); None otherwise. One read of its
+    stat where :func:`start_time` and :func:`zombie` would make two (every interval, per root)."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return None if fields[0] in "ZX" else int(fields[19])
 
 
 def zombie(pid: int) -> bool:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autotune.fsutil import read_small
 from autotune.roles import ROLE_INDEX, ROLES, Role
 from autotune.system.blockdev import SYS_BLOCK
 from autotune.target import Members, Target, threads
@@ -90,12 +91,12 @@ class ProcRoles:
         ss = procread.read_schedstat(pid, tid)
         if ss is None:
             return None
-        base = procread.PROC / str(pid) / "task" / str(tid)
+        base = f"/proc/{pid}/task/{tid}"  # per thread per interval: no pathlib joins
         if self._sched_file:
-            kv = procread.read_keyed(base / "sched", _SCHED_KEYS)
+            kv = procread.read_keyed(f"{base}/sched", _SCHED_KEYS)
             switches = [kv.get(k, 0) for k in _SCHED_KEYS]
         else:
-            kv = procread.read_keyed(base / "status", _STATUS_KEYS)
+            kv = procread.read_keyed(f"{base}/status", _STATUS_KEYS)
             switches = [*(kv.get(k, 0) for k in _STATUS_KEYS), 0]
         return [ss[1], *switches]
 
@@ -167,20 +168,32 @@ class ProcRoles:
         """Nothing is attached."""
 
 
+# Whether a name in /proc/diskstats is a whole disk (a partition's disk counts it already), by
+# (name, major, minor): asked of /sys/block once per device rather than once per read.
+_WHOLE_DISK: dict[tuple[str, str, str], bool] = {}
+_COLS = [B["read_reqs"], B["read_bytes"], B["write_reqs"], B["write_bytes"]]
+
+
+def _whole_disk(name: str, major: str, minor: str) -> bool:
+    key = (name, major, minor)
+    whole = _WHOLE_DISK.get(key)
+    if whole is None:
+        whole = _WHOLE_DISK[key] = os.path.exists(f"{SYS_BLOCK}/{name}")
+    return whole
+
+
 def read_diskstats() -> dict[str, Counts]:
     """Cumulative block counters of every whole disk, from ``/proc/diskstats``."""
-    try:
-        text = (procread.PROC / "diskstats").read_text()
-    except OSError:
+    text = read_small("/proc/diskstats")
+    if text is None:
         return {}
     out: dict[str, Counts] = {}
     for line in text.splitlines():
         f = line.split()
-        if len(f) < 10 or not (SYS_BLOCK / f[2]).exists():
-            continue  # a partition: its disk counts it already
+        if len(f) < 10 or not _whole_disk(f[2], f[0], f[1]):
+            continue
         v = np.zeros(len(BLOCK_COUNTERS), np.int64)
-        v[B["read_reqs"]], v[B["read_bytes"]] = int(f[3]), int(f[5]) * procread.SECTOR
-        v[B["write_reqs"]], v[B["write_bytes"]] = int(f[7]), int(f[9]) * procread.SECTOR
+        v[_COLS] = (int(f[3]), int(f[5]) * procread.SECTOR, int(f[7]), int(f[9]) * procread.SECTOR)
         out[f[2]] = v
     return out
 

@@ -20,7 +20,6 @@ from autotune.fsutil import read_small
 from autotune.roles import ROLE_INDEX, ROLES, Role
 from autotune.telemetry.sample import Counts
 
-PROC = Path("/proc")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TICK_NS = 1_000_000_000 // CLK_TCK
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's block size
@@ -88,7 +87,7 @@ def read_keyed(path: Path | str, keys: tuple[str, ...], sep: str = ":") -> dict[
 
 def vmstat(key: str) -> int | None:
     """One counter of ``/proc/vmstat`` (found, not parsed line by line: read every interval)."""
-    text = _read(PROC / "vmstat")
+    text = _read("/proc/vmstat")
     if not text:
         return None
     text = "\n" + text
@@ -105,7 +104,7 @@ def vmstat(key: str) -> int | None:
 
 def cpu_busy_ns() -> int | None:
     """CPU time spent busy on all CPUs since boot, from ``/proc/stat`` (tick resolution)."""
-    text = _read(PROC / "stat")
+    text = _read("/proc/stat")
     if not text:
         return None
     f = text.split("\n", 1)[0].split()
@@ -119,7 +118,7 @@ def cpu_busy_ns() -> int | None:
 
 def total_threads() -> int | None:
     """Threads on the node now (``/proc/loadavg``'s ``running/total``)."""
-    text = _read(PROC / "loadavg")
+    text = _read("/proc/loadavg")
     try:
         return int(text.split()[3].split("/")[1]) if text else None
     except (IndexError, ValueError):
