@@ -76,6 +76,14 @@ class Settings(BaseSettings):
         le=INTERVAL_MAX_MS,
         description=f"autotune tune's control interval in milliseconds ({INTERVAL_RANGE})",
     )
+    record_rt_priority: int = Field(
+        1,
+        ge=0,
+        le=99,
+        description="real-time (SCHED_FIFO) priority of autotune record's sampling thread, so "
+        "that rows stay on time beside a job with more runnable threads than CPUs; 0: the "
+        "normal scheduler (1 to 99 need root or CAP_SYS_NICE; without them, 0)",
+    )
     runs_dir: Path = Field(Path("runs"), description="where recordings and local state live")
     tracking_uri: str = Field(
         default_factory=_default_tracking_uri, description="MLflow tracking URI", min_length=1

@@ -171,7 +171,8 @@ def _record(
         stem = Path(command[0]).name
     path = output or _default_output(workloads_dir(settings.runs_dir), stem)
     err = Console(stderr=True)
-    writer = TraceWriter(path, create_dirs=create_dirs)
+    # Flushed from a thread: an fsync under load must not make a row late.
+    writer = TraceWriter(path, create_dirs=create_dirs, background=True)
     try:
         # The job is held stopped until its telemetry is attached: recorded from its first
         # instruction.
@@ -207,6 +208,7 @@ def _record(
                     duration_s=duration,
                     on_row=view.update,
                     stop=job.stopping,
+                    rt_priority=settings.record_rt_priority,
                 ).run()
             job.restore()  # before the trace closes: its decisions include the restore
             status = job.finish()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from autotune.system.priority import realtime
 from autotune.telemetry.sample import Sample
 from autotune.trace.writer import TraceWriter
 
@@ -78,6 +79,8 @@ class Recording:
         duration_s: stop after this long (None: until the target exits or a signal).
         on_row: called with each sample after it is written (the live display).
         stop: set it (from a signal handler, say) to end after the current interval.
+        rt_priority: the loop's thread runs at this ``SCHED_FIFO`` priority while it records
+            (:mod:`autotune.system.priority`; 0: the normal scheduler).
     """
 
     writer: TraceWriter
@@ -88,9 +91,14 @@ class Recording:
     duration_s: float | None = None
     on_row: Callable[[Sample], None] | None = None
     stop: threading.Event | None = None
+    rt_priority: int = 0
 
     def run(self) -> Ending:
         """Record until the target exits, the duration passes or :attr:`stop` is set."""
+        with realtime(self.rt_priority):
+            return self._loop()
+
+    def _loop(self) -> Ending:
         stop = self.stop or threading.Event()
         start = time.monotonic()
         tick = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 
 from autotune.errors import UserError
 from autotune.fsutil import atomic_file, fsync_dir
+from autotune.system import priority
 from autotune.telemetry.sample import Sample
 from autotune.trace import meta as trace_meta
 from autotune.trace.columns import SCHEMA, rows_to_batch, sample_to_row
@@ -52,6 +54,10 @@ class TraceWriter:
         flush_s: seconds between flushes (each one is a batch and an fsync).
         create_dirs: make the folder (and its parents) when missing; when False a missing
             folder is refused (``autotune record -o`` without ``--create-dirs``).
+        background: flush from a thread of the writer's own, so that :meth:`append` never waits
+            on the disk (a recording's loop: under load an fsync stalled it for up to a second,
+            four rows late at 250 ms). A flush that fails there is raised by the next
+            :meth:`append` or by :meth:`close`. Off: each due flush runs inside :meth:`append`.
 
     Raises:
         UserError: the output or its partial already exists, the folder is missing (without
@@ -64,13 +70,21 @@ class TraceWriter:
         flush_s: float = DEFAULT_FLUSH_S,
         *,
         create_dirs: bool = True,
+        background: bool = False,
     ) -> None:
         self.path = Path(path)
         self.partial = partial_path(self.path)
         self.flush_s = flush_s
+        self.background = background
         self.rows = 0
         self._pending: list[dict[str, Any]] = []
+        self._pending_lock = threading.Lock()  # the rows: appended here, taken by a flush
+        self._io_lock = threading.Lock()  # the stream and the file: one flush at a time
         self._last_flush = time.monotonic()
+        self._flusher: threading.Thread | None = None
+        self._flush_due = threading.Event()
+        self._flusher_stop = False
+        self._failed: BaseException | None = None
         self._meta: dict[str, Any] = {}
         self._stream: pa.ipc.RecordBatchStreamWriter | None = None
         folder = self.path.parent
@@ -112,22 +126,60 @@ class TraceWriter:
 
     def append_row(self, row: dict[str, Any]) -> None:
         """Add one row made by :func:`~autotune.trace.columns.sample_to_row`."""
-        self._pending.append(row)
+        if self._failed is not None:
+            raise self._failed
+        with self._pending_lock:
+            self._pending.append(row)
         self.rows += 1
-        if time.monotonic() - self._last_flush >= self.flush_s:
+        if time.monotonic() - self._last_flush < self.flush_s:
+            return
+        self._last_flush = time.monotonic()
+        if not self.background:
             self.flush()
+            return
+        if self._flusher is None:
+            self._flusher = threading.Thread(
+                target=self._flush_when_due, name="autotune-trace-flush", daemon=True
+            )
+            self._flusher.start()
+        self._flush_due.set()
 
     def flush(self) -> None:
         """Write the pending rows as one batch and fsync the partial."""
-        self._last_flush = time.monotonic()
-        if not self._pending:
+        with self._io_lock:
+            self._last_flush = time.monotonic()
+            with self._pending_lock:
+                rows, self._pending = self._pending, []
+            if not rows:
+                return
+            if self._stream is None:
+                raise RuntimeError("TraceWriter.begin() must be called before rows are written")
+            self._stream.write_batch(rows_to_batch(rows))
+            self._sync()
+
+    def _flush_when_due(self) -> None:
+        """The background flusher's thread: one flush each time :meth:`append_row` asks. It is
+        started by the recording's loop, whose real-time priority it must not inherit."""
+        priority.normal()
+        while True:
+            self._flush_due.wait()
+            self._flush_due.clear()
+            if self._flusher_stop:
+                return
+            try:
+                self.flush()
+            except BaseException as e:  # told to the recording by its next append
+                self._failed = e
+                return
+
+    def _stop_flusher(self) -> None:
+        """End the background flusher (its flush in progress completes first)."""
+        if self._flusher is None:
             return
-        if self._stream is None:
-            raise RuntimeError("TraceWriter.begin() must be called before rows are written")
-        batch = rows_to_batch(self._pending)
-        self._pending = []
-        self._stream.write_batch(batch)
-        self._sync()
+        self._flusher_stop = True
+        self._flush_due.set()
+        self._flusher.join()
+        self._flusher = None
 
     def _sync(self) -> None:
         self._file.flush()
@@ -142,6 +194,9 @@ class TraceWriter:
         Returns:
             The final trace's path.
         """
+        self._stop_flusher()
+        if self._failed is not None:
+            raise self._failed
         if self._stream is None:
             self.begin(self._meta)
         self.flush()
@@ -160,6 +215,7 @@ class TraceWriter:
 
     def discard(self) -> None:
         """Remove the partial when the recording never started (nothing worth keeping)."""
+        self._stop_flusher()
         with contextlib.suppress(OSError):
             self._file.close()
         self.partial.unlink(missing_ok=True)

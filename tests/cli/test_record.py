@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from autotune.target import descendants
+from autotune.target import descendants, threads
 from autotune.trace import TraceWriter, load_trace, partial_path
 from autotune.trace import meta as trace_meta
 from autotune.trace.synthetic import samples
@@ -269,6 +269,50 @@ def test_kill_9_leaves_a_loadable_partial_and_no_final_file(
         table, meta = load_trace(partial_path(out))
     assert table.num_rows >= 1 and meta["complete"] is False
     assert table.column("trainer_oncpu_ns").null_count == 0
+
+
+def _policies(pid: int) -> list[tuple[int, int]]:
+    """(scheduling policy, real-time priority) of each thread of a process (proc(5) fields 41
+    and 40)."""
+    out = []
+    for tid in threads(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            out.append((int(fields[38]), int(fields[37])))
+    return out
+
+
+@pytest.mark.root
+def test_only_the_sampling_thread_runs_at_real_time_priority(
+    tmp_path: Path, job: Callable[..., Job]
+) -> None:
+    # Rows on time beside a job with more runnable threads than CPUs (autotune.system.priority):
+    # one thread of the recorder at SCHED_FIFO 1 (the default record_rt_priority), never the job,
+    # its workers, or the recorder's trace flusher and other threads.
+    j = job(seconds=120.0)
+    out = tmp_path / "rt.parquet"
+    rec = subprocess.Popen(
+        [*AUTOTUNE, "record", "-o", str(out), "--", *j.argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_rows(partial_path(out))  # flushed: the flusher thread exists
+        recorder = _policies(rec.pid)
+        info = j.read_info()
+        assert info is not None
+        pid = int(str(info["pid"]))
+        the_job = [p for q in [pid, *descendants(pid)] for p in _policies(q)]
+        j.stop()
+        assert rec.wait(60) == 0
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+            rec.wait()
+    assert sorted(recorder).count((os.SCHED_FIFO, 1)) == 1, recorder
+    assert len(recorder) >= 3  # the loop, the flusher and the progress channel at least
+    assert all(p == (os.SCHED_OTHER, 0) for p in recorder if p != (os.SCHED_FIFO, 1))
+    assert len(the_job) >= 3 and all(p == (os.SCHED_OTHER, 0) for p in the_job), the_job
 
 
 @pytest.mark.slow

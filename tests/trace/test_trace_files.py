@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -190,3 +192,47 @@ def test_writer_closes_on_an_exception_with_what_it_had(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     assert load_trace(path)[0].num_rows == 4
     assert sorted(os.listdir(tmp_path)) == ["t.parquet"]
+
+
+def _rows_on_disk(partial: Path) -> int:
+    with pytest.warns(TruncatedTrace):
+        return load_trace(partial)[0].num_rows
+
+
+def test_a_background_writer_flushes_from_its_own_thread(tmp_path: Path) -> None:
+    w = TraceWriter(tmp_path / "t.parquet", flush_s=0.0, background=True)
+    w.begin(_meta())
+    appender = threading.get_ident()
+    flushed_by: list[int] = []
+    real_flush = w.flush
+
+    def flush() -> None:
+        flushed_by.append(threading.get_ident())
+        real_flush()
+
+    w.flush = flush  # type: ignore[method-assign]
+    for s in samples(3):
+        w.append(s)
+    deadline = time.monotonic() + 30
+    while _rows_on_disk(w.partial) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _rows_on_disk(w.partial) == 3
+    assert flushed_by and appender not in flushed_by
+    w.close()
+    assert load_trace(tmp_path / "t.parquet")[0].num_rows == 3
+    assert not any(t.name == "autotune-trace-flush" for t in threading.enumerate())
+
+
+def test_a_background_flush_that_fails_is_raised_by_the_next_append(tmp_path: Path) -> None:
+    w = TraceWriter(tmp_path / "t.parquet", flush_s=0.0, background=True)
+    rows = iter(samples(3))
+    w.append(next(rows))  # before begin(): the flusher's flush fails
+    deadline = time.monotonic() + 30
+    while w._failed is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(RuntimeError, match="begin"):
+        w.append(next(rows))
+    with pytest.raises(RuntimeError, match="begin"):
+        w.close()
+    w.discard()
+    assert os.listdir(tmp_path) == []
