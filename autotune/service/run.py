@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import threading
 import time
@@ -140,6 +141,9 @@ class Service:
         self._done = st.Totals()  # counts of the jobs that have left
         self._lock = threading.Lock()
         self._stopping = False
+        # A stop signal ends the wait between two intervals at once: its handler writes here
+        # (polling a flag instead woke the service ten times a second). Open while run() runs.
+        self._wake_r = self._wake_w = -1
         self._cpu = (time.monotonic(), time.process_time())
 
     # --- signals ----------------------------------------------------------------------------
@@ -148,6 +152,8 @@ class Service:
         if not self._stopping:
             say(f"{signal.Signals(signum).name}: restoring every job's knobs and stopping")
         self._stopping = True
+        with contextlib.suppress(OSError):  # full: a wake is pending already; -1: not running
+            os.write(self._wake_w, b"x")
         for w in list(self.workers.values()):
             w.stop()
 
@@ -159,6 +165,7 @@ class Service:
             f"{self.settings.tune_interval_ms} ms; state in {self.state_path}"
         )
         gone = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             while not self._stopping:
                 inside = slices.pids(self.path)
@@ -173,6 +180,10 @@ class Service:
             self._stop_all()
             with contextlib.suppress(OSError):
                 self.state_path.unlink()
+            fds = (self._wake_r, self._wake_w)
+            self._wake_r = self._wake_w = -1  # before the close: a late signal writes nowhere
+            for fd in fds:
+                os.close(fd)
         if gone:
             raise UserError(
                 f"the cgroup {self.path} disappeared while tuned; every job's knobs were "
@@ -184,7 +195,9 @@ class Service:
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
         while not self._stopping and (left := end - time.monotonic()) > 0:
-            time.sleep(min(left, 0.1))
+            if select.select([self._wake_r], [], [], left)[0]:
+                with contextlib.suppress(OSError):
+                    os.read(self._wake_r, 64)
 
     def _discover(self, inside: set[int]) -> None:
         self.left_alone = {
@@ -249,7 +262,8 @@ class Service:
     def snapshot(self) -> st.ServiceState:
         """The state now (the metrics endpoint calls this from its own thread)."""
         with self._lock:
-            s = self.state.model_copy(deep=True)
+            # Shallow but for the totals, changed in place below (see JobWorker.snapshot).
+            s = self.state.model_copy(update={"totals": self.state.totals.model_copy()})
             s.jobs = [w.snapshot() for w in self.workers.values()]
             t = s.totals
             t.decisions = self._done.decisions + sum(j.decisions for j in s.jobs)

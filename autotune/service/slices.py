@@ -84,6 +84,8 @@ def new_jobs(inside: set[int], tuned: set[int], exclude: set[int]) -> list[Proc]
     """
     out: list[Proc] = []
     for pid in sorted(inside):
+        if pid in tuned:  # a tuned job's root (the commonest case: nothing to read)
+            continue
         if pid in exclude or _ppid(pid) in inside or exiting(pid):
             continue
         if descends_from(pid, tuned | exclude):

@@ -121,7 +121,10 @@ class JobWorker:
 
     def snapshot(self) -> JobState:
         with self.lock:
-            return self.state.model_copy(deep=True)
+            # Shallow: this worker replaces a field's value (a new knobs dict, a new recent
+            # list), never changes one in place, so the copy cannot change under its reader; a
+            # deep copy of every job every interval was half of the service's own thread's CPU.
+            return self.state.model_copy()
 
     # --- the thread -------------------------------------------------------------------------
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +41,8 @@ class ProgressServer:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
         os.chmod(path, 0o666)  # a job may run as another user than the tuner
-        self.sock.settimeout(0.1)
+        # The receiving thread blocks until a datagram comes (close() wakes it with a shutdown):
+        # a timeout to poll a stop flag woke it 10 times a second, per job, for nothing.
         self.clients: set[str] = set()
         self.prefetch_ack: int | None = None
         self._counts = ProgressCounts()
@@ -57,9 +60,9 @@ class ProgressServer:
         while not self._stop.is_set():
             try:
                 data, addr = self.sock.recvfrom(256)
-            except TimeoutError:
-                continue
             except OSError:
+                return
+            if self._stop.is_set():  # woken by close()
                 return
             with self._lock:
                 self._handle(data, addr)
@@ -92,16 +95,17 @@ class ProgressServer:
         with self._lock:
             clients = list(self.clients)
         for addr in clients:
-            try:
-                self.sock.sendto(f"S prefetch {depth}".encode(), addr)
+            if _send(self.sock, f"S prefetch {depth}".encode(), addr):
                 sent += 1
-            except OSError:
+            else:
                 with self._lock:
                     self.clients.discard(addr)
         return sent
 
     def close(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the receiving thread
         self._thread.join(timeout=1.0)
         self.sock.close()
         self.path.unlink(missing_ok=True)
@@ -113,3 +117,17 @@ class ProgressServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _send(sock: socket.socket, data: bytes, addr: str, tries: int = 10) -> bool:
+    """One datagram to a client without blocking the caller: a client whose queue stays full
+    for about 0.1 s (it stopped reading) is given up. False when it could not be sent."""
+    for _ in range(tries):
+        try:
+            sock.sendto(data, socket.MSG_DONTWAIT, addr)
+            return True
+        except BlockingIOError:
+            time.sleep(0.01)
+        except OSError:
+            return False
+    return False
