@@ -148,8 +148,9 @@ def main() -> None:
             "checks": checks,
             "readings": readings,
         }
-        if not doc["commit"]:  # a copy of the tree without its git folder
-            doc["commit"] = os.environ.get("BENCH_COMMIT", "")
+        # A copy of the tree (a lent GPU machine's) may carry a stale git HEAD or none: the
+        # caller names the commit it sent.
+        doc["commit"] = os.environ.get("BENCH_COMMIT") or doc["commit"]
         write_json(args.json, doc)
     sys.exit(0 if all(checks.values()) else 1)
 
