@@ -157,6 +157,13 @@ class Backend(ABC):
     def follow(self, members: Members) -> list[Notice]:
         """Put new threads and processes under the settings; report knobs to give up."""
 
+    def inert(self, knob: str, members: Members) -> str:
+        """Why a change of ``knob`` would act on nothing now, in a few words ("" when it would
+        act): read-ahead before the job has opened a file on a block device, say. The tuner then
+        keeps such a knob where it is rather than log a change nobody feels and spend a canary
+        judging it. Called once a second or so; cheap."""
+        return ""
+
     @classmethod
     @abstractmethod
     def restore(cls, record: Record, entries: Sequence[JournalEntry]) -> list[Decision]:

@@ -125,6 +125,9 @@ class Prefetch(Backend):
         n = self._ask(self.wanted)
         return f"asked {n} job process(es)" if n else "no job process has reported yet"
 
+    def inert(self, knob: str, members: Members) -> str:
+        return "" if _clients(self.channel) else "no job process has reported yet"
+
     def read(self, members: Members) -> dict[str, float]:
         return prefetch_values(self.channel)
 

@@ -156,6 +156,13 @@ class Readahead(Backend):
     def read(self, members: Members) -> dict[str, float]:
         return readahead_values(self.devices or self.discover(members))
 
+    def inert(self, knob: str, members: Members) -> str:
+        # Until a value is asked for, the job's open files are looked at again when its
+        # processes change or every RESCAN_S (after that, follow() finds the devices it opens).
+        if not self.devices and self.wanted is None and self._due(members):
+            self.devices = self.discover(members)
+        return "" if self.devices else "no block device found yet"
+
     def _due(self, members: Members) -> bool:
         """Whether to scan the job's open files again (its processes changed, or it is time)."""
         pids, now = members.all_pids, time.monotonic()

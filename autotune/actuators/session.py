@@ -159,6 +159,18 @@ class Actuators:
                     values[knob] = self._wanted[knob]
         return values
 
+    def inert(self, members: Members | None = None) -> dict[str, str]:
+        """The knobs a change would act on nothing for now (:meth:`Backend.inert`), with why;
+        disabled knobs are not listed (they are not changed at all)."""
+        if not self._open or self._closing:
+            return {}
+        m = members if members is not None else self.target.members()
+        out: dict[str, str] = {}
+        for knob, backend in self._backends.items():
+            if knob not in self.disabled and (why := backend.inert(knob, m)):
+                out[knob] = why
+        return out
+
     def defaults(self) -> dict[str, float]:
         """The values in effect when the session started."""
         return dict(self._defaults)

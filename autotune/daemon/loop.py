@@ -31,7 +31,7 @@ from autotune.daemon.adapt import AdaptConfig, Adapter
 from autotune.daemon.explain import explain
 from autotune.daemon.guard import Guard, GuardConfig, Verdict
 from autotune.features import featurize, progress_rate
-from autotune.knobs import default_values
+from autotune.knobs import KNOBS, default_values
 from autotune.knobs.levels import levels_to_values, values_to_levels
 from autotune.policy import Policy
 from autotune.roles import ROLE_INDEX, Role
@@ -123,6 +123,9 @@ class TuneLoop:
         self._phases = Phases()
         self.follow_every = max(1, round(FOLLOW_S / interval_s))
         self._knobs: dict[str, float] = {}
+        # Knobs a change would act on nothing for (no block device read yet, no job process on
+        # the progress channel): held where they are, as of the last follow.
+        self._inert: dict[str, str] = {}
         self._since_follow = self.follow_every  # the first pass follows
 
     def stop(self) -> None:
@@ -149,6 +152,7 @@ class TuneLoop:
         members = self.act.target.members()
         ph.mark("members")
         self.act.follow(members)
+        self._inert = self.act.inert(members)
         ph.mark("follow")
         self._knobs = {**self.defaults, **self.act.current(members)}
         ph.mark("readback")
@@ -195,6 +199,7 @@ class TuneLoop:
             wish = self.policy.decide(obs, current)
             if self.adapt is not None:
                 wish = self.adapt.wish(wish, rate, self.guard, self.act.disabled)
+            wish = hold_inert(wish, current, self._inert)
             verdict = self.guard.step(rate, wish, s.progress_source, other_demand(s), read_mbps(s))
             if self.adapt is not None:
                 verdict = self.adapt.annotate(verdict)
@@ -288,6 +293,21 @@ class Phases:
     def per_interval_ms(self) -> dict[str, float]:
         n = max(self.intervals, 1)
         return {k: round(1e3 * v / n, 3) for k, v in self.cpu_s.items()}
+
+
+def hold_inert(
+    wish: npt.NDArray[np.int64], current: npt.NDArray[np.int64], inert: dict[str, str]
+) -> npt.NDArray[np.int64]:
+    """The policy's wish with every inert knob (:meth:`Actuators.inert`) kept at its current
+    level: a change nothing can feel would only be logged, written and judged by a canary,
+    delaying the changes that act (on a job with no progress client, every prefetch wish)."""
+    if not inert:
+        return wish
+    held = np.array(wish, dtype=np.int64, copy=True)
+    for i, knob in enumerate(KNOBS):
+        if knob.name in inert:
+            held[i] = current[i]
+    return held
 
 
 def other_demand(s: Sample) -> float:

@@ -41,6 +41,7 @@ def test_prefetch_reaches_the_job_is_acknowledged_and_restored(settings: Setting
             target = Target.from_pid(job.pid)
             with Actuators(target, settings, progress=srv, log=DecisionLog(console=False)) as act:
                 assert "prefetch.loader" not in act.disabled
+                assert "prefetch.loader" not in act.inert()  # a process has reported
                 act.apply({"prefetch.loader": 4.0}, reason="test")
                 assert _until(lambda: srv.prefetch_ack == 4, act.follow), "no acknowledgement"
                 assert act.current()["prefetch.loader"] == 4.0
@@ -63,3 +64,18 @@ def test_without_a_progress_channel_the_knob_is_disabled(settings: Settings) -> 
     finally:
         job.kill()
         job.wait()
+
+
+def test_before_any_job_process_reports_the_knob_is_inert(settings: Settings) -> None:
+    # The tuner holds an inert knob rather than log and canary a change nobody receives.
+    with ProgressServer() as srv:
+        job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            target = Target.from_pid(job.pid)
+            with Actuators(target, settings, progress=srv, log=DecisionLog(console=False)) as act:
+                assert act.inert()["prefetch.loader"] == "no job process has reported yet"
+                srv.clients.add("\0autotune-test-client")  # what a first report adds
+                assert "prefetch.loader" not in act.inert()
+        finally:
+            job.kill()
+            job.wait()

@@ -36,6 +36,7 @@ def test_a_device_opened_later_gets_the_setting(
 ) -> None:
     job = spawn("--loaders", "0")  # reads nothing on a disk yet (the root disk is never tuned)
     with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
+        assert act.inert()["readahead"] == "no block device found yet"
         act.apply({"readahead": 64.0})
         act.follow()  # scans the job's files: nothing on a tunable disk yet
         assert loop.read_ahead_kb() == loop.original_ra
@@ -47,6 +48,21 @@ def test_a_device_opened_later_gets_the_setting(
             act.follow()
         assert loop.read_ahead_kb() == 64
     assert loop.read_ahead_kb() == loop.original_ra
+
+
+def test_inert_until_the_job_opens_a_file_on_a_tunable_disk(
+    loop: Loop, spawn: Callable[..., Job], settings: Settings
+) -> None:
+    job = spawn("--loaders", "0")
+    with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
+        assert "readahead" in act.inert()
+        job.send(f"open {loop.data}")
+        # The job's processes are the same: its files are looked at again within RESCAN_S.
+        deadline = time.monotonic() + readahead.RESCAN_S + 2.0
+        while "readahead" in act.inert() and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert act.inert() == {}
+        assert loop.read_ahead_kb() == loop.original_ra  # looking changes nothing
 
 
 def test_a_person_writing_read_ahead_wins(

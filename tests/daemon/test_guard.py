@@ -8,6 +8,7 @@ import numpy as np
 
 from autotune.config import Settings
 from autotune.daemon.guard import Guard, GuardConfig, worse
+from autotune.daemon.loop import hold_inert
 from autotune.knobs import KNOBS
 
 CFG = GuardConfig(warmup=4, dwell=3, canary=3, threshold=0.10, holdoff=10, fallback_window=12)
@@ -303,3 +304,14 @@ def test_deferral_and_jumps_are_settings_off_by_default() -> None:
     on = Settings.model_validate({"guard_warmup_defer": True, "guard_max_rungs": 3})
     cfg = GuardConfig.for_interval(0.5, on)
     assert cfg.defer_warmup and cfg.max_rungs == 3
+
+
+def test_inert_knobs_are_held_where_they_are_and_the_rest_go_as_wished() -> None:
+    names = [k.name for k in KNOBS]
+    current = np.zeros(len(KNOBS), dtype=np.int64)
+    wish = np.arange(1, len(KNOBS) + 1, dtype=np.int64)
+    held = hold_inert(wish, current, {"readahead": "no block device found yet"})
+    for i, name in enumerate(names):
+        assert held[i] == (current[i] if name == "readahead" else wish[i])
+    assert list(wish) == list(range(1, len(KNOBS) + 1))  # the policy's array is left alone
+    assert hold_inert(wish, current, {}) is wish

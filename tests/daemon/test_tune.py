@@ -278,9 +278,10 @@ def test_a_quiet_node_gets_no_extra_weight_while_the_job_reads(
 ) -> None:
     # Other tasks can never want 64 nodes' worth (4 is not enough: a shared machine ran at a
     # load of 17 on 2 CPUs) and any reading counts (the burn job reads nothing; 0 MB/s is not
-    # below 0): the policy's 8x is refused throughout, while its read-ahead wish (another
-    # family) still goes through.
-    pol = constant_policy(weight_trainer=8.0, weight_loader=8.0, readahead=256.0)
+    # below 0): the policy's 8x is refused throughout, while its wish for another family (the
+    # trainer's CPUs) still goes through. (Not read-ahead: the burn job reads from no disk the
+    # tuner may tune, so that knob is inert and held.)
+    pol = constant_policy(weight_trainer=8.0, weight_loader=8.0, cpus_trainer=0.5)
     log = tmp_path / "decisions.jsonl"
     env = {
         **isolated,
@@ -291,7 +292,7 @@ def test_a_quiet_node_gets_no_extra_weight_while_the_job_reads(
     job = subprocess.Popen([sys.executable, str(BURN), "60", "1"])
     try:
         tuner = _tune_pid(pol, job.pid, log, env, stderr=subprocess.PIPE, text=True)
-        assert _wait_for(lambda: any(d["knob"] == "readahead" for d in _decisions(log)), 60)
+        assert _wait_for(lambda: any(d["knob"] == "cpus.trainer" for d in _decisions(log)), 60)
         time.sleep(1.0)  # a few more intervals in which the weights could have moved
         assert cgroups.cgroup_of(job.pid, "cpu") == cgroups.cgroup_of(os.getpid(), "cpu")
         tuner.send_signal(signal.SIGTERM)
