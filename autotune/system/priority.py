@@ -50,5 +50,6 @@ def realtime(priority: int) -> Iterator[bool]:
 def normal() -> None:
     """Put the calling thread under the normal scheduler (``SCHED_OTHER``, its nice value
     unchanged), whatever it inherited from the thread that started it."""
-    if os.sched_getscheduler(0) != os.SCHED_OTHER:
-        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    with contextlib.suppress(OSError):  # a kernel without the call: nothing was raised either
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))

@@ -148,12 +148,14 @@ class TraceWriter:
         """Write the pending rows as one batch and fsync the partial."""
         with self._io_lock:
             self._last_flush = time.monotonic()
+            if self._stream is None:
+                if self._pending:  # the rows stay pending
+                    raise RuntimeError("TraceWriter.begin() must be called before rows are written")
+                return
             with self._pending_lock:
                 rows, self._pending = self._pending, []
             if not rows:
                 return
-            if self._stream is None:
-                raise RuntimeError("TraceWriter.begin() must be called before rows are written")
             self._stream.write_batch(rows_to_batch(rows))
             self._sync()
 
