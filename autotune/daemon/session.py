@@ -129,7 +129,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
                 end_timeout_s=UPLOAD_WAIT_S,
             )
         )
-        log = DecisionLog(decisions)
+        log = DecisionLog(decisions, keep=False)  # the file holds them; a tune may last days
         collector = job.open_telemetry_unless_ended(interval_s)
         act = None
         if collector is not None:

@@ -153,7 +153,9 @@ class JobWorker:
                 collector = job.open_telemetry(self.interval_s)
                 with self.lock:
                     self.state.telemetry = collector.source
-                decisions = DecisionLog(self.decisions, console=False)
+                decisions = DecisionLog(
+                    self.decisions, console=False, keep=False, tags={"pid": self.pid}
+                )
                 decisions.add_listener(self._decided)
                 act = job.open_actuators(dry_run=self.dry_run, log=decisions, devices=self.devices)
             except BaseException:

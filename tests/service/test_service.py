@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from service_helpers import Jobs, Service, cpu_cgroup, journal_sessions, wait_for
 
+from autotune.actuators import DecisionLog
+
 pytestmark = [pytest.mark.root, pytest.mark.bpf, pytest.mark.slow]
 
 
@@ -61,6 +63,10 @@ def test_jobs_come_and_go_and_everything_is_restored_on_sigterm(
     assert svc.wait(60) == 0
     err = service.stderr(svc)
     assert "knobs were restored" in err and "Traceback" not in err
+    # Every job wrote to the slice's one decision log: each line says whose it is.
+    (log,) = Path(env["AUTOTUNE_STATE_DIR"]).glob("decisions-*.jsonl")
+    sets = [d for d in DecisionLog.read(log) if d["event"] == "set"]
+    assert {long.pid, short.pid} <= {d["pid"] for d in sets} <= {long.pid, short.pid, late.pid}
     # Both running jobs are back in the slice, nothing journalled, no tuner cgroups, no state.
     assert _in(slice_dir, long.pid) and _in(slice_dir, late.pid)
     assert journal_sessions(env) == {}
