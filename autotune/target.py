@@ -28,14 +28,20 @@ PROC = Path("/proc")
 _read = read_small
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (tells a reused PID apart)."""
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command, from ``state`` on (proc(5)'s field
+    3 is ``[0]``); None when the process is gone or unreadable."""
     stat = _read(f"/proc/{pid}/stat")
     if stat is None:
         return None
     # The command may hold spaces and parentheses: fields follow the last ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (tells a reused PID apart)."""
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[19])
 
 
 PF_EXITING = 0x4  # include/linux/sched.h
@@ -47,10 +53,9 @@ def exiting(pid: int) -> bool:
     cgroup v1 shows such a process in the root cgroup (``/proc/<pid>/cgroup``) whatever cgroup it
     ran in, and it can no longer be moved between cgroups.
     """
-    stat = _read(f"/proc/{pid}/stat")
-    if stat is None:
+    fields = stat_fields(pid)
+    if fields is None:
         return True
-    fields = stat[stat.rindex(")") + 2 :].split()
     return fields[0] in ("Z", "X", "x") or bool(int(fields[6]) & PF_EXITING)
 
 
@@ -161,7 +166,7 @@ class Target:
         if not pids:
             raise UserError(f"cgroup {p} has no processes")
         inside = set(pids)
-        roots = [pid for pid in pids if _ppid(pid) not in inside]
+        roots = [pid for pid in pids if ppid(pid) not in inside]
         return cls(roots or pids[:1], f"cgroup {p}", cgroup=p)
 
     @classmethod
@@ -197,8 +202,8 @@ class Target:
     def _wait_stopped(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            stat = _read(PROC / str(self.pid) / "stat")
-            if stat is None or stat[stat.rindex(")") + 2] == "T":
+            fields = stat_fields(self.pid)
+            if fields is None or fields[0] == "T":
                 return
             time.sleep(0.002)
 
@@ -245,24 +250,20 @@ class Target:
         return self.process.wait(timeout)
 
 
-def _ppid(pid: int) -> int | None:
-    stat = _read(f"/proc/{pid}/stat")
-    if stat is None:
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
+def ppid(pid: int) -> int | None:
+    """The process's parent; None when it is gone."""
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[1])
 
 
 def _running_since(pid: int) -> int | None:
     """The start time of a process that runs (not a zombie); None otherwise. One read of its
     stat where :func:`start_time` and :func:`zombie` would make two (every interval, per root)."""
-    stat = _read(f"/proc/{pid}/stat")
-    if stat is None:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return None if fields[0] in "ZX" else int(fields[19])
+    fields = stat_fields(pid)
+    return None if fields is None or fields[0] in "ZX" else int(fields[19])
 
 
 def zombie(pid: int) -> bool:
     """Whether a process is gone, or a zombie waiting for its parent to reap it."""
-    stat = _read(f"/proc/{pid}/stat")
-    return stat is None or stat[stat.rindex(")") + 2] in "ZX"
+    fields = stat_fields(pid)
+    return fields is None or fields[0] in "ZX"

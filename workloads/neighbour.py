@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 
 from autotune.errors import UserError
-from autotune.target import descendants
+from autotune.target import descendants, stat_fields
 from workloads import spells
 
 STOP_WAIT_S = 5.0
@@ -95,12 +95,8 @@ def _group_alive(pgid: int) -> bool:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if int(fields[2]) == pgid and fields[0] not in "ZX":
+        fields = stat_fields(int(entry.name))
+        if fields is not None and int(fields[2]) == pgid and fields[0] not in "ZX":
             return True
     return False
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from autotune.errors import UserError
 from autotune.fsutil import read_small
 from autotune.system import cgroups
-from autotune.target import exiting, start_time
+from autotune.target import exiting, ppid, start_time
 
 Proc = tuple[int, int]  # (pid, start time): a reused PID is another process
 
@@ -57,13 +57,6 @@ def pids(path: Path) -> set[int] | None:
     return out
 
 
-def _ppid(pid: int) -> int | None:
-    stat = read_small(f"/proc/{pid}/stat")
-    if stat is None:
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
-
-
 def descends_from(pid: int, roots: set[int]) -> bool:
     """Whether ``pid`` is one of ``roots`` or below one of them in the process tree."""
     seen = 0
@@ -71,7 +64,7 @@ def descends_from(pid: int, roots: set[int]) -> bool:
     while p is not None and p > 1 and seen < 4096:
         if p in roots:
             return True
-        p = _ppid(p)
+        p = ppid(p)
         seen += 1
     return False
 
@@ -86,7 +79,7 @@ def new_jobs(inside: set[int], tuned: set[int], exclude: set[int]) -> list[Proc]
     for pid in sorted(inside):
         if pid in tuned:  # a tuned job's root (the commonest case: nothing to read)
             continue
-        if pid in exclude or _ppid(pid) in inside or exiting(pid):
+        if pid in exclude or ppid(pid) in inside or exiting(pid):
             continue
         if descends_from(pid, tuned | exclude):
             continue
