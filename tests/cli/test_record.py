@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -174,6 +175,25 @@ def _query(run_cli: Run, sql: str, *traces: Path) -> list[dict[str, object]]:
     return list(json.loads(r.stdout))
 
 
+@contextlib.contextmanager
+def _recording(
+    out: Path, j: Job, *flags: str, stderr: Any = subprocess.DEVNULL
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`autotune record -o OUT FLAGS -- JOB` in the background; killed on the way out if it still
+    runs (a failed assertion must not leave it recording)."""
+    rec = subprocess.Popen(
+        [*AUTOTUNE, "record", "-o", str(out), *flags, "--", *j.argv],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )
+    try:
+        yield rec
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+            rec.wait()
+
+
 def _wait_for_rows(partial: Path, least: int = 1, timeout: float = 120.0) -> int:
     """Wait until the recorder has flushed at least ``least`` rows to its partial."""
     deadline = time.monotonic() + timeout
@@ -248,20 +268,11 @@ def test_kill_9_leaves_a_loadable_partial_and_no_final_file(
     j = job(seconds=120.0)
     out = tmp_path / "killed.parquet"
     log = tmp_path / "stderr.txt"
-    with log.open("w") as err:  # a file, not a pipe: the orphaned job would hold a pipe open
-        rec = subprocess.Popen(
-            [*AUTOTUNE, "record", "-o", str(out), "--interval", "100", "--", *j.argv],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    try:
+    # stderr to a file, not a pipe: the orphaned job would hold a pipe open.
+    with log.open("w") as err, _recording(out, j, "--interval", "100", stderr=err) as rec:
         _wait_for_rows(partial_path(out))
         rec.send_signal(signal.SIGKILL)
         rec.wait(30)
-    finally:
-        if rec.poll() is None:
-            rec.kill()
-            rec.wait()
     said = log.read_text()
     assert str(partial_path(out)) in said  # it said where the rows are while recording
     assert not out.exists()
@@ -291,12 +302,7 @@ def test_only_the_sampling_thread_runs_at_real_time_priority(
     # its workers, or the recorder's trace flusher and other threads.
     j = job(seconds=120.0)
     out = tmp_path / "rt.parquet"
-    rec = subprocess.Popen(
-        [*AUTOTUNE, "record", "-o", str(out), "--", *j.argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with _recording(out, j) as rec:
         _wait_for_rows(partial_path(out))  # flushed: the flusher thread exists
         recorder = _policies(rec.pid)
         info = j.read_info()
@@ -305,10 +311,6 @@ def test_only_the_sampling_thread_runs_at_real_time_priority(
         the_job = [p for q in [pid, *descendants(pid)] for p in _policies(q)]
         j.stop()
         assert rec.wait(60) == 0
-    finally:
-        if rec.poll() is None:
-            rec.kill()
-            rec.wait()
     assert sorted(recorder).count((os.SCHED_FIFO, 1)) == 1, recorder
     assert len(recorder) >= 3  # the loop, the flusher and the progress channel at least
     assert all(p == (os.SCHED_OTHER, 0) for p in recorder if p != (os.SCHED_FIFO, 1))
@@ -321,19 +323,10 @@ def test_sigterm_finishes_the_trace_and_stops_the_job(
 ) -> None:
     j = job(seconds=120.0)
     out = tmp_path / "term.parquet"
-    rec = subprocess.Popen(
-        [*AUTOTUNE, "record", "-o", str(out), "--", *j.argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with _recording(out, j) as rec:
         _wait_for_rows(partial_path(out))
         rec.send_signal(signal.SIGTERM)
         rc = rec.wait(60)
-    finally:
-        if rec.poll() is None:
-            rec.kill()
-            rec.wait()
     assert rc == 128 + signal.SIGTERM  # the job's status: it got the SIGTERM too
     table, meta = load_trace(out)
     assert meta["complete"] is True and meta["exit_status"] == rc and table.num_rows >= 1
