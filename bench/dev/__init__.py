@@ -1,0 +1,1 @@
+"""Benches of the development loop itself (how long `make check` takes)."""
