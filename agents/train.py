@@ -162,6 +162,7 @@ def train(
     ``best_score`` and ``num_timesteps`` it may read; returning False stops training.
     """
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
     from autotune.tracking import schema as ts
@@ -220,6 +221,10 @@ def train(
             venv = VecFrameStack(venv, cfg.frame_stack)
         venv.seed(cfg.seed)
         model = algo.load_class()(algo.policy, venv, seed=cfg.seed, verbose=0, **hp)
+        # A logger with no folder and no output: left to itself, SB3 makes an empty
+        # /tmp/SB3-<date> folder at every learn() (250 of them after a day of tests). What it
+        # logs reaches MLflow through TrackingCallback's writer.
+        model.set_logger(Logger(folder=None, output_formats=[]))
         best_dir = out / "policy"
         state: dict[str, Any] = {"best": -np.inf, "stale": 0, "history": [], "stopped": False}
         t0 = time.perf_counter()

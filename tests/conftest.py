@@ -48,6 +48,7 @@ WARM_CLI = pytest.StashKey[WarmCli]()
 
 
 WARM_CLI_SOCKET = "autotune_warm_cli_socket"
+SB3_LOGDIR = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,6 +62,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # Started before collection, so that the zygote's imports run on one core while collection
     # (which imports much the same) runs on the other. Under pytest-xdist the controller starts
     # it and its workers share it.
+    # A test that calls SB3's learn() on a model of its own gets SB3's default logger, which makes
+    # an empty /tmp/SB3-<date> folder each time: one folder for the session instead, removed at
+    # its end (xdist's workers inherit the variable and leave the folder to the controller).
+    if "SB3_LOGDIR" not in os.environ:
+        logdir = tempfile.mkdtemp(prefix="autotune-sb3-")
+        os.environ["SB3_LOGDIR"] = config.stash[SB3_LOGDIR] = logdir
     if hasattr(config, "workerinput"):
         config.stash[WARM_CLI] = WarmCli.attach(config.workerinput[WARM_CLI_SOCKET])
     else:
@@ -73,6 +80,10 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    logdir = config.stash.get(SB3_LOGDIR, None)
+    if logdir is not None:
+        shutil.rmtree(logdir, ignore_errors=True)
+        os.environ.pop("SB3_LOGDIR", None)
     cli = config.stash.get(WARM_CLI, None)
     if cli is not None and cli.pid is not None:  # the zygote this process started
         cli.close()

@@ -24,6 +24,8 @@ def main() -> None:
     ap.add_argument("--net", default="64,64", help="hidden layers of the timed network")
     args = ap.parse_args()
 
+    from stable_baselines3.common.logger import Logger
+
     from autotune import policy as runtime
     from autotune.agents import algos
     from autotune.agents.export import export
@@ -36,6 +38,7 @@ def main() -> None:
     hp = algo.hyperparameters(tiny=True)
     hp["policy_kwargs"] = {**hp["policy_kwargs"], "net_arch": [int(x) for x in args.net.split(",")]}
     model = algo.load_class()(algo.policy, wrapped, seed=0, **hp)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no /tmp/SB3-<date> folder
     model.learn(256)
     with tempfile.TemporaryDirectory() as tmp:
         pol = runtime.load(export(model, Path(tmp) / "p", algo=args.algo))
