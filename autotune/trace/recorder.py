@@ -8,15 +8,23 @@ so the same loop records with BPF or /proc, with or without exploring.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from autotune.system.priority import realtime
+from autotune.system.priority import normal, realtime
 from autotune.telemetry.sample import Sample
 from autotune.trace.writer import TraceWriter
+
+log = logging.getLogger("autotune.trace")
+
+# Rows in a row that take longer than the interval before a real-time sampling thread goes back to
+# the normal scheduler: a loop that cannot keep its interval would otherwise run back to back at
+# SCHED_FIFO, and the kernel's throttling still leaves it 95 % of a CPU.
+OVERRUNS_BEFORE_NORMAL = 3
 
 
 class Collector(Protocol):
@@ -95,13 +103,14 @@ class Recording:
 
     def run(self) -> Ending:
         """Record until the target exits, the duration passes or :attr:`stop` is set."""
-        with realtime(self.rt_priority):
-            return self._loop()
+        with realtime(self.rt_priority) as raised:
+            return self._loop(raised)
 
-    def _loop(self) -> Ending:
+    def _loop(self, realtime_now: bool = False) -> Ending:
         stop = self.stop or threading.Event()
         start = time.monotonic()
         tick = 0
+        overruns = 0
         reason = "stopped"
         while True:
             tick += 1
@@ -109,12 +118,23 @@ class Recording:
             if self.duration_s is not None:
                 deadline = min(deadline, start + self.duration_s)
             stop.wait(max(0.0, deadline - time.monotonic()))
+            woke = time.monotonic()
             sample = self.collector.sample()
             sample.knobs = self.knobs.in_effect()
             self.writer.append(sample)
             if self.on_row is not None:
                 self.on_row(sample)
             now = time.monotonic()
+            overruns = overruns + 1 if now - woke > self.interval_s else 0
+            if realtime_now and overruns >= OVERRUNS_BEFORE_NORMAL:
+                normal()
+                realtime_now = False
+                log.warning(
+                    "autotune: %d rows in a row took longer than the %.0f ms interval; the "
+                    "sampling thread leaves real-time priority (a longer --interval keeps it)",
+                    overruns,
+                    self.interval_s * 1000,
+                )
             # The last sample already covers the target's end, the deadline, or the signal.
             if not self.target.alive():
                 reason = "target exited"
