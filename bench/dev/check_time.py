@@ -6,7 +6,8 @@ Issue 16's target: at most 90 s on this 2-core machine. Each repeat runs `make c
 repository (caches warm after the first: the daily loop); the first run is marked (``first``),
 since in a fresh clone it also fills mypy's cache and Python's bytecode.
 Printed: each run's wall time and exit status, the median and the worst. A run that fails is
-reported and ends the bench with status 1 (a failing tier has no time worth quoting).
+reported (its FAILED lines, and its whole output kept in a temporary file) and ends the bench
+with status 1 (a failing tier has no time worth quoting).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,15 @@ def main() -> None:
         )  # fmt: skip
         print(f"run {r + 1}: {wall:.1f} s, exit {p.returncode}: {pytest}", flush=True)
         if p.returncode != 0:
+            # What failed, and the whole output kept: a flaky failure is seldom seen twice.
+            for line in p.stdout.splitlines():
+                if line.startswith(("FAILED ", "ERROR ")):
+                    print(f"  {line}", flush=True)
+            with tempfile.NamedTemporaryFile(
+                "w", prefix="check-failed-", suffix=".log", delete=False
+            ) as f:
+                f.write(p.stdout + p.stderr)
+            print(f"  the run's whole output: {f.name}", flush=True)
             sys.exit(1)
     walls = [x["wall_s"] for x in runs]
     summary = {
