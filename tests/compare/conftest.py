@@ -192,6 +192,9 @@ def load_in_chromium(page: Path, probe: str, screenshot: Path) -> PageCheck:
     profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
     proc = subprocess.Popen(
         ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        # Its singleton socket folder (org.chromium.Chromium.*) goes in the profile, not /tmp,
+        # where a killed browser would leave it behind.
+        env={**os.environ, "TMPDIR": str(profile)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
