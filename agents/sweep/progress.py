@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from autotune.agents.sweep.trial import NODE
+from autotune.agents.sweep.trial import NODE, WORKER_PID
 
 PENDING, RUNNING, DONE, STOPPED, FAILED = "pending", "running", "done", "stopped early", "failed"
 
@@ -31,6 +31,7 @@ class TrialRecord:
     config: dict[str, Any]
     status: str = PENDING
     node: str = ""
+    worker_pid: int = 0  # the Ray worker process that ran it (a worker runs trial after trial)
     timesteps: int = 0
     best: float = float("nan")
     evaluations: int = 0
@@ -123,6 +124,7 @@ class SweepView(Callback):
         if "timesteps" not in result:
             return
         rec.node = str(result.get(NODE, rec.node))
+        rec.worker_pid = int(result.get(WORKER_PID, rec.worker_pid))
         rec.timesteps = int(result["timesteps"])
         best = float(result.get("best", math.nan))
         if not math.isnan(best):
@@ -157,6 +159,7 @@ class SweepView(Callback):
             config = {k: v for k, v in dict(r.config or {}).items() if k != "budget"}
             rec = self.records[trial_id] = TrialRecord(trial_id, config)
             rec.node = str(metrics.get(NODE, ""))
+            rec.worker_pid = int(metrics.get(WORKER_PID, 0))
             rec.timesteps = int(metrics.get("timesteps", 0))
             rec.best = float(metrics.get("best", math.nan))
             if r.error is not None:

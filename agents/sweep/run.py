@@ -7,6 +7,12 @@ under the sweep's, with the best held-out score (``train/best_progress_vs_defaul
 `autotune train` chooses its checkpoint by; never a test part) and a ``policy/`` artifact. It
 registers that run's policy (``autotune-policy`` @ ``champion`` unless the sweep file says
 otherwise). A trial that fails is reported with its error and the others go on.
+
+Ctrl-C stops the sweep the way Ctrl-C stops `autotune train`: each running trial ends at its next
+evaluation (its MLflow run ends with what it has), nothing is registered, the sweep's run ends
+KILLED and the command exits 130. A second Ctrl-C (or SIGTERM) stops at once. Ray's own SIGINT
+handler is turned off for this: it would end the trials the same way and then let the sweep carry
+on to register a champion of the trials cut short.
 """
 
 from __future__ import annotations
@@ -195,6 +201,7 @@ def _fit(  # noqa: PLR0917 - the sweep's pieces, passed once
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
+    from autotune.agents.sweep.interrupt import CtrlC, ctrl_c_stops_trials
     from autotune.agents.sweep.progress import RecordingASHA, SweepView
     from autotune.agents.sweep.trial import Budget, Trial
 
@@ -220,6 +227,7 @@ def _fit(  # noqa: PLR0917 - the sweep's pieces, passed once
             reduction_factor=spec.asha.reduction_factor,
         )
     view = SweepView(console, scheduler, live=req.live)
+    ctrl_c = CtrlC()
     tuner = tune.Tuner(
         tune.with_resources(Trial, {"cpu": spec.cpus_per_trial}),
         param_space={**search_space(spec.space), "budget": budget.as_dict()},
@@ -232,20 +240,30 @@ def _fit(  # noqa: PLR0917 - the sweep's pieces, passed once
                 max_concurrent=spec.max_concurrent, random_state=spec.search_seed
             ),
             trial_dirname_creator=lambda t: t.trial_id,
+            # A worker that ran a trial runs the next one: torch, SB3 and the workloads are
+            # imported and loaded once per worker, not once per trial (Trial.reset_config).
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=name,
             storage_path=str(runs_dir / "sweeps"),
             verbose=0,
             callbacks=[view],
+            stop=ctrl_c,
             failure_config=tune.FailureConfig(max_failures=0),
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
         ),
     )
+    # Through Ray Client (ray://) Tune runs on the cluster with a copy of the stopper: Ctrl-C
+    # there is a KeyboardInterrupt, and Ray ends the trials when this driver leaves.
+    through_client = (req.address or "").startswith("ray://")
     try:
-        grid = tuner.fit()
+        with ctrl_c_stops_trials(ctrl_c, console, enabled=not through_client):
+            grid = tuner.fit()
     finally:
         view.close()
+    if ctrl_c.pressed.is_set():
+        raise KeyboardInterrupt  # the trials have ended; nothing is chosen from those cut short
     if not view.records:
         # Through Ray Client (ray://) Tune runs on the cluster with its own copy of the view:
         # what each trial did comes back in the result grid instead.

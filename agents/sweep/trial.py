@@ -11,6 +11,7 @@ Ray removes the worker, where Ray's own function trainable would not wait at all
 from __future__ import annotations
 
 import inspect
+import os
 import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,8 +25,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from autotune.tracking.schema import TAG_SWEEP_TRIAL
 
 STOP_GRACE_S = 120.0  # a stopped trial's last evaluation, export and upload; seconds here
+THREAD_TIMEOUT_ENV = "TUNE_FUNCTION_THREAD_TIMEOUT_S"  # read by Ray's reset_config, each call
 NODE = "node"  # result key: the Ray node the trial ran on
 HOST = "host"
+WORKER_PID = "worker_pid"  # result key: the worker process (reused from trial to trial)
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
             **({"autotune.ignored": ",".join(ignored)} if ignored else {}),
         },
     )
-    static = {NODE: node, HOST: socket.gethostname()}
+    static = {NODE: node, HOST: socket.gethostname(), WORKER_PID: os.getpid()}
     reporter = ReportToTune(static)
     result = train(cfg, workloads, after_eval=reporter)
     final = {
@@ -155,12 +158,27 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
         **static,
     }
     if reporter.stopped:
-        return {}  # Ray has stopped this trial: it takes no more reports
+        # Ray has stopped this trial (ASHA, its budget, Ctrl-C): its run has ended; the thread
+        # ends as Ray's own report ends a stopped one. Returning would go through the trainable's
+        # last report, which for a stopped trial waits for a go-ahead that never comes: a worker
+        # kept for the next trial (reuse_actors) then could not be reset, and Ray dropped that
+        # trial without a word.
+        raise SystemExit(0)
     return final
 
 
 class Trial(wrap_function(run_trial)):  # type: ignore[misc]
-    """:func:`run_trial` as a Ray Tune trainable whose stop waits for the run to end cleanly."""
+    """:func:`run_trial` as a Ray Tune trainable whose stop waits for the run to end cleanly.
+
+    The sweep reuses a worker for the next trial (``reuse_actors``): Ray then calls
+    :meth:`reset_config` instead of :meth:`cleanup`, and gives the trial's thread 2 s to end
+    before it gives up on reusing the worker. A trial ASHA stopped is still ending its run
+    (export, upload) by then, so it gets :data:`STOP_GRACE_S` here too.
+    """
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        os.environ[THREAD_TIMEOUT_ENV] = str(int(STOP_GRACE_S))
+        return bool(super().reset_config(new_config))
 
     def cleanup(self) -> None:
         session = get_session()

@@ -201,3 +201,49 @@ def test_tune_runs_a_real_job_with_the_champion(
     assert (
         not (tmp_path / "journal.json").exists() or "[]" in (tmp_path / "journal.json").read_text()
     )
+
+
+@pytest.mark.parametrize("form", ["ray://", "auto"])
+def test_the_cluster_is_joined_through_ray_client_or_auto(
+    two_nodes: TwoNodeCluster, autotune_server: Server, tmp_path: Path, form: str
+) -> None:
+    # Ray Client (the head's client server) and `auto` (RAY_ADDRESS, as `ray start` tells a
+    # person to export) reach the same two nodes; one trial, nothing registered.
+    (tmp_path / "sweep.toml").write_text(
+        f"""
+trials = 1
+timesteps = 256
+eval_freq = 128
+tiny = true
+[space]
+algo = "ppo"
+seed = [5]
+workloads = ["{BUNDLED[0] if BUNDLED else "cnn"}"]
+"""
+    )
+    env = {**two_nodes.env, "AUTOTUNE_RUNS_DIR": str(tmp_path / "runs")}
+    if form == "auto":
+        address = "auto"
+        env["RAY_ADDRESS"] = two_nodes.address
+    else:
+        address = f"ray://127.0.0.1:{two_nodes.client_port}"
+    r = subprocess.run(
+        [*AUTOTUNE, "sweep", "--config", "sweep.toml", "--address", address, "--no-register",
+         "--experiment", f"join-{form.strip(':/')}", "--tracking-uri", autotune_server.uri,
+         "--no-live"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert f"on Ray ({address}, 2 nodes, 2 CPUs)" in r.stderr, r.stderr
+    assert re.search(r"^1 trials in \d+ s on 2 nodes: 0 stopped early, 0 failed$", r.stderr, re.M)
+    found = dict(re.findall(r"^(sweep|champion): (\S+)", r.stdout, re.M))
+    from mlflow.tracking import MlflowClient
+
+    champion = MlflowClient(autotune_server.uri).get_run(found["champion"])
+    assert champion.data.tags["mlflow.parentRunId"] == found["sweep"]
+    assert champion.info.status == "FINISHED"
+    assert "registered:" not in r.stdout
