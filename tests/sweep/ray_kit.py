@@ -4,7 +4,8 @@ The cluster is `ray start --head` and `ray start --address`, each with its own t
 and one of the node's CPUs, token authentication with a token of its own passed in the
 environment (Ray's default is a file in ``~/.ray`` that would outlive the test). Teardown does
 not use `ray stop`: that stops every Ray process on the machine, other people's too; it ends
-the processes whose command line names one of our folders.
+the processes whose command line names one of our folders or the head's port, and their
+descendants.
 """
 
 from __future__ import annotations
@@ -100,7 +101,17 @@ class TwoNodeCluster:
                     raise RuntimeError(f"{' '.join(cmd[:3])} failed: {r.stderr[-2000:]}")
 
     def leftovers(self) -> list[psutil.Process]:
-        return processes_naming([str(d) for d in self.dirs])
+        """Every process of this cluster: those naming its folders or its GCS address (the
+        head's client server), and what they started (each raylet's dashboard and runtime-env
+        agents, whose command lines are rewritten to `ray::DashboardAgent` and name neither;
+        they outlived a raylet killed without them)."""
+        ours = processes_naming([*(str(d) for d in self.dirs), f":{self.port} "])
+        seen = {p.pid for p in ours}
+        for p in list(ours):
+            with contextlib.suppress(psutil.Error):
+                ours += [k for k in p.children(recursive=True) if k.pid not in seen]
+                seen.update(k.pid for k in ours)
+        return ours
 
     def stop(self) -> None:
         end_processes(self.leftovers())
