@@ -68,10 +68,10 @@ def _record(target: Target, out: Path, interval_s: float, duration_s: float) -> 
 def test_a_loop_that_cannot_keep_its_interval_leaves_real_time(
     sleeper: Target, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A /proc row takes about a millisecond: at a 0.1 ms interval every row overruns, and a
-    # real-time thread would otherwise run back to back for the whole recording.
+    # A /proc row takes far longer than 1 µs: every row overruns, and a real-time thread would
+    # otherwise run back to back for the whole recording.
     with caplog.at_level(logging.WARNING, logger="autotune.trace"):
-        policies = _record(sleeper, tmp_path / "t.parquet", interval_s=1e-4, duration_s=0.5)
+        policies = _record(sleeper, tmp_path / "t.parquet", interval_s=1e-6, duration_s=0.5)
     rows, after = policies[:-1], policies[-1]
     assert rows[:OVERRUNS_BEFORE_NORMAL] == [os.SCHED_FIFO] * OVERRUNS_BEFORE_NORMAL
     assert len(rows) > OVERRUNS_BEFORE_NORMAL + 1
