@@ -130,8 +130,12 @@ def test_page_cache_readahead_and_block_io_per_role(job: Job, loopdisk: LoopDisk
         (s.devices[loopdisk.name].counters for s in samples if loopdisk.name in s.devices),
         np.zeros(4, np.int64),
     )
-    assert ours[B["read_bytes"]] >= size
-    assert ours[B["read_bytes"]] == bytes1 - bytes0
+    # Once in CI (after the whole suite in one process) BPF saw 9.7 of 16 MiB here; what
+    # /proc/diskstats saw then was not printed. It is now, to tell a lost count from I/O that
+    # did not happen.
+    seen = (ours.tolist(), bytes1 - bytes0, reads1 - reads0, size)
+    assert ours[B["read_bytes"]] >= size, seen
+    assert ours[B["read_bytes"]] == bytes1 - bytes0, seen
     assert ours[B["read_reqs"]] == reads1 - reads0
     lat = sum(s.devices[loopdisk.name].lat_hist for s in samples if loopdisk.name in s.devices)
     assert lat.sum() >= ours[B["read_reqs"]]
