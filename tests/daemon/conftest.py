@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,9 +29,14 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
     """An environment whose journal, runs folder and MLflow store are the test's own.
 
     The guard's quiet-node rule for weights is off (a CI node is quiet: the constant policies'
-    weights would be refused if the job read); test_tune's quiet-node test turns it back on."""
+    weights would be refused if the job read); test_tune's quiet-node test turns it back on.
+    Its TMPDIR is a short folder of the test's own, removed afterwards: a tuner killed with
+    SIGKILL leaves its work and progress-socket folders there (a socket's path must stay under
+    108 bytes, which the test's tmp_path would not)."""
+    tmp = tempfile.mkdtemp(prefix="at-tune-", dir="/tmp")
     env = {
         **os.environ,
+        "TMPDIR": tmp,
         "AUTOTUNE_GUARD_MIN_CONTENTION": "0",
         "AUTOTUNE_JOURNAL": str(tmp_path / "journal.json"),
         "AUTOTUNE_RUNS_DIR": str(tmp_path / "runs"),
@@ -37,6 +44,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
         "AUTOTUNE_CGROUP_PARENT": f"autotune-test-{os.getpid()}",
     }
     yield env
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 BURN = HERE / "burn.py"
