@@ -7,15 +7,22 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 
 def provenance(note: str | None = None) -> dict[str, Any]:
-    """``commit``, ``machine`` (node, kernel, CPUs, and ``note`` when given) and ``date``."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    """``commit``, ``machine`` (node, kernel, CPUs, and ``note`` when given) and ``date``.
+
+    ``BENCH_COMMIT`` in the environment names the commit: a copy of the tree (a lent GPU
+    machine's) may carry a stale git HEAD or none, and the caller knows what it sent."""
+    commit = (
+        os.environ.get("BENCH_COMMIT")
+        or subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    )
     machine: dict[str, Any] = {
         "node": platform.node(),
         "kernel": platform.release(),
@@ -35,6 +42,14 @@ def write_json(path: str | os.PathLike[str], doc: dict[str, Any]) -> None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def write_result(path: str | os.PathLike[str], script: str, note: str | None, **body: Any) -> None:
+    """Write a bench's result file: which script (``__file__``) with which arguments, the
+    :func:`provenance` (``note`` in it), then ``body`` (summary, raw repeats, ...)."""
+    bench = Path(script).resolve().relative_to(Path(__file__).resolve().parents[1])
+    doc = {"bench": str(bench), "argv": sys.argv[1:], **provenance(note), **body}
+    write_json(path, doc)
 
 
 def read_merged(

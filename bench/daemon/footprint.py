@@ -38,7 +38,7 @@ import numpy as np
 from scipy.stats import bootstrap
 
 from autotune.system import cgroups
-from bench.results import provenance, write_json
+from bench.results import write_result
 
 HERE = Path(__file__).resolve().parent
 
@@ -235,14 +235,7 @@ def main() -> None:
         f"{summary['peak_mb_median']:.0f} MB"
     )
     if args.json:
-        doc = {
-            "bench": "bench/daemon/footprint.py",
-            "argv": sys.argv[1:],
-            **provenance(args.note),
-            "summary": summary,
-            "repeats": repeats,
-        }
-        write_json(args.json, doc)
+        write_result(args.json, __file__, args.note, summary=summary, repeats=repeats)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from bench.daemon.footprint import ci
-from bench.results import provenance, write_json
+from bench.results import write_result
 
 # The arms, rotated each repeat: hackbench alone, and recorded with the sampling thread at the
 # default real-time priority (autotune.system.priority) and under the normal scheduler.
@@ -124,14 +124,7 @@ def main() -> None:
             " (target <= 1.02)"
         )
     if args.json:
-        doc = {
-            "bench": "bench/daemon/recorder.py",
-            "argv": sys.argv[1:],
-            **provenance(args.note),
-            "summary": summary,
-            "repeats": rows,
-        }
-        write_json(args.json, doc)
+        write_result(args.json, __file__, args.note, summary=summary, repeats=rows)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.results import provenance, write_json
+from bench.results import write_result
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET_S = 90.0
@@ -71,14 +71,7 @@ def main() -> None:
         f"{summary['within_target']} of {len(walls)} within {TARGET_S:.0f} s"
     )
     if args.json:
-        doc = {
-            "bench": "bench/dev/check_time.py",
-            "argv": sys.argv[1:],
-            **provenance(args.note),
-            "summary": summary,
-            "repeats": runs,
-        }
-        write_json(args.json, doc)
+        write_result(args.json, __file__, args.note, summary=summary, repeats=runs)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Exit status 1 when a check fails, 2 when there is no GPU to read.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import threading
@@ -30,7 +29,7 @@ from autotune.features import FEATURE_NAMES, featurize
 from autotune.system.gpu import probe
 from autotune.telemetry.gpu import GpuCollector
 from autotune.trace.synthetic import samples
-from bench.results import provenance, write_json
+from bench.results import write_result
 
 GPU_FIELDS = ("gpu_present", "gpu_util", "gpu_mem")
 
@@ -138,20 +137,16 @@ def main() -> None:
     for name, ok in checks.items():
         print(f"{'ok  ' if ok else 'FAIL'} {name}")
     if args.json:
-        doc = {
-            "bench": "bench/telemetry/nvml.py",
-            "argv": sys.argv[1:],
-            **provenance(args.note),
-            "gpus": [g.__dict__ for g in report.gpus],
-            "tflops_under_load": tflops,
-            "medians": med,
-            "checks": checks,
-            "readings": readings,
-        }
-        # A copy of the tree (a lent GPU machine's) may carry a stale git HEAD or none: the
-        # caller names the commit it sent.
-        doc["commit"] = os.environ.get("BENCH_COMMIT") or doc["commit"]
-        write_json(args.json, doc)
+        write_result(
+            args.json,
+            __file__,
+            args.note,
+            gpus=[g.__dict__ for g in report.gpus],
+            tflops_under_load=tflops,
+            medians=med,
+            checks=checks,
+            readings=readings,
+        )
     sys.exit(0 if all(checks.values()) else 1)
 
 
