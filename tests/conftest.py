@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if cli is not None and cli.pid is not None:  # the zygote this process started
         cli.close()
         shutil.rmtree(cli.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def short_tmpdir() -> Iterator[str]:
+    """A TMPDIR for the test's tuners and services: a short folder in /tmp (a Unix socket's path
+    must stay under 108 bytes, which tmp_path would not), removed afterwards with whatever a
+    process killed with SIGKILL left in it (its work and progress-socket folders)."""
+    tmp = tempfile.mkdtemp(prefix="autotune-test-", dir="/tmp")
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,18 +23,18 @@ def constant_policy(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def isolated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_tmpdir: str
+) -> Iterator[dict[str, str]]:
     """An environment whose journal, runs folder and MLflow store are the test's own.
 
     The guard's quiet-node rule for weights is off (a CI node is quiet: the constant policies'
     weights would be refused if the job read); test_tune's quiet-node test turns it back on.
-    Its TMPDIR is a short folder of the test's own, removed afterwards: a tuner killed with
-    SIGKILL leaves its work and progress-socket folders there (a socket's path must stay under
-    108 bytes, which the test's tmp_path would not)."""
-    tmp = tempfile.mkdtemp(prefix="at-tune-", dir="/tmp")
+    Its TMPDIR is the test's own (``short_tmpdir``): a tuner killed with SIGKILL leaves its
+    folders there."""
     env = {
         **os.environ,
-        "TMPDIR": tmp,
+        "TMPDIR": short_tmpdir,
         "AUTOTUNE_GUARD_MIN_CONTENTION": "0",
         "AUTOTUNE_JOURNAL": str(tmp_path / "journal.json"),
         "AUTOTUNE_RUNS_DIR": str(tmp_path / "runs"),
@@ -44,7 +42,6 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
         "AUTOTUNE_CGROUP_PARENT": f"autotune-test-{os.getpid()}",
     }
     yield env
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 BURN = HERE / "burn.py"

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,15 +23,12 @@ def policy(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def env(tmp_path: Path, short_tmpdir: str) -> dict[str, str]:
     """The service's environment: journal, state, runs, cgroup parent and temporary folder are
     this test's own; short guard windows so a test sees a change within seconds."""
-    # A service killed with SIGKILL leaves its progress socket's folder in its TMPDIR: a short
-    # one of the test's (a socket's path must stay under 108 bytes), removed afterwards.
-    tmp = tempfile.mkdtemp(prefix="at-svc-", dir="/tmp")
-    yield {
+    return {
         **os.environ,
-        "TMPDIR": tmp,
+        "TMPDIR": short_tmpdir,
         "AUTOTUNE_JOURNAL": str(tmp_path / "journal.json"),
         "AUTOTUNE_STATE_DIR": str(tmp_path / "state"),
         "AUTOTUNE_RUNS_DIR": str(tmp_path / "runs"),
@@ -47,7 +42,6 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "AUTOTUNE_GUARD_THRESHOLD": "0.9",
         "AUTOTUNE_GUARD_FALLBACK_MARGIN": "0.9",
     }
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture
