@@ -27,6 +27,20 @@ START_TIMEOUT_S = 240  # `ray start` on a loaded 2-core node took up to a minute
 START_ATTEMPTS = 3
 
 
+def sweep_file(folder: Path, space: str, *, timesteps: int = 256, eval_freq: int = 128) -> Path:
+    """``folder/sweep.toml``: one trial per point of ``space`` (the ``[space]`` table's lines,
+    without the workload), tiny networks, on the first bundled workload."""
+    from autotune.envs.workload import list_bundled
+
+    workload = (list_bundled() or ["cnn"])[0]
+    path = folder / "sweep.toml"
+    path.write_text(
+        f"trials = 1\ntimesteps = {timesteps}\neval_freq = {eval_freq}\ntiny = true\n"
+        f'[space]\n{space.strip()}\nworkloads = ["{workload}"]\n'
+    )
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ray_kit import AUTOTUNE, free_port, processes_naming
+from ray_kit import AUTOTUNE, free_port, processes_naming, sweep_file
 
 from autotune.envs.workload import list_bundled
 from autotune.tracking import schema as ts
@@ -66,43 +66,20 @@ def test_an_unknown_workload_is_one_line(run_cli: Run, tmp_path: Path) -> None:
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not BUNDLED, reason="no bundled workloads")
-def test_a_crashing_trial_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    # n_steps = 1 is a rollout PPO refuses (it needs n_steps * n_envs > 1), A2C takes it.
-    (tmp_path / "sweep.toml").write_text(
-        f"""
-trials = 1
-timesteps = 256
-eval_freq = 128
-tiny = true
-[space]
-algo = {{ grid = ["ppo", "a2c"] }}
-n_steps = 1
-workloads = ["{BUNDLED[0]}"]
-"""
-    )
-    r = subprocess.run(
-        [*AUTOTUNE, "sweep", "--config", "sweep.toml", "--no-live", "--num-cpus", "2"],
+def _command(cpus: int) -> list[str]:
+    """`autotune sweep` of the test folder's sweep.toml, one line per event, on ``cpus`` CPUs."""
+    return [*AUTOTUNE, "sweep", "--config", "sweep.toml", "--no-live", "--num-cpus", str(cpus)]
+
+
+def _sweep(tmp_path: Path, cpus: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _command(cpus),
         cwd=tmp_path,
         env=_sweep_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=900,
     )
-    assert r.returncode == 0, r.stderr[-3000:]
-    failed = re.findall(r"^trial \S+ failed: (.+)$", r.stderr, re.M)
-    assert failed and "n_steps" in failed[-1], r.stderr
-    assert re.search(r"^registered: models:/autotune-policy/1\b", r.stdout, re.M), r.stdout
-    from mlflow.tracking import MlflowClient
-
-    c = MlflowClient(f"sqlite:///{tmp_path}/runs/mlflow.db")
-    champion = re.search(r"^champion: (\S+)", r.stdout, re.M)
-    assert champion is not None
-    assert c.get_run(champion.group(1)).data.tags["autotune.algo"] == "a2c"
-    # Nothing of the embedded Ray is left, and Ray wrote no token into the home folder.
-    assert not processes_naming(["/tmp/atray-"])
-    assert not (tmp_path / "home" / ".ray").exists()
 
 
 def _store(tmp_path: Path) -> Any:
@@ -122,29 +99,30 @@ def _runs(tmp_path: Path) -> list[Any]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not BUNDLED, reason="no bundled workloads")
+def test_a_crashing_trial_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    # n_steps = 1 is a rollout PPO refuses (it needs n_steps * n_envs > 1), A2C takes it.
+    sweep_file(tmp_path, 'algo = { grid = ["ppo", "a2c"] }\nn_steps = 1')
+    r = _sweep(tmp_path, cpus=2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    failed = re.findall(r"^trial \S+ failed: (.+)$", r.stderr, re.M)
+    assert failed and "n_steps" in failed[-1], r.stderr
+    assert re.search(r"^registered: models:/autotune-policy/1\b", r.stdout, re.M), r.stdout
+    c = _store(tmp_path)
+    champion = re.search(r"^champion: (\S+)", r.stdout, re.M)
+    assert champion is not None
+    assert c.get_run(champion.group(1)).data.tags["autotune.algo"] == "a2c"
+    # Nothing of the embedded Ray is left, and Ray wrote no token into the home folder.
+    assert not processes_naming(["/tmp/atray-"])
+    assert not (tmp_path / "home" / ".ray").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BUNDLED, reason="no bundled workloads")
 def test_one_worker_runs_trial_after_trial(tmp_path: Path) -> None:
     # Three trials on one CPU run one after another, all in the worker process that imported
     # torch and SB3 for the first (reuse_actors): Ray's per-trial start-up is paid once.
-    (tmp_path / "sweep.toml").write_text(
-        f"""
-trials = 1
-timesteps = 256
-eval_freq = 128
-tiny = true
-[space]
-algo = "ppo"
-seed = {{ grid = [0, 1, 2] }}
-workloads = ["{BUNDLED[0]}"]
-"""
-    )
-    r = subprocess.run(
-        [*AUTOTUNE, "sweep", "--config", "sweep.toml", "--no-live", "--num-cpus", "1"],
-        cwd=tmp_path,
-        env=_sweep_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    sweep_file(tmp_path, 'algo = "ppo"\nseed = { grid = [0, 1, 2] }')
+    r = _sweep(tmp_path, cpus=1)
     assert r.returncode == 0, r.stderr[-3000:]
     sweep = re.search(r"^sweep: (\S+)", r.stdout, re.M)
     assert sweep is not None, r.stdout
@@ -162,20 +140,11 @@ workloads = ["{BUNDLED[0]}"]
 def test_ctrl_c_ends_the_trials_registers_nothing_and_leaves_no_ray(tmp_path: Path) -> None:
     # Two trials far from their budget; Ctrl-C reaches the command's whole process group, as
     # from a terminal.
-    (tmp_path / "sweep.toml").write_text(
-        f"""
-trials = 1
-timesteps = 1000000
-eval_freq = 256
-tiny = true
-[space]
-algo = "ppo"
-seed = {{ grid = [0, 1] }}
-workloads = ["{BUNDLED[0]}"]
-"""
+    sweep_file(
+        tmp_path, 'algo = "ppo"\nseed = { grid = [0, 1] }', timesteps=1_000_000, eval_freq=256
     )
     proc = subprocess.Popen(
-        [*AUTOTUNE, "sweep", "--config", "sweep.toml", "--no-live", "--num-cpus", "2"],
+        _command(cpus=2),
         cwd=tmp_path,
         env=_sweep_env(tmp_path),
         stdout=subprocess.PIPE,

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ray_kit import AUTOTUNE, Server, TwoNodeCluster
+from ray_kit import AUTOTUNE, Server, TwoNodeCluster, sweep_file
 
 from autotune.envs.workload import list_bundled
 
@@ -21,17 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not BUNDLED, reason="no bundl
 BURN = Path(__file__).resolve().parents[1] / "daemon" / "burn.py"
 # Two trials (the grid's two algorithms), one CPU each: with one CPU per node they run at
 # once only if they run on different nodes.
-SWEEP = f"""
-trials = 1
-timesteps = 384
-eval_freq = 128
-tiny = true
-
-[space]
-algo = {{ grid = ["ppo", "a2c"] }}
-seed = [3]
-workloads = ["{BUNDLED[0] if BUNDLED else "cnn"}"]
-"""
+SPACE = 'algo = { grid = ["ppo", "a2c"] }\nseed = [3]'
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +29,7 @@ def swept(
     two_nodes: TwoNodeCluster, autotune_server: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
     tmp = tmp_path_factory.mktemp("sweep")
-    (tmp / "sweep.toml").write_text(SWEEP)
+    sweep_file(tmp, SPACE, timesteps=384)
     env = {**two_nodes.env, "AUTOTUNE_RUNS_DIR": str(tmp / "runs")}
     r = subprocess.run(
         [
@@ -209,18 +199,7 @@ def test_the_cluster_is_joined_through_ray_client_or_auto(
 ) -> None:
     # Ray Client (the head's client server) and `auto` (RAY_ADDRESS, as `ray start` tells a
     # person to export) reach the same two nodes; one trial, nothing registered.
-    (tmp_path / "sweep.toml").write_text(
-        f"""
-trials = 1
-timesteps = 256
-eval_freq = 128
-tiny = true
-[space]
-algo = "ppo"
-seed = [5]
-workloads = ["{BUNDLED[0] if BUNDLED else "cnn"}"]
-"""
-    )
+    sweep_file(tmp_path, 'algo = "ppo"\nseed = [5]')
     env = {**two_nodes.env, "AUTOTUNE_RUNS_DIR": str(tmp_path / "runs")}
     if form == "auto":
         address = "auto"
