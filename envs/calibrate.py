@@ -75,7 +75,14 @@ BOUNDS: dict[str, tuple[float, float]] = {
 FAMILY_PARAMS: dict[str, tuple[str, ...]] = {
     "weights": ("u_trainer", "u_loader", "os_foreign", "kworker"),
     "affinity": ("os_self", "os_foreign"),
-    "readahead": ("ra_points", "read_exponent", "latency_s", "bandwidth", "streams"),
+    "readahead": (
+        "ra_points",
+        "ra_points_random",
+        "read_exponent",
+        "latency_s",
+        "bandwidth",
+        "streams",
+    ),
     "prefetch": ("gamma", "queue_var"),
 }
 # A family counts as identified with at least this many explored training rows and this many
@@ -208,14 +215,20 @@ def _rows(wl: Workload) -> np.ndarray:
     return ok
 
 
-def readahead_curve(wl: Workload, pooled: Pooled) -> tuple[tuple[float, ...], tuple[float, ...]]:
+Curve = tuple[tuple[float, ...], tuple[float, ...]]
+
+
+def readahead_curve(wl: Workload, pooled: Pooled, rows: np.ndarray | None = None) -> Curve:
     """Bytes read per sample at each read-ahead value the training rows visited: the median of
     log bytes per sample there, made non-decreasing (more read-ahead never reads less), relative
-    to the lowest value. Empty when fewer than two values have enough rows."""
+    to the lowest value. Empty when fewer than two values have enough rows. ``rows``: a mask of
+    the rows to use (default every training row)."""
     lo, hi = splits.bounds(len(wl), splits.TRAIN)
     ok = np.zeros(len(pooled.done), dtype=bool)
     ok[lo:hi] = True
     ok &= (pooled.done > 0) & (pooled.read_bytes > 0)
+    if rows is not None:
+        ok &= rows
     per = np.log(np.where(ok, pooled.read_bytes / np.maximum(pooled.done, 1e-9), 1.0))
     points, values = [], []
     for ra in sorted(set(pooled.readahead_kb[ok].tolist())):
@@ -229,7 +242,29 @@ def readahead_curve(wl: Workload, pooled: Pooled) -> tuple[tuple[float, ...], tu
     return tuple(points), tuple(float(v) for v in mono - mono[0])
 
 
+def readahead_curves(wl: Workload, pooled: Pooled) -> tuple[Curve, Curve, dict[str, Any]]:
+    """The measured read-ahead curve, and where the recording has rows of both access patterns
+    (streaming and random, :data:`RANDOM_ROW` apart) each with a curve of its own, the streaming
+    rows' curve and the random rows' (see the model's docstring); else one curve over every row
+    and no random one. Also what the split found, for the calibration report."""
+    share = pooled.random_share if len(pooled.random_share) else np.zeros(len(pooled.done))
+    random_rows = share >= RANDOM_ROW
+    seq = readahead_curve(wl, pooled, ~random_rows)
+    rand = readahead_curve(wl, pooled, random_rows)
+    lo, hi = splits.bounds(len(wl), splits.TRAIN)
+    reading = (pooled.done[lo:hi] > 0) & (pooled.read_bytes[lo:hi] > 0)
+    report = {
+        "random_rows": int((random_rows[lo:hi] & reading).sum()),
+        "streaming_rows": int((~random_rows[lo:hi] & reading).sum()),
+        "split": bool(seq[0] and rand[0]),
+    }
+    if report["split"]:
+        return seq, rand, report
+    return readahead_curve(wl, pooled), ((), ()), report
+
+
 MIN_CURVE_ROWS = 6  # rows at one read-ahead value before it is a point of the measured curve
+RANDOM_ROW = 0.5  # a row whose misses are at least this share random counts as random access
 
 
 def family_of_change(a: dict[str, float], b: dict[str, float]) -> set[str]:
@@ -246,15 +281,16 @@ class _Segment:
     row: int  # the row whose demand stands for the segment (its middle)
 
 
-def _settings_segments(wl: Workload) -> list[_Segment]:
+def _settings_segments(wl: Workload, access: np.ndarray | None = None) -> list[_Segment]:
     """Consecutive training rows at one knob setting (at least :data:`MIN_SEGMENT_ROWS` with
-    progress), in time order."""
+    progress), in time order; with ``access`` (a class per row), also of one access pattern."""
     lo, hi = splits.bounds(len(wl), splits.TRAIN)
     out: list[_Segment] = []
     start = lo
     dt = np.array([max(s.interval_s, 1e-6) for s in wl.samples])
     for i in range(lo + 1, hi + 1):
-        if i < hi and wl.knobs[i] == wl.knobs[start]:
+        same = i < hi and wl.knobs[i] == wl.knobs[start]
+        if same and (access is None or access[i] == access[start]):
             continue
         rows = np.arange(start, i)
         live = rows[wl.rate[rows] > 0]
@@ -268,21 +304,29 @@ def _settings_segments(wl: Workload) -> list[_Segment]:
 MIN_SEGMENT_ROWS = 4
 
 
-def _pairs(segs: list[_Segment], wl: Workload) -> list[tuple[int, int]]:
-    """Pairs of settings close in time (the next :data:`PAIR_HORIZON`) that differ."""
+def _pairs(
+    segs: list[_Segment], wl: Workload, access: np.ndarray | None = None
+) -> list[tuple[int, int]]:
+    """Pairs of settings close in time (the next :data:`PAIR_HORIZON`) that differ; with
+    ``access``, of the same access pattern (a pair across a spell boundary measures the spell,
+    not the knobs)."""
     out = []
     for a in range(len(segs)):
         for b in range(a + 1, min(len(segs), a + 1 + PAIR_HORIZON)):
-            if wl.knobs[segs[a].row] != wl.knobs[segs[b].row]:
+            ra, rb = segs[a].row, segs[b].row
+            if access is not None and access[ra] != access[rb]:
+                continue
+            if wl.knobs[ra] != wl.knobs[rb]:
                 out.append((a, b))
     return out
 
 
-def explored(wl: Workload, rows: np.ndarray, segs: list[_Segment]) -> dict[str, dict[str, Any]]:
+def explored(
+    wl: Workload, rows: np.ndarray, segs: list[_Segment], pairs: list[tuple[int, int]]
+) -> dict[str, dict[str, Any]]:
     """Per knob family: explored training rows off its default, distinct settings of it, pairs
     of neighbouring settings that differ in it, and whether that identifies its parameters."""
     out: dict[str, dict[str, Any]] = {}
-    pairs = _pairs(segs, wl)
     for fam, params in FAMILY_PARAMS.items():
         names = [k.name for k in KNOBS if str(k.family) == fam]
         off = [i for i in rows if any(wl.knobs[i][n] != wl.defaults[n] for n in names)]
@@ -326,7 +370,9 @@ def calibrate(wl: Workload, bootstrap: int = BOOTSTRAP) -> tuple[Params, dict[st
     latency, bandwidth = device_priors(wl)
     quiet = [i for i in rows if wl.knobs[i].get("weight.trainer", 1.0) == 1.0] or list(rows)
     read_exponent, cpu_per_byte, cpu_per_request = io_slopes(wl, pooled, Params().max_request)
-    ra_points, ra_log_bytes = readahead_curve(wl, pooled)
+    (ra_points, ra_log_bytes), (ra_points_random, ra_log_bytes_random), access = readahead_curves(
+        wl, pooled
+    )
     prior = Params(
         u_trainer=float(np.clip(np.median(pooled.par_trainer[quiet]), 0.25, 16)),
         u_loader=float(np.clip(np.median(pooled.par_loader[quiet]), 0.25, 16)),
@@ -337,6 +383,8 @@ def calibrate(wl: Workload, bootstrap: int = BOOTSTRAP) -> tuple[Params, dict[st
         cpu_per_request=cpu_per_request,
         ra_points=ra_points,
         ra_log_bytes=ra_log_bytes,
+        ra_points_random=ra_points_random,
+        ra_log_bytes_random=ra_log_bytes_random,
     )
     x0 = np.array([_to_free(n, getattr(prior, n)) for n in FITTED])
     # The target is each row's progress pooled like its demand (±SMOOTH_ROWS rows at the same
@@ -344,10 +392,12 @@ def calibrate(wl: Workload, bootstrap: int = BOOTSTRAP) -> tuple[Params, dict[st
     pooled_rate = pooled.done / pooled.dt
     rows = rows[pooled_rate[rows] > 0]
     knobs = {int(i): Knobs.from_values({**wl.defaults, **wl.knobs[i]}) for i in rows}
-    segs = _settings_segments(wl)
+    # A recording of both access patterns: settings compared within one pattern only.
+    pattern = pooled.random_share >= RANDOM_ROW if access["split"] else None
+    segs = _settings_segments(wl, pattern)
     for seg in segs:
         knobs.setdefault(seg.row, Knobs.from_values({**wl.defaults, **wl.knobs[seg.row]}))
-    pairs = _pairs(segs, wl)
+    pairs = _pairs(segs, wl, pattern)
     ncpus = wl.ncpus
 
     def unpack(x: np.ndarray) -> Params:
@@ -427,7 +477,8 @@ def calibrate(wl: Workload, bootstrap: int = BOOTSTRAP) -> tuple[Params, dict[st
         "part_rows": list(splits.TRAIN),
         "settings": len(settings),
         "pairs": len(pairs),
-        "explored": explored(wl, _live_train_rows(wl), segs),
+        "explored": explored(wl, _live_train_rows(wl), segs, pairs),
+        "access": access,
         "residual_sd": float(np.std(fit)),
         "residual_sd_prior": float(np.std(before[:n_own] / SELF_WEIGHT)),
         "median_abs_error": float(np.median(np.abs(np.expm1(fit)))),

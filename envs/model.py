@@ -67,6 +67,18 @@ extrapolates beyond the values visited. Justified by randread: bytes per sample 
 ``R`` up to 4 MiB and flatten above (8–16 MiB read 8–15 MB a sample, not the 30+ MB the power
 law from 128 KiB says), which is where one anchor row said 1.08 and another 1.87.
 
+**Read-ahead, by access pattern.** A job that streams some files and faults pages of another at
+random (``mixed_io``) wants large read-ahead in one spell and small in the next; one curve for
+the whole recording blends the two and says read-ahead does the same everywhere. Each row
+carries the share ``r`` of its page-cache misses that random access brought in (the rest came
+through the asynchronous read-ahead of a stream, which the tracepoints count), and a recording
+with both kinds of rows gets two curves: ``b(R)/b(R₀) = (1 − r)·S_seq(R)/S_seq(R₀) +
+r·S_rand(R)/S_rand(R₀)``. Justified by mixed_io's training rows: streaming rows read 0.3–0.6 MB
+a sample at every read-ahead from 16 KiB to 16 MiB (their asynchronous read-ahead pages equal
+their misses), random rows 60 KB at 16 KiB and 12 MB at 8 MiB (no asynchronous read-ahead, one
+major fault per window). A recording of one kind (every other bundled one: r is 0 on every row
+of cnn, cnn_noisy, phases and shards, about 1 on randread and neighbour_onoff) keeps one curve.
+
 All of it is scalar Python: one answer costs a few microseconds, which keeps ReplayEnv above
 10,000 steps/s.
 """
@@ -111,6 +123,8 @@ class Params:
         queue_var: ``ν``, variability of the loader-trainer queue (0: the depth does nothing).
         ra_points: read-ahead values (KiB) the recording measured bytes per sample at.
         ra_log_bytes: log bytes per sample there, relative (empty: the power law alone).
+        ra_points_random, ra_log_bytes_random: the same curve for reads by random access, where
+            a recording has both kinds (empty: every read follows the curve above).
     """
 
     u_trainer: float = 1.0
@@ -130,6 +144,8 @@ class Params:
     queue_var: float = 0.0
     ra_points: tuple[float, ...] = ()
     ra_log_bytes: tuple[float, ...] = ()
+    ra_points_random: tuple[float, ...] = ()
+    ra_log_bytes_random: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -152,16 +168,17 @@ class Params:
             if f.name not in d:
                 continue
             v = d[f.name]
-            if f.name in _CURVES:
+            if f.name in CURVES:
                 out[f.name] = tuple(float(x) for x in v)
             else:
                 out[f.name] = float(v)
-        if len(out.get("ra_points", ())) != len(out.get("ra_log_bytes", ())):
-            raise ValueError("ra_points and ra_log_bytes differ in length")
+        for points, values in (CURVES[:2], CURVES[2:]):
+            if len(out.get(points, ())) != len(out.get(values, ())):
+                raise ValueError(f"{points} and {values} differ in length")
         return cls(**out)
 
 
-_CURVES = ("ra_points", "ra_log_bytes")
+CURVES = ("ra_points", "ra_log_bytes", "ra_points_random", "ra_log_bytes_random")
 
 
 @dataclass(frozen=True)
@@ -179,6 +196,8 @@ class Demand:
         par_loader: likewise for the loaders.
         weight_trainer, weight_loader, cpus_trainer, cpus_loader: the knobs in effect when it
             was recorded (the CPU per sample above was measured under their crowding).
+        random_share: the share of its page-cache misses that random access brought in (page
+            faults and synchronous reads), not a stream's asynchronous read-ahead; 0..1.
     """
 
     a_trainer: float
@@ -192,6 +211,7 @@ class Demand:
     weight_loader: float = 1.0
     cpus_trainer: float = 1.0
     cpus_loader: float = 1.0
+    random_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -291,34 +311,73 @@ def trainer_cpu(d: Demand, k: Knobs, p: Params, ncpus: int) -> float:
     return d.a_trainer * g / g0
 
 
-def bytes_scale(readahead_kb: float, recorded_kb: float, p: Params) -> float:
-    """``b(R)/b(R₀)``: from the measured curve where there is one, else the power law."""
+def bytes_scale(
+    readahead_kb: float, recorded_kb: float, p: Params, random_share: float = 0.0
+) -> float:
+    """``b(R)/b(R₀)``: from the measured curve where there is one, else the power law; with a
+    curve for random access too, the two weighted by the share of reads each brought in."""
     ra, ra0 = max(readahead_kb, 4.0), max(recorded_kb, 4.0)
     if ra == ra0:
         return 1.0
+    x, x0 = math.log(ra), math.log(ra0)
     if len(p.ra_points) >= 2:
-        return math.exp(_log_bytes(math.log(ra), p) - _log_bytes(math.log(ra0), p))
-    return (ra / ra0) ** p.read_exponent if p.read_exponent else 1.0
+        main = math.exp(
+            _log_bytes(x, p.ra_points, p.ra_log_bytes, p.read_exponent)
+            - _log_bytes(x0, p.ra_points, p.ra_log_bytes, p.read_exponent)
+        )
+    else:
+        main = (ra / ra0) ** p.read_exponent if p.read_exponent else 1.0
+    if len(p.ra_points_random) < 2 or random_share <= 0.0:
+        return main
+    pts, ys = p.ra_points_random, p.ra_log_bytes_random
+    rand = math.exp(
+        _log_bytes(x, pts, ys, p.read_exponent) - _log_bytes(x0, pts, ys, p.read_exponent)
+    )
+    r = min(random_share, 1.0)
+    return (1.0 - r) * main + r * rand
 
 
-def _log_bytes(x: float, p: Params) -> float:
-    """The measured curve at log read-ahead ``x`` (KiB), the power law past its ends."""
-    xs = [math.log(max(r, 4.0)) for r in p.ra_points]
-    ys = p.ra_log_bytes
+def _log_bytes(x: float, points: tuple[float, ...], ys: tuple[float, ...], k: float) -> float:
+    """A measured curve at log read-ahead ``x`` (KiB), the power law ``k`` past its ends."""
+    xs = [math.log(max(r, 4.0)) for r in points]
     if x <= xs[0]:
-        return ys[0] + p.read_exponent * (x - xs[0])
+        return ys[0] + k * (x - xs[0])
     if x >= xs[-1]:
-        return ys[-1] + p.read_exponent * (x - xs[-1])
+        return ys[-1] + k * (x - xs[-1])
     return float(np.interp(x, xs, ys))
 
 
-def _log_bytes_v(x: np.ndarray, p: Params) -> np.ndarray:
-    xs = np.log(np.maximum(np.asarray(p.ra_points), 4.0))
-    ys = np.asarray(p.ra_log_bytes)
+def _log_bytes_v(
+    x: np.ndarray, points: tuple[float, ...], values: tuple[float, ...], k: float
+) -> np.ndarray:
+    xs = np.log(np.maximum(np.asarray(points), 4.0))
+    ys = np.asarray(values)
     mid = np.interp(x, xs, ys)
-    lo = ys[0] + p.read_exponent * (x - xs[0])
-    hi = ys[-1] + p.read_exponent * (x - xs[-1])
+    lo = ys[0] + k * (x - xs[0])
+    hi = ys[-1] + k * (x - xs[-1])
     return np.where(x <= xs[0], lo, np.where(x >= xs[-1], hi, mid))
+
+
+def _bytes_scale_v(ra_kb: np.ndarray, d: Demand, p: Params) -> np.ndarray:
+    """:func:`bytes_scale` for many read-ahead values at once (``ra_kb`` at least 4)."""
+    x, x0 = np.log(ra_kb), math.log(max(d.readahead_kb, 4.0))
+    if len(p.ra_points) >= 2:
+        main = np.exp(
+            _log_bytes_v(x, p.ra_points, p.ra_log_bytes, p.read_exponent)
+            - _log_bytes(x0, p.ra_points, p.ra_log_bytes, p.read_exponent)
+        )
+    elif p.read_exponent:
+        main = np.exp(p.read_exponent * (x - x0))
+    else:
+        main = np.ones_like(x)
+    if len(p.ra_points_random) < 2 or d.random_share <= 0.0:
+        return main
+    pts, ys = p.ra_points_random, p.ra_log_bytes_random
+    rand = np.exp(
+        _log_bytes_v(x, pts, ys, p.read_exponent) - _log_bytes(x0, pts, ys, p.read_exponent)
+    )
+    r = min(d.random_share, 1.0)
+    return (1.0 - r) * main + r * rand
 
 
 def worker_delay(d: Demand, k: Knobs, p: Params, ncpus: int) -> float:
@@ -385,7 +444,7 @@ def io_demand(d: Demand, k: Knobs, p: Params) -> tuple[float, float, float]:
         return 0.0, d.a_trainer, d.a_loader
     ra = max(k.readahead_kb, 4.0) * KIB
     ra0 = max(d.readahead_kb, 4.0) * KIB
-    b = d.read_bytes * bytes_scale(k.readahead_kb, d.readahead_kb, p)
+    b = d.read_bytes * bytes_scale(k.readahead_kb, d.readahead_kb, p, d.random_share)
     if not p.cpu_per_byte and not p.cpu_per_request:
         return b, d.a_trainer, d.a_loader
     s, s0 = min(ra, p.max_request), min(ra0, p.max_request)
@@ -468,13 +527,7 @@ def cpu_io_rates(d: Demand, g: KnobGrid, p: Params, ncpus: int) -> tuple[np.ndar
     with np.errstate(divide="ignore", invalid="ignore"):
         if d.read_bytes > 0.0:
             ra0 = max(d.readahead_kb, 4.0) * KIB
-            if len(p.ra_points) >= 2:
-                x0 = _log_bytes(math.log(max(d.readahead_kb, 4.0)), p)
-                b = d.read_bytes * np.exp(_log_bytes_v(np.log(ra / KIB), p) - x0)
-            elif p.read_exponent:
-                b = d.read_bytes * (ra / ra0) ** p.read_exponent
-            else:
-                b = b + d.read_bytes
+            b = d.read_bytes * _bytes_scale_v(ra / KIB, d, p)
             a_sum0 = d.a_trainer + d.a_loader
             if (p.cpu_per_byte or p.cpu_per_request) and a_sum0 > 0.0:
                 s0 = min(ra0, p.max_request)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from autotune.envs.model import Demand, Knobs, Params
+from autotune.envs.model import CURVES, Demand, Knobs, Params
 from autotune.errors import UserError
 from autotune.features import SCHEMA_VERSION, progress_rate
 from autotune.knobs import KNOB_TABLE_VERSION, KNOBS, READAHEAD_DEFAULT_KB
@@ -196,7 +196,7 @@ def _load_calibration(trace: Path) -> tuple[Params, dict[str, Any]]:
         params = Params.from_dict(data["params"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{path}: not a valid calibration file ({e})") from None
-    values = [*params.scalars().values(), *params.ra_points, *params.ra_log_bytes]
+    values = [*params.scalars().values(), *(v for c in CURVES for v in getattr(params, c))]
     if any(not math.isfinite(v) for v in values):
         raise UserError(f"{path}: calibration has non-finite parameters")
     return params, data
@@ -308,6 +308,9 @@ class Pooled:
     readahead_kb: F64  # in effect at the row
     knobs: F64 = field(default_factory=lambda: np.zeros((0, 4)))
     # in effect at the row: weight.trainer, weight.loader, cpus.trainer, cpus.loader
+    random_share: F64 = field(default_factory=lambda: np.zeros(0))
+    # of the job's page-cache misses nearby, the share not brought in by asynchronous
+    # read-ahead (random access: faults and synchronous reads); 0 where it missed nothing
 
 
 RECORDED_KNOBS = ("weight.trainer", "weight.loader", "cpus.trainer", "cpus.loader")
@@ -330,6 +333,12 @@ def pool(wl: Workload) -> Pooled:
         par_t[i] = run_t[lo:hi][mask].max()
         par_l[i] = run_l[lo:hi][mask].max()
     default_ra = wl.defaults.get("readahead", READAHEAD_DEFAULT_KB)
+    job = roles[:, _T, :] + roles[:, _L, :]
+    missed = _pooled(job[:, C["pgcache_miss"]], seg, w)
+    streamed = _pooled(job[:, C["ra_async_pages"]], seg, w)
+    random_share = np.where(
+        missed > 0, 1.0 - np.minimum(1.0, streamed / np.maximum(missed, 1.0)), 0.0
+    )
     return Pooled(
         done=_pooled(wl.rate * dt, seg, w),
         dt=_pooled(dt, seg, w),
@@ -345,6 +354,7 @@ def pool(wl: Workload) -> Pooled:
         knobs=np.array(
             [[k.get(n, 1.0) for n in RECORDED_KNOBS] for k in wl.knobs], np.float64
         ).reshape(-1, len(RECORDED_KNOBS)),
+        random_share=random_share,
     )
 
 
@@ -372,6 +382,7 @@ def demands_from(p: Pooled) -> list[Demand]:
                 weight_loader=float(rec[1]),
                 cpus_trainer=float(rec[2]),
                 cpus_loader=float(rec[3]),
+                random_share=float(p.random_share[i]) if len(p.random_share) > i else 0.0,
             )
         )
     return out

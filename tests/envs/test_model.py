@@ -162,7 +162,30 @@ def test_params_written_before_the_new_terms_still_load_and_round_trip() -> None
     assert Params.from_dict(json.loads(json.dumps(full.to_dict()))) == full
 
 
-def test_vectorized_model_matches_the_scalar_one_with_every_term() -> None:
+def test_read_ahead_by_access_pattern_weighs_the_two_curves_by_the_random_share() -> None:
+    p = Params(
+        ra_points=(16.0, 8192.0),
+        ra_log_bytes=(0.0, 0.0),  # a stream reads what it reads at any read-ahead
+        ra_points_random=(16.0, 128.0, 8192.0),
+        ra_log_bytes_random=(0.0, math.log(8.0), math.log(200.0)),  # faults read around R
+    )
+    assert bytes_scale(8192.0, 128.0, p, 0.0) == pytest.approx(1.0)
+    assert bytes_scale(8192.0, 128.0, p, 1.0) == pytest.approx(25.0)
+    assert bytes_scale(8192.0, 128.0, p, 0.4) == pytest.approx(0.6 + 0.4 * 25.0)
+    # Without a random curve the share changes nothing: one-pattern recordings are as before.
+    one = Params(ra_points=p.ra_points_random, ra_log_bytes=p.ra_log_bytes_random)
+    assert bytes_scale(8192.0, 128.0, one, 0.0) == bytes_scale(8192.0, 128.0, one, 1.0)
+    assert bytes_scale(8192.0, 128.0, one, 1.0) == pytest.approx(25.0)
+    # So a stream gains from large read-ahead (fewer, larger requests) and random faults lose.
+    stream = Demand(1e-5, 0.0, 1 << 19, 128.0, 0.0, 1.0, 0.0, random_share=0.0)
+    faults = replace(stream, random_share=1.0)
+    big, small = Knobs(readahead_kb=8192.0), Knobs(readahead_kb=128.0)
+    assert respond(stream, big, p, 2).rate > respond(stream, small, p, 2).rate
+    assert respond(faults, big, p, 2).rate < respond(faults, small, p, 2).rate
+
+
+@pytest.mark.parametrize("random_share", [0.0, 0.4, 1.0])
+def test_vectorized_model_matches_the_scalar_one_with_every_term(random_share: float) -> None:
     p = Params(
         u_trainer=3.0,
         u_loader=1.5,
@@ -179,8 +202,10 @@ def test_vectorized_model_matches_the_scalar_one_with_every_term() -> None:
         queue_var=0.5,
         ra_points=(16.0, 128.0, 1024.0),
         ra_log_bytes=(0.0, 1.5, 2.0),
+        ra_points_random=(32.0, 256.0, 8192.0),
+        ra_log_bytes_random=(0.0, 2.0, 5.0),
     )
-    d = Demand(3.6e-4, 1.1e-4, 260_000.0, 128.0, 0.6, 2.0, 0.8, 2.0, 1.0, 0.5, 1.0)
+    d = Demand(3.6e-4, 1.1e-4, 260_000.0, 128.0, 0.6, 2.0, 0.8, 2.0, 1.0, 0.5, 1.0, random_share)
     settings = [
         Knobs(w_t, w_l, c_t, c_l, ra, pf)
         for w_t, w_l, c_t, c_l, ra, pf in (
