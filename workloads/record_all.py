@@ -40,10 +40,12 @@ SAMPLES = {
     "shards": 360448,
     "randread": 393216,
     "phases": 262144,
-    # The first four spells of seed 0 (seq 37 s, random 16 s, seq 23 s, random 18 s at the
-    # reference rates): about 95 s at the reference setting, longer while the explorer visits
-    # 16 MiB read-ahead in a random spell (randread at 8 MiB: 0.07x of 128 KiB).
-    "mixed_io": 107475,
+    # The first 32 spells of seed 0 (seq 37 s, random 16 s, ... at the reference rates; 245 s
+    # on a quiet node, where both kinds run about three times faster). Enough spells that each
+    # split part (60/20/20 % of the rows, in time) holds both kinds, and that the explorer
+    # visits several read-ahead values in each kind: with the first four alone the test part
+    # was one random spell, where no schedule beats a constant.
+    "mixed_io": 756713,
     # Timed, not counted (below): its neighbour's spells are in seconds.
     "neighbour_onoff": 10_000_000,
 }
