@@ -50,6 +50,18 @@ POLL_S = 0.05  # how soon a spell's settings follow its start (an oracle switche
 DISK_MIB = {"default": 2560, "tiny": 256}
 TINY_SAMPLES = 64  # the jobs' own defaults are sized for the default data
 SPELL_S = (10.0, 40.0)  # issue 18: a neighbour that comes and goes, in spells of 10-40 s
+# The spells of the benches that judge settings by whole runs (bench.grid, bench.online): short
+# enough that a run of 20-30 s holds several of each kind, so that a static setting is judged on
+# both kinds and not on the first spell alone.
+BENCH_SPELL_S = (4.0, 8.0)
+
+
+def spell_args(w: catalog.Workload, spell_s: tuple[float, float]) -> list[str]:
+    """The flags that give a job with spells of its own (mixed_io) spells of ``spell_s``
+    seconds, as long as the neighbour's; none for other jobs."""
+    if not w.spell_kinds or w.neighbour_spells:
+        return []
+    return ["--spell-s", f"{spell_s[0]:g},{spell_s[1]:g}"]
 
 
 class WorkloadFailed(UserError):
@@ -113,8 +125,8 @@ class Workbench:
         data_dir: use this directory instead of making a loop device; read-ahead can then be
             set only if it lives on a loop device.
         seed: the data's seed.
-        spell_s: how long the spells of a neighbour that comes and goes last (tests shorten
-            them); their schedule's seed is ``seed``.
+        spell_s: how long spells last, a neighbour's that comes and goes and a job's own
+            (``--spell-s``; tests and benches shorten them); their schedule's seed is ``seed``.
     """
 
     def __init__(
@@ -171,6 +183,7 @@ class Workbench:
         """The job's command line."""
         w = catalog.get(name)
         cmd = [sys.executable, "-m", w.module, "--data-dir", str(self.prepare(name))]
+        cmd += spell_args(w, self.spell_s)
         if self.size == "tiny":
             cmd += w.tiny_args
             samples = TINY_SAMPLES if samples is None else samples

@@ -24,7 +24,9 @@ What is measured is the wall time of the command a person runs, from its start t
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
 (interpreter start-up included); the job's own timed part beside it. Every arm has the same
 helper beside it: the harness's 250 ms pass over the job's processes (which places new workers
-under a held setting, and only lists them when nothing is held); no other process. The arms'
+under a held setting, and only lists them when nothing is held); no other process. Spells (the
+neighbour's of neighbour_onoff, mixed_io's own) last 4-8 s, as in ``bench.grid``, so that a run
+holds several of each kind. The arms'
 order rotates each repeat. A rate is samples over wall seconds (higher is better), and each
 ratio is paired by repeat: geometric mean over repeats with a 95 % bootstrap interval.
 
@@ -39,7 +41,7 @@ seconds of wall time (× 1.6 for the two spell jobs).
 Results merge into ``--out`` one job at a time (other jobs' entries kept), through
 bench/results.py, in the shape issue 20 gives: per job ``repeats``, ``tuned_vs_default``,
 ``tuned_vs_static_best``, ``tuned_vs_alone`` (neighbour jobs), more ratios, and ``arms`` with
-every repeat's wall and job times. Run each job as its own ``/work/bin/quiet measure`` call.
+every repeat's wall and job times. Run it on a machine where nothing else runs.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ from bench.adaptive.oracle import paired
 from bench.results import provenance, write_json
 from workloads import catalog
 from workloads.knobs import format_knobs, parse
-from workloads.run import REPO, Result, Workbench, on_sigterm
+from workloads.run import BENCH_SPELL_S, REPO, Result, Workbench, on_sigterm
 
 OUT = REPO / "bench" / "results" / "online.json"
 GRID = REPO / "bench" / "results" / "grid.json"
@@ -84,7 +86,7 @@ TUNED_ARMS = ("static_tuned", "tuned", "adapt", "tuned_fast")
 FAST_GUARD = {"AUTOTUNE_GUARD_MAX_RUNGS": "3", "AUTOTUNE_GUARD_WARMUP_DEFER": "true"}
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
-SPELL_S = (4.0, 8.0)
+SPELL_S = BENCH_SPELL_S  # the neighbour's and mixed_io's own, as in bench.grid
 ADAPTIVE_TARGET_WALL = 1.6  # × --target-wall for them: a few spells each
 BATCH = 64  # samples round up to this (every job's batch divides it)
 SUMMARY = re.compile(r"tuner ([0-9.]+)% CPU, ([0-9.]+) MB")
@@ -225,9 +227,6 @@ class Bench:
 
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def extra(self, name: str) -> list[str]:
-        return ["--spell-s", f"{SPELL_S[0]:g},{SPELL_S[1]:g}"] if name == "mixed_io" else []
-
     def run(self, name: str, samples: int, arm: str, setting: dict[str, Any]) -> Result:
         under = None
         knobs: Mapping[str, float] = self.start
@@ -248,7 +247,6 @@ class Bench:
             knobs,
             noisy,
             under=under,
-            extra_args=self.extra(name),
             timeout_s=self.args.timeout,
         )
 

@@ -19,7 +19,14 @@ from autotune.target import descendants
 from autotune.telemetry.progress import ProgressServer
 from workloads import catalog, disk, jobkit, mixed_io, spells
 from workloads.neighbour import OnOffNeighbour
-from workloads.run import REPO, Workbench, drain_progress
+from workloads.run import (
+    BENCH_SPELL_S,
+    REPO,
+    SPELL_S,
+    Workbench,
+    drain_progress,
+    spell_args,
+)
 
 needs_stress = pytest.mark.skipif(shutil.which("stress-ng") is None, reason="needs stress-ng")
 
@@ -181,6 +188,17 @@ def test_the_oracle_switches_weights_as_the_neighbour_comes_and_goes(
     last = on if kinds[-1] == "on" else off
     assert r.spells[-1]["in_effect"].items() <= last.items()
     assert r.reported_samples == r.samples == sum(s["samples"] for s in r.spells)
+
+
+def test_a_job_with_spells_of_its_own_gets_the_workbench_spell_lengths() -> None:
+    assert spell_args(catalog.get("mixed_io"), BENCH_SPELL_S) == ["--spell-s", "4,8"]
+    assert spell_args(catalog.get("neighbour_onoff"), BENCH_SPELL_S) == []  # the neighbour's
+    assert spell_args(catalog.get("shards"), BENCH_SPELL_S) == []
+    # The job's own default is the workbench's: a plain run is the job as recorded.
+    assert spell_args(catalog.get("mixed_io"), SPELL_S) == [
+        "--spell-s",
+        f"{mixed_io.SPELL_S[0]:g},{mixed_io.SPELL_S[1]:g}",
+    ]
 
 
 def test_a_bad_oracle_is_refused_before_anything_runs() -> None:
