@@ -42,6 +42,14 @@ from autotune.target import Members, Target, start_time
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+# Knobs that act on the loaders' processes: a job with none (a trainer that reads its own
+# data) feels no change of them until some appear. The prefetch depth is not one: the job
+# applies it to the DataLoaders it makes, whether its workers run yet or not.
+_LOADER_CPU_KNOBS = frozenset(
+    k.name for k in KNOBS if k.role is Role.LOADER and k.family in (Family.WEIGHTS, Family.AFFINITY)
+)
+
+
 class Actuators:
     """Bounded, journalled, verified writes to the knobs of one target.
 
@@ -167,7 +175,12 @@ class Actuators:
         m = members if members is not None else self.target.members()
         out: dict[str, str] = {}
         for knob, backend in self._backends.items():
-            if knob not in self.disabled and (why := backend.inert(knob, m)):
+            if knob in self.disabled:
+                continue
+            why = backend.inert(knob, m)
+            if not why and knob in _LOADER_CPU_KNOBS and not m.loader_pids:
+                why = "the job has no loader processes"
+            if why:
                 out[knob] = why
         return out
 

@@ -111,6 +111,18 @@ def test_equal_weights_keep_the_job_in_one_cgroup_and_1x_puts_it_back(
     assert {cpu_cgroup(p) for p in job.target.members().all_pids} == {origin}
 
 
+def test_loader_knobs_are_inert_until_the_job_has_loader_processes(
+    spawn: Callable[..., Job], settings: Settings
+) -> None:
+    job = spawn("--loaders", "0")
+    with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
+        inert = act.inert()
+        assert inert["weight.loader"] == inert["cpus.loader"] == "the job has no loader processes"
+        assert not inert.keys() & {"weight.trainer", "cpus.trainer"}
+        job.send("fork")  # a loader appears
+        assert not act.inert().keys() & {"weight.loader", "cpus.loader"}
+
+
 def test_someone_changing_our_shares_makes_us_yield(
     spawn: Callable[..., Job], settings: Settings
 ) -> None:
