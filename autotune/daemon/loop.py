@@ -196,10 +196,14 @@ class TuneLoop:
             obs = featurize(s)
             rate = progress_rate(s)
             current = values_to_levels(s.knobs)
-            wish = self.policy.decide(obs, current)
+            wish = hold_inert(self.policy.decide(obs, current), current, self._inert)
             if self.adapt is not None:
-                wish = self.adapt.wish(wish, rate, self.guard, self.act.disabled)
-            wish = hold_inert(wish, current, self._inert)
+                # Never explored: knobs the actuators gave up on, and knobs that act on nothing
+                # now (held: an arm on one would never take, and the adapter would wait for it).
+                skip = self.act.disabled.keys() | self._inert.keys()
+                wish = hold_inert(
+                    self.adapt.wish(wish, rate, self.guard, skip), current, self._inert
+                )
             verdict = self.guard.step(rate, wish, s.progress_source, other_demand(s), read_mbps(s))
             if self.adapt is not None:
                 verdict = self.adapt.annotate(verdict)
