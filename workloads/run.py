@@ -24,10 +24,12 @@ import json
 import os
 import queue
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -145,8 +147,12 @@ class Workbench:
         self._disk: disk.DataDisk | None = None
         self.data: Path | None = None
         self.device: str | None = None
+        self.tmp: Path | None = None
 
     def open(self) -> Workbench:
+        # The jobs' TMPDIR: what they leave there (a DataLoader's pymp-* folder, whose workers
+        # are stopped with the job's group) goes with the workbench, not into /tmp.
+        self.tmp = Path(tempfile.mkdtemp(prefix="workbench-"))
         if self._given is not None:
             if not self._given.is_dir():
                 raise UserError(f"data directory {self._given} does not exist")
@@ -162,7 +168,17 @@ class Workbench:
         if self._disk is not None:
             self._disk.close()
             self._disk = None
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
         self.data = self.device = None
+
+    def job_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment a job runs in: this process's, its own TMPDIR, and ``extra``."""
+        env = {**os.environ, **(extra or {})}
+        if self.tmp is not None:
+            env["TMPDIR"] = str(self.tmp)
+        return env
 
     def __enter__(self) -> Workbench:
         return self.open()
@@ -249,7 +265,7 @@ class Workbench:
             load1 = os.getloadavg()[0]
             dev = self.device
             read0 = disk.device_read_bytes(dev) if dev else None
-            env = {**os.environ, **(progress.env if progress else {})}
+            env = self.job_env(progress.env if progress else None)
             # The job's stdin is its dataset's manifest (it never reads stdin): a file open on
             # the data disk from the first instant, so a tuner or recorder wrapped around the
             # job finds the device for `readahead` at once, not only once the job has imported

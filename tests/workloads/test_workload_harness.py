@@ -30,6 +30,15 @@ def test_run_holds_read_ahead_and_counts_progress(isolated_settings: Path) -> No
     assert r.wall_s > r.job_s > 0
 
 
+def test_the_jobs_temporary_files_go_with_the_workbench(isolated_settings: Path) -> None:
+    with Workbench("tiny") as wb:
+        tmp = wb.tmp
+        assert tmp is not None and tmp.is_dir()
+        assert wb.job_env()["TMPDIR"] == str(tmp)
+        wb.run("shards", 32)  # DataLoader workers: multiprocessing makes its pymp-* folder
+    assert not tmp.exists()
+
+
 def test_read_ahead_is_restored_between_runs(isolated_settings: Path) -> None:
     with Workbench("tiny") as wb:
         assert wb.device is not None
