@@ -33,7 +33,10 @@ from autotune.errors import UserError
 OBJECT_STORE_MB = 80
 AUTH_MODE, AUTH_TOKEN = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"
 CONNECT_PROBE_S = 3.0
-START_ATTEMPTS = 3  # how long an --address gets to accept a TCP connection
+START_ATTEMPTS = 3  # tries at starting the embedded Ray
+# Tries at opening a Ray Client session. The head's client server starts a process per driver
+# and gives it 30 s to answer; on a loaded node it may not, and a later try usually gets one.
+JOIN_ATTEMPTS, JOIN_PAUSE_S = 3, 2.0
 # Ray's chatter we do not want on a person's terminal, and its start-up patience; a
 # person's own settings win.
 QUIET_ENV = {
@@ -142,11 +145,21 @@ def ray_session(address: str | None, *, num_cpus: int | None = None) -> Iterator
 
     if address is not None:
         probe(address)
-        try:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"cannot join the Ray cluster at {address}: {first[:200]}") from None
+        for attempt in range(1, JOIN_ATTEMPTS + 1):
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+                break
+            except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+                # Only a session the client server failed to open is worth another try; a
+                # wrong address, token or version fails the same way every time.
+                again = isinstance(e, ConnectionAbortedError) and attempt < JOIN_ATTEMPTS
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                if not again:
+                    raise UserError(
+                        f"cannot join the Ray cluster at {address}: {join_failure(e)}"
+                    ) from None
+                time.sleep(JOIN_PAUSE_S * attempt)
         try:
             yield _info(address, None)
         finally:
@@ -187,6 +200,20 @@ def ray_session(address: str | None, *, num_cpus: int | None = None) -> Iterator
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def join_failure(e: BaseException) -> str:
+    """One line on why ``ray.init`` could not join: the reason, not Ray's headline.
+
+    Ray Client reports a session its server could not open as a headline ("Initialization
+    failure from server:") followed by the server's whole traceback; the reason is the
+    traceback's last line.
+    """
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(e).__name__
+    reason = lines[-1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
+    return reason[:300]
 
 
 def _info(address: str | None, temp_dir: Path | None) -> RayInfo:

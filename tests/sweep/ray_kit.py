@@ -127,6 +127,16 @@ class TwoNodeCluster:
                 seen.update(k.pid for k in ours)
         return ours
 
+    def client_server_logs(self, lines: int = 15) -> str:
+        """The last lines of the head's Ray Client server logs (the proxy's and one per
+        driver session): why a `ray://` driver was refused, for a failing test's message."""
+        out = []
+        for log in sorted(self.dirs[0].glob("session_latest/logs/ray_client_server*.err")):
+            with contextlib.suppress(OSError):
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+                out.append(f"\n--- {log.name}\n" + "\n".join(tail))
+        return "".join(out)
+
     def stop(self) -> None:
         end_processes(self.leftovers())
 

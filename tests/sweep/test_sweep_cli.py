@@ -45,6 +45,21 @@ def test_an_unreachable_address_is_one_line(run_cli: Run, tmp_path: Path, scheme
     assert not (tmp_path / "runs" / "mlflow.db").exists()  # nothing logged for a typo
 
 
+def test_a_session_the_client_server_refused_is_named_by_its_reason() -> None:
+    from agents.sweep.cluster import join_failure
+
+    # Ray Client's own shape (util/client/worker.py): a headline, then the server's traceback;
+    # before, the one line a person saw was the headline alone.
+    trace = 'Traceback (most recent call last):\n  File "proxier.py", line 779\n'
+    trace += "RuntimeError: Proxy failed to Connect to backend! Check `ray_client_server.err`"
+    e = ConnectionAbortedError(f"Initialization failure from server:\n{trace}")
+    assert join_failure(e) == trace.splitlines()[-1]
+    assert join_failure(ConnectionError("ray client connection timeout")) == (
+        "ray client connection timeout"
+    )
+    assert join_failure(TimeoutError()) == "TimeoutError"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -216,7 +216,7 @@ def test_the_cluster_is_joined_through_ray_client_or_auto(
         text=True,
         timeout=900,
     )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-4000:]
+    assert r.returncode == 0, r.stderr[-4000:] + two_nodes.client_server_logs()
     assert f"on Ray ({address}, 2 nodes, 2 CPUs)" in r.stderr, r.stderr
     assert re.search(r"^1 trials in \d+ s on 2 nodes: 0 stopped early, 0 failed$", r.stderr, re.M)
     found = dict(re.findall(r"^(sweep|champion): (\S+)", r.stdout, re.M))
