@@ -38,10 +38,13 @@ def provenance(note: str | None = None) -> dict[str, Any]:
 
 
 def write_json(path: str | os.PathLike[str], doc: dict[str, Any]) -> None:
-    """Write ``doc`` as indented JSON, making the folder when missing."""
+    """Write ``doc`` as indented JSON, whole or not at all (a bench stopped while it writes
+    leaves the file it had), making the folder when missing."""
+    from autotune.fsutil import write_text_atomic
+
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    write_text_atomic(out, json.dumps(doc, indent=1) + "\n")
 
 
 def write_result(path: str | os.PathLike[str], script: str, note: str | None, **body: Any) -> None:

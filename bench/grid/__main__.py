@@ -27,7 +27,6 @@ file under the workload's key (other workloads' entries are kept), with commit, 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from pathlib import Path
@@ -46,12 +45,9 @@ PROBE_S = 4.0  # the probe's length at the recorded rate
 
 
 def save(path: Path, doc: dict[str, Any], name: str, entry: dict[str, Any]) -> None:
-    """Merge one workload's entry and write the file whole (a temporary file, then a rename)."""
+    """Merge one workload's entry and write the file whole."""
     head = provenance()
-    doc = {**doc, **head, "workloads": {**doc["workloads"], name: {**head, **entry}}}
-    tmp = path.with_name(path.name + ".tmp")
-    write_json(tmp, doc)
-    os.replace(tmp, path)
+    write_json(path, {**doc, **head, "workloads": {**doc["workloads"], name: {**head, **entry}}})
 
 
 def show(name: str, entry: dict[str, Any]) -> None:

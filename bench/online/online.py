@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import signal
 import subprocess
@@ -381,9 +380,7 @@ def save(path: Path, name: str, result: dict[str, Any], model: str) -> None:
     doc = load_doc(path)
     head = provenance()
     jobs = {**doc["jobs"], name: {**head, "model": model, **result}}
-    tmp = path.with_name(path.name + ".tmp")
-    write_json(tmp, {**doc, **head, "jobs": jobs})
-    os.replace(tmp, path)
+    write_json(path, {**doc, **head, "jobs": jobs})
 
 
 def autotune_cmd() -> str:
