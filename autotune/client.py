@@ -1,4 +1,5 @@
-"""The job side of autotune: progress reports and the in-process prefetch knob.
+"""The job side of autotune: progress reports, the in-process prefetch knob, and torch's
+threads kept within the CPUs the tuner gives the trainer.
 
 A training job integrates with two lines, and costs nothing when autotune is not running::
 
@@ -13,6 +14,15 @@ full) stays counted and goes with the next one, so nothing is lost. The tuner's 
 DataLoader prefetch depth it wants) come back on the same socket. Without the variable every call
 is a no-op.
 
+When the tuner narrows the CPUs the trainer may run on (``cpus.trainer``), a PyTorch job that
+keeps its intra-op threads crowds them onto fewer cores, where OpenMP's threads spin waiting for
+each other: cnn's samples/s fell by 80-90 % within a second of its trainer going from two CPUs to
+one under `autotune tune` (bench/online, three sessions), while the same setting fixed before
+the job started (torch then starts one thread) ran 1.17x default. So :func:`count_batches`
+matches torch's thread count to the CPUs the process may use whenever they change
+(:func:`apply_threads`): as many threads as CPUs where the job kept torch's default, never more
+than the job's own choice where it set one.
+
 Wire format (ASCII, one datagram a message):
 
 * job → tuner: ``P <pid> <samples> <steps>`` (counts since the last report),
@@ -25,6 +35,7 @@ from __future__ import annotations
 import atexit
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -51,6 +62,10 @@ class _Channel:
         self.last = 0.0
         self.prefetch: int | None = None
         self.lock = threading.Lock()
+        # apply_threads: the CPUs last seen, and torch's threads as the job had them then.
+        self.cpus: int | None = None
+        self.threads_own: int | None = None
+        self.threads_follow = False
 
     def send(self, text: str) -> bool:
         try:
@@ -156,7 +171,39 @@ def count_batches(loader: Iterable[T]) -> Iterator[T]:
             return
         report(samples=_batch_len(batch), steps=1)
         apply_prefetch(it)
+        apply_threads()
         yield batch
+
+
+def apply_threads() -> int | None:
+    """Match torch's intra-op threads to the CPUs this process may run on, once they change.
+
+    Call it from the thread that runs the model (OpenMP's thread count is per calling thread):
+    :func:`count_batches` does, between batches. The first call notes torch's threads and the
+    CPUs; a job whose thread count equals its CPUs then (torch's default) follows the CPUs,
+    one that chose fewer keeps at most its own number. Returns the threads in effect, or None
+    outside autotune or where torch is not loaded.
+    """
+    ch = _get()
+    torch = sys.modules.get("torch")
+    if ch is None or torch is None:
+        return None
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except OSError:
+        return None
+    threads = int(torch.get_num_threads())
+    if ch.cpus is None:
+        ch.cpus, ch.threads_own = cpus, threads
+        ch.threads_follow = threads >= cpus
+        return threads
+    if cpus == ch.cpus:
+        return threads
+    ch.cpus = cpus
+    want = cpus if ch.threads_follow else min(cpus, ch.threads_own or cpus)
+    if want != threads:
+        torch.set_num_threads(want)
+    return want
 
 
 def apply_prefetch(iterator: Any) -> int | None:
