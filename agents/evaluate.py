@@ -76,11 +76,18 @@ class Summary:
     p_improve: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
 
+def episode_steps(n: int, rows: tuple[float, float] = splits.TEST) -> int:
+    """Steps of an evaluation episode over part ``rows`` of a trace of ``n`` rows: the part's
+    rows less two, counted from the part's own bounds (``(1.0 - 0.8) * 585`` is 116.99...)."""
+    lo, hi = splits.bounds(n, rows)
+    return max(1, hi - lo - 2)
+
+
 def episode_rows(wl: Workload, rows: tuple[float, float] = splits.TEST) -> range:
     """The rows an evaluation episode over part ``rows`` steps through (it starts on the part's
     first row and scores the rows after it)."""
     lo, hi = splits.bounds(len(wl), rows)
-    steps = max(1, int((rows[1] - rows[0]) * len(wl)) - 2)
+    steps = episode_steps(len(wl), rows)
     return range(lo + 1, min(lo + steps, hi - 1) + 1)
 
 
@@ -94,8 +101,7 @@ def run_episode(
     run: int = 0,
 ) -> EpisodeResult:
     """One episode over the whole ``rows`` part of the workload (default: its test part)."""
-    n = len(wl)
-    steps = max(1, int((rows[1] - rows[0]) * n) - 2)
+    steps = episode_steps(len(wl), rows)
     env = ReplayEnv([wl], episode_steps=steps, rows=rows)
     obs, info = env.reset(seed=seed, options={"start": env._bounds(0)[0]})
     interval = float(np.median([s.interval_s for s in wl.samples]))

@@ -61,4 +61,5 @@ def test_evaluate_runs_each_model_of_a_policy_on_the_test_part() -> None:
         (1, seeds[0]),
         (1, seeds[1]),
     ]
-    assert all(r.steps == int(0.2 * len(wl)) - 2 for r in rs)
+    lo, hi = splits.bounds(len(wl), splits.TEST)
+    assert all(r.steps == hi - lo - 2 for r in rs)  # the part's rows less two
