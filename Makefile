@@ -32,7 +32,7 @@ check: bootstrap lint
 
 # Our sched_ext scheduler, attached in a VM booting a sched_ext kernel under qemu (about 40 s once
 # the kernel is cached), then the cgroup v2 weights backend in the same kernel, whose v2 hierarchy
-# has the cpu controller this node's lacks (scx/vm/cgroup2.sh, about SECONDS s); `make test` runs
+# has the cpu controller this node's lacks (scx/vm/cgroup2.sh, about 25 s); `make test` runs
 # them too, through tests/scx/test_scx_vm.py and tests/actuators/test_cgroup2_vm.py.
 test-scx: bootstrap
 	scx/vm/run.sh
