@@ -289,11 +289,6 @@ def stop(run_state: list[Run]) -> None:
         for pid in (run.loader, run.trainer):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    for _ in range(200):
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
     root = cgroups.mounts().v2
     if root is not None:
         for d in (root / SLICE / "job.scope", root / SLICE):
