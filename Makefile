@@ -31,9 +31,12 @@ check: bootstrap lint
 	$(PY) -m pytest -q -n $(CHECK_WORKERS) -m "not slow and not vm" $(PYTEST_ARGS)
 
 # Our sched_ext scheduler, attached in a VM booting a sched_ext kernel under qemu (about 40 s once
-# the kernel is cached); `make test` runs it too, through tests/scx/test_scx_vm.py.
+# the kernel is cached), then the cgroup v2 weights backend in the same kernel, whose v2 hierarchy
+# has the cpu controller this node's lacks (scx/vm/cgroup2.sh, about 25 s); `make test` runs
+# them too, through tests/scx/test_scx_vm.py and tests/actuators/test_cgroup2_vm.py.
 test-scx: bootstrap
 	scx/vm/run.sh
+	scx/vm/cgroup2.sh
 
 # The bundled recordings (envs/workloads/*.parquet), regenerated on this node (root, ~10 min).
 workloads: bootstrap

@@ -5,8 +5,10 @@ use to verify their own writes, so both see one definition of each knob's value:
 
 * ``weight.<role>``: the role's cgroup weight (v2 ``cpu.weight`` / 100 or v1 ``cpu.shares`` /
   1024; in one of autotune's own role cgroups, divided by the processes in it, because the tuner
-  gives a role ``multiplier × default × processes``) times the nice weight of the role's first
-  process (kernel ``sched_prio_to_weight`` / 1024), snapped to the ladder;
+  gives a role ``multiplier × default × processes``; a v2 cgroup whose parent keeps the cpu
+  controller to itself has no ``cpu.weight`` and reads its nearest ancestor's) times the nice
+  weight of the role's first process (kernel ``sched_prio_to_weight`` / 1024), snapped to the
+  ladder;
 * ``cpus.<role>``: how many CPUs of the pool (online CPUs within the job's cpuset) the role's
   threads may run on together, as a share of the pool, snapped to the ladder;
 * ``readahead``: ``read_ahead_kb`` of the first (by name) block device the target has files open
@@ -141,13 +143,31 @@ def cgroup_factor(
         return 1.0
     directory = root / rel.lstrip("/")
     text = _read(directory / name)
+    if text is None and name == "cpu.weight" and directory.is_dir():
+        # v2: a cgroup whose parent does not pass the cpu controller down has no cpu.weight (a
+        # systemd unit in a slice without CPUWeight=, say); its tasks compete as part of the
+        # nearest ancestor that has one, or of the root (1×).
+        holder = _v2_weight_holder(root, directory)
+        if holder is None:
+            return 1.0
+        directory, text = holder, _read(holder / name)
     if text is None:
         return None
     factor = int(text) / default
-    if rel.startswith(f"/{parent}/"):
+    if rel.startswith(f"/{parent}/") and directory == root / rel.lstrip("/"):
         procs = (_read(directory / "cgroup.procs") or "").split()
         factor /= max(1, len(procs))
     return factor
+
+
+def _v2_weight_holder(root: Path, directory: Path) -> Path | None:
+    """The nearest ancestor of a v2 cgroup that has a ``cpu.weight``; None: the root."""
+    for d in directory.parents:
+        if d == root or root not in d.parents:
+            return None
+        if (d / "cpu.weight").is_file():
+            return d
+    return None
 
 
 def role_weight(

@@ -28,7 +28,7 @@ def resolve(name: str, mounts: cgroups.CgroupMounts | None = None) -> Path:
             bases.append(m.v2)
         if "cpu" in m.v1:
             bases.append(m.v1["cpu"])
-        if m.v2 is not None:
+        if m.v2 is not None and m.v2 not in bases:  # v2 without cpu: a slice is still there
             bases.append(m.v2)
         for base in bases:
             if (base / name / "cgroup.procs").is_file():

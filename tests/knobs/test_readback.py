@@ -14,6 +14,7 @@ import pytest
 
 from autotune.knobs import by_name
 from autotune.knobs.readback import (
+    _v2_weight_holder,
     cpu_pool,
     nice_factor,
     nice_for_factor,
@@ -121,3 +122,17 @@ def test_a_zombie_worker_is_not_read_as_the_roles_weight(job: subprocess.Popen[s
         assert "weight.loader" not in read_knobs(target)
     finally:
         group.rmdir()
+
+
+def test_a_v2_cgroup_without_cpu_weight_competes_as_its_nearest_weighted_ancestor(
+    tmp_path: Path,
+) -> None:
+    # A tree shaped as cgroup v2 makes one (cpu.weight only where the parent passes the cpu
+    # controller down). The real controller is read in the VM: tests/actuators/test_cgroup2_vm.py.
+    leaf = tmp_path / "a.slice" / "b.slice" / "c.scope"
+    leaf.mkdir(parents=True)
+    assert _v2_weight_holder(tmp_path, leaf) is None  # the root's: 1×
+    (tmp_path / "a.slice" / "cpu.weight").write_text("200\n")
+    assert _v2_weight_holder(tmp_path, leaf) == tmp_path / "a.slice"
+    (tmp_path / "a.slice" / "b.slice" / "cpu.weight").write_text("50\n")
+    assert _v2_weight_holder(tmp_path, leaf) == tmp_path / "a.slice" / "b.slice"
