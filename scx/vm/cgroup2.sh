@@ -17,7 +17,8 @@
 # logs stay in build/cgroup2-vm/.
 #
 # Exit status: 0 pass, 1 fail, 2 a missing host tool or not root, 3 could not boot, 4 the kernel
-# is unavailable (no network to the Debian mirror and nothing cached).
+# is unavailable (no network to the Debian mirror and nothing cached), 5 the checkout or its
+# Python is not on the root filesystem (the only one the VM sees).
 # Environment: AUTOTUNE_VM_PYTHON (the Python run inside: default .venv/bin/python, else python3;
 # it and this checkout must be on the root filesystem, the one the VM sees), AUTOTUNE_SCX_CACHE
 # (see scx/fetch.sh), CGROUP2_VM_TIMEOUT (seconds per boot, 300), MEASURE_S (seconds of guest
@@ -48,7 +49,7 @@ fi
 # The VM sees the root filesystem alone, and /vm.env holds the paths unquoted.
 for path in "$repo" "$python" "$(readlink -f "$python")"; do
     [ "$(findmnt -n -o TARGET -T "$path")" = / ] \
-        || die "$path is not on the root filesystem, the only one the VM sees"
+        || { say "$path is not on the root filesystem, the only one the VM sees"; exit 5; }
     [[ $path != *[[:space:]\"\'\\\$\`]* ]] || die "$path has a space or quote in it"
 done
 

@@ -3,7 +3,8 @@
 This node's v2 hierarchy has no controllers, so test_weights.py can only reach cgroup v1 here.
 scx/vm/cgroup2.sh boots a v2-only kernel with the host's root shared read-only over virtiofs and
 runs cgroup2_guest.py inside it with this Python; this test runs the script and checks the
-ratios it measured. Skipped, with the reason, only where qemu, virtiofsd or the kernel is missing.
+ratios it measured. Skipped, with the reason, only where qemu, virtiofsd or the kernel is missing,
+or where the checkout is not on the root filesystem (the one the VM sees).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "scx" / "vm" / "cgroup2.sh"
 VIRTIOFSD = Path(os.environ.get("VIRTIOFSD", "/usr/lib/qemu/virtiofsd"))
 KERNEL_UNAVAILABLE = 4  # cgroup2.sh's exit status when it cannot fetch the kernel
+NOT_SHAREABLE = 5  # ... when the checkout or its Python is off the root filesystem
 WORK_PREFIX = "autotune-cgroup2-vm."  # the script's temporary folder
 
 pytestmark = [pytest.mark.vm, pytest.mark.root]
@@ -77,6 +79,8 @@ def _run_vm(boot_timeout_s: int) -> subprocess.CompletedProcess[str]:
     r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if r.returncode == KERNEL_UNAVAILABLE:
         pytest.skip(f"the VM's kernel is unavailable: {r.stderr.strip().splitlines()[-1]}")
+    if r.returncode == NOT_SHAREABLE:
+        pytest.skip(f"the VM cannot see this checkout: {r.stderr.strip().splitlines()[-1]}")
     left = [x for x in _leftovers() if x not in before]
     assert not left, f"cgroup2.sh left behind: {left}"
     return r
