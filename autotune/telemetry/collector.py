@@ -169,6 +169,7 @@ class TelemetryCollector:
         counts = self._progress.take() if self._progress is not None else None
         if counts is not None and self._progress is not None and self._progress.ever_reported:
             s.progress_samples, s.progress_steps = counts.samples, counts.steps
+            s.progress_span_s = counts.span_s
             s.progress_source = PROGRESS_CLIENT
         else:
             # The proxy: trainer on-CPU seconds (see the module docstring).

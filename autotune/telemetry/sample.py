@@ -83,6 +83,9 @@ class Sample:
         progress_samples: samples the job processed in the interval.
         progress_steps: optimizer steps in the interval.
         progress_source: ``client``, ``proxy`` or ``none``.
+        progress_span_s: for ``client`` progress, the seconds from the job's last report before
+            the interval to its last one in it (the time the counted work took); None when the
+            interval had no report or none came before it.
         gpu_present: whether NVML saw a GPU; when False the two GPU fields are meaningless.
         gpu_util: mean GPU utilization, 0..1.
         gpu_mem: GPU memory used, fraction of total.
@@ -103,6 +106,7 @@ class Sample:
     progress_samples: float = 0.0
     progress_steps: float = 0.0
     progress_source: str = PROGRESS_NONE
+    progress_span_s: float | None = None
     gpu_present: bool = False
     gpu_util: float = 0.0
     gpu_mem: float = 0.0

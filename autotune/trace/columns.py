@@ -56,6 +56,7 @@ SCHEMA = pa.schema(
         ("progress_samples", pa.float64()),
         ("progress_steps", pa.float64()),
         ("progress_source", pa.string()),
+        ("progress_span_s", pa.float64()),
         ("gpu_present", pa.bool_()),
         ("gpu_util", pa.float64()),
         ("gpu_mem", pa.float64()),
@@ -86,7 +87,7 @@ def missing_columns(missing: Iterable[str]) -> set[str]:
         elif name in ("block_lat_hist", "blk_lat_hist", "lat_hist"):
             out.add("blk_lat_hist")
         elif name == "progress":
-            out.update(("progress_samples", "progress_steps"))
+            out.update(("progress_samples", "progress_steps", "progress_span_s"))
         elif name == "gpu":
             out.update(("gpu_util", "gpu_mem"))
         elif name in names:
@@ -124,6 +125,7 @@ def sample_to_row(s: Sample) -> dict[str, Any]:
     row["progress_samples"] = s.progress_samples
     row["progress_steps"] = s.progress_steps
     row["progress_source"] = s.progress_source
+    row["progress_span_s"] = s.progress_span_s
     row["gpu_present"] = s.gpu_present
     # Absent GPU: NULL, not zeros posing as data.
     row["gpu_util"] = s.gpu_util if s.gpu_present else None
@@ -168,7 +170,8 @@ def table_to_samples(table: pa.Table) -> list[Sample]:
     ``missing``, so a replay never mistakes them for measured zeros.
     """
     n = table.num_rows
-    skip = {*FEATURE_COLUMNS, *KNOB_COLUMNS, "missing"}
+    # The span is None wherever it is not known (see Sample): absent is no loss of a counter.
+    skip = {*FEATURE_COLUMNS, *KNOB_COLUMNS, "missing", "progress_span_s"}
     absent = {c for c in SCHEMA.names if c not in table.column_names and c not in skip}
 
     def col(name: str) -> pa.ChunkedArray:
@@ -187,6 +190,7 @@ def table_to_samples(table: pa.Table) -> list[Sample]:
         name: col(name).to_pylist()
         for name in ("t", "t_wall", "interval_s", "progress_samples", "progress_steps")
     }
+    span = col("progress_span_s").to_pylist()
     gpu_util, gpu_mem = col("gpu_util").to_pylist(), col("gpu_mem").to_pylist()
     knobs = {k.name: col(k.column).to_pylist() for k in KNOBS}
     ncpus = col("ncpus").to_pylist()
@@ -210,6 +214,7 @@ def table_to_samples(table: pa.Table) -> list[Sample]:
                 progress_samples=floats["progress_samples"][i] or 0.0,
                 progress_steps=floats["progress_steps"][i] or 0.0,
                 progress_source=psource[i] or "none",
+                progress_span_s=span[i],
                 gpu_present=bool(gpu_present[i]),
                 gpu_util=gpu_util[i] or 0.0,
                 gpu_mem=gpu_mem[i] or 0.0,

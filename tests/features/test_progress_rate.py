@@ -34,3 +34,24 @@ def test_without_client_the_trainer_cpu_is_the_proxy() -> None:
 def test_a_zero_interval_does_not_divide_by_zero() -> None:
     s = _sample(interval_s=0.0)
     assert progress_rate(s) == 0.0
+
+
+def test_reports_are_divided_by_the_time_between_the_reports_that_bound_them() -> None:
+    # Batches of 64 every 0.14 s (457/s): 3 batches end in one 500 ms interval, 4 in the next.
+    # Over the interval that reads 384 and 512/s; over the span of the reports, 457 both times.
+    rates = []
+    for batches in (3, 4):
+        s = _sample()
+        s.progress_source = PROGRESS_CLIENT
+        s.progress_samples, s.progress_span_s = 64.0 * batches, 0.14 * batches
+        rates.append(progress_rate(s))
+    assert rates == pytest.approx([64 / 0.14] * 2)
+
+
+def test_a_span_shorter_than_half_the_interval_is_not_trusted() -> None:
+    s = _sample()
+    s.progress_source = PROGRESS_CLIENT
+    s.progress_samples, s.progress_span_s = 64.0, 0.05
+    assert progress_rate(s) == pytest.approx(128.0)  # per interval, as without a span
+    s.progress_span_s = None
+    assert progress_rate(s) == pytest.approx(128.0)

@@ -95,3 +95,31 @@ def test_torch_threads_follow_the_cpus_the_tuner_gives_the_trainer(threads: str)
     )
     assert r.returncode == 0, r.stderr
     assert [int(x) for x in r.stdout.split()] == ([n, n, n] if threads == "default" else [1, 1, 1])
+
+
+def test_counts_carry_the_time_between_the_reports_that_bound_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("autotune.telemetry.progress.time.monotonic", lambda: clock[0])
+
+    def report_at(t: float) -> None:
+        clock[0] = t
+        srv._handle(b"P 7 64 1", "")
+
+    with ProgressServer() as srv:
+        report_at(100.10)
+        first = srv.take()  # nothing before it: no span
+        report_at(100.30)
+        report_at(100.45)
+        second = srv.take()
+        third = srv.take()  # no report in it
+        report_at(101.60)
+        fourth = srv.take()  # the report before it is two takes back: no span
+        report_at(101.80)
+        fifth = srv.take()
+    assert first.samples == 64 and first.span_s is None
+    assert second.samples == 128 and second.span_s == pytest.approx(0.35)
+    assert third.reports == 0 and third.span_s is None
+    assert fourth.span_s is None
+    assert fifth.span_s == pytest.approx(0.20)
