@@ -214,7 +214,15 @@ class Guard:
         """Whether the warm-up ends now, deferring what the noise still asks for."""
         if self._reference_known():
             return True
-        if not (self.cfg.defer_warmup and self._at_floor()):
+        # Deferring, the first change waits for a canary's window of default rates at least:
+        # its canary compares the change with them, and is all that guards it until the owed
+        # part of the warm-up (a bad setting judged against fewer, from the job's first
+        # second, passed its canary: see the module).
+        if not (
+            self.cfg.defer_warmup
+            and self._at_floor()
+            and len(self.warmup_rates) >= self.cfg.canary
+        ):
             return False
         self.owed = self.cfg.warmup - len(self.warmup_rates)
         return True

@@ -17,8 +17,9 @@ same number of samples in every arm:
   a line saying so, where this checkout's ``autotune tune`` has no such flag);
 * ``alone``: for a job beside the noisy neighbour, the job at default knobs with no neighbour
   (the limit); ``replay_pick`` (only when asked in ``--arms``): the replay model's static-best;
-  ``tuned_fast`` (only when asked): ``tuned`` with the guard's experimental options for its
-  fixed cost, several rungs per change and the deferred warm-up (:data:`FAST_GUARD`).
+  ``tuned_fast`` and ``static_tuned_fast`` (only when asked): ``tuned`` and ``static_tuned``
+  with the guard's experimental options for its fixed cost, several rungs per change and the
+  deferred warm-up (:data:`FAST_GUARD`).
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -78,9 +79,10 @@ ARMS = (
     "alone",
     "replay_pick",
     "tuned_fast",
+    "static_tuned_fast",
 )
 DEFAULT_ARMS = ARMS[:6]
-TUNED_ARMS = ("static_tuned", "tuned", "adapt", "tuned_fast")
+TUNED_ARMS = ("static_tuned", "tuned", "adapt", "tuned_fast", "static_tuned_fast")
 # The tuned arm with the guard's experimental options for its fixed cost (docs/online-tuning.md).
 FAST_GUARD = {"AUTOTUNE_GUARD_MAX_RUNGS": "3", "AUTOTUNE_GUARD_WARMUP_DEFER": "true"}
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
@@ -107,6 +109,8 @@ RATIOS = {
     ("tuned_fast", "static_best"): "tuned_fast_vs_static_best",
     ("tuned_fast", "tuned"): "tuned_fast_vs_tuned",
     ("tuned_fast", "alone"): "tuned_fast_vs_alone",
+    ("static_tuned_fast", "static_best"): "static_tuned_fast_vs_static_best",
+    ("static_tuned_fast", "static_tuned"): "static_tuned_fast_vs_static_tuned",
 }
 
 
@@ -235,9 +239,10 @@ class Bench:
         elif arm == "alone":
             noisy = False
         elif arm in TUNED_ARMS:
-            model = str(setting["policy"]) if arm == "static_tuned" else self.model
+            constant = arm in ("static_tuned", "static_tuned_fast")
+            model = str(setting["policy"]) if constant else self.model
             cmd = [*self.tune, "--model", model, *(["--adapt"] if arm == "adapt" else [])]
-            if arm == "tuned_fast":
+            if arm.endswith("_fast"):
                 cmd = ["env", *(f"{k}={v}" for k, v in FAST_GUARD.items()), *cmd]
             under = " ".join(cmd)
         return self.wb.run(
@@ -300,7 +305,7 @@ class Bench:
             "static_best": best,
             "replay_pick": {**self.start, **(pick or {})},
         }
-        if "static_tuned" in arms:
+        if {"static_tuned", "static_tuned_fast"} & set(arms):
             setting["policy"] = write_constant(self.tmp / name, best)
         samples, sizing = self.size(name, entry)
         print(

@@ -315,3 +315,13 @@ def test_inert_knobs_are_held_where_they_are_and_the_rest_go_as_wished() -> None
         assert held[i] == (current[i] if name == "readahead" else wish[i])
     assert list(wish) == list(range(1, len(KNOBS) + 1))  # the policy's array is left alone
     assert hold_inert(wish, current, {}) is wish
+
+
+def test_a_deferred_warm_up_lasts_a_canary_window_at_least() -> None:
+    cfg = GuardConfig(warmup=10, warmup_min=2, dwell=1, canary=5, defer_warmup=True)
+    g = Guard(DEFAULT, cfg)
+    wish = DEFAULT + 1
+    events = [g.step(r, wish).event for r in [70.0, 130.0, 70.0, 130.0, 70.0, 130.0]]
+    # Noisy, so the warm-up is deferred; but not before the first canary has its 5 rates.
+    assert events == ["warmup"] * 5 + [""]
+    assert g.canary is not None and len(g.canary.baseline) == cfg.canary
