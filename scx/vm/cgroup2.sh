@@ -10,8 +10,8 @@
 # with the host's own Python, chrooted into that root, on a cgroup2 mount with the cpu
 # controller. It prints the measured ratios and one CGROUP2-TEST-RESULT line.
 #
-# Same qemu settings as scx/vm/run.sh (single-threaded TCG, -icount: CPU-time ratios measured
-# inside do not depend on host load), plus the shared memory vhost-user needs. A boot that crashes
+# Same qemu settings as scx/vm/run.sh (scx/vm/boot.sh, shared with it), plus the shared memory
+# vhost-user needs. A boot that crashes
 # or hangs before the result line is retried, at most twice, and said so; a FAIL is not retried.
 # virtiofsd, qemu and the temporary folder go on every exit (EXIT/INT/TERM/HUP traps); console
 # logs stay in build/cgroup2-vm/.
@@ -108,43 +108,12 @@ start_virtiofsd() {
     return 1
 }
 
-timeout_s=${CGROUP2_VM_TIMEOUT:-300}
-result=""
-for attempt in 1 2 3; do
-    log=$out/console-$attempt.log
-    start_virtiofsd "$out/virtiofsd-$attempt.log" || exit 3
-    say "boot $attempt: $(basename "$kernel"), qemu TCG single-threaded, icount, 2 CPUs," \
-        "host root over virtiofs (log: $log)"
-    t_boot=$(date +%s.%N)
-    # --foreground keeps qemu in this script's process group, so that killing the group (as
-    # the pytest does on its timeout) ends qemu too.
-    timeout --foreground "$timeout_s" qemu-system-x86_64 \
-        -accel tcg,thread=single -icount shift=3,sleep=on -cpu max -smp 2 -m 1024 \
-        -object memory-backend-memfd,id=mem,size=1024M,share=on -numa node,memdev=mem \
-        -chardev socket,id=vfs,path="$work/vfs.sock" \
-        -device vhost-user-fs-pci,chardev=vfs,tag=hostroot \
-        -kernel "$kernel/vmlinuz" -initrd "$out/initramfs.cpio.gz" \
-        -append "console=ttyS0 rdinit=/init oops=panic panic=-1 quiet loglevel=4" \
-        -nographic -no-reboot -monitor none -serial stdio </dev/null >"$log" 2>&1 || true
-    stop_virtiofsd
-    say "boot $attempt took $(awk -v a="$t_boot" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
-    grep -ao 'cgroup2-\(test\|vm\):.*' "$log" | tr -d '\r' >&2 || true
-    result=$(grep -a -m1 '^CGROUP2-TEST-RESULT' "$log" | tr -d '\r' || true)
-    [ -n "$result" ] && break
-    say "boot $attempt crashed or hung before a result; last lines:"
-    tail -n 5 "$log" >&2
-    [ "$attempt" -lt 3 ] && say "retrying (at most twice)"
-done
-t_end=$(date +%s.%N)
-times=$(awk -v a="$t0" -v b="$t_built" -v c="$t_end" \
-    'BEGIN { printf "fetch+pack %.1fs, boot+test %.1fs, total %.1fs", b - a, c - b, c - a }')
-if [ -z "$result" ]; then
-    say "no result after 3 boots ($times)"
-    exit 3
-fi
-[ "$attempt" -gt 1 ] && say "a result on boot $attempt: $((attempt - 1)) crashed boot(s) retried"
-say "${result#CGROUP2-TEST-RESULT } ($times)"
-case $result in
-"CGROUP2-TEST-RESULT PASS"*) exit 0 ;;
-*) exit 1 ;;
-esac
+before_boot() { start_virtiofsd "$out/virtiofsd-$1.log"; }
+after_boot() { stop_virtiofsd; }
+# shellcheck source=scx/vm/boot.sh
+. scx/vm/boot.sh
+boot_until_result CGROUP2-TEST-RESULT 'cgroup2-\(test\|vm\):.*' "${CGROUP2_VM_TIMEOUT:-300}" \
+    "$kernel/vmlinuz" "$out/initramfs.cpio.gz" "$out" \
+    -object memory-backend-memfd,id=mem,size=1024M,share=on -numa node,memdev=mem \
+    -chardev socket,id=vfs,path="$work/vfs.sock" -device vhost-user-fs-pci,chardev=vfs,tag=hostroot
+finish_boot CGROUP2-TEST-RESULT "$t0" "$t_built"
