@@ -48,6 +48,7 @@ FITTED = (
     "streams",
     "os_self",
     "os_foreign",
+    "os_spin",
     "kworker",
     "queue_var",
 )
@@ -55,7 +56,7 @@ FITTED = (
 _FROM_ZERO = ("gamma",)
 # The effects the explored rows identify: fitted as they are (0 at the lower bound), so that
 # a step away from zero is as easy as any other.
-_LINEAR = ("os_self", "os_foreign", "kworker", "queue_var")
+_LINEAR = ("os_self", "os_foreign", "os_spin", "kworker", "queue_var")
 BOUNDS: dict[str, tuple[float, float]] = {
     "u_trainer": (0.05, 64.0),
     "u_loader": (0.05, 64.0),
@@ -68,13 +69,14 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "cpu_per_byte": (0.0, 1e-8),
     "os_self": (0.0, 20.0),
     "os_foreign": (0.0, 5.0),
+    "os_spin": (0.0, 20.0),
     "kworker": (0.0, 4.0),
     "queue_var": (0.0, 1.0),
 }
 # Which parameters each knob family's explored rows identify.
 FAMILY_PARAMS: dict[str, tuple[str, ...]] = {
     "weights": ("u_trainer", "u_loader", "os_foreign", "kworker"),
-    "affinity": ("os_self", "os_foreign"),
+    "affinity": ("os_self", "os_foreign", "os_spin"),
     "readahead": (
         "ra_points",
         "ra_points_random",

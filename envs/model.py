@@ -34,15 +34,23 @@ DataLoader prefetch depth ``p`` as ``1 - (1 - ov)·(2/p)^γ``.
 **Oversubscription** (CPU per sample is not fixed). A trainer's intra-op threads wait on each
 other: when one is pre-empted the others spin or stall, so the trainer's CPU per sample grows
 with crowding on its cores, ``a_t(k) = a_t* · g(k)`` with
-``g = 1 + σ_s·max(0, T_t/k_t − 1) + σ_f·(loaders and other tasks runnable on its cores)/k_t``
-(other tasks counted at their weight's pull against the trainer's, ``(1 + u_t)/(1 + W_t)``).
+``g = 1 + σ_s·max(0, T_t/k_t − 1) + (σ_f + σ_p·(k_t − 1))·c`` with ``c`` the loaders and other
+tasks runnable on its cores, per core (other tasks counted at their weight's pull against the
+trainer's, ``(1 + u_t)/(1 + W_t)``). ``σ_s`` is a fixed thread count crowded onto fewer cores;
+``σ_p`` the same spin for threads that follow the trainer's cores (``autotune.client`` matches
+torch's threads to them): each thread beyond the first may spin while another waits behind a
+loader, so a trainer alone on one core with one thread wastes nothing.
 The recorded row was measured at its own knobs, so the replay divides its ``g`` out first.
 Justified by the explored rows of the recordings: on cnn (2 CPUs, 2 intra-op threads) the
 trainer confined to one core spent 1.1e-2 CPU-s a sample against 2.7e-3 at the default (4×, and
 0.17–0.19× the default's progress); randread likewise (5.9e-3 against 4.1e-4, 0.04–0.05×). The
 same term is the gain of separating trainer and loaders, or of weights that stop a neighbour
 pre-empting the trainer (cnn_noisy); a job with one intra-op thread per core gains from a core
-split instead (``T_t/k_t ≤ 1``).
+split instead (``T_t/k_t ≤ 1``). Those 4× were the spin of two threads on one core, which the
+client now avoids; cnn recorded since (2026-12-05) shows the other side, which ``σ_p`` fits
+(σ_p 0.46, σ_f and σ_s 0): its trainer alone on one core ran 1.2-1.3× the rate with the
+loaders on one core instead, the split 1.09-1.25× default for real, where the model without
+``σ_p`` predicted every split at 0.83.
 
 **The kernel's I/O workers** (weights can slow reads). Completions, page-cache work and
 writeback run in kernel threads that weigh one nice-0 task: the heavier the job's weights on a
@@ -119,6 +127,9 @@ class Params:
         os_self: ``σ_s``, the trainer's CPU per sample grows by this per runnable trainer
             thread beyond one per core it may use (intra-op threads waiting on each other).
         os_foreign: ``σ_f``, likewise per runnable loader or other task on its cores, per core.
+        os_spin: ``σ_p``, likewise per intra-op thread beyond the first, times the loaders and
+            other tasks runnable on its cores per core, for a trainer whose threads follow its
+            cores (``autotune.client.apply_threads``): one spins while another waits.
         kworker: ``κ``, how much heavier job weights slow the kernel's I/O workers.
         queue_var: ``ν``, variability of the loader-trainer queue (0: the depth does nothing).
         ra_points: read-ahead values (KiB) the recording measured bytes per sample at.
@@ -140,6 +151,7 @@ class Params:
     max_request: float = 1024 * KIB
     os_self: float = 0.0
     os_foreign: float = 0.0
+    os_spin: float = 0.0
     kworker: float = 0.0
     queue_var: float = 0.0
     ra_points: tuple[float, ...] = ()
@@ -276,7 +288,7 @@ def crowding(
 ) -> float:
     """``g``: how much the trainer's CPU per sample grows, at these knobs, against running
     alone with one thread per core (see the module docstring; 1 when nothing crowds it)."""
-    if not (p.os_self or p.os_foreign):
+    if not (p.os_self or p.os_foreign or p.os_spin):
         return 1.0
     k_t, k_l = cores_for(cpus_trainer, ncpus), cores_for(cpus_loader, ncpus)
     shared = max(0, k_t + k_l - ncpus)  # cores the trainer and the loaders may both use
@@ -284,13 +296,29 @@ def crowding(
     pull = (1.0 + p.u_trainer) / (1.0 + max(weight_trainer, 1e-6) * p.u_trainer)
     others_here = d.other_cores * k_t / ncpus * pull
     own = max(0.0, d.par_trainer / k_t - 1.0)
-    return 1.0 + p.os_self * own + p.os_foreign * (loaders_here + others_here) / k_t
+    crowd = (loaders_here + others_here) / k_t
+    # Threads that follow the trainer's cores: each beyond the first may spin while another
+    # waits behind a task on its core.
+    spin = (k_t - 1) * crowd
+    return 1.0 + p.os_self * own + p.os_spin * spin + p.os_foreign * crowd
+
+
+def _rec_crowding(d: Demand, p: Params, ncpus: int) -> float:
+    """:func:`crowding` at the knobs the row was recorded at."""
+    return crowding(
+        d,
+        p,
+        ncpus,
+        weight_trainer=d.weight_trainer,
+        cpus_trainer=d.cpus_trainer,
+        cpus_loader=d.cpus_loader,
+    )
 
 
 def trainer_cpu(d: Demand, k: Knobs, p: Params, ncpus: int) -> float:
     """The trainer's CPU per sample at knobs ``k``: the recorded one with its crowding
     divided out and ``k``'s put in."""
-    if not (p.os_self or p.os_foreign):
+    if not (p.os_self or p.os_foreign or p.os_spin):
         return d.a_trainer
     g = crowding(
         d,
@@ -300,15 +328,7 @@ def trainer_cpu(d: Demand, k: Knobs, p: Params, ncpus: int) -> float:
         cpus_trainer=k.cpus_trainer,
         cpus_loader=k.cpus_loader,
     )
-    g0 = crowding(
-        d,
-        p,
-        ncpus,
-        weight_trainer=d.weight_trainer,
-        cpus_trainer=d.cpus_trainer,
-        cpus_loader=d.cpus_loader,
-    )
-    return d.a_trainer * g / g0
+    return d.a_trainer * g / _rec_crowding(d, p, ncpus)
 
 
 def bytes_scale(
@@ -413,7 +433,7 @@ def cpu_rate(
     """
     a_t = d.a_trainer if a_t is None else a_t
     a_l = d.a_loader if a_l is None else a_l
-    if (p.os_self or p.os_foreign) and d.a_trainer > 0.0:
+    if (p.os_self or p.os_foreign or p.os_spin) and d.a_trainer > 0.0:
         a_t *= trainer_cpu(d, k, p, ncpus) / d.a_trainer
     a_sum = a_t + a_l
     if a_sum <= 0.0:
@@ -539,21 +559,13 @@ def cpu_io_rates(d: Demand, g: KnobGrid, p: Params, ncpus: int) -> tuple[np.ndar
                 a_l = np.maximum(d.a_loader + extra * (1.0 - share_t), 0.0)
         k_t = np.clip(np.floor(g.cpus_trainer * ncpus + 0.5), 1, ncpus)
         k_l = np.clip(np.floor(g.cpus_loader * ncpus + 0.5), 1, ncpus)
-        if (p.os_self or p.os_foreign) and d.a_trainer > 0.0:
+        if (p.os_self or p.os_foreign or p.os_spin) and d.a_trainer > 0.0:
             shared = np.maximum(0.0, k_t + k_l - ncpus)
             pull = (1.0 + p.u_trainer) / (1.0 + np.maximum(g.weight_trainer, 1e-6) * p.u_trainer)
             here = d.par_loader * shared / k_l + d.other_cores * k_t / ncpus * pull
             own = np.maximum(0.0, d.par_trainer / k_t - 1.0)
-            crowd = 1.0 + p.os_self * own + p.os_foreign * here / k_t
-            g0 = crowding(
-                d,
-                p,
-                ncpus,
-                weight_trainer=d.weight_trainer,
-                cpus_trainer=d.cpus_trainer,
-                cpus_loader=d.cpus_loader,
-            )
-            a_t = a_t * crowd / g0
+            crowd = 1.0 + p.os_self * own + (p.os_spin * (k_t - 1) + p.os_foreign) * here / k_t
+            a_t = a_t * crowd / _rec_crowding(d, p, ncpus)
         a_sum = a_t + a_l
         union = np.where(a_l > 0.0, np.minimum(ncpus, k_t + k_l), k_t)
         cap = np.full(n, inf)

@@ -219,9 +219,7 @@ class Guard:
         # part of the warm-up (a bad setting judged against fewer, from the job's first
         # second, passed its canary: see the module).
         if not (
-            self.cfg.defer_warmup
-            and self._at_floor()
-            and len(self.warmup_rates) >= self.cfg.canary
+            self.cfg.defer_warmup and self._at_floor() and len(self.warmup_rates) >= self.cfg.canary
         ):
             return False
         self.owed = self.cfg.warmup - len(self.warmup_rates)

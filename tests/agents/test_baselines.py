@@ -85,10 +85,6 @@ def test_heuristic_streams_get_a_large_readahead_only_after_a_while() -> None:
 
 
 HEURISTIC_MISSES = {
-    "mixed_io": "issue 18: on mixed_io's test part (recorded on a quiet node, spells of 3-10 s) "
-    "the heuristic scores 0.97 of default: it raises read-ahead to 4 MiB after 5 s of "
-    "streaming, and the next random spell pays for it before the first interval of faults "
-    "brings it down; open",
     "cnn": "issue 18: on cnn recorded again (2026-12-05, quiet node) the replay's gain is 8x "
     "weights with nobody else wanting the CPUs (best fixed 1.081), where the heuristic adds "
     "weight only under contention: 0.999 of default; open",
