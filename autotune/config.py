@@ -118,17 +118,17 @@ class Settings(BaseSettings):
         "the two once the default rate is known within guard_fallback_margin (0 to 3600)",
     )
     guard_warmup_defer: bool = Field(
-        False,
-        description="end the warm-up after guard_warmup_min_s and run the rest the noise asks "
-        "for at default knobs after guard_fallback_s of tuning (experimental: see "
-        "docs/online-tuning.md)",
+        True,
+        description="end the warm-up once guard_warmup_min_s and a canary window have passed, "
+        "and run the rest the noise asks for at default knobs after guard_fallback_s of tuning "
+        "(false: the whole warm-up first; see docs/online-tuning.md)",
     )
     guard_max_rungs: int = Field(
-        1,
+        3,
         ge=1,
         le=16,
         description="the most ladder rungs a knob moves in one change (3: weights 1x to 8x in "
-        "one; experimental above 1; 1 to 16)",
+        "one, judged by one canary; 1 to 16)",
     )
     guard_dwell_s: float = Field(
         2.0, ge=0.0, le=600.0, description="seconds between two changes of a knob (0 to 600)"

@@ -18,8 +18,10 @@ same number of samples in every arm:
 * ``alone``: for a job beside the noisy neighbour, the job at default knobs with no neighbour
   (the limit); ``replay_pick`` (only when asked in ``--arms``): the replay model's static-best;
   ``tuned_fast`` and ``static_tuned_fast`` (only when asked): ``tuned`` and ``static_tuned``
-  with the guard's experimental options for its fixed cost, several rungs per change and the
-  deferred warm-up (:data:`FAST_GUARD`).
+  with the guard's options for its fixed cost set in their environment, several rungs per
+  change and the deferred warm-up (:data:`FAST_GUARD`). They are the defaults since
+  2026-12-05, so these arms differ from the plain ones only where the environment or a
+  checkout from before sets them off.
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -83,7 +85,7 @@ ARMS = (
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = ("static_tuned", "tuned", "adapt", "tuned_fast", "static_tuned_fast")
-# The tuned arm with the guard's experimental options for its fixed cost (docs/online-tuning.md).
+# The guard's options for its fixed cost (docs/online-tuning.md), set explicitly.
 FAST_GUARD = {"AUTOTUNE_GUARD_MAX_RUNGS": "3", "AUTOTUNE_GUARD_WARMUP_DEFER": "true"}
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).

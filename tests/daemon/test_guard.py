@@ -298,12 +298,13 @@ def test_a_job_shorter_than_the_window_never_pays_what_it_owes() -> None:
     assert g.owed > 0  # the job ends here: every interval after the floor ran tuned
 
 
-def test_deferral_and_jumps_are_settings_off_by_default() -> None:
+def test_deferral_and_jumps_are_on_by_default_and_settings() -> None:
+    # On since bench/online measured them (docs/online-tuning.md): the tuner's fixed cost.
     cfg = GuardConfig.for_interval(0.5)
-    assert not cfg.defer_warmup and cfg.max_rungs == 1
-    on = Settings.model_validate({"guard_warmup_defer": True, "guard_max_rungs": 3})
-    cfg = GuardConfig.for_interval(0.5, on)
     assert cfg.defer_warmup and cfg.max_rungs == 3
+    off = Settings.model_validate({"guard_warmup_defer": False, "guard_max_rungs": 1})
+    cfg = GuardConfig.for_interval(0.5, off)
+    assert not cfg.defer_warmup and cfg.max_rungs == 1
 
 
 def test_inert_knobs_are_held_where_they_are_and_the_rest_go_as_wished() -> None:
