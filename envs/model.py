@@ -159,6 +159,12 @@ class Params:
     ra_points_random: tuple[float, ...] = ()
     ra_log_bytes_random: tuple[float, ...] = ()
 
+    @property
+    def crowds(self) -> bool:
+        """Whether any oversubscription term is on (else the trainer's CPU per sample is
+        the recorded one at every setting)."""
+        return bool(self.os_self or self.os_foreign or self.os_spin)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
@@ -288,14 +294,23 @@ def crowding(
 ) -> float:
     """``g``: how much the trainer's CPU per sample grows, at these knobs, against running
     alone with one thread per core (see the module docstring; 1 when nothing crowds it)."""
-    if not (p.os_self or p.os_foreign or p.os_spin):
+    if not p.crowds:
         return 1.0
     k_t, k_l = cores_for(cpus_trainer, ncpus), cores_for(cpus_loader, ncpus)
-    shared = max(0, k_t + k_l - ncpus)  # cores the trainer and the loaders may both use
+    return _crowding_at(d, p, ncpus, k_t, k_l, w_t=weight_trainer, maximum=max)
+
+
+def _crowding_at(
+    d: Demand, p: Params, ncpus: int, k_t: Any, k_l: Any, *, w_t: Any, maximum: Any
+) -> Any:
+    """:func:`crowding` on ``k_t`` / ``k_l`` cores at trainer weight ``w_t``: numbers with
+    ``maximum=max``, arrays of settings (:func:`cpu_io_rates`) with ``np.maximum``, one
+    formula for both (the builtin keeps the per-row replay fast)."""
+    shared = maximum(0, k_t + k_l - ncpus)  # cores the trainer and the loaders may both use
     loaders_here = d.par_loader * shared / k_l
-    pull = (1.0 + p.u_trainer) / (1.0 + max(weight_trainer, 1e-6) * p.u_trainer)
+    pull = (1.0 + p.u_trainer) / (1.0 + maximum(w_t, 1e-6) * p.u_trainer)
     others_here = d.other_cores * k_t / ncpus * pull
-    own = max(0.0, d.par_trainer / k_t - 1.0)
+    own = maximum(0.0, d.par_trainer / k_t - 1.0)
     crowd = (loaders_here + others_here) / k_t
     # Threads that follow the trainer's cores: each beyond the first may spin while another
     # waits behind a task on its core.
@@ -318,7 +333,7 @@ def _rec_crowding(d: Demand, p: Params, ncpus: int) -> float:
 def trainer_cpu(d: Demand, k: Knobs, p: Params, ncpus: int) -> float:
     """The trainer's CPU per sample at knobs ``k``: the recorded one with its crowding
     divided out and ``k``'s put in."""
-    if not (p.os_self or p.os_foreign or p.os_spin):
+    if not p.crowds:
         return d.a_trainer
     g = crowding(
         d,
@@ -433,7 +448,7 @@ def cpu_rate(
     """
     a_t = d.a_trainer if a_t is None else a_t
     a_l = d.a_loader if a_l is None else a_l
-    if (p.os_self or p.os_foreign or p.os_spin) and d.a_trainer > 0.0:
+    if p.crowds and d.a_trainer > 0.0:
         a_t *= trainer_cpu(d, k, p, ncpus) / d.a_trainer
     a_sum = a_t + a_l
     if a_sum <= 0.0:
@@ -559,12 +574,8 @@ def cpu_io_rates(d: Demand, g: KnobGrid, p: Params, ncpus: int) -> tuple[np.ndar
                 a_l = np.maximum(d.a_loader + extra * (1.0 - share_t), 0.0)
         k_t = np.clip(np.floor(g.cpus_trainer * ncpus + 0.5), 1, ncpus)
         k_l = np.clip(np.floor(g.cpus_loader * ncpus + 0.5), 1, ncpus)
-        if (p.os_self or p.os_foreign or p.os_spin) and d.a_trainer > 0.0:
-            shared = np.maximum(0.0, k_t + k_l - ncpus)
-            pull = (1.0 + p.u_trainer) / (1.0 + np.maximum(g.weight_trainer, 1e-6) * p.u_trainer)
-            here = d.par_loader * shared / k_l + d.other_cores * k_t / ncpus * pull
-            own = np.maximum(0.0, d.par_trainer / k_t - 1.0)
-            crowd = 1.0 + p.os_self * own + (p.os_spin * (k_t - 1) + p.os_foreign) * here / k_t
+        if p.crowds and d.a_trainer > 0.0:
+            crowd = _crowding_at(d, p, ncpus, k_t, k_l, w_t=g.weight_trainer, maximum=np.maximum)
             a_t = a_t * crowd / _rec_crowding(d, p, ncpus)
         a_sum = a_t + a_l
         union = np.where(a_l > 0.0, np.minimum(ncpus, k_t + k_l), k_t)

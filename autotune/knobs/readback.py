@@ -141,7 +141,7 @@ def cgroup_factor(
         return None
     if rel == "/":
         return 1.0
-    directory = root / rel.lstrip("/")
+    own = directory = root / rel.lstrip("/")
     text = _read(directory / name)
     if text is None and name == "cpu.weight" and directory.is_dir():
         # v2: a cgroup whose parent does not pass the cpu controller down has no cpu.weight (a
@@ -154,7 +154,7 @@ def cgroup_factor(
     if text is None:
         return None
     factor = int(text) / default
-    if rel.startswith(f"/{parent}/") and directory == root / rel.lstrip("/"):
+    if rel.startswith(f"/{parent}/") and directory == own:
         procs = (_read(directory / "cgroup.procs") or "").split()
         factor /= max(1, len(procs))
     return factor

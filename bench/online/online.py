@@ -85,6 +85,8 @@ ARMS = (
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = ("static_tuned", "tuned", "adapt", "tuned_fast", "static_tuned_fast")
+# The tuned arms whose policy is the constant one asking for static-best.
+CONSTANT_ARMS = ("static_tuned", "static_tuned_fast")
 # The guard's options for its fixed cost (docs/online-tuning.md), set explicitly.
 FAST_GUARD = {"AUTOTUNE_GUARD_MAX_RUNGS": "3", "AUTOTUNE_GUARD_WARMUP_DEFER": "true"}
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
@@ -241,8 +243,7 @@ class Bench:
         elif arm == "alone":
             noisy = False
         elif arm in TUNED_ARMS:
-            constant = arm in ("static_tuned", "static_tuned_fast")
-            model = str(setting["policy"]) if constant else self.model
+            model = str(setting["policy"]) if arm in CONSTANT_ARMS else self.model
             cmd = [*self.tune, "--model", model, *(["--adapt"] if arm == "adapt" else [])]
             if arm.endswith("_fast"):
                 cmd = ["env", *(f"{k}={v}" for k, v in FAST_GUARD.items()), *cmd]
@@ -307,7 +308,7 @@ class Bench:
             "static_best": best,
             "replay_pick": {**self.start, **(pick or {})},
         }
-        if {"static_tuned", "static_tuned_fast"} & set(arms):
+        if set(CONSTANT_ARMS) & set(arms):
             setting["policy"] = write_constant(self.tmp / name, best)
         samples, sizing = self.size(name, entry)
         print(

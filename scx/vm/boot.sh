@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Sourced by scx/vm/run.sh and scx/vm/cgroup2.sh: boot a test VM under qemu until its init prints
 # a result line, retrying a boot that crashes or hangs before it (at most twice, said so); a FAIL
-# line is a test failure and is not retried. The caller defines say().
+# line is a test failure and is not retried. The caller defines say() and die().
 #
 # qemu: single-threaded TCG (no KVM here; multi-threaded TCG oopsed 2 boots in 14), 2 CPUs,
 # 1 GiB. -icount: the guest's clock counts instructions (8 ns each), not host time, so the
@@ -10,6 +10,16 @@
 # host load 8; with it, five runs at load 18-29 gave 0.246-0.253). panic=-1 and -no-reboot turn a
 # kernel panic into qemu exiting, not a reboot loop. timeout --foreground keeps qemu in the
 # caller's process group, so that killing the group (as a pytest does on its timeout) ends qemu.
+
+# need_static_busybox: sets BUSYBOX, the guest's /bin (it must run without the host's libraries);
+# dies (exit 2) when there is none.
+need_static_busybox() {
+    local linkage
+    BUSYBOX=/bin/busybox
+    linkage=$(LC_ALL=C ldd "$BUSYBOX" 2>&1 || true)
+    { [ -x "$BUSYBOX" ] && [[ $linkage == *"not a dynamic executable"* ]]; } \
+        || die "no static $BUSYBOX: apt-get install busybox-static (scripts/bootstrap.sh)"
+}
 
 # boot_until_result MARKER ECHO TIMEOUT_S KERNEL INITRD LOGDIR [QEMU_ARGS...]
 #   MARKER: the result line's first word (SCX-TEST-RESULT); ECHO: a grep pattern for the console

@@ -36,10 +36,9 @@ done
 VIRTIOFSD=${VIRTIOFSD:-/usr/lib/qemu/virtiofsd}
 [ -x "$VIRTIOFSD" ] || die "no $VIRTIOFSD: apt-get install qemu-system-common (or set VIRTIOFSD)"
 [ "$(id -u)" = 0 ] || die "needs root (virtiofsd, a mount namespace)"
-BUSYBOX=/bin/busybox
-linkage=$(LC_ALL=C ldd "$BUSYBOX" 2>&1 || true)
-{ [ -x "$BUSYBOX" ] && [[ $linkage == *"not a dynamic executable"* ]]; } \
-    || die "no static $BUSYBOX: apt-get install busybox-static (scripts/bootstrap.sh)"
+# shellcheck source=scx/vm/boot.sh
+. scx/vm/boot.sh
+need_static_busybox
 
 python=${AUTOTUNE_VM_PYTHON:-}
 if [ -z "$python" ]; then
@@ -110,8 +109,6 @@ start_virtiofsd() {
 
 before_boot() { start_virtiofsd "$out/virtiofsd-$1.log"; }
 after_boot() { stop_virtiofsd; }
-# shellcheck source=scx/vm/boot.sh
-. scx/vm/boot.sh
 boot_until_result CGROUP2-TEST-RESULT 'cgroup2-\(test\|vm\):.*' "${CGROUP2_VM_TIMEOUT:-300}" \
     "$kernel/vmlinuz" "$out/initramfs.cpio.gz" "$out" \
     -object memory-backend-memfd,id=mem,size=1024M,share=on -numa node,memdev=mem \

@@ -20,10 +20,9 @@ cd "$(dirname "$0")/../.."
 for tool in qemu-system-x86_64 cpio gzip zstd; do
     command -v "$tool" >/dev/null || die "$tool not found: run scripts/bootstrap.sh"
 done
-BUSYBOX=/bin/busybox
-linkage=$(LC_ALL=C ldd "$BUSYBOX" 2>&1 || true)
-{ [ -x "$BUSYBOX" ] && [[ $linkage == *"not a dynamic executable"* ]]; } \
-    || die "no static $BUSYBOX: apt-get install busybox-static (scripts/bootstrap.sh)"
+# shellcheck source=scx/vm/boot.sh
+. scx/vm/boot.sh
+need_static_busybox
 
 t0=$(date +%s.%N)
 kernel=$(scx/fetch.sh kernel) || { say "cannot fetch the sched_ext kernel"; exit 4; }
@@ -40,8 +39,6 @@ cp "$out/scx-autotune" "$out/scx_autotune.bpf.o" "$root/scx/"
 (cd "$root" && find . -print0 | cpio -o -0 -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz"
 t_built=$(date +%s.%N)
 
-# shellcheck source=scx/vm/boot.sh
-. scx/vm/boot.sh
 boot_until_result SCX-TEST-RESULT 'scx-test:.*' "${SCX_VM_TIMEOUT:-300}" "$kernel/vmlinuz" \
     "$out/initramfs.cpio.gz" "$out"
 finish_boot SCX-TEST-RESULT "$t0" "$t_built"
