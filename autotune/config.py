@@ -130,6 +130,12 @@ class Settings(BaseSettings):
         description="the most ladder rungs a knob moves in one change (3: weights 1x to 8x in "
         "one, judged by one canary; 1 to 16)",
     )
+    guard_one_family: bool = Field(
+        False,
+        description="change the knobs of one family at a time (weights, then cores, read-ahead, "
+        "prefetch), each judged by its own canary, so that a loss in one is not hidden by a gain "
+        "in another",
+    )
     guard_dwell_s: float = Field(
         2.0, ge=0.0, le=600.0, description="seconds between two changes of a knob (0 to 600)"
     )

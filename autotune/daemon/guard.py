@@ -23,6 +23,13 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   ``dwell`` intervals. A jump is judged by its canary as one change (read-ahead walked 128 →
   16 KiB in three small steps, each within its canary's noise, cost randread 11-13 %; one jump
   shows the whole fall at once);
+* **one family per change** (``one_family``): where the wish moves knobs of several families
+  (weights, cores, read-ahead, prefetch), only the first of them in the knob table's order moves
+  now, and the next once its canary has passed. A canary judges a change as a whole, so a gain
+  in one family hides a loss in another: on tinylm beside a CPU-bound neighbour the policy's
+  8x trainer weight with the cores split ran 455-497 samples/s where the same weights without
+  the split ran 703-733 (workloads.run, 2 runs each), yet the change as a whole was 6x the
+  default rate and passed. Judged apart, the split's own fall is what its canary sees;
 * **canary and rollback**: after a change, progress over the next ``canary`` intervals is
   compared with the ``canary`` intervals before it; if it fell by more than ``threshold`` *and*
   by more than twice the standard error of the difference (a window, not one sample), the change
@@ -83,6 +90,7 @@ class GuardConfig:
         defer_warmup: end the warm-up after ``warmup_min`` intervals and run the rest, if the
             noise requires it, after ``fallback_window`` intervals of tuning.
         max_rungs: the most ladder rungs one knob moves in one change.
+        one_family: a change moves the knobs of one family only (see the module).
         dwell: intervals between two changes of one knob.
         canary: intervals after a change before it is judged, and before it compared with.
         threshold: relative fall in progress that reverts a change (0.10: 10 %).
@@ -98,6 +106,7 @@ class GuardConfig:
     warmup_min: int | None = None
     defer_warmup: bool = False
     max_rungs: int = 1
+    one_family: bool = False
     dwell: int = 8
     canary: int = 8
     threshold: float = 0.10
@@ -122,6 +131,7 @@ class GuardConfig:
             warmup_min=min(n(s.guard_warmup_s, 1), n(s.guard_warmup_min_s, WARMUP_LEAST)),
             defer_warmup=s.guard_warmup_defer,
             max_rungs=s.guard_max_rungs,
+            one_family=s.guard_one_family,
             dwell=n(s.guard_dwell_s, 1),
             canary=n(s.guard_canary_s, 2),
             threshold=s.guard_threshold,
@@ -358,7 +368,10 @@ class Guard:
         reasons: dict[str, str] = {}
         quiet = self._uncontended()
         wish = wish.copy()
+        family = None  # the family this change moves (one_family)
         for i, k in enumerate(KNOBS):
+            if family is not None and k.family != family:
+                continue
             why = "policy"
             if quiet and k.family == "weights" and wish[i] > self.defaults[i]:
                 wish[i] = self.defaults[i]
@@ -372,6 +385,8 @@ class Guard:
             new[i] = level
             self.last_change[i] = self.t
             reasons[k.name] = why
+            if self.cfg.one_family:
+                family = k.family
         if reasons:
             before = list(self.rates)[-self.cfg.canary :]
             self.canary = _Canary(self.t, self.levels.copy(), new.copy(), before)

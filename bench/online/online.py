@@ -21,7 +21,8 @@ same number of samples in every arm:
   with the guard's options for its fixed cost set in their environment, several rungs per
   change and the deferred warm-up (:data:`FAST_GUARD`). They are the defaults since
   2026-12-05, so these arms differ from the plain ones only where the environment or a
-  checkout from before sets them off.
+  checkout from before sets them off; ``tuned_family`` (only when asked): ``tuned`` with the
+  guard changing one knob family at a time (:data:`ONE_FAMILY`).
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -82,13 +83,17 @@ ARMS = (
     "replay_pick",
     "tuned_fast",
     "static_tuned_fast",
+    "tuned_family",
 )
 DEFAULT_ARMS = ARMS[:6]
-TUNED_ARMS = ("static_tuned", "tuned", "adapt", "tuned_fast", "static_tuned_fast")
+TUNED_ARMS = ("static_tuned", "tuned", "adapt", "tuned_fast", "static_tuned_fast", "tuned_family")
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast")
 # The guard's options for its fixed cost (docs/online-tuning.md), set explicitly.
 FAST_GUARD = {"AUTOTUNE_GUARD_MAX_RUNGS": "3", "AUTOTUNE_GUARD_WARMUP_DEFER": "true"}
+# The guard option that changes one knob family at a time (docs/online-tuning.md), set explicitly.
+ONE_FAMILY = {"AUTOTUNE_GUARD_ONE_FAMILY": "true"}
+ARM_ENV = {"tuned_fast": FAST_GUARD, "static_tuned_fast": FAST_GUARD, "tuned_family": ONE_FAMILY}
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
 SPELL_S = BENCH_SPELL_S  # the neighbour's and mixed_io's own, as in bench.grid
@@ -115,6 +120,10 @@ RATIOS = {
     ("tuned_fast", "alone"): "tuned_fast_vs_alone",
     ("static_tuned_fast", "static_best"): "static_tuned_fast_vs_static_best",
     ("static_tuned_fast", "static_tuned"): "static_tuned_fast_vs_static_tuned",
+    ("tuned_family", "default"): "tuned_family_vs_default",
+    ("tuned_family", "static_best"): "tuned_family_vs_static_best",
+    ("tuned_family", "tuned"): "tuned_family_vs_tuned",
+    ("tuned_family", "alone"): "tuned_family_vs_alone",
 }
 
 
@@ -245,8 +254,8 @@ class Bench:
         elif arm in TUNED_ARMS:
             model = str(setting["policy"]) if arm in CONSTANT_ARMS else self.model
             cmd = [*self.tune, "--model", model, *(["--adapt"] if arm == "adapt" else [])]
-            if arm.endswith("_fast"):
-                cmd = ["env", *(f"{k}={v}" for k, v in FAST_GUARD.items()), *cmd]
+            if arm in ARM_ENV:
+                cmd = ["env", *(f"{k}={v}" for k, v in ARM_ENV[arm].items()), *cmd]
             under = " ".join(cmd)
         return self.wb.run(
             name,

@@ -326,3 +326,44 @@ def test_a_deferred_warm_up_lasts_a_canary_window_at_least() -> None:
     # Noisy, so the warm-up is deferred; but not before the first canary has its 5 rates.
     assert events == ["warmup"] * 5 + [""]
     assert g.canary is not None and len(g.canary.baseline) == cfg.canary
+
+
+def test_one_family_per_change_judges_each_family_by_its_own_canary() -> None:
+    cfg = GuardConfig(warmup=4, dwell=1, canary=3, holdoff=10, fallback_window=40, max_rungs=3)
+    g = Guard(DEFAULT, GuardConfig(**{**cfg.__dict__, "one_family": True}))
+    warm(g)
+    wish = DEFAULT.copy()
+    for name in ("weight.trainer", "weight.loader", "cpus.trainer", "readahead"):
+        wish[W[name]] -= 1 if name.startswith("cpus") else -1
+    v = g.step(100.0, wish)  # weights first, both of them: one family, one change
+    assert set(v.reasons) == {"weight.trainer", "weight.loader"}
+    for _ in range(cfg.canary - 1):
+        assert g.step(300.0, wish).event == "canary"  # the weights triple the rate
+    v = g.step(300.0, wish)  # passed: the cores' turn
+    assert set(v.reasons) == {"cpus.trainer"}
+    for _ in range(cfg.canary):
+        v = g.step(200.0, wish)  # the split loses a third: still twice the default rate
+    assert v.event == "rollback" and set(v.reasons) == {"cpus.trainer"}
+    assert v.levels[W["cpus.trainer"]] == DEFAULT[W["cpus.trainer"]]
+    assert v.levels[W["weight.trainer"]] == wish[W["weight.trainer"]]  # the weights stay
+    v = g.step(300.0, wish)  # the split is held off; read-ahead goes next, alone
+    assert set(v.reasons) == {"readahead"}
+
+
+def test_without_one_family_the_gain_of_one_hides_the_loss_of_another() -> None:
+    cfg = GuardConfig(warmup=4, dwell=1, canary=3, holdoff=10, fallback_window=40, max_rungs=3)
+    g = Guard(DEFAULT, cfg)
+    warm(g)
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] += 1
+    wish[W["cpus.trainer"]] -= 1
+    v = g.step(100.0, wish)
+    assert set(v.reasons) == {"weight.trainer", "cpus.trainer"}
+    events = [g.step(200.0, wish).event for _ in range(cfg.canary)]
+    assert "rollback" not in events  # 2x the rate before it: kept, split and all
+
+
+def test_one_family_is_a_setting() -> None:
+    assert not GuardConfig.for_interval(0.5).one_family
+    on = Settings.model_validate({"guard_one_family": True})
+    assert GuardConfig.for_interval(0.5, on).one_family
