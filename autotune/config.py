@@ -136,6 +136,12 @@ class Settings(BaseSettings):
         "prefetch), each judged by its own canary, so that a loss in one is not hidden by a gain "
         "in another",
     )
+    guard_probe_families: bool = Field(
+        False,
+        description="after a change of several knob families passes its canary, take each but "
+        "the weights back to default alone for a canary window, and keep it out unless "
+        "progress falls",
+    )
     guard_dwell_s: float = Field(
         2.0, ge=0.0, le=600.0, description="seconds between two changes of a knob (0 to 600)"
     )

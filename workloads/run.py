@@ -38,6 +38,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from autotune.actuators.session import UNWINDING
 from autotune.errors import UserError
 from autotune.system.blockdev import disk_of_path
 from autotune.target import Target
@@ -503,7 +504,14 @@ def summary(results: Sequence[Result]) -> dict[str, Any]:
 
 
 def on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwind through every finally: knobs, neighbour, disk
+    """Unwind through every finally (knobs, neighbour, disk, cgroups) on the first SIGTERM, and
+    let the clean-up finish: one after it does nothing (``pkill -f`` of a bench run under
+    ``timeout`` sends two, and the second used to end the clean-up half done), whether this
+    handler or the actuators' (:data:`autotune.actuators.session.UNWINDING`) took the first."""
+    if UNWINDING.is_set():
+        return
+    UNWINDING.set()
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:

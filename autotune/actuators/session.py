@@ -40,6 +40,12 @@ from autotune.target import Members, Target, start_time
 # Signals that end a session with a restore (SIGINT becomes KeyboardInterrupt, the others
 # SystemExit(128 + n), so the `with` block unwinds through __exit__).
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Set once a session has turned a signal into that exception: the unwind it started must finish
+# (this session's restore, and the caller's own clean-up after it: a harness's disk, a bench's
+# cgroups), so a second signal is dropped rather than raised in the middle of it (`pkill -f` of
+# a run under `timeout` sends two). Cleared when a session opens; callers with a handler of
+# their own check it too (workloads.run.on_sigterm).
+UNWINDING = threading.Event()
 
 
 # Knobs that act on the loaders' processes: a job with none (a trainer that reads its own
@@ -136,6 +142,7 @@ class Actuators:
         self._defaults = self.current()
         self._last = dict(self._defaults)
         self._open = True
+        UNWINDING.clear()
         self._take_signals()
         atexit.register(self.close)
         return self
@@ -286,7 +293,8 @@ class Actuators:
             self._closing = False
         if self._pending_signal is not None:
             signum, self._pending_signal = self._pending_signal, None
-            self._raise_for(signum)
+            if not UNWINDING.is_set():
+                self._raise_for(signum)
 
     def _take_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -300,6 +308,8 @@ class Actuators:
         self._old_handlers.clear()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if UNWINDING.is_set():
+            return  # already unwinding for an earlier one
         if self._closing:
             self._pending_signal = signum  # finish restoring first
             return
@@ -307,6 +317,7 @@ class Actuators:
 
     @staticmethod
     def _raise_for(signum: int) -> None:
+        UNWINDING.set()
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)

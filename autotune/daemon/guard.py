@@ -24,12 +24,21 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   16 KiB in three small steps, each within its canary's noise, cost randread 11-13 %; one jump
   shows the whole fall at once);
 * **one family per change** (``one_family``): where the wish moves knobs of several families
-  (weights, cores, read-ahead, prefetch), only the first of them in the knob table's order moves
-  now, and the next once its canary has passed. A canary judges a change as a whole, so a gain
-  in one family hides a loss in another: on tinylm beside a CPU-bound neighbour the policy's
-  8x trainer weight with the cores split ran 455-497 samples/s where the same weights without
-  the split ran 703-733 (workloads.run, 2 runs each), yet the change as a whole was 6x the
-  default rate and passed. Judged apart, the split's own fall is what its canary sees;
+  (weights, cores, read-ahead, prefetch), only the first of them in the knob table's order
+  moves now, and the next once its canary has passed; the order starts after the family
+  changed last (round robin), so a policy that keeps retuning its weights does not keep the
+  rest waiting. A canary judges a change as a whole, so a gain in one family hides a loss in
+  another: on tinylm beside a CPU-bound neighbour the policy's 8x trainer weight with the cores
+  split ran 455-497 samples/s where the same weights without the split ran 703-733
+  (workloads.run, 2 runs each), yet the change as a whole was 6x the default rate and passed.
+  Judged apart, the split's own fall is what its canary sees;
+* **probing the families** (``probe_families``): the other way to attribute. A change of
+  several families goes in whole, and once its canary has passed, each family in it but the
+  weights goes back to default alone, judged by a canary of its own: rolled back (the family
+  returns) if progress falls, kept out (its setting held off) if not. A combination whose
+  parts only pay together keeps its gain from the first interval (randread's trainer on one
+  core with 0.25x loaders and 32 KiB read-ahead: one family at a time ran it at 0.78 of the
+  whole change, bench/online), and a family that loses is found after a canary window each;
 * **canary and rollback**: after a change, progress over the next ``canary`` intervals is
   compared with the ``canary`` intervals before it; if it fell by more than ``threshold`` *and*
   by more than twice the standard error of the difference (a window, not one sample), the change
@@ -70,7 +79,7 @@ import numpy as np
 import numpy.typing as npt
 
 from autotune.config import Settings
-from autotune.knobs import KNOBS
+from autotune.knobs import KNOBS, Family
 
 Levels = npt.NDArray[np.int64]
 # The fewest warm-up intervals that end a warm-up on its interval (a spread needs a few rates).
@@ -91,6 +100,8 @@ class GuardConfig:
             noise requires it, after ``fallback_window`` intervals of tuning.
         max_rungs: the most ladder rungs one knob moves in one change.
         one_family: a change moves the knobs of one family only (see the module).
+        probe_families: after a change of several families passes its canary, take each but
+            the weights back to default alone, and keep it out unless progress falls.
         dwell: intervals between two changes of one knob.
         canary: intervals after a change before it is judged, and before it compared with.
         threshold: relative fall in progress that reverts a change (0.10: 10 %).
@@ -107,6 +118,7 @@ class GuardConfig:
     defer_warmup: bool = False
     max_rungs: int = 1
     one_family: bool = False
+    probe_families: bool = False
     dwell: int = 8
     canary: int = 8
     threshold: float = 0.10
@@ -132,6 +144,7 @@ class GuardConfig:
             defer_warmup=s.guard_warmup_defer,
             max_rungs=s.guard_max_rungs,
             one_family=s.guard_one_family,
+            probe_families=s.guard_probe_families,
             dwell=n(s.guard_dwell_s, 1),
             canary=n(s.guard_canary_s, 2),
             threshold=s.guard_threshold,
@@ -149,8 +162,8 @@ class Verdict:
 
     levels: Levels
     reasons: dict[str, str] = field(default_factory=dict)  # knob name → why it moves
-    # "", "warmup", "rollback", "fallback", "canary", "restart"; "reference" (the deferred part
-    # of the warm-up, at default knobs) and "resume" (back to the tuned setting after it)
+    # "", "warmup", "rollback", "fallback", "canary", "restart", "probe"; "reference" (the
+    # deferred part of the warm-up, at default knobs) and "resume" (back to the tuned setting)
     event: str = ""
 
 
@@ -160,6 +173,7 @@ class _Canary:
     before: Levels
     after: Levels
     baseline: list[float]
+    probe: bool = False  # a family taken out by the guard (probe_families), not a wish
 
 
 class Guard:
@@ -170,6 +184,7 @@ class Guard:
         self.defaults = np.asarray(defaults, dtype=np.int64).copy()
         self.held: dict[tuple[int, int], int] = {}  # (knob index, level) → refused until
         self.source = ""
+        self._last_family: Family | None = None  # the family of the last change (one_family)
         self.contention: deque[float] = deque(maxlen=self.cfg.canary)
         self.reading: deque[float] = deque(maxlen=self.cfg.canary)
         self._reset()
@@ -186,6 +201,7 @@ class Guard:
         self._resume: Levels | None = None  # the tuned setting to go back to after it
         self.last_change = np.full(len(KNOBS), -(10**9), dtype=np.int64)
         self.canary: _Canary | None = None
+        self._probes: list[Family] = []  # families to take out one at a time (probe_families)
         self.fallback_until = -1
         self.tuned_rates: deque[float] = deque(maxlen=self.cfg.fallback_window)
 
@@ -279,7 +295,33 @@ class Guard:
             return self._begin_reference()
         if self.canary is not None or self.t < self.fallback_until:
             return Verdict(self.levels.copy(), event="canary" if self.canary else "fallback")
+        verdict = self._probe()
+        if verdict is not None:
+            return verdict
         return self._limit(np.asarray(wish, dtype=np.int64))
+
+    def _probe(self) -> Verdict | None:
+        """Take the next family queued by a passed multi-family change back to default, judged
+        by a canary of its own (``probe_families``, see the module)."""
+        while self._probes:
+            family = self._probes.pop(0)
+            new = self.levels.copy()
+            for i, k in enumerate(KNOBS):
+                if k.family == family:
+                    new[i] = self.defaults[i]
+            if np.array_equal(new, self.levels):
+                continue  # already back at default
+            why = (
+                f"probe: {family} without the rest of the last change, for a canary window; "
+                "kept out if progress does not fall"
+            )
+            reasons = {KNOBS[i].name: why for i in np.flatnonzero(new != self.levels)}
+            before = list(self.rates)[-self.cfg.canary :]
+            self.canary = _Canary(self.t, self.levels.copy(), new.copy(), before, probe=True)
+            self.last_change[new != self.levels] = self.t
+            self.levels = new
+            return Verdict(self.levels.copy(), reasons, event="probe")
+        return None
 
     def _restart(self, rate: float, source: str) -> Verdict:
         unit = {"client": "the job's own sample count", "proxy": "the trainer's CPU time"}
@@ -363,13 +405,26 @@ class Guard:
             return "held off after a rollback"
         return ""
 
+    def _knob_order(self) -> list[int]:
+        """The knobs in the order their changes are considered: the table's, or with
+        ``one_family`` the families after the one changed last first (round robin: a policy
+        that keeps retuning its weights does not keep the other families waiting)."""
+        if not self.cfg.one_family:
+            return list(range(len(KNOBS)))
+        families = list(dict.fromkeys(k.family for k in KNOBS))
+        if self._last_family in families:
+            p = families.index(self._last_family) + 1
+            families = families[p:] + families[:p]
+        return [i for f in families for i, k in enumerate(KNOBS) if k.family == f]
+
     def _limit(self, wish: Levels) -> Verdict:
         new = self.levels.copy()
         reasons: dict[str, str] = {}
         quiet = self._uncontended()
         wish = wish.copy()
         family = None  # the family this change moves (one_family)
-        for i, k in enumerate(KNOBS):
+        for i in self._knob_order():
+            k = KNOBS[i]
             if family is not None and k.family != family:
                 continue
             why = "policy"
@@ -386,7 +441,7 @@ class Guard:
             self.last_change[i] = self.t
             reasons[k.name] = why
             if self.cfg.one_family:
-                family = k.family
+                family = self._last_family = k.family
         if reasons:
             before = list(self.rates)[-self.cfg.canary :]
             self.canary = _Canary(self.t, self.levels.copy(), new.copy(), before)
@@ -399,17 +454,28 @@ class Guard:
             return None
         self.canary = None
         after = list(self.rates)[-self.cfg.canary :]
+        moved = [i for i in range(len(KNOBS)) if c.after[i] != c.before[i]]
         if worse(c.baseline, after, self.cfg.threshold):
             drop = 1.0 - float(np.mean(after)) / max(float(np.mean(c.baseline)), 1e-12)
             why = f"rollback: progress fell {drop:.0%} after the change"
+            if c.probe:
+                why = f"probe: progress fell {drop:.0%} without it; back"
             reasons = {}
-            for i, k in enumerate(KNOBS):
-                if c.after[i] != c.before[i]:
-                    self.held[(i, int(c.after[i]))] = self.t + self.cfg.holdoff
-                    self.last_change[i] = self.t
-                    reasons[k.name] = why
+            for i in moved:
+                self.held[(i, int(c.after[i]))] = self.t + self.cfg.holdoff
+                self.last_change[i] = self.t
+                reasons[KNOBS[i].name] = why
             self.levels = c.before.copy()
             return Verdict(self.levels.copy(), reasons, event="rollback")
+        if c.probe:
+            # Kept out: the family did not earn its place; the policy's wish for it is refused
+            # for the hold-off, after which it comes back as a change of its own.
+            for i in moved:
+                self.held[(i, int(c.before[i]))] = self.t + self.cfg.holdoff
+        elif self.cfg.probe_families:
+            families = list(dict.fromkeys(KNOBS[i].family for i in moved))
+            if len(families) > 1:
+                self._probes = [f for f in families if f != Family.WEIGHTS]
         return None
 
     def _check_fallback(self) -> Verdict | None:

@@ -39,6 +39,7 @@ from scipy.stats import bootstrap
 
 from autotune.system import cgroups
 from bench.results import write_result
+from workloads.run import on_sigterm
 
 HERE = Path(__file__).resolve().parent
 
@@ -185,7 +186,7 @@ def main() -> None:
     ap.add_argument("--note", help="what else ran on the machine, for the result file")
     args = ap.parse_args()
     # SIGTERM unwinds like Ctrl-C: the jobs are stopped and the slice removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    signal.signal(signal.SIGTERM, on_sigterm)
     if args.repeats < 5:
         raise SystemExit("--repeats: at least 5")
     repeats: list[dict[str, Any]] = []

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from bench.daemon.footprint import ci
 from bench.results import write_result
+from workloads.run import on_sigterm
 
 # The arms, rotated each repeat: hackbench alone, and recorded with the sampling thread at the
 # default real-time priority (autotune.system.priority) and under the normal scheduler.
@@ -56,7 +57,7 @@ def main() -> None:
     ap.add_argument("--note", help="what else ran on the machine, for the result file")
     args = ap.parse_args()
     # SIGTERM unwinds like Ctrl-C: the temporary folder goes.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    signal.signal(signal.SIGTERM, on_sigterm)
     if args.repeats < 5:
         raise SystemExit("--repeats: at least 5")
     hb = ["hackbench", "-l", str(args.loops), "-g", "4"]

@@ -22,7 +22,9 @@ same number of samples in every arm:
   change and the deferred warm-up (:data:`FAST_GUARD`). They are the defaults since
   2026-12-05, so these arms differ from the plain ones only where the environment or a
   checkout from before sets them off; ``tuned_family`` (only when asked): ``tuned`` with the
-  guard changing one knob family at a time (:data:`ONE_FAMILY`).
+  guard changing one knob family at a time (:data:`ONE_FAMILY`); ``tuned_probe`` (only when
+  asked): ``tuned`` with the guard probing each family of a combined change alone
+  (:data:`PROBE`).
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -84,16 +86,32 @@ ARMS = (
     "tuned_fast",
     "static_tuned_fast",
     "tuned_family",
+    "tuned_probe",
 )
 DEFAULT_ARMS = ARMS[:6]
-TUNED_ARMS = ("static_tuned", "tuned", "adapt", "tuned_fast", "static_tuned_fast", "tuned_family")
+TUNED_ARMS = (
+    "static_tuned",
+    "tuned",
+    "adapt",
+    "tuned_fast",
+    "static_tuned_fast",
+    "tuned_family",
+    "tuned_probe",
+)
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast")
 # The guard's options for its fixed cost (docs/online-tuning.md), set explicitly.
 FAST_GUARD = {"AUTOTUNE_GUARD_MAX_RUNGS": "3", "AUTOTUNE_GUARD_WARMUP_DEFER": "true"}
 # The guard option that changes one knob family at a time (docs/online-tuning.md), set explicitly.
 ONE_FAMILY = {"AUTOTUNE_GUARD_ONE_FAMILY": "true"}
-ARM_ENV = {"tuned_fast": FAST_GUARD, "static_tuned_fast": FAST_GUARD, "tuned_family": ONE_FAMILY}
+# The guard option that probes each family of a combined change alone.
+PROBE = {"AUTOTUNE_GUARD_PROBE_FAMILIES": "true"}
+ARM_ENV = {
+    "tuned_fast": FAST_GUARD,
+    "static_tuned_fast": FAST_GUARD,
+    "tuned_family": ONE_FAMILY,
+    "tuned_probe": PROBE,
+}
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
 SPELL_S = BENCH_SPELL_S  # the neighbour's and mixed_io's own, as in bench.grid
@@ -124,6 +142,10 @@ RATIOS = {
     ("tuned_family", "static_best"): "tuned_family_vs_static_best",
     ("tuned_family", "tuned"): "tuned_family_vs_tuned",
     ("tuned_family", "alone"): "tuned_family_vs_alone",
+    ("tuned_probe", "default"): "tuned_probe_vs_default",
+    ("tuned_probe", "static_best"): "tuned_probe_vs_static_best",
+    ("tuned_probe", "tuned"): "tuned_probe_vs_tuned",
+    ("tuned_probe", "alone"): "tuned_probe_vs_alone",
 }
 
 

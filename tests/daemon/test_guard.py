@@ -367,3 +367,77 @@ def test_one_family_is_a_setting() -> None:
     assert not GuardConfig.for_interval(0.5).one_family
     on = Settings.model_validate({"guard_one_family": True})
     assert GuardConfig.for_interval(0.5, on).one_family
+
+
+def test_one_family_takes_the_families_in_turn() -> None:
+    cfg = GuardConfig(warmup=4, dwell=1, canary=2, holdoff=10, fallback_window=40, one_family=True)
+    g = Guard(DEFAULT, cfg)
+    warm(g)
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] += 1
+    wish[W["prefetch.loader"]] += 1
+    assert set(g.step(100.0, wish).reasons) == {"weight.trainer"}
+    g.step(100.0, wish)
+    wish[W["weight.loader"]] += 1  # the policy retunes its weights: prefetch has waited longer
+    assert set(g.step(100.0, wish).reasons) == {"prefetch.loader"}
+    g.step(100.0, wish)
+    assert set(g.step(100.0, wish).reasons) == {"weight.loader"}
+
+
+PROBE = GuardConfig(
+    warmup=4, dwell=1, canary=3, holdoff=10, fallback_window=40, max_rungs=3, probe_families=True
+)
+
+
+def _combined_change(g: Guard, rate: float) -> np.ndarray:
+    """Warm up at 100/s, then a wish moving weights, cores and read-ahead in one change that
+    runs at ``rate`` and passes its canary."""
+    warm(g)
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] += 2
+    wish[W["cpus.trainer"]] -= 1
+    wish[W["readahead"]] += 1
+    v = g.step(100.0, wish)
+    assert set(v.reasons) == {"weight.trainer", "cpus.trainer", "readahead"}  # all at once
+    for _ in range(PROBE.canary):
+        g.step(rate, wish)
+    return wish
+
+
+def test_a_family_that_does_not_earn_its_place_is_kept_out() -> None:
+    g = Guard(DEFAULT, PROBE)
+    wish = _combined_change(g, 300.0)
+    assert g.canary is not None and g.canary.probe  # the cores first (the table's order)
+    assert g.levels[W["cpus.trainer"]] == DEFAULT[W["cpus.trainer"]]
+    assert g.levels[W["weight.trainer"]] == wish[W["weight.trainer"]]  # weights never probed
+    for _ in range(PROBE.canary):
+        v = g.step(450.0, wish)  # faster without the split
+    assert v.event == "probe" and set(v.reasons) == {"readahead"}  # kept out; read-ahead next
+    assert g.levels[W["cpus.trainer"]] == DEFAULT[W["cpus.trainer"]]
+    for _ in range(PROBE.canary):
+        v = g.step(320.0, wish)  # without the read-ahead: a fall of 29%, rolled back
+    assert v.event == "rollback" and "probe: progress fell" in v.reasons["readahead"]
+    assert v.levels[W["readahead"]] == wish[W["readahead"]]
+    until = g.held[(W["cpus.trainer"], int(wish[W["cpus.trainer"]]))]
+    while g.t + 1 < until:  # the split stays out while it is held off, then comes back alone
+        assert g.step(450.0, wish).levels[W["cpus.trainer"]] == DEFAULT[W["cpus.trainer"]]
+    v = g.step(450.0, wish)
+    assert set(v.reasons) == {"cpus.trainer"} and v.event == ""
+
+
+def test_a_change_of_one_family_is_not_probed() -> None:
+    g = Guard(DEFAULT, PROBE)
+    warm(g)
+    wish = DEFAULT.copy()
+    wish[W["cpus.trainer"]] -= 1
+    wish[W["cpus.loader"]] -= 1
+    g.step(100.0, wish)
+    for _ in range(PROBE.canary):
+        v = g.step(150.0, wish)
+    assert v.event == "" and g.canary is None and not g._probes
+
+
+def test_probing_is_a_setting() -> None:
+    assert not GuardConfig.for_interval(0.5).probe_families
+    on = Settings.model_validate({"guard_probe_families": True})
+    assert GuardConfig.for_interval(0.5, on).probe_families

@@ -100,23 +100,33 @@ def _wait_for_job(harness: subprocess.Popen[str], module: str, timeout: float = 
     raise AssertionError(f"{module} never started")
 
 
-@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("sig", "status", "times"),
+    [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 1), (signal.SIGTERM, 143, 2)],
+)
 def test_interrupting_the_harness_restores_everything(
-    sig: signal.Signals, status: int, isolated_settings: Path
+    sig: signal.Signals, status: int, times: int, isolated_settings: Path
 ) -> None:
+    # Twice: `pkill -f` of a harness run under `timeout` sends two SIGTERMs; the second must not
+    # cut the clean-up short.
     env = dict(os.environ)
     h = _harness(
         "--workload", "cnn_noisy", "--samples", "1000000", "--knobs", "readahead=16", env=env
     )
     try:
         _wait_for_job(h, "workloads.cnn")
-        h.send_signal(sig)
+        for _ in range(times):
+            h.send_signal(sig)
+            time.sleep(0.05)
         _, err = h.communicate(timeout=60)
     finally:
         if h.poll() is None:
             h.kill()
             h.wait()
-    assert h.returncode == status, err
+    # A second SIGTERM that lands after the clean-up, once the interpreter has put the default
+    # handlers back on its way out, ends it by the signal: the clean-up is what must finish
+    # (the fixtures check the disk, the knobs and the processes).
+    assert h.returncode == status or (times > 1 and h.returncode == -sig), err
     assert "Traceback" not in err
 
 
