@@ -139,8 +139,8 @@ class Settings(BaseSettings):
     guard_probe_families: bool = Field(
         False,
         description="after a change of several knob families passes its canary, take each but "
-        "the weights back to default alone for a canary window, and keep it out unless "
-        "progress falls",
+        "the weights back to default alone for a canary window, and keep it out if the job is "
+        "clearly faster without it",
     )
     guard_dwell_s: float = Field(
         2.0, ge=0.0, le=600.0, description="seconds between two changes of a knob (0 to 600)"

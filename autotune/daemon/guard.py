@@ -34,11 +34,14 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   Judged apart, the split's own fall is what its canary sees;
 * **probing the families** (``probe_families``): the other way to attribute. A change of
   several families goes in whole, and once its canary has passed, each family in it but the
-  weights goes back to default alone, judged by a canary of its own: rolled back (the family
-  returns) if progress falls, kept out (its setting held off) if not. A combination whose
-  parts only pay together keeps its gain from the first interval (randread's trainer on one
-  core with 0.25x loaders and 32 KiB read-ahead: one family at a time ran it at 0.78 of the
-  whole change, bench/online), and a family that loses is found after a canary window each;
+  weights goes back to default alone for a canary window: kept out (its setting held off) if
+  the job is clearly faster without it (the canary's test the other way round), back
+  otherwise. Only a clear loser goes: asked to prove its gain instead, families that helped
+  randread were often taken out on the noise of one window (0.83x the plain guard's rate,
+  bench/online). A combination whose parts only pay together keeps its gain from the first
+  interval (randread's trainer on one core with 0.25x loaders and 32 KiB read-ahead: one family
+  at a time ran it at 0.78 of the whole change, bench/online), and a family that loses is found
+  after a canary window each;
 * **canary and rollback**: after a change, progress over the next ``canary`` intervals is
   compared with the ``canary`` intervals before it; if it fell by more than ``threshold`` *and*
   by more than twice the standard error of the difference (a window, not one sample), the change
@@ -101,7 +104,7 @@ class GuardConfig:
         max_rungs: the most ladder rungs one knob moves in one change.
         one_family: a change moves the knobs of one family only (see the module).
         probe_families: after a change of several families passes its canary, take each but
-            the weights back to default alone, and keep it out unless progress falls.
+            the weights back to default alone, and keep it out if the job is clearly faster.
         dwell: intervals between two changes of one knob.
         canary: intervals after a change before it is judged, and before it compared with.
         threshold: relative fall in progress that reverts a change (0.10: 10 %).
@@ -455,11 +458,11 @@ class Guard:
         self.canary = None
         after = list(self.rates)[-self.cfg.canary :]
         moved = [i for i in range(len(KNOBS)) if c.after[i] != c.before[i]]
+        if c.probe:
+            return self._judge_probe(c, after, moved)
         if worse(c.baseline, after, self.cfg.threshold):
             drop = 1.0 - float(np.mean(after)) / max(float(np.mean(c.baseline)), 1e-12)
             why = f"rollback: progress fell {drop:.0%} after the change"
-            if c.probe:
-                why = f"probe: progress fell {drop:.0%} without it; back"
             reasons = {}
             for i in moved:
                 self.held[(i, int(c.after[i]))] = self.t + self.cfg.holdoff
@@ -467,16 +470,29 @@ class Guard:
                 reasons[KNOBS[i].name] = why
             self.levels = c.before.copy()
             return Verdict(self.levels.copy(), reasons, event="rollback")
-        if c.probe:
-            # Kept out: the family did not earn its place; the policy's wish for it is refused
-            # for the hold-off, after which it comes back as a change of its own.
-            for i in moved:
-                self.held[(i, int(c.before[i]))] = self.t + self.cfg.holdoff
-        elif self.cfg.probe_families:
+        if self.cfg.probe_families:
             families = list(dict.fromkeys(KNOBS[i].family for i in moved))
             if len(families) > 1:
                 self._probes = [f for f in families if f != Family.WEIGHTS]
         return None
+
+    def _judge_probe(self, c: _Canary, after: list[float], moved: list[int]) -> Verdict | None:
+        """A family taken out: kept out only if the job is clearly faster without it (by more
+        than the threshold and the noise, the canary's test the other way round), its setting
+        held off; otherwise it comes back. A family is not asked to prove its gain, which the
+        noise of a short window would often hide: only a clear loser goes."""
+        if worse(after, c.baseline, self.cfg.threshold):
+            for i in moved:
+                self.held[(i, int(c.before[i]))] = self.t + self.cfg.holdoff
+            return None
+        change = float(np.mean(after)) / max(float(np.mean(c.baseline)), 1e-12) - 1.0
+        why = f"probe: {change:+.0%} without it, no clear gain; back"
+        reasons = {}
+        for i in moved:
+            self.last_change[i] = self.t
+            reasons[KNOBS[i].name] = why
+        self.levels = c.before.copy()
+        return Verdict(self.levels.copy(), reasons, event="probe")
 
     def _check_fallback(self) -> Verdict | None:
         ref = self.reference_rate
