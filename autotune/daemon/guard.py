@@ -41,7 +41,9 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   bench/online). A combination whose parts only pay together keeps its gain from the first
   interval (randread's trainer on one core with 0.25x loaders and 32 KiB read-ahead: one family
   at a time ran it at 0.78 of the whole change, bench/online), and a family that loses is found
-  after a canary window each;
+  after a canary window each. Both ways are off by default (docs/online-tuning.md has the
+  figures): on the bench's 10-20 s jobs a window at a worse setting is a large share of the
+  run, and four rates of a noisy job call a family neither way;
 * **canary and rollback**: after a change, progress over the next ``canary`` intervals is
   compared with the ``canary`` intervals before it; if it fell by more than ``threshold`` *and*
   by more than twice the standard error of the difference (a window, not one sample), the change
