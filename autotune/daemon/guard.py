@@ -318,7 +318,7 @@ class Guard:
                 continue  # already back at default
             why = (
                 f"probe: {family} without the rest of the last change, for a canary window; "
-                "kept out if progress does not fall"
+                "kept out only if the job is clearly faster"
             )
             reasons = {KNOBS[i].name: why for i in np.flatnonzero(new != self.levels)}
             before = list(self.rates)[-self.cfg.canary :]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -330,7 +331,7 @@ def test_a_deferred_warm_up_lasts_a_canary_window_at_least() -> None:
 
 def test_one_family_per_change_judges_each_family_by_its_own_canary() -> None:
     cfg = GuardConfig(warmup=4, dwell=1, canary=3, holdoff=10, fallback_window=40, max_rungs=3)
-    g = Guard(DEFAULT, GuardConfig(**{**cfg.__dict__, "one_family": True}))
+    g = Guard(DEFAULT, dataclasses.replace(cfg, one_family=True))
     warm(g)
     wish = DEFAULT.copy()
     for name in ("weight.trainer", "weight.loader", "cpus.trainer", "readahead"):
