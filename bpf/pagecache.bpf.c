@@ -1,4 +1,4 @@
-// Page cache and readahead per role: pages inserted into the page cache (misses), and readahead
+// Page cache and readahead per role (and job slot, telemetry.h): pages inserted into the page cache (misses), and readahead
 // events, synchronous (a miss) and asynchronous (the PG_readahead marker was hit), with the pages
 // of the readahead window each one submitted.
 //
@@ -31,11 +31,11 @@ BPF_PERCPU_ARRAY(counters, struct role_counters, 1);
 // A task whose readahead decided to read nothing leaves an entry behind: LRU evicts it.
 BPF_TABLE("lru_hash", u32, struct ra_pending, ra_pending, 4096);
 
-static __always_inline u32 current_role(void)
+static __always_inline u32 current_info(void)
 {
 	u32 tid = bpf_get_current_pid_tgid();
 	u32 *infop = autotune_roles.lookup(&tid);
-	return infop ? (*infop & INFO_ROLE_MASK) : ROLE_OTHER;
+	return infop ? *infop : ROLE_OTHER;
 }
 
 static __always_inline void add(u32 counter, u64 v)
@@ -44,8 +44,8 @@ static __always_inline void add(u32 counter, u64 v)
 	struct role_counters *rc = counters.lookup(&zero);
 	if (!rc)
 		return;
-	u32 i = CIDX(current_role(), counter);
-	if (i < N_ROLES * N_COUNTERS)
+	u32 i = CIDX(CELL(current_info()), counter);
+	if (i < N_CELLS * N_COUNTERS)
 		rc->c[i] += v;
 }
 

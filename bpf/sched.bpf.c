@@ -3,8 +3,9 @@
 //
 // Tracepoint arguments and helper results only (bpf/README.md): no task_struct is read.
 //
-// Roles: autotune_roles maps tid -> role for the job's threads; everything absent is ROLE_OTHER.
-// User space seeds it from /proc (autotune.target.Members). A forked child inherits its parent's
+// Roles: autotune_roles maps tid -> role and job slot for the jobs' threads; everything absent is
+// ROLE_OTHER in slot 0 (telemetry.h). User space seeds it from /proc (autotune.target.Members), one
+// slot per job, and counts a job's "other" as every cell but its own. A forked child inherits its parent's
 // role provisionally (INFO_PENDING): sched_process_fork does not say whether the child is a
 // thread or a process, so the child settles it the first time a tracepoint fires in its own
 // context (its first switch-out or its exit), from bpf_get_current_pid_tgid(): a thread of a
@@ -28,19 +29,22 @@
 #define MAX_TRAINERS 64
 
 BPF_TABLE_PUBLIC("hash", u32, u32, autotune_roles, MAX_TASKS);
-BPF_HASH(trainer_tgids, u32, u32, MAX_TRAINERS); // tgids of the trainer processes
-BPF_HASH(procs, u32, u32, MAX_PROCS);            // tgid -> role of the job's processes
+BPF_HASH(trainer_tgids, u32, u32, MAX_TRAINERS); // tgids of the trainer processes -> job slot
+BPF_HASH(procs, u32, u32, MAX_PROCS);            // tgid -> job slot and role of the processes
 BPF_HASH(runq_start, u32, u64, MAX_TASKS);       // tid -> when it became runnable, or 0
 BPF_PERCPU_ARRAY(counters, struct role_counters, 1);
 BPF_PERCPU_ARRAY(runq_hist, struct role_hists, 1);
 BPF_PERCPU_ARRAY(oncpu, struct cpu_slot, 1);
 
-static __always_inline void add(struct role_counters *rc, u32 role, u32 counter, u64 v)
+// Count v in the cell of `info` (a role table value: role and job slot).
+static __always_inline void add(struct role_counters *rc, u32 info, u32 counter, u64 v)
 {
-	u32 i = CIDX(role, counter);
-	if (i < N_ROLES * N_COUNTERS)
+	u32 i = CIDX(CELL(info), counter);
+	if (i < N_CELLS * N_COUNTERS)
 		rc->c[i] += v;
 }
+
+#define INFO_KEEP (INFO_ROLE_MASK | (0xffu << INFO_JOB_SHIFT)) /* role and slot, no flags */
 
 // Settle a pending child's role. Runs in the context of `tid` only (else leaves it pending).
 static __always_inline u32 settle(u32 tid, u32 *infop, struct role_counters *rc)
@@ -56,11 +60,12 @@ static __always_inline u32 settle(u32 tid, u32 *infop, struct role_counters *rc)
 	u32 settled = role;
 	if (role == ROLE_TRAINER && !trainer_tgids.lookup(&tgid))
 		settled = ROLE_LOADER;
+	u32 kept = (info & INFO_KEEP & ~INFO_ROLE_MASK) | settled;
 	if (tgid == tid)
-		procs.update(&tgid, &settled);
+		procs.update(&tgid, &kept);
 	if (settled != role) {
-		add(rc, role, C_THREADS, (u64)-1);
-		add(rc, settled, C_THREADS, 1);
+		add(rc, info, C_THREADS, (u64)-1);
+		add(rc, kept, C_THREADS, 1);
 	}
 	info = (info & ~(INFO_PENDING | INFO_ROLE_MASK)) | settled;
 	*infop = info;
@@ -124,14 +129,13 @@ TRACEPOINT_PROBE(sched, sched_switch)
 			if (*infop & INFO_EXITING)
 				info |= INFO_EXITING;
 		}
-		u32 role = info & INFO_ROLE_MASK;
 		if (slot->tid == prev && slot->ts != 0 && now > slot->ts)
-			add(rc, role, C_ONCPU_NS, now - slot->ts);
+			add(rc, info, C_ONCPU_NS, now - slot->ts);
 		if ((args->prev_state & PREV_STATE_BLOCKED_MASK) == 0) {
-			add(rc, role, C_NIVCSW, 1);
+			add(rc, info, C_NIVCSW, 1);
 			mark_runnable(prev, now);
 		} else {
-			add(rc, role, C_NVCSW, 1);
+			add(rc, info, C_NVCSW, 1);
 		}
 		if (infop && (info & INFO_EXITING))
 			autotune_roles.delete(&prev);
@@ -145,10 +149,9 @@ TRACEPOINT_PROBE(sched, sched_switch)
 		u64 *tsp = runq_start.lookup(&next);
 		if (tsp && *tsp) {
 			u64 delta = now > *tsp ? now - *tsp : 0;
-			u32 role = ninfo & INFO_ROLE_MASK;
-			add(rc, role, C_RUNQ_WAIT_NS, delta);
-			u32 h = role * N_SLOTS + lat_slot(delta / 1000);
-			if (h < N_ROLES * N_SLOTS)
+			add(rc, ninfo, C_RUNQ_WAIT_NS, delta);
+			u32 h = CELL(ninfo) * N_SLOTS + lat_slot(delta / 1000);
+			if (h < N_CELLS * N_SLOTS)
 				rh->h[h] += 1;
 			*tsp = 0;
 		}
@@ -167,8 +170,7 @@ TRACEPOINT_PROBE(sched, sched_migrate_task)
 	if (!rc || tid == 0)
 		return 0;
 	u32 *infop = autotune_roles.lookup(&tid);
-	u32 role = infop ? (*infop & INFO_ROLE_MASK) : ROLE_OTHER;
-	add(rc, role, C_MIGRATIONS, 1);
+	add(rc, infop ? *infop : ROLE_OTHER, C_MIGRATIONS, 1);
 	return 0;
 }
 
@@ -183,10 +185,9 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 	struct role_counters *rc = counters.lookup(&zero);
 	if (!rc)
 		return 0;
-	u32 role = *pinfo & INFO_ROLE_MASK;
-	u32 info = role | INFO_PENDING;
+	u32 info = (*pinfo & INFO_KEEP) | INFO_PENDING; // the parent's role and job
 	if (autotune_roles.insert(&child, &info) == 0)
-		add(rc, role, C_THREADS, 1);
+		add(rc, info, C_THREADS, 1);
 	return 0;
 }
 
@@ -204,7 +205,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	u32 info = settle(tid, infop, rc);
 	if (info & INFO_EXITING)
 		return 0;
-	add(rc, info & INFO_ROLE_MASK, C_THREADS, (u64)-1);
+	add(rc, info, C_THREADS, (u64)-1);
 	// Kept until its last switch-out, so that its last slice still counts for its role.
 	*infop = info | INFO_EXITING;
 	struct cpu_slot *slot = oncpu.lookup(&zero);

@@ -11,8 +11,9 @@
 #ifndef AUTOTUNE_TELEMETRY_H
 #define AUTOTUNE_TELEMETRY_H
 
-#if !defined(N_ROLES) || !defined(N_COUNTERS) || !defined(N_SLOTS) || !defined(ROLE_OTHER)
-#error "telemetry.h needs N_ROLES, N_COUNTERS, N_SLOTS and the role indices as -D cflags"
+#if !defined(N_ROLES) || !defined(N_COUNTERS) || !defined(N_SLOTS) || !defined(ROLE_OTHER) || \
+	!defined(N_JOBS)
+#error "telemetry.h needs N_ROLES, N_COUNTERS, N_SLOTS, N_JOBS and the role indices as -D cflags"
 #endif
 
 /* sched.bpf.c's public table autotune_roles (tid -> role), which pagecache.bpf.c imports. The
@@ -21,29 +22,40 @@
  * methods on a name that comes from a macro, hence a rename of the source and not a -D flag. */
 #define MAX_TASKS 65536
 
-/* The value of the role table: a role index in the low byte, and flags. */
+/* The value of the role table: a role index in the low byte, flags, and the job's slot.
+ *
+ * One process loads these programs once and tunes several jobs with them (the node service):
+ * each job has a slot (1 to N_JOBS - 1, given by user space when it seeds the job's threads), and
+ * the counters are kept per slot and role. Slot 0 is nobody's: a task absent from the table
+ * counts there, as ROLE_OTHER. A forked child inherits its parent's slot with its role. */
 #define INFO_ROLE_MASK 0xffu
 #define INFO_PENDING 0x100u /* forked child whose thread/process kind is not settled yet */
 #define INFO_EXITING 0x200u /* sched_process_exit seen; removed at its last switch-out */
+#define INFO_JOB_SHIFT 16
+#define INFO_JOB(info) (((info) >> INFO_JOB_SHIFT) & 0xffu)
+#define N_CELLS (N_JOBS * N_ROLES)
 
-/* Index of one role's counter in role_counters.c. */
-#define CIDX(role, counter) ((role) * N_COUNTERS + (counter))
+/* The cell of a role table value: its job's slot and its role. */
+#define CELL(info) (INFO_JOB(info) * N_ROLES + ((info) & INFO_ROLE_MASK))
 
-/* Per-role counters (ROLE_COUNTERS columns), cumulative, one copy per CPU. */
+/* Index of one cell's counter in role_counters.c. */
+#define CIDX(cell, counter) ((cell) * N_COUNTERS + (counter))
+
+/* Per-cell counters (ROLE_COUNTERS columns), cumulative, one copy per CPU. */
 struct role_counters {
-	u64 c[N_ROLES * N_COUNTERS];
+	u64 c[N_CELLS * N_COUNTERS];
 };
 
-/* Per-role run-queue latency histograms, log2 microseconds, cumulative, one copy per CPU. */
+/* Per-cell run-queue latency histograms, log2 microseconds, cumulative, one copy per CPU. */
 struct role_hists {
-	u64 h[N_ROLES * N_SLOTS];
+	u64 h[N_CELLS * N_SLOTS];
 };
 
 /* What runs on this CPU since when: user space credits a slice still running at read time. */
 struct cpu_slot {
 	u64 ts;   /* bpf_ktime_get_ns() at switch-in; 0 before the first switch seen */
 	u32 tid;  /* 0 is the idle task */
-	u32 info; /* role table value of tid at switch-in (ROLE_OTHER when absent) */
+	u32 info; /* role table value of tid at switch-in (ROLE_OTHER, slot 0, when absent) */
 };
 
 /* Slot of a latency in microseconds: slot 0 below 2 us, slot i in [2^i, 2^(i+1)), clamped. */

@@ -1,19 +1,24 @@
 """Block I/O per device, from ``bpf/block.bpf.c``: request latency and bytes and requests.
 
 The kernel keeps cumulative per-CPU counters per device number; each :meth:`BlockCollector.read`
-returns what changed since the previous read, for the devices that saw I/O.
+returns what changed since the previous read, for the devices that saw I/O. The program is the
+process's shared one (:mod:`autotune.telemetry.programs`): the devices are the node's, the same for
+every job.
 """
 
 from __future__ import annotations
 
 import ctypes as ct
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from autotune.system.blockdev import disk_of_devno
-from autotune.telemetry import bpfmaps
-from autotune.telemetry.loader import load
+from autotune.telemetry import bpfmaps, programs
 from autotune.telemetry.sample import BLOCK_COUNTERS, N_SLOTS, BlockDeviceStats, Counts
+
+if TYPE_CHECKING:
+    from autotune.telemetry.programs import Lease
 
 _NB = len(BLOCK_COUNTERS)
 _WORDS = _NB + N_SLOTS  # struct dev_stats in block.bpf.c
@@ -27,18 +32,20 @@ def device_name(dev: int) -> str:
 
 
 class BlockCollector:
-    """Loads ``block.bpf.c`` and reads its per-device counters per interval.
+    """Per-device counters of the process's loaded block program, read per interval (each
+    collector keeps its own previous reading: several jobs share the program).
 
-    Raises:
-        BpfUnavailable: the program failed to load.
+    Args:
+        lease: the job's hold on the programs; their block program must be loaded.
     """
 
     missing: frozenset[str] = frozenset()
 
-    def __init__(self) -> None:
-        self.bpf = load("block", bpfmaps.cflags())
-        self._closed = False
-        self._devices = self.bpf.get_table(b"devices")
+    def __init__(self, lease: Lease) -> None:
+        if lease.programs.block is None:
+            raise ValueError("the block program is not loaded")
+        self._devices = lease.programs.block.get_table(b"devices")
+        self._key = lease.programs.roles_table  # names this load in a shared reading
         self._names: dict[int, str] = {}
         self._prev = self._cumulative()
 
@@ -54,7 +61,7 @@ class BlockCollector:
 
     def read(self) -> dict[str, BlockDeviceStats]:
         """Per-device I/O since the previous read, by disk name; idle devices left out."""
-        now = self._cumulative()
+        now = programs.memo((self._key, "block"), self._cumulative)
         out: dict[str, BlockDeviceStats] = {}
         for dev, values in now.items():
             prev = self._prev.get(dev)
@@ -65,7 +72,4 @@ class BlockCollector:
         return out
 
     def close(self) -> None:
-        """Detach the program (idempotent)."""
-        if not self._closed:
-            self._closed = True
-            self.bpf.cleanup()
+        """Nothing to do: the program goes with the last lease."""

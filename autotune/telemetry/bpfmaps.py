@@ -39,6 +39,24 @@ def roles_table_name() -> str:
 
 Words = npt.NDArray[np.uint64]
 
+# The role table's values, as bpf/telemetry.h lays them out: a role index in the low byte, two
+# flags, and from bit 16 the job's slot. Slot 0 is nobody's (a task absent from the table).
+JOB_SLOTS = 16  # slots in the counters, 0 included: one process watches up to 15 jobs with BPF
+INFO_ROLE_MASK = 0xFF
+INFO_PENDING = 0x100
+INFO_EXITING = 0x200
+INFO_JOB_SHIFT = 16
+
+
+def info(slot: int, role: int) -> int:
+    """The role table value of a settled thread of the job in ``slot``."""
+    return slot << INFO_JOB_SHIFT | role
+
+
+def info_job(value: int) -> int:
+    """The job slot of a role table value."""
+    return (value >> INFO_JOB_SHIFT) & 0xFF
+
 
 def cflags() -> list[str]:
     """The ``-D`` flags every telemetry program is compiled with."""
@@ -47,6 +65,7 @@ def cflags() -> list[str]:
         f"-DN_COUNTERS={len(ROLE_COUNTERS)}",
         f"-DN_SLOTS={N_SLOTS}",
         f"-DN_BLOCK={len(BLOCK_COUNTERS)}",
+        f"-DN_JOBS={JOB_SLOTS}",
     ]
     flags += [f"-DROLE_{role.name}={i}" for role, i in ROLE_INDEX.items()]
     flags += [f"-DC_{name.upper()}={i}" for name, i in C.items()]

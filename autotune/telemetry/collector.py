@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -39,9 +39,10 @@ from autotune.errors import NotPermitted, UserError
 from autotune.roles import ROLE_INDEX, Role
 from autotune.system.footprint import release_compiler_memory
 from autotune.target import Members, Target
+from autotune.telemetry import programs
 from autotune.telemetry.block import BlockCollector
 from autotune.telemetry.gpu import GpuCollector
-from autotune.telemetry.loader import BpfUnavailable, detach_tracepoints
+from autotune.telemetry.loader import BpfUnavailable
 from autotune.telemetry.pagecache import READAHEAD_COUNTERS, PageCacheCollector
 from autotune.telemetry.procfs import DiskStats, ProcRoles
 from autotune.telemetry.procread import MajorFaults
@@ -56,6 +57,9 @@ from autotune.telemetry.sample import (
     zeros_hist,
 )
 from autotune.telemetry.sched import RECONCILE_S, SchedCollector, SchedReading
+
+if TYPE_CHECKING:
+    from autotune.telemetry.programs import Lease
 
 log = logging.getLogger("autotune.telemetry")
 # autotune.config's INTERVAL_MIN_MS and INTERVAL_MAX_MS, in seconds (not imported from there:
@@ -114,8 +118,10 @@ class TelemetryCollector:
         block: BlockSource,
         pagecache: PageCacheCollector | None,
         progress: ProgressServer | None,
+        lease: Lease | None = None,
     ) -> None:
         self.target = target
+        self._lease = lease
         self.source = source
         self._roles = roles
         self._block = block
@@ -126,6 +132,9 @@ class TelemetryCollector:
         pc_missing = pagecache.missing if pagecache is not None else PAGECACHE_COUNTERS
         self.missing = frozenset(roles.missing | block.missing | pc_missing)
         self._ncpus = os.sysconf("SC_NPROCESSORS_ONLN")
+        # The job's processes by role as of the last sample (the loop follows the job when they
+        # change).
+        self.processes_seen: dict[int, Role] = {}
         self._closed = False
         self._closer: threading.Thread | None = None
         self._last_t = self._last_reconcile = time.monotonic()
@@ -137,7 +146,8 @@ class TelemetryCollector:
         roles = sched.roles
         if self._pagecache is not None:
             roles += self._pagecache.read()
-        roles[:, C["majflt"]] = self._majflt.read(self._roles.processes())
+        self.processes_seen = self._roles.processes()
+        roles[:, C["majflt"]] = self._majflt.read(self.processes_seen)
         devices = self._block.read()
         block = np.zeros(len(BLOCK_COUNTERS), np.int64)
         lat = zeros_hist()
@@ -188,10 +198,8 @@ class TelemetryCollector:
         ``kernel.bpf_stats_enabled`` is 1 (``run_time_ns`` in ``/proc/self/fdinfo/<fd>``).
         """
         out: dict[str, int] = {}
-        for part in (self._roles, self._block, self._pagecache):
-            bpf = getattr(part, "bpf", None)
-            if bpf is not None:
-                out.update({name.decode(): f.fd for name, f in bpf.funcs.items()})
+        for bpf in self._lease.programs.bpfs() if self._lease is not None else ():
+            out.update({name.decode(): f.fd for name, f in bpf.funcs.items()})
         return out
 
     def alive(self) -> bool:
@@ -209,8 +217,8 @@ class TelemetryCollector:
             self._closer.start()
 
     def close(self) -> None:
-        """Detach everything (idempotent). The page-cache program goes before the scheduler's,
-        whose role table it imports."""
+        """Let go of the job's telemetry (idempotent): its slot in the process's BPF programs,
+        which the last job's collector detaches (:mod:`autotune.telemetry.programs`)."""
         closer = self._closer
         if closer is not None and closer is not threading.current_thread():
             closer.join()
@@ -224,10 +232,8 @@ class TelemetryCollector:
             stack.callback(self._block.close)
             if self._pagecache is not None:
                 stack.callback(self._pagecache.close)
-            # First (the stack runs backwards): every tracepoint at once (see the loader).
-            parts = (self._roles, self._block, self._pagecache)
-            programs = [bpf for p in parts if (bpf := getattr(p, "bpf", None)) is not None]
-            stack.callback(detach_tracepoints, programs)
+            if self._lease is not None:
+                stack.callback(self._lease.release)
 
     def __enter__(self) -> TelemetryCollector:
         return self
@@ -246,31 +252,39 @@ def _check_interval(interval_s: float) -> None:
 
 def _open_bpf(target: Target, progress: ProgressServer | None) -> TelemetryCollector:
     """The BPF collectors; raises BpfUnavailable when the scheduler program cannot load."""
-    sched = SchedCollector(target.members())
-    stack = contextlib.ExitStack()
-    stack.callback(sched.close)
-    with stack:
+    lease = programs.lease()
+    try:
+        sched = SchedCollector(lease, target.members())
+        progs = lease.programs
         block: BlockSource
-        try:
-            block = BlockCollector()
-        except BpfUnavailable as e:
-            warn_once(f"block I/O from /proc/diskstats, without latencies: {e}")
+        if progs.block is not None:
+            block = BlockCollector(lease)
+        else:
+            warn_once(f"block I/O from /proc/diskstats, without latencies: {progs.block_error}")
             block = DiskStats()
-        stack.callback(block.close)
-        pagecache: PageCacheCollector | None
-        try:
-            pagecache = PageCacheCollector(sched.roles_table)
-        except BpfUnavailable as e:
-            warn_once(f"no page-cache or readahead counters: {e}")
-            pagecache = None
+        pagecache: PageCacheCollector | None = None
+        if progs.pagecache is not None:
+            pagecache = PageCacheCollector(lease)
+        else:
+            warn_once(f"no page-cache or readahead counters: {progs.pagecache_error}")
         # A second pass closes the window between reading /proc and seeding the table, in which
         # a fork by a not-yet-seeded parent went unseen.
         sched.reconcile(target.members())
-        stack.pop_all()
-    # The compiler is done: its ~110 MB of pages and freed heap go (autotune.system.footprint).
-    release_compiler_memory()
+    except BaseException:
+        lease.release()
+        raise
+    if lease.compiled:
+        # The compiler is done: its ~110 MB of pages and freed heap go
+        # (autotune.system.footprint).
+        release_compiler_memory()
     return TelemetryCollector(
-        target, source="bpf", roles=sched, block=block, pagecache=pagecache, progress=progress
+        target,
+        source="bpf",
+        roles=sched,
+        block=block,
+        pagecache=pagecache,
+        progress=progress,
+        lease=lease,
     )
 
 

@@ -130,6 +130,12 @@ def boot_ticks() -> int:
     return int(time.clock_gettime(time.CLOCK_BOOTTIME) * CLK_TCK)
 
 
+def _node_majflt() -> int | None:
+    from autotune.telemetry.programs import memo  # one read for every job of a shared reading
+
+    return memo("pgmajfault", lambda: vmstat("pgmajfault"))
+
+
 class MajorFaults:
     """Major faults per role in each interval, from the job's processes and ``/proc/vmstat``.
 
@@ -159,7 +165,7 @@ class MajorFaults:
             out[ROLE_INDEX[role]] += max(st.majflt - base, 0)
             seen[pid] = (st.starttime, st.majflt)
         self._last = seen
-        node = vmstat("pgmajfault")
+        node = _node_majflt()
         if node is not None and self._node is not None:
             job = out[ROLE_INDEX[Role.TRAINER]] + out[ROLE_INDEX[Role.LOADER]]
             out[ROLE_INDEX[Role.OTHER]] = max(node - self._node - job, 0)

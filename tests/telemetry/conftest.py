@@ -21,7 +21,7 @@ import pytest
 from telemetry_kit import Job, LoopDisk, gone
 
 from autotune.target import Target
-from autotune.telemetry import sched
+from autotune.telemetry import programs
 
 WORKLOAD = Path(__file__).with_name("workload.py")
 BACKING_ROOT = Path("/var/tmp")  # a real disk: /tmp may be tmpfs, which cannot do O_DIRECT
@@ -31,6 +31,19 @@ SPIN = "import time\nwhile True: time.monotonic()"
 @pytest.fixture
 def job() -> Iterator[Job]:
     """The workload, idle and waiting for commands; killed with its workers afterwards."""
+    with _workload() as j:
+        yield j
+
+
+@pytest.fixture
+def other_job() -> Iterator[Job]:
+    """A second, independent copy of the workload (two jobs watched by one process)."""
+    with _workload() as j:
+        yield j
+
+
+@contextlib.contextmanager
+def _workload() -> Iterator[Job]:
     proc = subprocess.Popen(
         [sys.executable, str(WORKLOAD)],
         stdin=subprocess.PIPE,
@@ -73,7 +86,7 @@ def cpu_hog() -> Iterator[list[int]]:
 def no_collector_left_open() -> Iterator[None]:
     """Every test closes the BPF collectors it opens (they hold the process's role table)."""
     yield
-    assert not sched._open, "a BPF collector was left open"
+    assert not programs.loaded(), "a BPF collector was left open"
 
 
 def _run(*cmd: str) -> str:

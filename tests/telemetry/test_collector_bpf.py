@@ -18,6 +18,7 @@ from telemetry_kit import Job, LoopDisk
 
 from autotune.errors import UserError
 from autotune.roles import ROLE_INDEX, Role
+from autotune.telemetry import bpfmaps, programs
 from autotune.telemetry.collector import open_collector
 from autotune.telemetry.sample import B, C, Sample
 
@@ -185,18 +186,75 @@ def test_a_running_worker_is_seeded_and_the_target_dies_mid_collection(job: Job)
         assert after.source == "bpf"
 
 
-def test_one_set_of_programs_per_process(job: Job, caplog: pytest.LogCaptureFixture) -> None:
-    with open_collector(job.target, require_bpf=True) as first:
-        with pytest.raises(UserError, match="another BPF telemetry collector is open"):
+def test_two_jobs_share_one_set_of_programs_and_keep_their_counts_apart(
+    job: Job, other_job: Job
+) -> None:
+    """The node service's case: two jobs watched by one process. One set of programs is loaded
+    (the second job adds no tracepoint), each job counts its own trainer and loaders, and the
+    other job's threads are "other" to it; the first job's close leaves the second counting, and
+    the last close detaches everything."""
+    before = bpf_handles()
+    a = open_collector(job.target, require_bpf=True)
+    try:
+        one_set = bpf_handles()
+        b = open_collector(other_job.target, require_bpf=True)
+        try:
+            assert bpf_handles() == one_set
+            assert b.source == "bpf"
+            a.sample(), b.sample()
+            _, by_a = job.sample_while(a, "spin 1.0 2")
+            seen_by_b = b.sample()
+            spun = total(by_a, TRAINER, "oncpu_ns")
+            assert spun > 0.2e9  # two threads for a second (on a busy node, less than two CPUs)
+            assert max(s.get(Role.TRAINER, "threads") for s in by_a) == 3
+            # b's own trainer idled; a's threads were "other" to it.
+            assert seen_by_b.get(Role.TRAINER, "oncpu_ns") < 0.1 * spun
+            assert seen_by_b.get(Role.OTHER, "oncpu_ns") >= 0.9 * spun
+            assert seen_by_b.get(Role.TRAINER, "threads") == 1
+            job.send("fork 0.5")
+            other_job.send("fork 0.5")
+            time.sleep(0.2)
+            assert set(a.processes().values()) == {Role.TRAINER, Role.LOADER}
+            assert set(b.processes().values()) == {Role.TRAINER, Role.LOADER}
+            assert not set(a.processes()) & set(b.processes())
+            job.send("reap"), other_job.send("reap")
+            a.close()
+            assert bpf_handles() == one_set  # b still holds the programs
+            b.sample()
+            _, by_b = other_job.sample_while(b, "spin 1.0 1")
+            # Its own spinning thread counted (a thread may outlive its join for a moment, so
+            # the count is checked while it spins).
+            assert total(by_b, TRAINER, "oncpu_ns") > 0.2e9
+            assert max(s.get(Role.TRAINER, "threads") for s in by_b) == 2
+        finally:
+            b.close()
+    finally:
+        a.close()
+    assert bpf_handles() == before
+
+
+def test_a_job_beyond_the_slots_falls_back_to_proc(
+    job: Job, caplog: pytest.LogCaptureFixture
+) -> None:
+    held = [programs.lease()]
+    try:
+        while held[0].programs.free:
+            held.append(programs.lease())
+        assert len(held) == bpfmaps.JOB_SLOTS - 1
+        with pytest.raises(UserError, match="job slots of this process's BPF telemetry"):
             open_collector(job.target, require_bpf=True)
         with caplog.at_level("WARNING", logger="autotune.telemetry"):
-            second = open_collector(job.target)
-        try:
-            assert second.source == "proc"
+            col = open_collector(job.target)
+        with col:
+            assert col.source == "proc"
             assert [r.getMessage() for r in caplog.records if "using /proc" in r.getMessage()]
-        finally:
-            second.close()
-        assert first.sample().source == "bpf"
+        # A slot given back is taken again.
+        held.pop().release()
+        with open_collector(job.target, require_bpf=True) as col:
+            assert col.source == "bpf"
+    finally:
+        for lease in held:
+            lease.release()
 
 
 @pytest.mark.parametrize("background", [False, True])
