@@ -20,7 +20,7 @@ import os
 import secrets
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
@@ -161,11 +161,14 @@ class Actuators:
         ``members``: a snapshot of the job taken this interval (:meth:`Target.members`), shared
         with :meth:`follow` so the job's processes and threads are listed once per interval.
         """
-        return self._current(members if members is not None else self.target.members())
+        self._last = self._current(members if members is not None else self.target.members())
+        return dict(self._last)
 
-    def _current(self, m: Members) -> dict[str, float]:
-        values: dict[str, float] = {}
-        for backend in self._unique_backends():
+    def _current(self, m: Members, only: Iterable[Backend] | None = None) -> dict[str, float]:
+        """The knobs in effect, read back; with ``only``, those backends' knobs are read and the
+        others' taken from the last reading."""
+        values: dict[str, float] = dict(self._last) if only is not None else {}
+        for backend in self._unique_backends() if only is None else only:
             values.update(backend.read(m))
         values = {k.name: values[k.name] for k in KNOBS if k.name in values}  # table order
         if not m.loader_pids:  # no loader yet: what the next one will get
@@ -217,6 +220,7 @@ class Actuators:
             self._target_gone()
             return {}
         m = self.target.members()
+        written: dict[int, Backend] = {}
         for knob, value in checked.items():
             if knob in self.disabled:
                 continue
@@ -228,14 +232,18 @@ class Actuators:
                 self._wanted[knob] = value
                 self.log.record(Decision(knob, role, old, value, reason, SET, dry_run=True))
                 continue
+            backend = self._backends[knob]
+            written[id(backend)] = backend
             try:
-                detail = self._backends[knob].set(knob, value, m)
+                detail = backend.set(knob, value, m)
             except Stuck as e:
                 self._disable(knob, str(e), STUCK, None)
                 continue
             self._wanted[knob] = value
             self.log.record(Decision(knob, role, old, value, reason, SET, detail=detail))
-        self._last = self._current(m)
+        if written:
+            # What the writes changed; the other knobs are read back by the next follow().
+            self._last = self._current(m, only=written.values())
         return dict(self._last)
 
     def follow(self, members: Members | None = None) -> None:

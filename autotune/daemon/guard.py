@@ -79,6 +79,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from statistics import fmean, stdev, variance
 
 import numpy as np
 import numpy.typing as npt
@@ -213,7 +214,7 @@ class Guard:
     @property
     def reference_rate(self) -> float:
         """The job's progress at default knobs during warm-up (0 before it ends)."""
-        return float(np.mean(self.warmup_rates)) if self.warmup_rates else 0.0
+        return fmean(self.warmup_rates) if self.warmup_rates else 0.0
 
     @property
     def warming_up(self) -> bool:
@@ -235,10 +236,10 @@ class Guard:
     def _precise(self) -> bool:
         """Whether the 95 % interval of the mean reference rate is within the fallback margin."""
         n = len(self.warmup_rates)
-        mean = float(np.mean(self.warmup_rates)) if n else 0.0
+        mean = fmean(self.warmup_rates) if n else 0.0
         if n < 2 or mean <= 0:
             return False
-        half = T95[min(n - 1, len(T95)) - 1] * float(np.std(self.warmup_rates, ddof=1)) / n**0.5
+        half = T95[min(n - 1, len(T95)) - 1] * stdev(self.warmup_rates) / n**0.5
         return half < self.cfg.fallback_margin * mean
 
     def _end_warmup(self) -> bool:
@@ -373,7 +374,7 @@ class Guard:
         """Why weights may not rise above default now ("" when they may)."""
         if not self.contention:
             return ""
-        share, mbps = float(np.mean(self.contention)), float(np.mean(self.reading))
+        share, mbps = fmean(self.contention), fmean(self.reading)
         if share >= self.cfg.min_contention or mbps < self.cfg.io_mbps:
             return ""
         return (
@@ -463,7 +464,7 @@ class Guard:
         if c.probe:
             return self._judge_probe(c, after, moved)
         if worse(c.baseline, after, self.cfg.threshold):
-            drop = 1.0 - float(np.mean(after)) / max(float(np.mean(c.baseline)), 1e-12)
+            drop = 1.0 - fmean(after) / max(fmean(c.baseline), 1e-12)
             why = f"rollback: progress fell {drop:.0%} after the change"
             reasons = {}
             for i in moved:
@@ -487,7 +488,7 @@ class Guard:
             for i in moved:
                 self.held[(i, int(c.before[i]))] = self.t + self.cfg.holdoff
             return None
-        change = float(np.mean(after)) / max(float(np.mean(c.baseline)), 1e-12) - 1.0
+        change = fmean(after) / max(fmean(c.baseline), 1e-12) - 1.0
         why = f"probe: {change:+.0%} without it, no clear gain; back"
         reasons = {}
         for i in moved:
@@ -502,7 +503,7 @@ class Guard:
         early = max(len(self.warmup_rates), self.cfg.canary, 2)
         if ref <= 0 or len(self.tuned_rates) < early or np.array_equal(self.levels, self.defaults):
             return None
-        tuned = float(np.mean(self.tuned_rates))
+        tuned = fmean(self.tuned_rates)
         if tuned >= (1.0 - self.cfg.fallback_margin) * ref:
             return None
         if len(self.tuned_rates) < n and (
@@ -531,12 +532,12 @@ def worse(before: list[float], after: list[float], threshold: float) -> bool:
     """
     if not before or not after:
         return False
-    b, a = float(np.mean(before)), float(np.mean(after))
+    b, a = fmean(before), fmean(after)
     if b <= 0 or a >= b * (1.0 - threshold):
         return False
     var = 0.0
     if len(before) > 1:
-        var += float(np.var(before, ddof=1)) / len(before)
+        var += variance(before) / len(before)
     if len(after) > 1:
-        var += float(np.var(after, ddof=1)) / len(after)
+        var += variance(after) / len(after)
     return (b - a) > 2.0 * math.sqrt(var)

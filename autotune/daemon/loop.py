@@ -1,13 +1,19 @@
 """The online control loop: one pass per interval, guarded, logged, tracked.
 
 Each interval: read telemetry → features → policy (numpy weights) → guard → actuators → decision
-log → MLflow metrics. Every ``FOLLOW_S`` the job's processes and threads are listed again, new ones
-put under their role's settings, knobs changed behind the tuner's back given up, and the knobs in
-effect read back (they are also read back after each change): that bookkeeping is most of a
-pass's system calls, and at every 250 ms interval it kept the tuner above 2 % of a core on a busy
-node. The loop's own CPU use (per phase) and latency are measured and logged. It ends when the
-job ends, on SIGINT/SIGTERM (the actuators restore on the way out), or when the watchdog sees
-telemetry stop.
+log → MLflow metrics. Every ``follow_s`` (:data:`FOLLOW_S` unless told), and at the next pass
+whenever the telemetry shows the job's processes changed, the job's processes and threads are
+listed again, new ones put under their role's settings, knobs changed behind the tuner's back
+given up, and the knobs in effect read back (they are also read back after each change): that
+bookkeeping is most of a pass's system calls, and at every 250 ms interval it kept the tuner
+above 2 % of a core on a busy node. A new thread needs no follow: it inherits its creator's
+cgroup and CPUs, and so its role's settings; a new process may change role (a loader forked by
+the trainer), and shows in the telemetry's process list.
+
+The loop's own CPU use (per phase) and latency are measured and logged. It ends when the job
+ends, on SIGINT/SIGTERM (the actuators restore on the way out), or when the watchdog sees
+telemetry stop. :meth:`TuneLoop.run` paces the intervals itself; the node service steps many
+loops in one wake instead (:meth:`TuneLoop.step`, :mod:`autotune.service.ticker`).
 """
 
 from __future__ import annotations
@@ -101,6 +107,7 @@ class TuneLoop:
         on_tick: Callable[[Tick], None] | None = None,
         adapt: AdaptConfig | None = None,
         hugepages_after_s: float | None = None,
+        follow_s: float = FOLLOW_S,
     ) -> None:
         self.policy = policy
         self.hugepages_after_s = hugepages_after_s
@@ -121,12 +128,14 @@ class TuneLoop:
         self._loop_ms: list[float] = []
         self._time_at: dict[str, float] = {}
         self._phases = Phases()
-        self.follow_every = max(1, round(FOLLOW_S / interval_s))
+        self.follow_every = max(1, round(follow_s / interval_s))
+        self._processes: frozenset[int] | None = None  # the job's processes at the last pass
         self._knobs: dict[str, float] = {}
         # Knobs a change would act on nothing for (no block device read yet, no job process on
         # the progress channel): held where they are, as of the last follow.
         self._inert: dict[str, str] = {}
         self._since_follow = self.follow_every  # the first pass follows
+        self._cpu0 = self._wall0 = 0.0
 
     def stop(self) -> None:
         """Ask the loop to end after the current interval."""
@@ -171,69 +180,93 @@ class TuneLoop:
 
     def run(self) -> Summary:
         """Loop until the end; returns the session's summary."""
-        cpu0, wall0 = time.process_time(), time.monotonic()
+        self.begin()
         next_tick = time.monotonic() + self.interval_s
-        ended = "job ended"
+        ended = "stopped"
         while not self._stop:
             self._wake.wait(max(0.0, next_tick - time.monotonic()))
             self._wake.clear()
             next_tick += self.interval_s
             if next_tick < time.monotonic():  # fell behind (a stall): do not try to catch up
                 next_tick = time.monotonic() + self.interval_s
-            t0, c0 = time.monotonic(), time.process_time()
-            ph = self._phases
-            ph.start()
-            if not self.col.alive():
+            if self._stop:
                 break
-            self._follow(ph)
-            s = self.col.sample()
-            s.knobs = dict(self._knobs)
-            ph.mark("telemetry")
-            if not self._telemetry_alive(s):
-                ended = "watchdog: telemetry stopped"
-                log.warning("autotune: telemetry stopped; restoring the knobs and stopping")
+            why = self.step()
+            if why is not None:
+                ended = why
                 break
-            obs = featurize(s)
-            rate = progress_rate(s)
-            current = values_to_levels(s.knobs)
-            wish = hold_inert(self.policy.decide(obs, current), current, self._inert)
-            if self.adapt is not None:
-                # Never explored: knobs the actuators gave up on, and knobs that act on nothing
-                # now (held: an arm on one would never take, and the adapter would wait for it).
-                skip = self.act.disabled.keys() | self._inert.keys()
-                wish = hold_inert(
-                    self.adapt.wish(wish, rate, self.guard, skip), current, self._inert
+        return self.end(ended)
+
+    def begin(self) -> None:
+        """Start the clocks of the summary (:meth:`run` does; a caller that paces the loop
+        itself calls :meth:`begin`, then :meth:`step` once per interval, then :meth:`end`)."""
+        self._cpu0, self._wall0 = time.process_time(), time.monotonic()
+
+    @property
+    def stopping(self) -> bool:
+        """:meth:`stop` was called."""
+        return self._stop
+
+    def step(self) -> str | None:
+        """One interval: sample, decide, apply, record. Returns why the loop ends, or None to go
+        on (the caller waits an interval between two calls)."""
+        t0, c0 = time.monotonic(), time.process_time()
+        ph = self._phases
+        ph.start()
+        if not self.col.alive():
+            return "job ended"
+        self._follow(ph)
+        s = self.col.sample()
+        s.knobs = dict(self._knobs)
+        procs = frozenset(self.col.processes_seen)
+        if self._processes is not None and procs != self._processes:
+            self._since_follow = self.follow_every  # a process came or went: follow next pass
+        self._processes = procs
+        ph.mark("telemetry")
+        if not self._telemetry_alive(s):
+            log.warning("autotune: telemetry stopped; restoring the knobs and stopping")
+            return "watchdog: telemetry stopped"
+        obs = featurize(s)
+        rate = progress_rate(s)
+        current = values_to_levels(s.knobs)
+        wish = hold_inert(self.policy.decide(obs, current), current, self._inert)
+        if self.adapt is not None:
+            # Never explored: knobs the actuators gave up on, and knobs that act on nothing
+            # now (held: an arm on one would never take, and the adapter would wait for it).
+            skip = self.act.disabled.keys() | self._inert.keys()
+            wish = hold_inert(self.adapt.wish(wish, rate, self.guard, skip), current, self._inert)
+        verdict = self.guard.step(rate, wish, s.progress_source, other_demand(s), read_mbps(s))
+        if self.adapt is not None:
+            verdict = self.adapt.annotate(verdict)
+        ph.mark("decide")
+        self._apply(verdict, obs)
+        ph.mark("apply")
+        loop_ms = (time.monotonic() - t0) * 1e3
+        cpu = 100.0 * (time.process_time() - c0) / self.interval_s
+        self._record(s, rate, verdict, loop_ms)
+        if self.on_tick is not None:
+            self.on_tick(
+                Tick(
+                    time.monotonic() - self._wall0,
+                    rate,
+                    self.guard.reference_rate,
+                    s.knobs,
+                    verdict,
+                    loop_ms,
+                    cpu,
+                    *((self.adapt.status(), self.adapt.metrics()) if self.adapt else ()),
                 )
-            verdict = self.guard.step(rate, wish, s.progress_source, other_demand(s), read_mbps(s))
-            if self.adapt is not None:
-                verdict = self.adapt.annotate(verdict)
-            ph.mark("decide")
-            self._apply(verdict, obs)
-            ph.mark("apply")
-            loop_ms = (time.monotonic() - t0) * 1e3
-            cpu = 100.0 * (time.process_time() - c0) / self.interval_s
-            self._record(s, rate, verdict, loop_ms)
-            if self.on_tick is not None:
-                self.on_tick(
-                    Tick(
-                        time.monotonic() - wall0,
-                        rate,
-                        self.guard.reference_rate,
-                        s.knobs,
-                        verdict,
-                        loop_ms,
-                        cpu,
-                        *((self.adapt.status(), self.adapt.metrics()) if self.adapt else ()),
-                    )
-                )
-            ph.mark("track")
-            after = self.hugepages_after_s
-            if after is not None and time.monotonic() - wall0 >= after:
-                self.hugepages_after_s = None
-                self._collapse_in_background()
-        else:
-            ended = "stopped"
-        self._finish(ended, time.process_time() - cpu0, time.monotonic() - wall0)
+            )
+        ph.mark("track")
+        after = self.hugepages_after_s
+        if after is not None and time.monotonic() - self._wall0 >= after:
+            self.hugepages_after_s = None
+            self._collapse_in_background()
+        return None
+
+    def end(self, ended: str) -> Summary:
+        """Close the summary with why the loop ended; returns it."""
+        self._finish(ended, time.process_time() - self._cpu0, time.monotonic() - self._wall0)
         return self.summary
 
     def _collapse_in_background(self) -> None:

@@ -21,6 +21,7 @@ Why these ladders:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -99,8 +100,16 @@ class Knob:
             f"{', '.join(f'{v:g}' for v in self.ladder)} ({self.unit})"
         )
 
+    @functools.cached_property
+    def _rungs(self) -> dict[float, int]:
+        """Ladder value → index (``index`` runs for every knob in every interval)."""
+        return {v: i for i, v in enumerate(self.ladder)}
+
     def index(self, value: float) -> int:
         """The ladder index nearest to ``value`` (log-nearest: ladders are geometric or short)."""
+        exact = self._rungs.get(value)  # the common case: a value read off the ladder
+        if exact is not None:
+            return exact
         best, dist = 0, float("inf")
         for i, v in enumerate(self.ladder):
             d = abs(v - value) / max(v, 1e-12) if value > 0 else abs(v - value)

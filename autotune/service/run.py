@@ -2,9 +2,10 @@
 
 Each interval the service lists the processes under the slice, starts a
 :class:`~autotune.service.worker.JobWorker` for each new process tree, forgets the workers whose
-job has left (their knobs already restored), and rewrites the state file. SIGTERM, SIGINT and
-SIGHUP stop every worker (each restores its job's knobs) and end the service with status 0; the
-slice disappearing does the same and ends it with one line and status 2.
+job has left (their knobs already restored), runs one interval of every job's tuning loop
+(:mod:`autotune.service.ticker`: all jobs in this one wake), and rewrites the state file.
+SIGTERM, SIGINT and SIGHUP stop every worker (each restores its job's knobs) and end the service
+with status 0; the slice disappearing does the same and ends it with one line and status 2.
 
 Before it tunes anything the service replays what a previous tuner left in the journal (one
 killed with ``kill -9``, say), so that every job starts from the node's own settings.
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 from autotune.errors import NotPermitted, UserError
 from autotune.service import lock, slices
 from autotune.service import state as st
+from autotune.service.ticker import Ticker
 from autotune.service.worker import JobWorker, say
 from autotune.target import start_time, zombie
 
@@ -36,6 +38,13 @@ if TYPE_CHECKING:
     from autotune.policy import Policy
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# The state file is rewritten about once a second (every interval when it is longer), and at once
+# when a job comes or goes: `autotune status` is a person's view, and the metrics endpoint reads
+# the state live. The slice's process trees are worked out again when its processes change, and
+# every DISCOVER_S whatever (a process can become a root without any process in the slice coming
+# or going: its parent outside the slice ended).
+STATE_S = 1.0
+DISCOVER_S = 4.0
 # How long a worker gets to finish its interval and restore once the service stops.
 JOIN_S = 30.0
 
@@ -145,6 +154,12 @@ class Service:
         # (polling a flag instead woke the service ten times a second). Open while run() runs.
         self._wake_r = self._wake_w = -1
         self._cpu = (time.monotonic(), time.process_time())
+        self._ticker = Ticker()  # every job's intervals, stepped in this loop
+        self._state_every = max(1, round(STATE_S / self.interval_s))
+        self._discover_every = max(1, round(DISCOVER_S / self.interval_s))
+        self._ticks = 0
+        self._last_scan: tuple[frozenset[int], frozenset[int]] | None = None
+        self._last_discover = 0
 
     # --- signals ----------------------------------------------------------------------------
 
@@ -172,9 +187,12 @@ class Service:
                 if inside is None:
                     gone = True
                     break
-                self._reap()
-                self._discover(inside)
-                self._publish()
+                changed = self._reap()
+                changed |= self._discover(inside)
+                self._ticker.step_all()
+                if changed or self._ticks % self._state_every == 0:
+                    self._publish()
+                self._ticks += 1
                 self._sleep(self.interval_s)
         finally:
             self._stop_all()
@@ -199,12 +217,19 @@ class Service:
                 with contextlib.suppress(OSError):
                     os.read(self._wake_r, 64)
 
-    def _discover(self, inside: set[int]) -> None:
+    def _discover(self, inside: set[int]) -> bool:
+        """Start a worker for each new job; True when one was started."""
         self.left_alone = {
             p: t for p, t in self.left_alone.items() if start_time(p) == t and not zombie(p)
         }
         tuned = {w.pid for w in self.workers.values()} | set(self.left_alone)
+        scan = (frozenset(inside), frozenset(tuned))
+        if scan == self._last_scan and self._ticks - self._last_discover < self._discover_every:
+            return False  # nothing came or went: the same trees as at the last pass
+        self._last_scan, self._last_discover = scan, self._ticks
+        started = False
         for pid, start in slices.new_jobs(inside, tuned, {os.getpid()}):
+            started = True
             cmd = (_cmdline(pid) or f"pid {pid}")[:200]
             worker = JobWorker(
                 pid,
@@ -218,17 +243,23 @@ class Service:
                 dry_run=self.req.dry_run,
                 devices=self.req.devices or None,
                 on_decision=self._decided,
+                ticker=self._ticker,
             )
             with self._lock:
                 self.workers[pid] = worker
                 self.state.totals.jobs_seen += 1
             say(f"job {pid} ({cmd}): warming up")
             worker.begin()
+            self._last_scan = None  # its tree is tuned now: look again at the next pass
+        return started
 
-    def _reap(self) -> None:
+    def _reap(self) -> bool:
+        """Forget the workers that ended; True when one did."""
+        reaped = False
         for pid, w in list(self.workers.items()):
             if not w.done():
                 continue
+            reaped = True
             j = w.state
             with self._lock:
                 del self.workers[pid]
@@ -252,6 +283,7 @@ class Service:
                     f"{j.decisions} changes, {j.rollbacks} rolled back, {j.fallbacks} fallbacks; "
                     "knobs restored"
                 )
+        return reaped
 
     def _decided(self, w: JobWorker, d: Decision) -> None:
         entry = st.DecisionState.of(w.pid, d)
@@ -287,6 +319,7 @@ class Service:
     def _stop_all(self) -> None:
         for w in self.workers.values():
             w.stop()
+        self._ticker.close()  # the loops end as stopped; each worker restores its job
         deadline = time.monotonic() + JOIN_S
         for w in self.workers.values():
             w.thread.join(max(0.0, deadline - time.monotonic()))

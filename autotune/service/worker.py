@@ -1,8 +1,10 @@
 """One job under the service: its own session, telemetry, actuators, guard and tuning loop.
 
 A worker runs :class:`~autotune.daemon.loop.TuneLoop` on one :class:`~autotune.job.JobSession`
-attached to the job's root process, in a thread of its own, until the job ends or the service
-asks it to stop; leaving the session restores the job's knobs whatever ended it. It keeps its
+attached to the job's root process until the job ends or the service asks it to stop; leaving the
+session restores the job's knobs whatever ended it. The worker's own thread attaches and restores;
+the loop's intervals run in the service's :class:`~autotune.service.ticker.Ticker`, in the
+service's own wake (or in the worker's thread, without one). It keeps its
 :class:`~autotune.service.state.JobState` up to date for the service's state file and metrics.
 """
 
@@ -34,11 +36,18 @@ if TYPE_CHECKING:
     from autotune.daemon.guard import Guard, GuardConfig, Verdict
     from autotune.daemon.loop import Tick, TuneLoop
     from autotune.policy import Policy
+    from autotune.service.ticker import Ticker
 
 log = logging.getLogger("autotune.service")
 # Jobs are attached one at a time: each compiles and loads its BPF programs (bcc's compiler is
 # not known to be safe from two threads at once), and it spreads the start-up's CPU.
 _ATTACH = threading.Lock()
+# How often a job's loop lists the job and reads its knobs back when no process came or went (a
+# process that does is followed at the next pass whatever this says; TuneLoop's docstring). Four
+# times `autotune tune`'s second: the follow-up was a third of a job's interval on the service's
+# CPU, and a job under a node service runs for hours. What waits for it: a knob set behind our
+# back, read-ahead on a disk the job first opens mid-run, each seen up to 4 s later.
+FOLLOW_S = 4.0
 
 
 def guard_state(guard: Guard, verdict: Verdict) -> str:
@@ -71,6 +80,8 @@ class JobWorker:
         dry_run: decide and log, write nothing.
         devices: block devices for read-ahead (default: found from the job's files).
         on_decision: called with each decision (the service's console line and totals).
+        ticker: steps the loop's intervals (in the service's wake, with every other job's);
+            None: the worker's own thread runs them.
     """
 
     def __init__(
@@ -87,6 +98,7 @@ class JobWorker:
         dry_run: bool = False,
         devices: list[str] | None = None,
         on_decision: Callable[[JobWorker, Decision], None] | None = None,
+        ticker: Ticker | None = None,
     ) -> None:
         self.pid = pid
         self.start = start
@@ -98,6 +110,7 @@ class JobWorker:
         self.dry_run = dry_run
         self.devices = devices
         self.on_decision = on_decision
+        self.ticker = ticker
         self.state = JobState(pid=pid, start=start, command=command)
         self.lock = threading.Lock()
         self.error = ""  # one line: why the worker ended other than by the job's end or a stop
@@ -169,11 +182,19 @@ class JobWorker:
                 self.interval_s,
                 guard=self.guard_config,
                 on_tick=self._tick,
+                follow_s=FOLLOW_S,
             )
             self._loop = loop
             if self._stop.is_set():
                 loop.stop()
-            summary = loop.run()
+            if self.ticker is None:
+                summary = loop.run()
+            else:
+                entry = self.ticker.add(loop)
+                entry.done.wait()
+                if entry.error is not None:
+                    raise entry.error
+                summary = loop.end(entry.ended)
             self.ended_by = summary.ended_by
             job.restore()
 
