@@ -41,6 +41,8 @@ def test_jobs_come_and_go_and_everything_is_restored_on_sigterm(
     state = service.state()
     assert state is not None and state["pid"] == svc.pid and state["totals"]["jobs_seen"] == 2
     assert {j["guard"] for j in state["jobs"]} <= {"trying", "tuned"}
+    # Both on BPF: one set of programs in the service, a job slot each (a second job got /proc).
+    assert [j["telemetry"] for j in state["jobs"]] == ["bpf", "bpf"]
 
     st = service.run("status")
     assert st.returncode == 0, st.stderr
@@ -58,6 +60,7 @@ def test_jobs_come_and_go_and_everything_is_restored_on_sigterm(
     # A job that starts later gets its own warm-up.
     late = jobs.start(slice_dir, seconds=120)
     assert wait_for(lambda: service.job(late.pid) is not None)
+    assert wait_for(lambda: (service.job(late.pid) or {}).get("telemetry") == "bpf")
 
     svc.send_signal(signal.SIGTERM)
     assert svc.wait(60) == 0
