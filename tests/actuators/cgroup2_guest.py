@@ -11,8 +11,10 @@ lookup finds the slice and the job in it; the registry picks ``cgroup2``; the ba
 ``set`` moves the roles into its cgroups and writes ``cpu.weight``, and the CPU-time ratio
 trainer/loader (``/proc/PID/schedstat``, over MEASURE_S seconds of guest time) must follow the
 weights. Then the journal is replayed as ``autotune restore`` does after a crash, and every cgroup
-file under the mount must read as it did before. First, a process in a cgroup without
-``cpu.weight`` (its parent keeps the controller to itself) must read its parent's weight.
+file under the mount must read as it did before. First, with ``cpu`` taken out of the root's
+``cgroup.subtree_control``, the backend's first ``set`` must raise Stuck and the replay must leave
+nothing; and a process in a cgroup without ``cpu.weight`` (its parent keeps the controller to
+itself) must read its parent's weight.
 
 Prints ``cgroup2-test:`` lines and one ``CGROUP2-TEST-RESULT PASS|FAIL name=value ...`` line,
 then ends with status 0; any other status is a crash before that line (the init says so).
@@ -26,11 +28,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import autotune
 from autotune.actuators import registry
-from autotune.actuators.backend import Context
+from autotune.actuators.backend import Context, Stuck
 from autotune.actuators.decisions import DecisionLog
 from autotune.actuators.journal import Journal
 from autotune.actuators.restore import restore_journal
@@ -145,29 +148,77 @@ def weight(path: Path) -> int:
     return int((path / "cpu.weight").read_text())
 
 
-def read_without_cpu(root: Path, mounts: cgroups.CgroupMounts) -> None:
-    """A process in a cgroup whose parent keeps the cpu controller to itself (no cpu.weight, as
-    in a systemd slice without CPUWeight=): its weight reads as its nearest ancestor's."""
-    scope = root / "plain.slice" / "job.scope"
+@contextlib.contextmanager
+def sleeper_in(root: Path, rel: str) -> Iterator[int]:
+    """A sleeping process in the cgroup ``root/rel`` (made, and removed afterwards with the
+    folders above it up to ``root``); yields its pid."""
+    scope = root / rel
     scope.mkdir(parents=True)
     sleeper = subprocess.Popen(
         ["sh", "-c", 'echo $$ >"$1/cgroup.procs" && exec sleep 1000', "job", str(scope)]
     )
     try:
-        while cgroups.cgroup_of(sleeper.pid, "") != "/plain.slice/job.scope":
-            check(sleeper.poll() is None, "the sleeper could not enter plain.slice/job.scope")
+        while cgroups.cgroup_of(sleeper.pid, "") != f"/{rel}":
+            check(sleeper.poll() is None, f"the sleeper could not enter {rel}")
             time.sleep(0.05)
-        check(not (scope / "cpu.weight").exists(), f"{scope} has a cpu.weight")
-        got = [readback.cgroup_factor(sleeper.pid, mounts)]
-        (scope.parent / "cpu.weight").write_text("200")
-        got.append(readback.cgroup_factor(sleeper.pid, mounts))
-        check(got == [1.0, 2.0], f"weights read {got} at plain.slice cpu.weight 100, 200")
-        say("a cgroup without cpu.weight reads its parent's: 1.0 at 100, 2.0 at 200")
+        yield sleeper.pid
     finally:
         sleeper.kill()
         sleeper.wait()
-        for d in (scope, scope.parent):
-            rmdir_soon(d)
+        for d in (Path(rel), *Path(rel).parents[:-1]):  # the scope, then its slices; not "."
+            rmdir_soon(root / d)
+
+
+def read_without_cpu(root: Path, mounts: cgroups.CgroupMounts) -> None:
+    """A process in a cgroup whose parent keeps the cpu controller to itself (no cpu.weight, as
+    in a systemd slice without CPUWeight=): its weight reads as its nearest ancestor's."""
+    with sleeper_in(root, "plain.slice/job.scope") as pid:
+        scope = root / "plain.slice" / "job.scope"
+        check(not (scope / "cpu.weight").exists(), f"{scope} has a cpu.weight")
+        got = [readback.cgroup_factor(pid, mounts)]
+        (scope.parent / "cpu.weight").write_text("200")
+        got.append(readback.cgroup_factor(pid, mounts))
+        check(got == [1.0, 2.0], f"weights read {got} at plain.slice cpu.weight 100, 200")
+        say("a cgroup without cpu.weight reads its parent's: 1.0 at 100, 2.0 at 200")
+
+
+def stuck_without_cpu(root: Path, mounts: cgroups.CgroupMounts) -> None:
+    """Where the root keeps the cpu controller to itself (no ``cpu`` in its
+    ``cgroup.subtree_control``), the backend cannot make its cgroups: its first ``set`` raises
+    Stuck (on which the actuators disable the weight knobs for the session), and the journal's
+    replay removes what it made and leaves every cgroup file as it was."""
+    top = root / "cgroup.subtree_control"
+    check("cpu" in top.read_text().split(), f"the VM's init did not enable cpu in {top}")
+    top.write_text("-cpu")
+    try:
+        with sleeper_in(root, "stuck.scope") as pid:
+            before = snapshot(root)
+            settings = Settings()
+            session_id = f"{os.getpid()}-stuck"
+            target = Target.from_pid(pid)
+            journal = Journal(
+                settings.journal, session_id, target.description, [(pid, start_time(pid))]
+            )
+            ctx = Context(mounts, settings.cgroup_parent, session_id, pid)
+            backend, _ = registry.build(Family.WEIGHTS, journal, ctx)
+            try:
+                backend.set("weight.trainer", 2.0, target.members())
+            except Stuck as e:
+                say(f"without cpu in the root's subtree_control the first set is Stuck: {e}")
+            else:
+                raise Failed("set wrote weights without cpu in the root's subtree_control")
+            report = restore_journal(settings.journal, DecisionLog(console=False), force=True)
+            check(report.restored == [session_id], f"restore after Stuck: {report}")
+            check(not settings.journal.exists(), "the journal is still there after the restore")
+            left = root / settings.cgroup_parent
+            check(not left.exists(), f"{left} is left after the restore")
+            where = cgroups.cgroup_of(pid, "")
+            check(where == "/stuck.scope", f"after the restore the job is in {where}")
+            after = snapshot(root)
+            changed = set(after.items()) ^ set(before.items())
+            check(after == before, f"cgroup files changed: {changed}")
+    finally:
+        top.write_text("+cpu")
 
 
 def rmdir_soon(d: Path) -> None:
@@ -195,6 +246,7 @@ def exercise(run_state: list[Run]) -> None:
     cls, choice = registry.choose(Family.WEIGHTS, mounts)
     say(f"weights backend chosen: {choice.backend} ({choice.reason})")
     check(cls is CgroupV2Weights, f"the registry chose {choice.backend}, not cgroup2")
+    stuck_without_cpu(root, mounts)
     read_without_cpu(root, mounts)
 
     # The slice, as systemd makes one: the cpu controller passed down to its units.
