@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from autotune.telemetry.programs import one_reading
+from autotune.telemetry.reading import one_reading
 
 if TYPE_CHECKING:
     from autotune.daemon.loop import TuneLoop

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from autotune.system.blockdev import disk_of_devno
-from autotune.telemetry import bpfmaps, programs
+from autotune.telemetry import bpfmaps
+from autotune.telemetry.reading import memo
 from autotune.telemetry.sample import BLOCK_COUNTERS, N_SLOTS, BlockDeviceStats, Counts
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class BlockCollector:
 
     def read(self) -> dict[str, BlockDeviceStats]:
         """Per-device I/O since the previous read, by disk name; idle devices left out."""
-        now = programs.memo((self._key, "block"), self._cumulative)
+        now = memo((self._key, "block"), self._cumulative)
         out: dict[str, BlockDeviceStats] = {}
         for dev, values in now.items():
             prev = self._prev.get(dev)

@@ -43,9 +43,10 @@ from autotune.telemetry import programs
 from autotune.telemetry.block import BlockCollector
 from autotune.telemetry.gpu import GpuCollector
 from autotune.telemetry.loader import BpfUnavailable
-from autotune.telemetry.pagecache import READAHEAD_COUNTERS, PageCacheCollector
+from autotune.telemetry.pagecache import PageCacheCollector
 from autotune.telemetry.procfs import DiskStats, ProcRoles
 from autotune.telemetry.procread import MajorFaults
+from autotune.telemetry.programs import READAHEAD_COUNTERS
 from autotune.telemetry.progress import ProgressServer
 from autotune.telemetry.sample import (
     BLOCK_COUNTERS,

@@ -14,15 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from autotune.roles import ROLES
-from autotune.telemetry import bpfmaps, programs
-from autotune.telemetry.programs import READAHEAD_COUNTERS, READAHEAD_EVENTS
+from autotune.telemetry import bpfmaps
+from autotune.telemetry.reading import memo
 from autotune.telemetry.sample import ROLE_COUNTERS, Counts
 from autotune.telemetry.sched import fold
 
 if TYPE_CHECKING:
     from autotune.telemetry.programs import Lease
-
-__all__ = ["READAHEAD_COUNTERS", "READAHEAD_EVENTS", "PageCacheCollector"]
 
 _CELLS = bpfmaps.JOB_SLOTS * len(ROLES)
 
@@ -50,7 +48,7 @@ class PageCacheCollector:
 
     def read(self) -> Counts:
         """Counters since the previous read, shape ``(len(ROLES), len(ROLE_COUNTERS))``."""
-        c = programs.memo((self._key, "pagecache"), self._cumulative)
+        c = memo((self._key, "pagecache"), self._cumulative)
         out = fold((c - self._prev).reshape(_CELLS, len(ROLE_COUNTERS)), self.slot)
         self._prev = c
         return out

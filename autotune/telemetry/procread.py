@@ -18,6 +18,7 @@ import numpy as np
 
 from autotune.fsutil import read_small
 from autotune.roles import ROLE_INDEX, ROLES, Role
+from autotune.telemetry.reading import memo
 from autotune.telemetry.sample import Counts
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -130,12 +131,6 @@ def boot_ticks() -> int:
     return int(time.clock_gettime(time.CLOCK_BOOTTIME) * CLK_TCK)
 
 
-def _node_majflt() -> int | None:
-    from autotune.telemetry.programs import memo  # one read for every job of a shared reading
-
-    return memo("pgmajfault", lambda: vmstat("pgmajfault"))
-
-
 class MajorFaults:
     """Major faults per role in each interval, from the job's processes and ``/proc/vmstat``.
 
@@ -165,7 +160,7 @@ class MajorFaults:
             out[ROLE_INDEX[role]] += max(st.majflt - base, 0)
             seen[pid] = (st.starttime, st.majflt)
         self._last = seen
-        node = _node_majflt()
+        node = memo("pgmajfault", lambda: vmstat("pgmajfault"))
         if node is not None and self._node is not None:
             job = out[ROLE_INDEX[Role.TRAINER]] + out[ROLE_INDEX[Role.LOADER]]
             out[ROLE_INDEX[Role.OTHER]] = max(node - self._node - job, 0)

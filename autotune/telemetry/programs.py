@@ -22,11 +22,9 @@ job beyond that gets :class:`BpfUnavailable` and its collector falls back to /pr
 from __future__ import annotations
 
 import collections
-import contextlib
 import threading
-from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from autotune.telemetry import bpfmaps
 from autotune.telemetry.loader import BpfUnavailable, detach_tracepoints, load
@@ -41,8 +39,6 @@ READAHEAD_COUNTERS = ("ra_sync", "ra_sync_pages", "ra_async", "ra_async_pages")
 
 _lock = threading.Lock()
 _loaded: Programs | None = None
-_tick = threading.local()  # .memo: the readings of the current one_reading() block, or absent
-T = TypeVar("T")
 
 
 @dataclass
@@ -183,29 +179,3 @@ def lease() -> Lease:
 def loaded() -> bool:
     """Whether this process holds the telemetry programs now (a lease is out)."""
     return _loaded is not None
-
-
-@contextlib.contextmanager
-def one_reading() -> Iterator[None]:
-    """Within the block, in this thread, what every job's collector reads alike (the programs'
-    cumulative counters, ``/proc/vmstat``, ``/proc/loadavg``) is read once and shared.
-
-    The node service steps every job's loop in one pass (:mod:`autotune.service.ticker`); its
-    jobs then take their differences from the same reading instead of one each. The values are
-    shared: callers must not change them in place.
-    """
-    _tick.memo = {}
-    try:
-        yield
-    finally:
-        _tick.memo = None
-
-
-def memo(key: Hashable, read: Callable[[], T]) -> T:
-    """``read()``, once per :func:`one_reading` block for ``key`` (every call outside one)."""
-    cache: dict[Hashable, Any] | None = getattr(_tick, "memo", None)
-    if cache is None:
-        return read()
-    if key not in cache:
-        cache[key] = read()
-    return cache[key]

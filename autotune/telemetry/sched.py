@@ -31,8 +31,9 @@ import numpy as np
 
 from autotune.roles import ROLE_INDEX, ROLES, Role
 from autotune.target import Members
-from autotune.telemetry import bpfmaps, programs
+from autotune.telemetry import bpfmaps
 from autotune.telemetry.procread import total_threads
+from autotune.telemetry.reading import memo
 from autotune.telemetry.sample import N_SLOTS, ROLE_COUNTERS, C, Counts
 
 if TYPE_CHECKING:
@@ -59,10 +60,15 @@ class SchedReading:
     runq_hist: Counts
 
 
+def _rows(slot: int) -> slice:
+    """The rows of a job slot's cells (one per role) in per-cell counts."""
+    return slice(slot * _N_ROLES, (slot + 1) * _N_ROLES)
+
+
 def fold(cells: Counts, slot: int) -> Counts:
     """Per-cell counts (rows: job slot × role) as one job's roles: its own trainer and loader,
     and everything else on the node as other."""
-    own = cells[slot * _N_ROLES : (slot + 1) * _N_ROLES]
+    own = cells[_rows(slot)]
     out = own.copy()
     out[_OTHER] = cells.sum(axis=0) - own[_TRAINER] - own[_LOADER]
     return out
@@ -108,7 +114,7 @@ class SchedCollector:
 
     def _own(self, c: Counts) -> Counts:
         """This job's rows of cumulative per-cell counters."""
-        return c.reshape(_N_CELLS, _N_COUNTERS)[self.slot * _N_ROLES : (self.slot + 1) * _N_ROLES]
+        return c.reshape(_N_CELLS, _N_COUNTERS)[_rows(self.slot)]
 
     # --- membership -----------------------------------------------------------------------
 
@@ -144,10 +150,14 @@ class SchedCollector:
         """The job's processes now (pid → role), as the kernel tracks them."""
         return {
             pid: ROLES[role]
-            for pid, value in bpfmaps.u32_items(self._procs).items()
+            for pid, value in memo((self._key, "procs"), self._all_procs).items()
             if bpfmaps.info_job(value) == self.slot
             and (role := value & bpfmaps.INFO_ROLE_MASK) < _N_ROLES
         }
+
+    def _all_procs(self) -> dict[int, int]:
+        """Every job's processes (pid → role table value), as the kernel tracks them."""
+        return bpfmaps.u32_items(self._procs)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -165,7 +175,7 @@ class SchedCollector:
 
     def read(self) -> SchedReading:
         """Telemetry since the previous read (the first: since open)."""
-        slots, now, c, h = programs.memo((self._key, "sched"), self._reading)
+        slots, now, c, h = memo((self._key, "sched"), self._reading)
         cells = (c - self._prev_c).reshape(_N_CELLS, _N_COUNTERS)
         cells[:, _ONCPU] += self._credit_running(slots, now)
         roles = fold(cells, self.slot)
@@ -177,7 +187,7 @@ class SchedCollector:
         roles[:, _ONCPU] = np.maximum(oncpu, 0)
         roles[:, _THREADS] = self._own(c)[:, _THREADS] - self._threads0 + self._seeded
         # The kernel counts the job's threads only; other's are the node's less the job's.
-        total = programs.memo("loadavg", total_threads)
+        total = memo("loadavg", total_threads)
         job = roles[_TRAINER, _THREADS] + roles[_LOADER, _THREADS]
         roles[_OTHER, _THREADS] = max(total - job, 0) if total is not None else 0
         return SchedReading(roles=roles, runq_hist=hist)
@@ -198,7 +208,7 @@ class SchedCollector:
             # A pending child's role may still change at switch-out: leave it to the kernel.
             if ts == 0 or tid == 0 or info & bpfmaps.INFO_PENDING or role >= _N_ROLES:
                 continue
-            if cell >= _N_CELLS:
+            if cell >= _N_CELLS:  # a slot beyond the counters: nobody's to credit
                 continue
             running = max(now - ts, 0)
             delta[cell] += running - (old[2] if old else 0)
