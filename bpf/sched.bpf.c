@@ -35,6 +35,9 @@ BPF_HASH(runq_start, u32, u64, MAX_TASKS);       // tid -> when it became runnab
 BPF_PERCPU_ARRAY(counters, struct role_counters, 1);
 BPF_PERCPU_ARRAY(runq_hist, struct role_hists, 1);
 BPF_PERCPU_ARRAY(oncpu, struct cpu_slot, 1);
+// Bumped by user space after it changes autotune_roles (seeds a running thread, clears a job):
+// a slot cached under an older generation may hold a stale role and is looked up again.
+BPF_ARRAY(table_gen, u32, 1);
 
 // Count v in the cell of `info` (a role table value: role and job slot).
 static __always_inline void add(struct role_counters *rc, u32 info, u32 counter, u64 v)
@@ -107,17 +110,20 @@ TRACEPOINT_PROBE(sched, sched_switch)
 	struct role_counters *rc = counters.lookup(&zero);
 	struct role_hists *rh = runq_hist.lookup(&zero);
 	struct cpu_slot *slot = oncpu.lookup(&zero);
-	if (!rc || !rh || !slot)
+	u32 *genp = table_gen.lookup(&zero);
+	if (!rc || !rh || !slot || !genp)
 		return 0;
+	u32 gen = *genp;
 	u32 prev = args->prev_pid;
 	u32 next = args->next_pid;
 
 	if (prev != 0) {
 		// The slot caches prev's role from its switch-in; only a pending or exiting thread
-		// needs the table (to settle it, or to drop it).
+		// needs the table (to settle it, or to drop it), or one user space may have seeded or
+		// cleared since (a newer generation).
 		u32 info = ROLE_OTHER;
 		u32 *infop = 0;
-		if (slot->tid == prev && slot->ts != 0) {
+		if (slot->tid == prev && slot->ts != 0 && slot->gen == gen) {
 			info = slot->info;
 			if (info & (INFO_PENDING | INFO_EXITING))
 				infop = autotune_roles.lookup(&prev);
@@ -159,6 +165,7 @@ TRACEPOINT_PROBE(sched, sched_switch)
 	slot->ts = now;
 	slot->tid = next;
 	slot->info = ninfo;
+	slot->gen = gen;
 	return 0;
 }
 

@@ -56,6 +56,8 @@ struct cpu_slot {
 	u64 ts;   /* bpf_ktime_get_ns() at switch-in; 0 before the first switch seen */
 	u32 tid;  /* 0 is the idle task */
 	u32 info; /* role table value of tid at switch-in (ROLE_OTHER, slot 0, when absent) */
+	u32 gen;  /* the role table's user-space generation at switch-in (sched.bpf.c table_gen) */
+	u32 pad;
 };
 
 /* Slot of a latency in microseconds: slot 0 below 2 us, slot i in [2^i, 2^(i+1)), clamped. */

@@ -146,6 +146,11 @@ def delete(table: Any, key: int) -> bool:
     return bool(_lib().bpf_delete_elem(table.get_fd(), ct.byref(k)) == 0)
 
 
+def bump(table: Any) -> None:
+    """Add one to a u32 array's element 0 (a generation counter the kernel compares)."""
+    put(table, 0, (get(table, 0) or 0) + 1)
+
+
 def get(table: Any, key: int) -> int | None:
     """The value of ``key`` in a u32 hash, or None when absent."""
     k, v = ct.c_uint32(key), ct.c_uint32(0)

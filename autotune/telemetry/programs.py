@@ -84,6 +84,7 @@ class Programs:
         for key, owner in bpfmaps.u32_items(t).items():
             if owner == slot:
                 bpfmaps.delete(t, key)
+        bpfmaps.bump(self.table("table_gen"))  # running slices re-read their roles
 
     def _close(self) -> None:
         try:

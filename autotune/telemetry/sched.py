@@ -99,6 +99,7 @@ class SchedCollector:
         self._counters = progs.table("counters")
         self._hists = progs.table("runq_hist")
         self._slots = progs.table("oncpu")
+        self._gen = progs.table("table_gen")
         # Threads user space added to the table (the kernel counts only what fork and exit move).
         self._seeded = np.zeros(_N_ROLES, np.int64)
         # cpu -> (slot start, cell, ns already credited) for slices still running at a read.
@@ -110,7 +111,7 @@ class SchedCollector:
         self._threads0 = self._own(self._prev_c)[:, _THREADS].copy()
         self.seed(members)
         # Slices running now began before open: their time so far is not this collector's.
-        self._credit_running(bpfmaps.read_percpu(self._slots, 2), time.monotonic_ns())
+        self._credit_running(*self._running())
 
     def _own(self, c: Counts) -> Counts:
         """This job's rows of cumulative per-cell counters."""
@@ -122,10 +123,15 @@ class SchedCollector:
         """Add the members' threads and processes the kernel does not track yet."""
         for pid in members.trainer_pids:
             bpfmaps.put(self._trainers, pid, self.slot)
+        added = False
         for tids, role in ((members.trainer_tids, _TRAINER), (members.loader_tids, _LOADER)):
             for tid in tids:
                 if bpfmaps.insert_new(self._roles, tid, bpfmaps.info(self.slot, role)):
                     self._count_seeded(tid, role)
+                    added = True
+        if added:
+            # A seeded thread may be on a CPU now, its slice cached as nobody's at switch-in.
+            bpfmaps.bump(self._gen)
         for pids, role in ((members.trainer_pids, _TRAINER), (members.loader_pids, _LOADER)):
             for pid in pids:
                 bpfmaps.insert_new(self._procs, pid, bpfmaps.info(self.slot, role))
@@ -168,16 +174,20 @@ class SchedCollector:
         # another, and sums right.
         return c.sum(axis=0), h.sum(axis=0)
 
-    def _reading(self) -> tuple[bpfmaps.Words, int, Counts, Counts]:
-        slots = bpfmaps.read_percpu(self._slots, 2)
+    def _running(self) -> tuple[bpfmaps.Words, int, int]:
+        """The per-CPU slots, the time of the read and the role table's generation."""
+        slots = bpfmaps.read_percpu(self._slots, 3)
         now = time.monotonic_ns()  # the clock of bpf_ktime_get_ns()
-        return (slots, now, *self._cumulative())
+        return slots, now, bpfmaps.get(self._gen, 0) or 0
+
+    def _reading(self) -> tuple[bpfmaps.Words, int, int, Counts, Counts]:
+        return (*self._running(), *self._cumulative())
 
     def read(self) -> SchedReading:
         """Telemetry since the previous read (the first: since open)."""
-        slots, now, c, h = memo((self._key, "sched"), self._reading)
+        slots, now, gen, c, h = memo((self._key, "sched"), self._reading)
         cells = (c - self._prev_c).reshape(_N_CELLS, _N_COUNTERS)
-        cells[:, _ONCPU] += self._credit_running(slots, now)
+        cells[:, _ONCPU] += self._credit_running(slots, now, gen)
         roles = fold(cells, self.slot)
         hist = fold((h - self._prev_h).reshape(_N_CELLS, N_SLOTS), self.slot)
         self._prev_c, self._prev_h = c, h
@@ -192,17 +202,22 @@ class SchedCollector:
         roles[_OTHER, _THREADS] = max(total - job, 0) if total is not None else 0
         return SchedReading(roles=roles, runq_hist=hist)
 
-    def _credit_running(self, slots: bpfmaps.Words, now: int) -> Counts:
+    def _credit_running(self, slots: bpfmaps.Words, now: int, gen: int) -> Counts:
         """On-CPU ns of the slices running now, less earlier credit for slices since ended, per
         cell."""
         delta = np.zeros(_N_CELLS, np.int64)
-        for cpu, (ts, word) in enumerate(slots.tolist()):
+        for cpu, (ts, word, slot_gen) in enumerate(slots.tolist()):
             tid, info = word & 0xFFFFFFFF, word >> 32
             old = self._credit.get(cpu)
             if old is not None and old[0] != ts:
                 delta[old[1]] -= old[2]  # that slice ended: the kernel counted all of it
                 del self._credit[cpu]
                 old = None
+            if tid != 0 and slot_gen & 0xFFFFFFFF != gen:
+                # Cached before user space last changed the table: the kernel will count the
+                # slice as the table says at switch-out, and so does its credit.
+                found = bpfmaps.get(self._roles, tid)
+                info = _OTHER if found is None else found
             role = info & bpfmaps.INFO_ROLE_MASK
             cell = bpfmaps.info_job(info) * _N_ROLES + role
             # A pending child's role may still change at switch-out: leave it to the kernel.
@@ -211,7 +226,9 @@ class SchedCollector:
             if cell >= _N_CELLS:  # a slot beyond the counters: nobody's to credit
                 continue
             running = max(now - ts, 0)
-            delta[cell] += running - (old[2] if old else 0)
+            if old is not None:  # the cell may have changed with the table: move it all
+                delta[old[1]] -= old[2]
+            delta[cell] += running
             self._credit[cpu] = (ts, cell, running)
         return delta
 

@@ -167,6 +167,12 @@ def test_a_collector_opened_again_counts_for_the_right_roles(job: Job, loopdisk:
 
 def test_a_running_worker_is_seeded_and_the_target_dies_mid_collection(job: Job) -> None:
     job.send("fork 30")  # a worker that already runs when the collector opens
+    # Real-time on one CPU, it stays switched in from before the collector seeds it to after the
+    # sample: the kernel cached it as nobody's at its switch-in, and the seed must undo that.
+    # (A flaky CI failure: a worker with a CPU to itself is rarely switched out in 0.3 s.)
+    os.sched_setaffinity(job.workers[-1], {os.cpu_count() - 1})
+    os.sched_setscheduler(job.workers[-1], os.SCHED_FIFO, os.sched_param(1))
+    time.sleep(0.1)
     with open_collector(job.target, require_bpf=True) as col:
         time.sleep(0.3)
         s = col.sample()
