@@ -112,15 +112,18 @@ def cpu_pool(pid: int | None = None, mounts: cgroups.CgroupMounts | None = None)
 def cpus_share(tids: Iterable[int], pool: Sequence[int]) -> float | None:
     """The share of ``pool`` the threads may run on together, or None when none is alive."""
     union: set[int] = set()
+    want = set(pool)
     seen = False
     for tid in tids:
         cpus = thread_affinity(tid)
         if cpus is not None:
             union |= cpus
             seen = True
+            if want <= union:  # the whole pool (the default): no thread can add to it
+                break
     if not seen or not pool:
         return None
-    return len(union & set(pool)) / len(pool)
+    return len(union & want) / len(pool)
 
 
 def cgroup_factor(
