@@ -1,19 +1,21 @@
 // Scheduler telemetry per role: on-CPU time, run-queue latency (histogram and sum), voluntary and
-// involuntary switches, migrations, and the number of threads in each role.
+// involuntary switches, migrations, major faults, and the number of threads in each role.
 //
 // Tracepoint arguments and helper results only (bpf/README.md): no task_struct is read.
 //
 // Roles: autotune_roles maps tid -> role and job slot for the jobs' threads; everything absent is
 // ROLE_OTHER in slot 0 (telemetry.h). User space seeds it from /proc (autotune.target.Members), one
-// slot per job, and counts a job's "other" as every cell but its own. A forked child inherits its parent's
-// role provisionally (INFO_PENDING): sched_process_fork does not say whether the child is a
-// thread or a process, so the child settles it the first time a tracepoint fires in its own
-// context (its first switch-out or its exit), from bpf_get_current_pid_tgid(): a thread of a
-// trainer process stays trainer, anything else becomes loader; a child whose tid is its tgid is
-// a new process and joins `procs` (user space reads its majflt from /proc/<pid>/stat).
+// slot per job, and counts a job's "other" as every cell but its own. A child takes its role when
+// it is created: task_newtask fires in the parent's context and says from the clone flags whether
+// the child is a thread or a process (sched_process_fork does not). A thread of a trainer process
+// is trainer, anything else is loader, and a new process joins `procs`. (Until December 2026 a
+// child was provisional until its first switch-out; a worker with a CPU to itself could run for
+// seconds unswitched and unknown.)
 //
 // Run-queue latency as bcc's runqlat measures it: wakeup/wakeup_new -> switch-in, and
 // switched out while still runnable (preempted or yielding) -> switch-in.
+#include <uapi/linux/bpf_perf_event.h>
+
 #include "telemetry.h"
 
 #ifndef C_ONCPU_NS
@@ -48,32 +50,6 @@ static __always_inline void add(struct role_counters *rc, u32 info, u32 counter,
 }
 
 #define INFO_KEEP (INFO_ROLE_MASK | (0xffu << INFO_JOB_SHIFT)) /* role and slot, no flags */
-
-// Settle a pending child's role. Runs in the context of `tid` only (else leaves it pending).
-static __always_inline u32 settle(u32 tid, u32 *infop, struct role_counters *rc)
-{
-	u32 info = *infop;
-	if (!(info & INFO_PENDING))
-		return info;
-	u64 id = bpf_get_current_pid_tgid();
-	if ((u32)id != tid)
-		return info;
-	u32 tgid = id >> 32;
-	u32 role = info & INFO_ROLE_MASK;
-	u32 settled = role;
-	if (role == ROLE_TRAINER && !trainer_tgids.lookup(&tgid))
-		settled = ROLE_LOADER;
-	u32 kept = (info & INFO_KEEP & ~INFO_ROLE_MASK) | settled;
-	if (tgid == tid)
-		procs.update(&tgid, &kept);
-	if (settled != role) {
-		add(rc, info, C_THREADS, (u64)-1);
-		add(rc, kept, C_THREADS, 1);
-	}
-	info = (info & ~(INFO_PENDING | INFO_ROLE_MASK)) | settled;
-	*infop = info;
-	return info;
-}
 
 // A thread's entry stays from its first wakeup to its exit, 0 while it is not runnable: storing
 // into it costs a lookup, where an update and a delete per switch cost an allocation each.
@@ -118,23 +94,20 @@ TRACEPOINT_PROBE(sched, sched_switch)
 	u32 next = args->next_pid;
 
 	if (prev != 0) {
-		// The slot caches prev's role from its switch-in; only a pending or exiting thread
-		// needs the table (to settle it, or to drop it), or one user space may have seeded or
-		// cleared since (a newer generation).
+		// The slot caches prev's role from its switch-in; only an exiting thread needs the
+		// table (to drop it), or one user space may have seeded or cleared since (a newer
+		// generation).
 		u32 info = ROLE_OTHER;
 		u32 *infop = 0;
 		if (slot->tid == prev && slot->ts != 0 && slot->gen == gen) {
 			info = slot->info;
-			if (info & (INFO_PENDING | INFO_EXITING))
+			if (info & INFO_EXITING)
 				infop = autotune_roles.lookup(&prev);
 		} else {
 			infop = autotune_roles.lookup(&prev);
 		}
-		if (infop) {
-			info = settle(prev, infop, rc);
-			if (*infop & INFO_EXITING)
-				info |= INFO_EXITING;
-		}
+		if (infop)
+			info = *infop;
 		if (slot->tid == prev && slot->ts != 0 && now > slot->ts)
 			add(rc, info, C_ONCPU_NS, now - slot->ts);
 		if ((args->prev_state & PREV_STATE_BLOCKED_MASK) == 0) {
@@ -169,6 +142,25 @@ TRACEPOINT_PROBE(sched, sched_switch)
 	return 0;
 }
 
+// Major page faults per role. No tracepoint tells a major fault from a minor one, but the kernel's
+// software event does: autotune/telemetry/programs.py attaches this to PERF_COUNT_SW_PAGE_FAULTS_MAJ
+// on every CPU with a sample period of 1, and it runs in the faulting thread's context. (User space
+// otherwise reads each process's majflt from /proc/<pid>/stat every interval.)
+int on_major_fault(struct bpf_perf_event_data *ctx)
+{
+	int zero = 0;
+	struct role_counters *rc = counters.lookup(&zero);
+	if (!rc)
+		return 0;
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	u32 info = ROLE_OTHER;
+	u32 *infop = autotune_roles.lookup(&tid);
+	if (infop)
+		info = *infop;
+	add(rc, info, C_MAJFLT, 1);
+	return 0;
+}
+
 TRACEPOINT_PROBE(sched, sched_migrate_task)
 {
 	u32 tid = args->pid;
@@ -181,10 +173,13 @@ TRACEPOINT_PROBE(sched, sched_migrate_task)
 	return 0;
 }
 
-TRACEPOINT_PROBE(sched, sched_process_fork)
+#define CLONE_THREAD_FLAG 0x00010000ULL /* CLONE_THREAD, include/uapi/linux/sched.h */
+
+// A new task of a job's thread takes its role now (see the top).
+TRACEPOINT_PROBE(task, task_newtask)
 {
-	u32 parent = args->parent_pid; // the forking thread's tid
-	u32 child = args->child_pid;
+	u64 id = bpf_get_current_pid_tgid();
+	u32 parent = (u32)id;
 	u32 *pinfo = autotune_roles.lookup(&parent);
 	if (!pinfo)
 		return 0;
@@ -192,9 +187,18 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 	struct role_counters *rc = counters.lookup(&zero);
 	if (!rc)
 		return 0;
-	u32 info = (*pinfo & INFO_KEEP) | INFO_PENDING; // the parent's role and job
-	if (autotune_roles.insert(&child, &info) == 0)
-		add(rc, info, C_THREADS, 1);
+	u32 child = args->pid;
+	int thread = (args->clone_flags & CLONE_THREAD_FLAG) != 0;
+	u32 tgid = id >> 32; // the child's too when it is a thread
+	u32 role = *pinfo & INFO_ROLE_MASK;
+	if (role == ROLE_TRAINER && !(thread && trainer_tgids.lookup(&tgid)))
+		role = ROLE_LOADER;
+	u32 info = (*pinfo & INFO_KEEP & ~INFO_ROLE_MASK) | role;
+	if (autotune_roles.insert(&child, &info) != 0)
+		return 0; // user space seeded it first
+	add(rc, info, C_THREADS, 1);
+	if (!thread)
+		procs.update(&child, &info);
 	return 0;
 }
 
@@ -209,7 +213,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	struct role_counters *rc = counters.lookup(&zero);
 	if (!rc)
 		return 0;
-	u32 info = settle(tid, infop, rc);
+	u32 info = *infop;
 	if (info & INFO_EXITING)
 		return 0;
 	add(rc, info, C_THREADS, (u64)-1);

@@ -29,7 +29,6 @@
  * the counters are kept per slot and role. Slot 0 is nobody's: a task absent from the table
  * counts there, as ROLE_OTHER. A forked child inherits its parent's slot with its role. */
 #define INFO_ROLE_MASK 0xffu
-#define INFO_PENDING 0x100u /* forked child whose thread/process kind is not settled yet */
 #define INFO_EXITING 0x200u /* sched_process_exit seen; removed at its last switch-out */
 #define INFO_JOB_SHIFT 16
 #define INFO_JOB(info) (((info) >> INFO_JOB_SHIFT) & 0xffu)

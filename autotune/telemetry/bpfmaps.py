@@ -39,17 +39,16 @@ def roles_table_name() -> str:
 
 Words = npt.NDArray[np.uint64]
 
-# The role table's values, as bpf/telemetry.h lays them out: a role index in the low byte, two
-# flags, and from bit 16 the job's slot. Slot 0 is nobody's (a task absent from the table).
+# The role table's values, as bpf/telemetry.h lays them out: a role index in the low byte, a flag
+# (exiting), and from bit 16 the job's slot. Slot 0 is nobody's (a task absent from the table).
 JOB_SLOTS = 16  # slots in the counters, 0 included: one process watches up to 15 jobs with BPF
 INFO_ROLE_MASK = 0xFF
-INFO_PENDING = 0x100
 INFO_EXITING = 0x200
 INFO_JOB_SHIFT = 16
 
 
 def info(slot: int, role: int) -> int:
-    """The role table value of a settled thread of the job in ``slot``."""
+    """The role table value of a thread of the job in ``slot``."""
     return slot << INFO_JOB_SHIFT | role
 
 

@@ -20,6 +20,10 @@ trainer's on-CPU seconds in the interval (so its rate is on-CPU seconds per seco
 trainer that waits on its loaders runs less), ``progress_steps`` is 0 and ``progress_source`` is
 ``proxy``.
 
+Major faults per role come from the scheduler program too (the kernel's software event for them,
+:mod:`autotune.telemetry.programs`), or from each process's ``/proc/<pid>/stat`` where that event
+cannot be attached (and in the fallback).
+
 Roles follow fork and exit from the first interval: the kernel moves threads between roles as
 they fork and exit (see ``bpf/sched.bpf.c``); the fallback walks the process tree every call.
 """
@@ -128,7 +132,8 @@ class TelemetryCollector:
         self._block = block
         self._pagecache = pagecache
         self._progress = progress
-        self._majflt = MajorFaults()
+        # Major faults: counted per role by the scheduler program where the kernel lets it.
+        self._majflt = None if lease is not None and lease.programs.majflt else MajorFaults()
         self._gpu = GpuCollector()
         pc_missing = pagecache.missing if pagecache is not None else PAGECACHE_COUNTERS
         self.missing = frozenset(roles.missing | block.missing | pc_missing)
@@ -148,7 +153,8 @@ class TelemetryCollector:
         if self._pagecache is not None:
             roles += self._pagecache.read()
         self.processes_seen = self._roles.processes()
-        roles[:, C["majflt"]] = self._majflt.read(self.processes_seen)
+        if self._majflt is not None:
+            roles[:, C["majflt"]] = self._majflt.read(self.processes_seen)
         devices = self._block.read()
         block = np.zeros(len(BLOCK_COUNTERS), np.int64)
         lat = zeros_hist()
@@ -229,6 +235,8 @@ class TelemetryCollector:
         self._closed = True
         with contextlib.ExitStack() as stack:
             stack.callback(self._gpu.close)
+            if self._majflt is not None:
+                stack.callback(self._majflt.close)
             stack.callback(self._roles.close)
             stack.callback(self._block.close)
             if self._pagecache is not None:

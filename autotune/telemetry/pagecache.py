@@ -3,8 +3,8 @@
 Fills the role counters ``pgcache_miss``, ``ra_sync``, ``ra_sync_pages``, ``ra_async`` and
 ``ra_async_pages``. The program takes each task's role and job slot from the scheduler program's
 role table and counts per slot and role; this collector is one job's view
-(:func:`autotune.telemetry.sched.fold`). Major faults are not counted here: the collector reads
-``majflt`` from ``/proc/<pid>/stat`` (see :mod:`autotune.telemetry.procfs`).
+(:func:`autotune.telemetry.sched.fold`). Major faults are not counted here but by the scheduler
+program (``bpf/sched.bpf.c``, on the kernel's major-fault software event).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Used when the tuner is not root or BPF does not load. What it fills and from whe
 ``nvcsw``, ``nivcsw``  trainer, loader: ``task/<tid>/sched`` (or ``status`` without it)
 ``migrations``         trainer, loader: ``task/<tid>/sched`` (``se.nr_migrations``), when present
 ``threads``            trainer, loader: the threads listed; other: ``/proc/loadavg`` less the job's
-``majflt``             ``/proc/<pid>/stat`` and ``/proc/vmstat`` (as with BPF)
+``majflt``             ``/proc/<pid>/stat`` and ``/proc/vmstat`` (BPF: the major-fault event)
 block counters         ``/proc/diskstats``, per whole disk
 =====================  =============================================================================
 

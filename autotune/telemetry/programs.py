@@ -52,6 +52,9 @@ class Programs:
         roles_table: the name this load gave the role table (see :mod:`bpfmaps`).
         pagecache_missing: the counters this kernel cannot give (its readahead tracepoints came
             in 6.x).
+        majflt: major faults are counted per role by the scheduler program (the kernel's
+            software event is attached); else ``majflt_error`` says why, and the collectors
+            read each process's count from /proc.
     """
 
     sched: Any
@@ -61,6 +64,8 @@ class Programs:
     block_error: str = ""
     pagecache_error: str = ""
     pagecache_missing: frozenset[str] = frozenset()
+    majflt: bool = False
+    majflt_error: str = ""
     leases: int = 0
     free: collections.deque[int] = field(
         default_factory=lambda: collections.deque(range(1, bpfmaps.JOB_SLOTS))
@@ -105,6 +110,11 @@ def _load() -> Programs:
     progs = Programs(sched=load("sched", sched_flags, rename=rename), roles_table=roles_table)
     try:
         try:
+            _attach_major_faults(progs.sched)
+            progs.majflt = True
+        except Exception as e:  # no perf events in this kernel, or a refused program
+            progs.majflt_error = f"cannot count major faults in BPF: {e}"
+        try:
             progs.block = load("block", flags)
         except BpfUnavailable as e:
             progs.block_error = str(e)
@@ -120,6 +130,20 @@ def _load() -> Programs:
         progs._close()
         raise
     return progs
+
+
+def _attach_major_faults(sched: Any) -> None:
+    """Run ``on_major_fault`` on every major fault on every CPU (the software event's sample
+    period is 1: a major fault waits for the disk, so a program run each costs nothing)."""
+    from bcc import PerfSWConfig, PerfType
+
+    sched.attach_perf_event(
+        ev_type=PerfType.SOFTWARE,
+        ev_config=PerfSWConfig.PAGE_FAULTS_MAJ,
+        fn_name=b"on_major_fault",
+        sample_period=1,
+        cpu=-1,
+    )
 
 
 class Lease:

@@ -220,8 +220,7 @@ class SchedCollector:
                 info = _OTHER if found is None else found
             role = info & bpfmaps.INFO_ROLE_MASK
             cell = bpfmaps.info_job(info) * _N_ROLES + role
-            # A pending child's role may still change at switch-out: leave it to the kernel.
-            if ts == 0 or tid == 0 or info & bpfmaps.INFO_PENDING or role >= _N_ROLES:
+            if ts == 0 or tid == 0 or role >= _N_ROLES:
                 continue
             if cell >= _N_CELLS:  # a slot beyond the counters: nobody's to credit
                 continue

@@ -86,3 +86,23 @@ class LoopDisk:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
+
+
+def proc_majflt(pid: int) -> int:
+    """A process's major faults (every thread's), from /proc/<pid>/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return int(text[text.rindex(")") + 2 :].split()[9])
+
+
+def touch_uncached(job: Job, col: TelemetryCollector, disk: LoopDisk) -> tuple[list[Sample], int]:
+    """Have the job map the loop disk's data file, evicted first, and touch every page: the
+    samples over it, and the major faults /proc counted for the job's process meanwhile."""
+    disk.drop_cache()
+    col.sample()
+    before = proc_majflt(job.proc.pid)
+    answer, samples = job.sample_while(col, f"touch {disk.data}")
+    after = proc_majflt(job.proc.pid)
+    samples.append(col.sample())
+    assert int(answer.split()[1]) == disk.data.stat().st_size // 4096  # every page touched
+    assert after > before  # read-around maps many pages a fault, but the file was not cached
+    return samples, after - before

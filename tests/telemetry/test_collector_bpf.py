@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bpf_kit import PERF_EVENT, PROGRAM, bpf_handles
-from telemetry_kit import Job, LoopDisk
+from telemetry_kit import Job, LoopDisk, touch_uncached
 
 from autotune.errors import UserError
 from autotune.roles import ROLE_INDEX, Role
@@ -61,7 +61,7 @@ def test_roles_cpu_time_and_a_worker_forked_mid_run(job: Job, cpu_hog: list[int]
         samples += spin
         # No worker exists yet: the loader role saw nothing at all.
         assert not any(s.roles[LOADER].any() for s in spin)
-        # The two new threads were settled as trainer threads, not loaders.
+        # The two new threads took the trainer's role at their creation, not the loader's.
         assert max(s.get(Role.TRAINER, "threads") for s in spin) == 3
         # Four CPU-bound threads on this node's CPUs: the trainer waited in the run queue.
         assert sum(int(s.runq_hist[TRAINER].sum()) for s in spin) > 0
@@ -143,6 +143,23 @@ def test_page_cache_readahead_and_block_io_per_role(job: Job, loopdisk: LoopDisk
     assert sum(int(s.block[B["read_bytes"]]) for s in samples) >= size  # the node's sum
 
 
+def test_major_faults_are_counted_in_the_faulting_threads_role(
+    job: Job, loopdisk: LoopDisk
+) -> None:
+    """The kernel's major-fault event, counted per role in BPF: the trainer's faults on a mapped
+    file that is not cached are the ones /proc counts for its process, and none are a loader's."""
+    with open_collector(job.target, require_bpf=True) as col:
+        held = programs.lease()  # the collector's programs, to ask what they count
+        try:
+            assert held.programs.majflt, held.programs.majflt_error
+        finally:
+            held.release()
+        samples, faults = touch_uncached(job, col, loopdisk)
+    # The job's process faults on nothing else meanwhile (its code and libraries are cached).
+    assert total(samples, TRAINER, "majflt") == faults
+    assert total(samples, LOADER, "majflt") == 0
+
+
 def test_a_collector_opened_again_counts_for_the_right_roles(job: Job, loopdisk: LoopDisk) -> None:
     # bcc remembers a public table by fd number after its module is gone; when that number is
     # reused by another map, a later pagecache program must still see this load's role table.
@@ -219,7 +236,8 @@ def test_two_jobs_share_one_set_of_programs_and_keep_their_counts_apart(
             assert seen_by_b.get(Role.TRAINER, "threads") == 1
             job.send("fork 0.5")
             other_job.send("fork 0.5")
-            time.sleep(0.2)
+            # Known from their creation (task_newtask), not from a first switch-out that a
+            # worker with a CPU to itself may not make before it ends.
             assert set(a.processes().values()) == {Role.TRAINER, Role.LOADER}
             assert set(b.processes().values()) == {Role.TRAINER, Role.LOADER}
             assert not set(a.processes()) & set(b.processes())

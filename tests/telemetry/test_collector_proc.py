@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from telemetry_kit import Job, LoopDisk
+from telemetry_kit import Job, LoopDisk, touch_uncached
 
 from autotune.errors import UserError
 from autotune.roles import ROLE_INDEX, Role
 from autotune.target import Target
+from autotune.telemetry import procread
 from autotune.telemetry.collector import open_collector
 from autotune.telemetry.gpu import GpuCollector
 from autotune.telemetry.progress import ProgressServer
@@ -96,6 +97,33 @@ NON_ROOT = textwrap.dedent(
 
 
 @pytest.mark.root
+def test_fallback_major_faults_from_each_process(job: Job, loopdisk: LoopDisk) -> None:
+    """Major faults from /proc/<pid>/stat (each kept open and read again): the trainer's are its
+    process's."""
+    with open_collector(job.target, prefer_bpf=False) as col:
+        samples, faults = touch_uncached(job, col, loopdisk)
+    assert sum(s.get(Role.TRAINER, "majflt") for s in samples) == faults
+    assert sum(s.get(Role.LOADER, "majflt") for s in samples) == 0
+
+
+def test_a_kept_stat_file_is_closed_when_its_process_is_gone() -> None:
+    files = procread.StatFiles()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        budget = procread.StatFiles._budget
+        first = files.read(proc.pid)
+        assert first is not None and first.state in "RS"
+        assert procread.StatFiles._budget == budget - 1  # one descriptor kept
+        assert files.read(proc.pid) is not None  # read again through it
+    finally:
+        proc.kill()
+        proc.wait()
+    # Reaped: the kept file reads nothing (a reused PID would be another process) and is closed.
+    assert files.read(proc.pid) is None
+    assert procread.StatFiles._budget == budget
+    files.close()
+
+
 def test_non_root_falls_back_with_one_warning_line() -> None:
     r = subprocess.run(
         [sys.executable, "-c", NON_ROOT], capture_output=True, text=True, timeout=60, cwd="/"

@@ -4,6 +4,8 @@ Commands (one per line; each answered with one line starting ``ok``):
 
 * ``spin S N``: N new threads of this process burn CPU for S seconds; answered when done.
 * ``read PATH``: read PATH sequentially in 64 KiB chunks; answered with the bytes read.
+* ``touch PATH``: map PATH and touch one byte of every page (major faults when it is not
+  cached); answered with the pages touched.
 * ``fork S [PATH]``: fork a worker that burns S seconds (then reads PATH, with a helper thread
   spinning beside it); answered at once with its pid.
 * ``reap``: wait for every worker; answered when all are gone.
@@ -12,6 +14,7 @@ Commands (one per line; each answered with one line starting ``ok``):
 
 from __future__ import annotations
 
+import mmap
 import os
 import sys
 import threading
@@ -31,6 +34,12 @@ def read(path: str) -> int:
         while chunk := f.read(64 << 10):
             n += len(chunk)
     return n
+
+
+def touch(path: str) -> int:
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+        pages = range(0, len(m), mmap.PAGESIZE)
+        return sum(1 for i in pages if m[i] >= 0)
 
 
 def worker(seconds: float, path: str | None) -> None:
@@ -57,6 +66,8 @@ def main() -> None:
             answer = "ok"
         elif cmd == "read":
             answer = f"ok {read(args[0])}"
+        elif cmd == "touch":
+            answer = f"ok {touch(args[0])}"
         elif cmd == "fork":
             pid = os.fork()
             if pid == 0:
