@@ -10,7 +10,9 @@ default real-time priority, ``record_rt_priority``) and the same with that prior
 (``recorded_normal``), the order rotating every repeat. Printed for each recorded arm: the
 p50/p99 of the spacing between consecutive rows' ``t`` (target: p99 within 2x the interval), and
 the paired runtime ratio recorded/baseline with a 95 % bootstrap interval of the median (target
-<= 1.02).
+<= 1.02), and the recorder's own CPU while hackbench ran (every thread's ``schedstat``, read each
+second, from its fourth second to two seconds before its end: neither the start-up's compile nor
+the tear-down is in it), in % of one core.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +41,53 @@ ARMS = ["baseline", "recorded", "recorded_normal"]
 RT_PRIORITY = {"recorded": "1", "recorded_normal": "0"}
 
 
-def run(cmd: list[str], env: dict[str, str]) -> float:
-    """hackbench's own runtime (its ``Time:`` line): not the recorder's start-up, during which
-    it holds the job stopped."""
-    out = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
-    for line in out.splitlines():
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float | None]:
+    """hackbench's own runtime (its ``Time:`` line: not the recorder's start-up, during which it
+    holds the job stopped), and the CPU the command's own process used per second from its fourth
+    second to two seconds before its end (the start-up's compile and the tear-down's detach are
+    not the steady cost), in % of one core (None when it ran under 7 s)."""
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, text=True)
+        readings: list[tuple[float, int]] = []
+        start = time.monotonic()
+        try:
+            while proc.poll() is None:
+                now = time.monotonic()
+                ns = own_cpu_ns(proc.pid)
+                if now - start >= 3.0 and ns is not None:
+                    readings.append((now, ns))
+                time.sleep(1.0)
+        finally:
+            if proc.poll() is None:  # interrupted: the command (it restores what it changed)
+                proc.terminate()
+                proc.wait()
+        if proc.returncode != 0:
+            raise SystemExit(f"{cmd[0]} exited with {proc.returncode}")
+        out.seek(0)
+        text = out.read()
+    cpu = None
+    if len(readings) >= 4:
+        (t0, c0), (t1, c1) = readings[0], readings[-3]
+        cpu = 100.0 * (c1 - c0) / 1e9 / (t1 - t0)
+    for line in text.splitlines():
         if line.startswith("Time:"):
-            return float(line.split()[1])
+            return float(line.split()[1]), cpu
     raise SystemExit(f"no 'Time:' line from {cmd}")
+
+
+def own_cpu_ns(pid: int) -> int | None:
+    """On-CPU ns of every thread of the process itself (not its children), from schedstat."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total
 
 
 def main() -> None:
@@ -73,16 +115,17 @@ def main() -> None:
             row: dict[str, Any] = {"order": order, "load_before": os.getloadavg()[0]}
             for arm in order:
                 if arm == "baseline":
-                    row["baseline_s"] = run(hb, env)
+                    row["baseline_s"], _ = run(hb, env)
                     continue
                 out = Path(tmp) / f"r{r}-{arm}.parquet"
                 rec = [sys.executable, "-m", "autotune.cli.main", "record", "-o", str(out)]
                 arm_env = {**env, "AUTOTUNE_RECORD_RT_PRIORITY": RT_PRIORITY[arm]}
-                seconds = run([*rec, "--interval", str(args.interval), "--", *hb], arm_env)
+                seconds, cpu = run([*rec, "--interval", str(args.interval), "--", *hb], arm_env)
                 t = np.asarray(pq.read_table(out, columns=["t"]).column("t").to_pylist(), float)
                 gaps = np.diff(t)
                 row[arm] = {
                     "hackbench_s": seconds,
+                    "recorder_cpu_pct": cpu,
                     "ratio": None,  # over the baseline, once it has run too
                     "rows": len(t),
                     "spacing_s": gaps.tolist(),
@@ -97,7 +140,9 @@ def main() -> None:
                 f"repeat {r + 1} ({', '.join(order)}; load {row['load_before']:.1f}): hackbench "
                 f"{row['baseline_s']:.1f} s alone; "
                 + "; ".join(
-                    f"{arm} {row[arm]['ratio']:.3f}x, spacing p50 {row[arm]['spacing_p50_s']:.3f}"
+                    f"{arm} {row[arm]['ratio']:.3f}x,"
+                    f" recorder CPU {row[arm]['recorder_cpu_pct']:.2f} %,"
+                    f" spacing p50 {row[arm]['spacing_p50_s']:.3f}"
                     f" p99 {row[arm]['spacing_p99_s']:.3f} max {row[arm]['spacing_max_s']:.3f} s"
                     for arm in RT_PRIORITY
                 ),
@@ -112,17 +157,20 @@ def main() -> None:
         gaps = np.concatenate([np.asarray(x[arm]["spacing_s"]) for x in rows])
         ratio = [x[arm]["ratio"] for x in rows]
         lo, hi = ci(ratio)
+        cpu = [x[arm]["recorder_cpu_pct"] for x in rows if x[arm]["recorder_cpu_pct"] is not None]
         summary[arm] = {
             "spacing_p50_s": float(np.percentile(gaps, 50)),
             "spacing_p99_s": float(np.percentile(gaps, 99)),
             "ratio_recorded_over_baseline_median": statistics.median(ratio),
             "ratio_ci95": (lo, hi),
+            "recorder_cpu_pct_of_core_median": statistics.median(cpu) if cpu else None,
         }
         print(
             f"{arm}: row spacing over {len(gaps)} gaps p50 {summary[arm]['spacing_p50_s']:.3f} s, "
             f"p99 {summary[arm]['spacing_p99_s']:.3f} s (target <= {2 * args.interval / 1000:.2f}"
             f" s); hackbench recorded/alone {statistics.median(ratio):.3f}x [{lo:.3f}, {hi:.3f}]"
-            " (target <= 1.02)"
+            " (target <= 1.02); recorder CPU "
+            + (f"{statistics.median(cpu):.2f} % of a core" if cpu else "not measured")
         )
     if args.json:
         write_result(args.json, __file__, args.note, summary=summary, repeats=rows)
