@@ -6,8 +6,9 @@ alternates between repetitions), and prints:
 * runtime with / without, per workload (target ≤ 1.03): hackbench's own ``Time:``, fio's own
   job runtime (4 KiB random reads, direct I/O, a fixed amount, on a loop device of our own);
 * the recorder's CPU time as a share of one core while the workload runs, after its start-up
-  (so without the one-off bcc compile; target ≤ 1 %), per workload (it reads /proc/<pid>/stat of
-  every process of the job each interval: hackbench has 160), and in a steady state of
+  (so without the one-off bcc compile; target ≤ 1 %), per workload (it walks the job's process
+  tree every 2 s and searches its open files for block devices: hackbench has 160 processes and
+  3,500 sockets), and in a steady state of
   :data:`STEADY_S` seconds on an idle one-process target; its memory (VmRSS then, and VmHWM, the
   peak, which includes the compile);
 * start-up: seconds from starting the recorder to its first row (t_wall of row 0 in the trace);
@@ -23,7 +24,8 @@ The recorder is ``autotune record --pid`` (default) on the workload's process, s
 (its collector open) before the workload begins; ``--recorder driver`` runs
 bench/telemetry/driver.py instead (collector, features and row, no trace file).
 
-Run as root: ``.venv/bin/python -m bench.telemetry.overhead [--repeats 5] [--recorder record]``.
+Run as root: ``.venv/bin/python -m bench.telemetry.overhead [--repeats 5] [--recorder record]
+[--json FILE]``.
 """
 
 from __future__ import annotations
@@ -39,14 +41,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
 from autotune.target import Target
 from autotune.telemetry.collector import open_collector
 from bench.actuators.common import load, spread
+from bench.results import write_result
 from bench.telemetry.common import (
     bpf_stats_enabled,
     memory_disk,
@@ -195,8 +199,10 @@ def steady(recorder: str, tmp: Path, repeats: int) -> list[RecorderFigures]:
     return out
 
 
-def kernel_cost(mnt: Path, kinds: tuple[str, ...], repeats: int) -> None:
-    """Our programs' run time during each workload, counted by the kernel (bpf_stats)."""
+def kernel_cost(mnt: Path, kinds: tuple[str, ...], repeats: int) -> dict[str, Any]:
+    """Our programs' run time during each workload, counted by the kernel (bpf_stats): per
+    workload, every repeat's share of all CPU time and of the workload's, and ns per call."""
+    result: dict[str, Any] = {}
     ncpus = os.sysconf("SC_NPROCESSORS_ONLN")
     sleeper = subprocess.Popen(["sleep", "3600"])
     try:
@@ -222,6 +228,11 @@ def kernel_cost(mnt: Path, kinds: tuple[str, ...], repeats: int) -> None:
                     for k in fds:
                         if calls[k] > 1000:
                             per_event.setdefault(k, []).append(ns[k] / calls[k])
+                result[kind] = {
+                    "pct_of_all_cpu": node_share,
+                    "pct_of_workload_cpu": work_share,
+                    "ns_per_call": per_event,
+                }
                 print(
                     f"  {kind:10s} our BPF run time: % of all CPU time {spread(node_share)}, "
                     f"% of the workload's CPU time {spread(work_share)}"
@@ -231,12 +242,15 @@ def kernel_cost(mnt: Path, kinds: tuple[str, ...], repeats: int) -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+    return result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--recorder", choices=("record", "driver"), default="record")
+    ap.add_argument("--json", help="write the raw repeats here")
+    ap.add_argument("--note", help="what else ran on the machine, for the result file")
     args = ap.parse_args()
     kinds = ("hackbench", "fio")
     print(f"overhead: recorder={args.recorder}, {args.repeats} pairs; start: {load()}", flush=True)
@@ -263,7 +277,7 @@ def main() -> None:
                     flush=True,
                 )
         print(f"in-kernel cost (kernel.bpf_stats_enabled, median [min–max]); {load()}")
-        kernel_cost(mnt, kinds, args.repeats)
+        kernel = kernel_cost(mnt, kinds, args.repeats)
         recs["steady"] = steady(args.recorder, Path(d), 3)
     print(f"end: {load()}")
     print("median [min–max]:")
@@ -285,6 +299,16 @@ def main() -> None:
         }
         for name, values in rows.items():
             print(f"    {name:40s} {spread(values)}")
+    if args.json:
+        write_result(
+            args.json,
+            __file__,
+            args.note,
+            runtime_without_s=base,
+            ratio_with_over_without=ratios,
+            recorder={k: [asdict(r) for r in v] for k, v in recs.items()},
+            kernel=kernel,
+        )
 
 
 if __name__ == "__main__":
