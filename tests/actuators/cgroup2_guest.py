@@ -14,7 +14,12 @@ weights. Then the journal is replayed as ``autotune restore`` does after a crash
 file under the mount must read as it did before. First, with ``cpu`` taken out of the root's
 ``cgroup.subtree_control``, the backend's first ``set`` must raise Stuck and the replay must leave
 nothing; and a process in a cgroup without ``cpu.weight`` (its parent keeps the controller to
-itself) must read its parent's weight.
+itself) must read its parent's weight. Last, the whole service on the slice: ``autotune tune
+--follow --cgroup training.slice`` with a policy that always asks for 4x trainer and 1x loader
+(and, as every constant policy, the other knobs at their defaults: every CPU for each role) finds
+the job, moves it into its v2 role cgroups and widens its affinity, and SIGTERM puts both back and
+leaves every cgroup file as before (its telemetry is /proc's: the VM has no kernel headers for
+bcc). The CPU shares are measured in the phases before; here each loop has a CPU of its own.
 
 Prints ``cgroup2-test:`` lines and one ``CGROUP2-TEST-RESULT PASS|FAIL name=value ...`` line,
 then ends with status 0; any other status is a crash before that line (the init says so).
@@ -41,6 +46,7 @@ from autotune.actuators.weights_cgroup import CgroupV2Weights
 from autotune.config import Settings
 from autotune.errors import UserError
 from autotune.knobs import Family, readback
+from autotune.policy import write_constant
 from autotune.service import slices
 from autotune.system import cgroups
 from autotune.target import Target, start_time
@@ -58,6 +64,8 @@ EXPECTED = {
     "joint": (1.0, 0.8, 1.25),  # both 2×: the job together in one cgroup
     "restored": (1.0, 0.8, 1.25),  # after the journal's replay
 }
+# Guest seconds for the service to start (Python, torch and MLflow over virtiofs) and place the job.
+SERVICE_TIMEOUT_S = float(os.environ.get("SERVICE_TIMEOUT_S", "240"))
 
 
 class Failed(Exception):
@@ -333,6 +341,85 @@ def exercise(run_state: list[Run]) -> None:
     check(after == before, f"cgroup files changed: {set(after.items()) ^ set(before.items())}")
     say(f"restored: the job back in {rel}, {root / settings.cgroup_parent} removed, journal gone")
     run.phase("restored", "both back in job.scope")
+    service_loop(root, run, before)
+
+
+def service_loop(root: Path, run: Run, before: dict[str, str]) -> None:
+    """The node service on the slice, as systemd would run it: it finds the job, warms up, moves
+    each role into its own v2 cgroup at the policy's weights and sets the policy's CPUs, and
+    SIGTERM restores everything."""
+    settings = Settings()
+    policy = write_constant(Path("/run/policy"), {"weight.trainer": 4.0, "weight.loader": 1.0})
+    env = {
+        **os.environ,
+        "AUTOTUNE_RUNS_DIR": "/run/runs",
+        "AUTOTUNE_TRACKING_URI": "sqlite:////run/runs/mlflow.db",
+        "AUTOTUNE_STATE_DIR": "/run/autotune-service",
+        # As the host's service tests: short guard windows, weights without a contention test
+        # (nothing else runs in the VM), and only a large fall rolls the change back.
+        "AUTOTUNE_GUARD_MIN_CONTENTION": "0",
+        "AUTOTUNE_GUARD_WARMUP_S": "1",
+        "AUTOTUNE_GUARD_DWELL_S": "1",
+        "AUTOTUNE_GUARD_CANARY_S": "1",
+        "AUTOTUNE_GUARD_THRESHOLD": "0.9",
+        "AUTOTUNE_GUARD_FALLBACK_MARGIN": "0.9",
+    }
+    cmd = [sys.executable, "-m", "autotune.cli.main", "tune", "--follow", "--no-view"]
+    cmd += ["--model", str(policy), "--cgroup", SLICE, "--interval", "200"]
+    err = Path("/run/service.err")
+    jobs = (run.trainer, run.loader)
+    pinned = [os.sched_getaffinity(p) for p in jobs]
+    with err.open("w") as f:
+        svc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=f)
+    ours = f"/{settings.cgroup_parent}/"
+    t0 = time.monotonic()
+    try:
+        while True:
+            where = [cgroups.cgroup_of(p, "") or "" for p in jobs]
+            trainer_home = where[0].removesuffix("/trainer")
+            placed = where[0].startswith(ours) and where[1] == f"{trainer_home}/loader" != where[0]
+            if placed and all(os.sched_getaffinity(p) == {0, 1} for p in jobs):
+                break
+            if svc.poll() is not None:
+                raise Failed(f"the service ended with {svc.returncode}: {tail(err)}")
+            if time.monotonic() - t0 > SERVICE_TIMEOUT_S:
+                raise Failed(f"the job is in {where} after {SERVICE_TIMEOUT_S:g} s: {tail(err)}")
+            time.sleep(0.2)
+        session = root / trainer_home.strip("/")
+        got = (weight(session / "trainer"), weight(session / "loader"))
+        check(got == (400, 100), f"the service wrote cpu.weight trainer, loader = {got}")
+        say(
+            f"the service tuned the job after {time.monotonic() - t0:.1f} s: cpu.weight trainer"
+            f" {got[0]}, loader {got[1]} in {session}, both on CPUs 0-1"
+        )
+    finally:
+        if svc.poll() is None:
+            svc.send_signal(signal.SIGTERM)
+        try:
+            code = svc.wait(60)
+        except subprocess.TimeoutExpired:
+            svc.kill()
+            raise Failed(f"the service did not end within 60 s of SIGTERM: {tail(err)}") from None
+        for line in err.read_text(errors="replace").splitlines():
+            if line.startswith("autotune: job "):
+                say(f"service: {line.removeprefix('autotune: ')}"[:200])
+    check(code == 0, f"the service ended with {code} on SIGTERM: {tail(err)}")
+    rel = f"/{SLICE}/job.scope"
+    where = [cgroups.cgroup_of(p, "") for p in jobs]
+    check(where == [rel, rel], f"after the service the job is in {where}, not {rel}")
+    now = [os.sched_getaffinity(p) for p in jobs]
+    check(now == pinned, f"after the service the job's CPUs are {now}, not {pinned}")
+    check(not (root / settings.cgroup_parent).exists(), "the service left its cgroups")
+    after = snapshot(root)
+    check(after == before, f"cgroup files changed: {set(after.items()) ^ set(before.items())}")
+    telemetry = "/proc" if "using /proc" in err.read_text() else "BPF"
+    say(f"SIGTERM: the service put the job back in {rel} on CPU 1 ({telemetry} telemetry)")
+
+
+def tail(path: Path) -> str:
+    """The last lines of a log, on one line."""
+    lines = path.read_text(errors="replace").strip().splitlines()
+    return " | ".join(lines[-3:]) or "(nothing on stderr)"
 
 
 def stop(run_state: list[Run]) -> None:

@@ -98,6 +98,10 @@ def test_cgroup2_weights_share_the_cpu_and_restore_in_a_vm() -> None:
     assert "the service finds /sys/fs/cgroup/training.slice" in r.stderr
     # The root keeping cpu to itself: the first set is Stuck, and the replay leaves nothing.
     assert "without cpu in the root's subtree_control the first set is Stuck" in r.stderr
+    # The whole service on the v2 slice: it tuned the job, and SIGTERM put everything back.
+    assert "the service tuned the job after" in r.stderr
+    assert "cpu.weight trainer 400, loader 100" in r.stderr
+    assert "SIGTERM: the service put the job back in /training.slice/job.scope" in r.stderr
 
 
 def test_a_boot_that_hangs_is_retried_twice_then_reported() -> None:
