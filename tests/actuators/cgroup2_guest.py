@@ -46,10 +46,12 @@ from autotune.actuators.weights_cgroup import CgroupV2Weights
 from autotune.config import Settings
 from autotune.errors import UserError
 from autotune.knobs import Family, readback
-from autotune.policy import write_constant
 from autotune.service import slices
 from autotune.system import cgroups
 from autotune.target import Target, start_time
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, as its conftest does
+from policy_kit import FAST_GUARD, write_constant_policy
 
 MEASURE_S = float(os.environ.get("MEASURE_S", "4"))
 SLICE = "training.slice"
@@ -349,20 +351,15 @@ def service_loop(root: Path, run: Run, before: dict[str, str]) -> None:
     each role into its own v2 cgroup at the policy's weights and sets the policy's CPUs, and
     SIGTERM restores everything."""
     settings = Settings()
-    policy = write_constant(Path("/run/policy"), {"weight.trainer": 4.0, "weight.loader": 1.0})
+    policy = write_constant_policy(
+        Path("/run/policy"), {"weight.trainer": 4.0, "weight.loader": 1.0}
+    )
     env = {
         **os.environ,
         "AUTOTUNE_RUNS_DIR": "/run/runs",
         "AUTOTUNE_TRACKING_URI": "sqlite:////run/runs/mlflow.db",
         "AUTOTUNE_STATE_DIR": "/run/autotune-service",
-        # As the host's service tests: short guard windows, weights without a contention test
-        # (nothing else runs in the VM), and only a large fall rolls the change back.
-        "AUTOTUNE_GUARD_MIN_CONTENTION": "0",
-        "AUTOTUNE_GUARD_WARMUP_S": "1",
-        "AUTOTUNE_GUARD_DWELL_S": "1",
-        "AUTOTUNE_GUARD_CANARY_S": "1",
-        "AUTOTUNE_GUARD_THRESHOLD": "0.9",
-        "AUTOTUNE_GUARD_FALLBACK_MARGIN": "0.9",
+        **FAST_GUARD,  # as the host's service tests
     }
     cmd = [sys.executable, "-m", "autotune.cli.main", "tune", "--follow", "--no-view"]
     cmd += ["--model", str(policy), "--cgroup", SLICE, "--interval", "200"]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from policy_kit import write_constant_policy
+from policy_kit import FAST_GUARD, write_constant_policy
 from service_helpers import Jobs, Service, cpu_root, remove_tree
 
 _counter = itertools.count()
@@ -34,13 +34,7 @@ def env(tmp_path: Path, short_tmpdir: str) -> dict[str, str]:
         "AUTOTUNE_RUNS_DIR": str(tmp_path / "runs"),
         "AUTOTUNE_TRACKING_URI": f"sqlite:///{tmp_path}/runs/mlflow.db",
         "AUTOTUNE_CGROUP_PARENT": f"autotune-svc-test-{os.getpid()}",
-        "AUTOTUNE_GUARD_MIN_CONTENTION": "0",
-        "AUTOTUNE_GUARD_WARMUP_S": "1",
-        "AUTOTUNE_GUARD_DWELL_S": "1",
-        "AUTOTUNE_GUARD_CANARY_S": "1",
-        # A shared CI node is noisy: only a large fall rolls the one change back.
-        "AUTOTUNE_GUARD_THRESHOLD": "0.9",
-        "AUTOTUNE_GUARD_FALLBACK_MARGIN": "0.9",
+        **FAST_GUARD,
     }
 
 
