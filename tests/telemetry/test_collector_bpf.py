@@ -183,30 +183,36 @@ def test_a_collector_opened_again_counts_for_the_right_roles(job: Job, loopdisk:
 
 
 def test_a_running_worker_is_seeded_and_the_target_dies_mid_collection(job: Job) -> None:
-    job.send("fork 30")  # a worker that already runs when the collector opens
-    # Real-time on one CPU, it stays switched in from before the collector seeds it to after the
-    # sample: the kernel cached it as nobody's at its switch-in, and the seed must undo that.
-    # (A flaky CI failure: a worker with a CPU to itself is rarely switched out in 0.3 s.)
-    os.sched_setaffinity(job.workers[-1], {os.cpu_count() - 1})
-    os.sched_setscheduler(job.workers[-1], os.SCHED_FIFO, os.sched_param(1))
-    time.sleep(0.1)
-    with open_collector(job.target, require_bpf=True) as col:
-        time.sleep(0.3)
-        s = col.sample()
-        assert s.get(Role.LOADER, "threads") == 1
-        assert s.get(Role.LOADER, "oncpu_ns") > 0
-        assert s.get(Role.TRAINER, "threads") == 1
-        os.killpg(job.proc.pid, signal.SIGKILL)
-        job.proc.wait(timeout=30)
-        deadline = time.monotonic() + 10
-        while col.alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not col.alive()
+    # The programs are attached first (a lease of their own), so that the worker's switch-in is
+    # seen: a thread on a CPU since before they were attached is counted from its first switch.
+    held = programs.lease()
+    try:
+        job.send("fork 30")  # a worker that already runs when the collector opens
+        # Real-time on one CPU, it stays switched in from before the collector seeds it to after
+        # the sample: the kernel cached it as nobody's at its switch-in, and the seed must undo
+        # that. (A flaky CI failure: a worker with a CPU to itself is rarely switched out.)
+        os.sched_setaffinity(job.workers[-1], {os.cpu_count() - 1})
+        os.sched_setscheduler(job.workers[-1], os.SCHED_FIFO, os.sched_param(1))
         time.sleep(0.1)
-        after = col.sample()  # still a sample, not an error
-        assert after.get(Role.TRAINER, "threads") == 0
-        assert after.get(Role.LOADER, "threads") == 0
-        assert after.source == "bpf"
+        with open_collector(job.target, require_bpf=True) as col:
+            time.sleep(0.3)
+            s = col.sample()
+            assert s.get(Role.LOADER, "threads") == 1
+            assert s.get(Role.LOADER, "oncpu_ns") > 0
+            assert s.get(Role.TRAINER, "threads") == 1
+            os.killpg(job.proc.pid, signal.SIGKILL)
+            job.proc.wait(timeout=30)
+            deadline = time.monotonic() + 10
+            while col.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not col.alive()
+            time.sleep(0.1)
+            after = col.sample()  # still a sample, not an error
+            assert after.get(Role.TRAINER, "threads") == 0
+            assert after.get(Role.LOADER, "threads") == 0
+            assert after.source == "bpf"
+    finally:
+        held.release()
 
 
 def test_two_jobs_share_one_set_of_programs_and_keep_their_counts_apart(
