@@ -18,6 +18,7 @@ the tear-down is in it), in % of one core.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from bench.daemon.footprint import ci
+from bench.daemon.footprint import ci, cpu_s
 from bench.results import write_result
 from workloads.run import on_sigterm
 
@@ -41,6 +42,11 @@ ARMS = ["baseline", "recorded", "recorded_normal"]
 RT_PRIORITY = {"recorded": "1", "recorded_normal": "0"}
 
 
+def pct(value: float | None) -> str:
+    """A share of a core for the log (a run too short to measure has none)."""
+    return "not measured" if value is None else f"{value:.2f} %"
+
+
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float | None]:
     """hackbench's own runtime (its ``Time:`` line: not the recorder's start-up, during which it
     holds the job stopped), and the CPU the command's own process used per second from its fourth
@@ -48,14 +54,14 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float | None]:
     not the steady cost), in % of one core (None when it ran under 7 s)."""
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, text=True)
-        readings: list[tuple[float, int]] = []
+        readings: list[tuple[float, float]] = []
         start = time.monotonic()
         try:
             while proc.poll() is None:
                 now = time.monotonic()
-                ns = own_cpu_ns(proc.pid)
-                if now - start >= 3.0 and ns is not None:
-                    readings.append((now, ns))
+                with contextlib.suppress(OSError):  # it may end between poll and read
+                    if now - start >= 3.0:
+                        readings.append((now, cpu_s(proc.pid)))
                 time.sleep(1.0)
         finally:
             if proc.poll() is None:  # interrupted: the command (it restores what it changed)
@@ -68,26 +74,11 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float | None]:
     cpu = None
     if len(readings) >= 4:
         (t0, c0), (t1, c1) = readings[0], readings[-3]
-        cpu = 100.0 * (c1 - c0) / 1e9 / (t1 - t0)
+        cpu = 100.0 * (c1 - c0) / (t1 - t0)
     for line in text.splitlines():
         if line.startswith("Time:"):
             return float(line.split()[1]), cpu
     raise SystemExit(f"no 'Time:' line from {cmd}")
-
-
-def own_cpu_ns(pid: int) -> int | None:
-    """On-CPU ns of every thread of the process itself (not its children), from schedstat."""
-    total = 0
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return None
-    for tid in tasks:
-        try:
-            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            continue  # a thread that ended meanwhile
-    return total
 
 
 def main() -> None:
@@ -141,7 +132,7 @@ def main() -> None:
                 f"{row['baseline_s']:.1f} s alone; "
                 + "; ".join(
                     f"{arm} {row[arm]['ratio']:.3f}x,"
-                    f" recorder CPU {row[arm]['recorder_cpu_pct']:.2f} %,"
+                    f" recorder CPU {pct(row[arm]['recorder_cpu_pct'])},"
                     f" spacing p50 {row[arm]['spacing_p50_s']:.3f}"
                     f" p99 {row[arm]['spacing_p99_s']:.3f} max {row[arm]['spacing_max_s']:.3f} s"
                     for arm in RT_PRIORITY

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from autotune.target import Target, zombie
 from autotune.telemetry.collector import TelemetryCollector
+from autotune.telemetry.procread import read_stat
 from autotune.telemetry.sample import Sample
 
 
@@ -90,8 +91,9 @@ class LoopDisk:
 
 def proc_majflt(pid: int) -> int:
     """A process's major faults (every thread's), from /proc/<pid>/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return int(text[text.rindex(")") + 2 :].split()[9])
+    st = read_stat(pid)
+    assert st is not None, f"no process {pid}"
+    return st.majflt
 
 
 def touch_uncached(job: Job, col: TelemetryCollector, disk: LoopDisk) -> tuple[list[Sample], int]:
