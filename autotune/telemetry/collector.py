@@ -215,7 +215,8 @@ class TelemetryCollector:
 
     def close_in_background(self) -> None:
         """Begin :meth:`close` in a thread of its own, for a caller that reads no more samples
-        and has other things to do before it leaves (the detach takes half a second);
+        and has other things to do before it leaves (it lets go of the programs, and the last
+        job's detach hands the kernel's waits to a helper process: see the loader);
         :meth:`close` waits for it."""
         if self._closer is None and not self._closed:
             self._closer = threading.Thread(

@@ -144,28 +144,78 @@ def load(name: str, cflags: Sequence[str] = (), rename: Mapping[str, str] | None
 
 
 def detach_tracepoints(programs: Iterable[Any]) -> None:
-    """Detach every tracepoint of the loaded ``programs`` at once; each program's own
-    :meth:`bcc.BPF.cleanup` frees the rest afterwards (and finds no tracepoint left to detach).
+    """Detach every tracepoint of the loaded ``programs``, without waiting for the kernel; each
+    program's own :meth:`bcc.BPF.cleanup` frees the rest afterwards (and finds no tracepoint left
+    to detach).
 
-    The kernel ends each tracepoint's perf event with a wait for a grace period, which bcc's
-    cleanup does one tracepoint after another: the 13 of the telemetry took 0.95 s on this
-    2-core VM, at the job's end, before the command could exit. One thread per event lets the
-    waits overlap (0.46 s); the kernel still runs part of each under one lock.
+    The kernel ends a tracepoint's perf event with a wait for a grace period when its last
+    descriptor closes: bcc's cleanup, one tracepoint after another, took 0.95 s for the
+    telemetry's 13 on this 2-core VM, and one thread per event 0.46 s (the kernel runs part of
+    each under one lock), at the job's end, before the command could exit. So the events are
+    disabled here (they stop firing at once) and their last references handed to a helper
+    process (:func:`_hand_off`) whose exit pays those waits; this process's own close is then
+    immediate. Where no helper can be started, the threads do it here.
     """
     from bcc.libbcc import lib
 
     programs = list(programs)
     events = [(bpf, tp, fd) for bpf in programs for tp, fd in list(bpf.tracepoint_fds.items())]
-
-    def close(fd: int) -> None:
-        lib.bpf_close_perf_event_fd(fd)  # ctypes lets go of the GIL: the waits overlap
-
-    threads = [threading.Thread(target=close, args=(fd,), daemon=True) for _, _, fd in events]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    fds = [fd for _, _, fd in events]
+    helper = _hand_off(fds)
+    if helper is not None:
+        for fd in fds:
+            lib.bpf_close_perf_event_fd(fd)  # disable, close: the helper holds the last reference
+        helper.stdin.close()  # the helper ends, and its exit detaches
+        threading.Thread(target=helper.wait, name="autotune-detach-reaper", daemon=True).start()
+    else:
+        _close_in_threads(lib, fds)
     for bpf, tp, _ in events:
         category, name = tp.split(b":")
         lib.bpf_detach_tracepoint(category, name)
         del bpf.tracepoint_fds[tp]
+
+
+# The helper that takes the last references to the perf events: a program that holds its
+# standard input until it closes, and needs nothing else.
+_HELPER = ("cat",)
+
+
+def _hand_off(fds: Sequence[int]) -> Any:
+    """A helper process holding a copy of ``fds`` until its standard input is closed, or None
+    where none could be started (the caller closes them itself).
+
+    It inherits nothing else (not the command's stdout or stderr: ``autotune tune ... | tee``
+    ends with the command, not with the helper), runs in a session of its own (a terminal's
+    Ctrl-C does not reach it; were it killed, its exit would detach all the same), and its exit
+    does the waiting. A process that dies meanwhile closes the pipe, which ends the helper too.
+    """
+    import shutil
+    import subprocess
+
+    exe = shutil.which(_HELPER[0]) if fds else None
+    if exe is None:
+        return None
+    try:
+        return subprocess.Popen(
+            [exe, *_HELPER[1:]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=tuple(fds),
+            start_new_session=True,
+        )
+    except OSError:
+        return None
+
+
+def _close_in_threads(lib: Any, fds: Sequence[int]) -> None:
+    """Close the events here, one thread each: the waits for grace periods overlap."""
+
+    def close(fd: int) -> None:
+        lib.bpf_close_perf_event_fd(fd)  # ctypes lets go of the GIL: the waits overlap
+
+    threads = [threading.Thread(target=close, args=(fd,), daemon=True) for fd in fds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()

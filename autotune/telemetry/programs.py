@@ -177,7 +177,7 @@ class Lease:
                 finally:
                     progs.free.append(self.slot)
         if last:
-            progs._close()  # outside the lock: the detach waits for grace periods
+            progs._close()  # outside the lock: the detach may wait for grace periods
 
 
 def lease() -> Lease:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bpf_kit import PERF_EVENT, PROGRAM, bpf_handles
+from bpf_kit import PERF_EVENT, PROGRAM, bpf_handles, program_ids, programs_alive
 from telemetry_kit import Job, LoopDisk, touch_uncached
 
 from autotune.errors import UserError
 from autotune.roles import ROLE_INDEX, Role
-from autotune.telemetry import bpfmaps, programs
+from autotune.telemetry import bpfmaps, loader, programs
 from autotune.telemetry.collector import open_collector
 from autotune.telemetry.sample import B, C, Sample
 
@@ -287,17 +287,31 @@ def test_a_job_beyond_the_slots_falls_back_to_proc(
             lease.release()
 
 
-@pytest.mark.parametrize("background", [False, True])
-def test_close_detaches_every_tracepoint_and_program(job: Job, background: bool) -> None:
-    """The tracepoints are detached all at once (threads), in the background if asked; close()
-    returns once all of it is done."""
+@pytest.mark.parametrize(("background", "helper"), [(False, True), (True, True), (False, False)])
+def test_close_detaches_every_tracepoint_and_program(
+    job: Job, background: bool, helper: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() lets go of every handle before it returns (in the background if asked), and the
+    kernel unloads the programs soon after: their last references go to a helper process whose
+    exit waits for the kernel, or, where no helper can start, are closed here, one thread each."""
+    if not helper:
+        monkeypatch.setattr(loader, "_HELPER", ("autotune-no-such-helper",))
     before = bpf_handles()
+    before_ids = program_ids()
     collector = open_collector(job.target, require_bpf=True)
     opened = bpf_handles()
+    ids = program_ids() - before_ids
     assert opened[PERF_EVENT] >= before[PERF_EVENT] + 13
     assert opened[PROGRAM] > before[PROGRAM]
+    assert ids and programs_alive(ids) == ids
     if background:
         collector.close_in_background()
     collector.close()
     assert bpf_handles() == before
+    if not helper:  # closed here: nothing is left once close() returns
+        assert programs_alive(ids) == set()
+    deadline = time.monotonic() + 30
+    while programs_alive(ids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert programs_alive(ids) == set()
     collector.close()  # again: nothing to do
