@@ -315,3 +315,45 @@ def test_close_detaches_every_tracepoint_and_program(
         time.sleep(0.05)
     assert programs_alive(ids) == set()
     collector.close()  # again: nothing to do
+
+
+# A process that loads the programs and leaves with os._exit while they are attached, as
+# `autotune tune` does when a compile it stopped waiting for has attached them: it prints their
+# ids, whether a helper took the events, and how many events the helper holds.
+_EXIT_ATTACHED = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from bpf_kit import program_ids
+from autotune.telemetry import loader, programs
+lease = programs.lease()
+helper = loader.hand_off_perf_events()
+held = sum(
+    os.readlink(f"/proc/{helper.pid}/fd/{fd}") == "anon_inode:[perf_event]"
+    for fd in os.listdir(f"/proc/{helper.pid}/fd")
+)
+print(" ".join(map(str, sorted(program_ids()))), held, flush=True)
+os._exit(0)
+"""
+
+
+def test_a_process_leaving_with_its_programs_attached_hands_them_to_a_helper() -> None:
+    """The helper holds every attached event when the process leaves, and the kernel unloads
+    the programs once the helper, whose input was the process's pipe, has ended too."""
+    import subprocess
+    import sys
+
+    tests = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", _EXIT_ATTACHED, tests],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    ids, held = {int(i) for i in out[:-1]}, int(out[-1])
+    assert ids
+    assert held >= 13  # the scheduler's, block and page-cache tracepoints
+    deadline = time.monotonic() + 30
+    while programs_alive(ids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert programs_alive(ids) == set()
