@@ -24,7 +24,8 @@ same number of samples in every arm:
   checkout from before sets them off; ``tuned_family`` (only when asked): ``tuned`` with the
   guard changing one knob family at a time (:data:`ONE_FAMILY`); ``tuned_probe`` (only when
   asked): ``tuned`` with the guard probing each family of a combined change alone
-  (:data:`PROBE`).
+  (:data:`PROBE`); ``challenger`` (only when asked): ``tuned`` with another policy,
+  ``--challenger MODEL`` (one trained otherwise), so that two policies meet the same runs.
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -87,6 +88,7 @@ ARMS = (
     "static_tuned_fast",
     "tuned_family",
     "tuned_probe",
+    "challenger",
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = (
@@ -97,6 +99,7 @@ TUNED_ARMS = (
     "static_tuned_fast",
     "tuned_family",
     "tuned_probe",
+    "challenger",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast")
@@ -146,6 +149,10 @@ RATIOS = {
     ("tuned_probe", "static_best"): "tuned_probe_vs_static_best",
     ("tuned_probe", "tuned"): "tuned_probe_vs_tuned",
     ("tuned_probe", "alone"): "tuned_probe_vs_alone",
+    ("challenger", "default"): "challenger_vs_default",
+    ("challenger", "static_best"): "challenger_vs_static_best",
+    ("challenger", "tuned"): "challenger_vs_tuned",
+    ("challenger", "alone"): "challenger_vs_alone",
 }
 
 
@@ -258,6 +265,7 @@ class Bench:
         if args.interval:
             self.tune += ["--interval", str(args.interval)]
         self.model = args.model
+        self.challenger = args.challenger
         self.tmp = Path(tempfile.mkdtemp(prefix="online-bench-"))
 
     def close(self) -> None:
@@ -274,7 +282,13 @@ class Bench:
         elif arm == "alone":
             noisy = False
         elif arm in TUNED_ARMS:
-            model = str(setting["policy"]) if arm in CONSTANT_ARMS else self.model
+            model = (
+                str(setting["policy"])
+                if arm in CONSTANT_ARMS
+                else self.challenger
+                if arm == "challenger"
+                else self.model
+            )
             cmd = [*self.tune, "--model", model, *(["--adapt"] if arm == "adapt" else [])]
             if arm in ARM_ENV:
                 cmd = ["env", *(f"{k}={v}" for k, v in ARM_ENV[arm].items()), *cmd]
@@ -375,6 +389,7 @@ class Bench:
                 "static_best": {"setting": best, "source": source},
                 "replay_pick": {"setting": setting["replay_pick"], "recorded": pick is not None},
                 "spell_s": list(SPELL_S) if w.spell_kinds else None,
+                **({"challenger": self.challenger} if "challenger" in arms else {}),
                 "arms": runs,
             }
             save(self.args.out, name, result, self.model or "")
@@ -436,7 +451,7 @@ def has_adapt() -> bool:
     return "--adapt" in out.stdout
 
 
-def parse_arms(text: str, model: str | None) -> list[str]:
+def parse_arms(text: str, model: str | None, challenger: str | None = None) -> list[str]:
     arms = [a.strip() for a in text.split(",") if a.strip()]
     bad = [a for a in arms if a not in ARMS]
     if bad or not arms:
@@ -445,6 +460,8 @@ def parse_arms(text: str, model: str | None) -> list[str]:
         raise UserError(f"--arms names an arm twice: {text!r}")
     if model is None and {"tuned", "adapt"} & set(arms):
         raise UserError("the tuned and adapt arms need --model (a run id or a policy folder)")
+    if challenger is None and "challenger" in arms:
+        raise UserError("the challenger arm needs --challenger (a run id or a policy folder)")
     if "adapt" in arms and not has_adapt():
         print(
             "online: warning: this checkout's `autotune tune` has no --adapt; the adapt arm is "
@@ -458,6 +475,7 @@ def parse_arms(text: str, model: str | None) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="bench.online.online", description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="MLflow run id or exported policy folder (tuned, adapt)")
+    ap.add_argument("--challenger", help="another policy, run id or folder, for the challenger arm")
     ap.add_argument("--job", action="append", choices=sorted(catalog.WORKLOADS))
     ap.add_argument("--arms", default=",".join(DEFAULT_ARMS), help="comma-separated")
     ap.add_argument("--repeats", type=int, default=5)
@@ -485,15 +503,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.static_best is not None:
         parse(args.static_best)  # a bad setting stops us before any run
     load_doc(args.out)  # a damaged result file stops us before any run
-    model = None
-    if args.model:
+    model = challenger = None
+    if args.model or args.challenger:
         from autotune import config
         from autotune.tracking.models import resolve_model
 
         settings = config.load()
-        model = str(resolve_model(args.model, settings.tracking_uri, settings.runs_dir))
-    arms = parse_arms(args.arms, model)
-    args.model = model
+        model, challenger = (
+            str(resolve_model(m, settings.tracking_uri, settings.runs_dir)) if m else None
+            for m in (args.model, args.challenger)
+        )
+    arms = parse_arms(args.arms, model, challenger)
+    args.model, args.challenger = model, challenger
     with Workbench(args.size, spell_s=SPELL_S) as wb:
         bench = Bench(args, wb, arms)
         try:

@@ -86,6 +86,7 @@ def test_rotation_starts_each_repeat_with_another_arm() -> None:
     [
         (["--arms", "default,bogus"], "--arms takes names"),
         (["--arms", "tuned"], "need --model"),
+        (["--arms", "default,challenger"], "needs --challenger"),
         (["--static-best", "weight.trainer=3"], "weight.trainer"),
         (["--repeats", "0"], "--repeats"),
     ],
