@@ -34,7 +34,7 @@ from autotune.agents.evaluate import run_episode
 from autotune.agents.export import export
 from autotune.agents.progress import RateProgress
 from autotune.envs import splits
-from autotune.envs.replay import ReplayEnv
+from autotune.envs.replay import CHANGE_COST, ReplayEnv
 from autotune.envs.workload import Workload
 from autotune.errors import UserError
 from autotune.tracking.schema import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
@@ -63,6 +63,7 @@ class TrainConfig:
     runs_dir: Path = Path("runs")
     progress_bar: bool = True
     threads: int = 1
+    change_cost: float = CHANGE_COST  # the replay's reward cost per knob changed in a step
     overrides: dict[str, Any] = field(default_factory=dict)
     parent_run: str | None = None  # the MLflow run this one nests under (a sweep's)
     tags: dict[str, str] = field(default_factory=dict)  # added to the run's own
@@ -122,11 +123,13 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.distributions.Distribution.set_default_validate_args(validate)
 
 
-def _make_env(workloads: Sequence[Workload], algo: algos.Algo, seed: int) -> Any:
+def _make_env(
+    workloads: Sequence[Workload], algo: algos.Algo, seed: int, change_cost: float = CHANGE_COST
+) -> Any:
     from stable_baselines3.common.monitor import Monitor
 
     def build() -> Any:
-        env: Any = ReplayEnv(list(workloads), rows=splits.TRAIN)
+        env: Any = ReplayEnv(list(workloads), rows=splits.TRAIN, change_cost=change_cost)
         if algo.wrapper is not None:
             env = algo.wrapper(env)
         return Monitor(env)
@@ -191,6 +194,7 @@ def train(
         "frame_stack": cfg.frame_stack,
         "tiny": cfg.tiny,
         "threads": cfg.threads,
+        "change_cost": cfg.change_cost,
         "splits": json.dumps(
             {"train": splits.TRAIN, "validation": splits.VALIDATION, "test": splits.TEST}
         ),
@@ -215,7 +219,7 @@ def train(
         torch_threads(cfg.threads),
     ):
         venv: Any = DummyVecEnv(
-            [_make_env(workloads, algo, cfg.seed + i) for i in range(cfg.n_envs)]
+            [_make_env(workloads, algo, cfg.seed + i, cfg.change_cost) for i in range(cfg.n_envs)]
         )
         if cfg.frame_stack > 1:
             venv = VecFrameStack(venv, cfg.frame_stack)

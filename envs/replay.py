@@ -116,9 +116,9 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
 
     ## Rewards
 
-    ``rate / rate_default - 1 - 0.01 × knobs changed``: progress relative to what the same
-    interval would have made at the default knobs (the machine as it was), minus a cost of 1 %
-    per knob changed in the step.
+    ``rate / rate_default - 1 - change_cost × knobs changed``: progress relative to what the
+    same interval would have made at the default knobs (the machine as it was), minus a cost per
+    knob changed in the step (``change_cost``, :data:`CHANGE_COST` by default).
 
     ## Starting State
 
@@ -144,6 +144,8 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
       ``.calib.json``) drawn at random, instead of the best fit: a policy then meets the spread
       of nodes the recording cannot tell apart (domain randomization). Default off; a workload
       calibrated without a bootstrap always answers with its best fit.
+    * ``change_cost``: the reward's cost per knob changed in a step (default
+      :data:`CHANGE_COST`).
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium's convention
@@ -155,6 +157,8 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         noise: float | None = None,
         rows: tuple[float, float] = (0.0, 1.0),
         randomize: bool = False,
+        *,
+        change_cost: float = CHANGE_COST,
     ) -> None:
         from autotune.envs.workload import list_bundled
 
@@ -163,6 +167,9 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
             raise UserError("no workloads to replay (none bundled and none given)")
         if episode_steps < 1:
             raise UserError(f"episode_steps must be at least 1, not {episode_steps}")
+        if not 0.0 <= change_cost < 1.0:
+            raise UserError(f"change_cost must be in [0, 1), not {change_cost}")
+        self.change_cost = change_cost
         self.workloads = [w if isinstance(w, Workload) else load(w) for w in names]
         for w in self.workloads:
             if len(w) < 2:
@@ -388,9 +395,9 @@ class ReplayEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         values = spaces.levels_to_values(levels)
         obs, rate, rate_default = self._observe(values)
         if rate_default > 0:
-            reward = rate / rate_default - 1.0 - CHANGE_COST * changed
+            reward = rate / rate_default - 1.0 - self.change_cost * changed
         else:
-            reward = -CHANGE_COST * changed
+            reward = -self.change_cost * changed
         truncated = self._steps >= self.episode_steps or self._row >= self._bounds(self._wl)[1] - 1
         return obs, float(reward), False, truncated, self._info(values, rate, rate_default, changed)
 

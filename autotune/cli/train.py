@@ -51,6 +51,13 @@ ALGO_NAMES = ("ppo", "a2c", "dqn", "sac", "recurrent-ppo")
     help="torch threads. One suits the small policies here and a busy node: more threads wait "
     "on each other whenever another task holds a core.",
 )
+@click.option(
+    "--change-cost",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Reward cost per knob changed in a replay step, in units of progress relative to "
+    "default: a change must buy that much more progress to pay for itself.  [default: the "
+    "replay env's CHANGE_COST]",
+)
 @click.option("--tiny", is_flag=True, help="Tiny network and rollouts (tests, smoke runs).")
 @click.option(
     "--eval-freq",
@@ -89,6 +96,7 @@ def train(  # noqa: PLR0917 - one parameter per click option
     n_envs: int,
     frame_stack: int,
     threads: int,
+    change_cost: float | None,
     tiny: bool,
     eval_freq: int,
     patience: int,
@@ -113,6 +121,7 @@ def train(  # noqa: PLR0917 - one parameter per click option
     from autotune.agents import select
     from autotune.agents.train import TrainConfig
     from autotune.agents.train import train as run_training
+    from autotune.envs.replay import CHANGE_COST
     from autotune.tracking import registry
 
     settings = config.load({"tracking_uri": tracking_uri}, config_file)
@@ -126,6 +135,7 @@ def train(  # noqa: PLR0917 - one parameter per click option
         n_envs=n_envs,
         frame_stack=frame_stack,
         threads=threads,
+        change_cost=CHANGE_COST if change_cost is None else change_cost,
         tiny=tiny,
         eval_freq=min(eval_freq, timesteps),
         patience=patience,

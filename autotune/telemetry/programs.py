@@ -22,6 +22,8 @@ job beyond that gets :class:`BpfUnavailable` and its collector falls back to /pr
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,7 +131,34 @@ def _load() -> Programs:
     except BaseException:
         progs._close()
         raise
+    switch_every_cpu()
     return progs
+
+
+def switch_every_cpu() -> None:
+    """Make every CPU switch tasks once, now that the programs are attached.
+
+    ``sched_switch`` learns which thread runs on a CPU (its per-CPU slot) when the thread is
+    switched in. A thread that has held a CPU since before the attach would otherwise be
+    credited nothing until its first switch, which a thread with a CPU to itself (a real-time
+    spinner, a trainer pinned alone) may not make for seconds. So a short thread visits each
+    CPU at the highest real-time priority: the kernel switches the running thread out for it
+    and back in when it leaves, and from then on that CPU's slot is known. It costs each CPU a
+    few microseconds; a CPU it may not visit (outside this process's cpuset, no privilege for
+    real time) keeps the old behaviour.
+    """
+
+    def visit(cpu: int) -> None:
+        with contextlib.suppress(OSError):
+            top = os.sched_get_priority_max(os.SCHED_FIFO)
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(top))  # this thread only
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {cpu})  # moved there, it preempts whatever runs
+
+    for cpu in range(os.cpu_count() or 1):
+        t = threading.Thread(target=visit, args=(cpu,), name="autotune-visit-cpu", daemon=True)
+        t.start()
+        t.join()
 
 
 def _attach_major_faults(sched: Any) -> None:

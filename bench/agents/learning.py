@@ -83,6 +83,7 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
         runs_dir=store,
         progress_bar=False,
         overrides=job["overrides"],
+        change_cost=job["change_cost"],
     )
     r = train(cfg, [load(w) for w in job["workloads"]])
     reach = r.to_time_to(0.95)
@@ -119,6 +120,7 @@ def _jobs(args: argparse.Namespace, names: list[str], tmp: Path) -> list[dict[st
                 "n_envs": args.n_envs,
                 "evals": args.evals,
                 "overrides": overrides,
+                "change_cost": args.change_cost,
                 "tmp": str(tmp),
             }
         )
@@ -169,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2, help="training processes at once")
     ap.add_argument("--overrides", default="{}", help="JSON of hyperparameters to override")
+    ap.add_argument(
+        "--change-cost",
+        type=float,
+        help="the replay's reward cost per knob changed (default: the env's CHANGE_COST)",
+    )
     ap.add_argument("--no-lowo", dest="lowo", action="store_false")
     ap.add_argument("--json", action="store_true", help=f"also write {RESULT}")
     ap.add_argument(
@@ -194,6 +201,13 @@ def main(argv: list[str] | None = None) -> int:
             "learning: --seeds, --timesteps, --jobs, --eval-seeds must be at least 1",
             file=sys.stderr,
         )
+        return 2
+    if args.change_cost is None:
+        from autotune.envs.replay import CHANGE_COST
+
+        args.change_cost = CHANGE_COST
+    if not 0.0 <= args.change_cost < 1.0:
+        print(f"learning: --change-cost must be in [0, 1), got {args.change_cost}", file=sys.stderr)
         return 2
 
     from autotune import policy as runtime
@@ -338,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         "timesteps": args.timesteps,
         "n_envs": args.n_envs,
         "overrides": json.loads(args.overrides),
+        "change_cost": args.change_cost,
         "splits": {"train": splits.TRAIN, "validation": splits.VALIDATION, "test": splits.TEST},
         "train_wall_s": round(train_s, 1),
         "targets": {

@@ -44,6 +44,8 @@ def trained(env: dict[str, str]) -> tuple[str, Path]:
             "128",
             "--seed",
             "1",
+            "--change-cost",
+            "0.05",
             "--no-progress",
             "--workload",
             BUNDLED[0],
@@ -74,6 +76,7 @@ def test_train_tracks_the_run_and_exports_a_loadable_policy(
     run = client.get_run(run_id)
     assert run.data.tags["autotune.kind"] == "train"
     assert run.data.params["algo"] == "ppo"
+    assert float(run.data.params["change_cost"]) == 0.05
     assert "eval/progress_vs_default" in run.data.metrics
     assert client.get_metric_history(run_id, "eval/progress_vs_default")
     assert any(a.path == "policy" for a in client.list_artifacts(run_id))
@@ -139,6 +142,7 @@ def test_eval_by_run_id_against_baselines(
         (["train", "--timesteps", "0"], "timesteps"),
         (["train", "--seed", "1000000"], "seed"),
         (["train", "--threads", "0"], "threads"),
+        (["train", "--change-cost", "1"], "change-cost"),
         (["eval", "--model", "/no/such/policy"], "neither a path nor an MLflow run id"),
         (["eval", "--baselines", "best"], "unknown baseline 'best'"),
         (["eval", "--model", "0" * 32], "no run"),

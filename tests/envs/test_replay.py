@@ -76,6 +76,23 @@ def test_knob_change_costs() -> None:
     assert info2["changes"] == 1
 
 
+def test_the_cost_of_a_change_is_the_envs_own() -> None:
+    """The same move costs change_cost per knob changed, beside the same progress."""
+    rewards = {}
+    for cost in (0.0, 0.01, 0.2):
+        env = ReplayEnv(bundled(), noise=0.0, change_cost=cost)
+        _, info = env.reset(seed=0, options={"start": 5})
+        moved = info["levels"].copy()
+        moved[0] = (moved[0] + 1) % spaces.LEVELS[0]
+        moved[-1] = (moved[-1] + 1) % spaces.LEVELS[-1]
+        _, rewards[cost], _, _, info2 = env.step(moved)
+        assert info2["changes"] == 2
+    assert rewards[0.0] - rewards[0.01] == pytest.approx(0.02)
+    assert rewards[0.0] - rewards[0.2] == pytest.approx(0.4)
+    with pytest.raises(UserError, match="change_cost"):
+        ReplayEnv(bundled(), change_cost=1.0)
+
+
 def test_observation_reflects_the_knobs() -> None:
     from autotune.features import knob_levels
 

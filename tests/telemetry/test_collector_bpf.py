@@ -215,6 +215,27 @@ def test_a_running_worker_is_seeded_and_the_target_dies_mid_collection(job: Job)
         held.release()
 
 
+def test_a_worker_on_a_cpu_since_before_the_attach_is_counted_from_the_attach(job: Job) -> None:
+    """A real-time worker alone on its CPU makes no switch of its own (only the kernel's
+    real-time throttling, 50 ms a second, takes it off); the attach makes every CPU switch once
+    (programs.switch_every_cpu), so its time counts from the collector's open, not from a
+    switch up to a second later."""
+    assert not programs.loaded()  # the programs attach under the running worker
+    job.send("fork 30")
+    os.sched_setaffinity(job.workers[-1], {os.cpu_count() - 1})
+    os.sched_setscheduler(job.workers[-1], os.SCHED_FIFO, os.sched_param(1))
+    time.sleep(0.1)
+    with open_collector(job.target, require_bpf=True) as col:
+        t0 = time.monotonic()
+        time.sleep(0.5)
+        s = col.sample()
+        elapsed_ns = (time.monotonic() - t0) * 1e9
+    assert s.get(Role.LOADER, "threads") == 1
+    # All of it but a throttle (5 % a second): a worker counted from its first switch after the
+    # attach lost a uniform share of up to a second here.
+    assert s.get(Role.LOADER, "oncpu_ns") >= 0.85 * elapsed_ns
+
+
 def test_two_jobs_share_one_set_of_programs_and_keep_their_counts_apart(
     job: Job, other_job: Job
 ) -> None:
@@ -287,7 +308,10 @@ def test_a_job_beyond_the_slots_falls_back_to_proc(
             lease.release()
 
 
-@pytest.mark.parametrize(("background", "helper"), [(False, True), (True, True), (False, False)])
+@pytest.mark.parametrize(
+    ("background", "helper"),
+    [(False, True), (True, True), pytest.param(False, False, marks=pytest.mark.slow)],
+)
 def test_close_detaches_every_tracepoint_and_program(
     job: Job, background: bool, helper: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
