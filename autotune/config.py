@@ -84,14 +84,6 @@ class Settings(BaseSettings):
         "that rows stay on time beside a job with more runnable threads than CPUs; 0: the "
         "normal scheduler (1 to 99 need root or CAP_SYS_NICE; without them, 0)",
     )
-    compile_nice: int = Field(
-        0,
-        ge=0,
-        le=19,
-        description="nice value of the thread that compiles the BPF telemetry while a job "
-        "autotune tune started is starting (0 to 19): higher leaves more of the CPU to the "
-        "job's own start, and brings the telemetry later",
-    )
     runs_dir: Path = Field(Path("runs"), description="where recordings and local state live")
     tracking_uri: str = Field(
         default_factory=_default_tracking_uri, description="MLflow tracking URI", min_length=1

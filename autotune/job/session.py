@@ -173,12 +173,7 @@ class JobSession:
         lock = threading.Lock()
         done = threading.Event()
 
-        nice = self.settings.compile_nice if self.launched else 0
-
         def opening() -> None:
-            if nice:  # this thread only: the job starting beside it gets more of the CPU
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
             try:
                 opened = open_collector(self.target, progress=self._progress, interval_s=interval_s)
             except BaseException as e:  # handed to the waiting thread

@@ -25,9 +25,7 @@ same number of samples in every arm:
   guard changing one knob family at a time (:data:`ONE_FAMILY`); ``tuned_probe`` (only when
   asked): ``tuned`` with the guard probing each family of a combined change alone
   (:data:`PROBE`); ``challenger`` (only when asked): ``tuned`` with another policy,
-  ``--challenger MODEL`` (one trained otherwise), so that two policies meet the same runs;
-  ``tuned_nice`` (only when asked): ``tuned`` with the BPF compile at nice 10 while the job
-  starts (:data:`NICE_COMPILE`).
+  ``--challenger MODEL`` (one trained otherwise), so that two policies meet the same runs.
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -91,7 +89,6 @@ ARMS = (
     "tuned_family",
     "tuned_probe",
     "challenger",
-    "tuned_nice",
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = (
@@ -103,7 +100,6 @@ TUNED_ARMS = (
     "tuned_family",
     "tuned_probe",
     "challenger",
-    "tuned_nice",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast")
@@ -113,14 +109,11 @@ FAST_GUARD = {"AUTOTUNE_GUARD_MAX_RUNGS": "3", "AUTOTUNE_GUARD_WARMUP_DEFER": "t
 ONE_FAMILY = {"AUTOTUNE_GUARD_ONE_FAMILY": "true"}
 # The guard option that probes each family of a combined change alone.
 PROBE = {"AUTOTUNE_GUARD_PROBE_FAMILIES": "true"}
-# The setting that lowers the priority of the BPF compile beside the job's own start.
-NICE_COMPILE = {"AUTOTUNE_COMPILE_NICE": "10"}
 ARM_ENV = {
     "tuned_fast": FAST_GUARD,
     "static_tuned_fast": FAST_GUARD,
     "tuned_family": ONE_FAMILY,
     "tuned_probe": PROBE,
-    "tuned_nice": NICE_COMPILE,
 }
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
@@ -160,10 +153,6 @@ RATIOS = {
     ("challenger", "static_best"): "challenger_vs_static_best",
     ("challenger", "tuned"): "challenger_vs_tuned",
     ("challenger", "alone"): "challenger_vs_alone",
-    ("tuned_nice", "default"): "tuned_nice_vs_default",
-    ("tuned_nice", "static_best"): "tuned_nice_vs_static_best",
-    ("tuned_nice", "tuned"): "tuned_nice_vs_tuned",
-    ("tuned_nice", "alone"): "tuned_nice_vs_alone",
 }
 
 
