@@ -84,6 +84,15 @@ class Settings(BaseSettings):
         "that rows stay on time beside a job with more runnable threads than CPUs; 0: the "
         "normal scheduler (1 to 99 need root or CAP_SYS_NICE; without them, 0)",
     )
+    tune_nice: int = Field(
+        -10,
+        ge=-20,
+        le=19,
+        description="nice value of autotune tune's own threads (the BPF compile, the loop) from "
+        "the moment a job it starts has started, which keeps its nice value: beside a CPU-bound "
+        "neighbour the tuner's start takes seconds of the job's time at default knobs; 0: no "
+        "change (below 0 needs root or CAP_SYS_NICE; without them, unchanged)",
+    )
     runs_dir: Path = Field(Path("runs"), description="where recordings and local state live")
     tracking_uri: str = Field(
         default_factory=_default_tracking_uri, description="MLflow tracking URI", min_length=1
@@ -122,6 +131,17 @@ class Settings(BaseSettings):
         description="end the warm-up once guard_warmup_min_s and a canary window have passed, "
         "and run the rest the noise asks for at default knobs after guard_fallback_s of tuning "
         "(false: the whole warm-up first; see docs/online-tuning.md)",
+    )
+    guard_warmup_proc: bool = Field(
+        True,
+        description="run the warm-up's first intervals on the trainer's CPU time from /proc "
+        "while the BPF telemetry compiles (false: the warm-up starts once the telemetry is up)",
+    )
+    guard_keep_on_restart: bool = Field(
+        True,
+        description="when the job starts reporting its own progress (autotune.client), keep "
+        "the setting tuned during its start-up and run the new unit's warm-up at default knobs "
+        "after guard_fallback_s of tuning (false: default knobs and the warm-up at once)",
     )
     guard_max_rungs: int = Field(
         3,

@@ -104,6 +104,9 @@ class GuardConfig:
         warmup_min: the fewest; None: always ``warmup`` (a fixed warm-up).
         defer_warmup: end the warm-up after ``warmup_min`` intervals and run the rest, if the
             noise requires it, after ``fallback_window`` intervals of tuning.
+        keep_on_restart: when progress changes unit, keep a tuned setting whose canary has
+            passed, and owe the new unit's warm-up (run after ``fallback_window`` intervals)
+            instead of going back to default first.
         max_rungs: the most ladder rungs one knob moves in one change.
         one_family: a change moves the knobs of one family only (see the module).
         probe_families: after a change of several families passes its canary, take each but
@@ -122,6 +125,7 @@ class GuardConfig:
     warmup: int = 20
     warmup_min: int | None = None
     defer_warmup: bool = False
+    keep_on_restart: bool = False
     max_rungs: int = 1
     one_family: bool = False
     probe_families: bool = False
@@ -148,6 +152,7 @@ class GuardConfig:
             # Three rates at least: the interval of the mean needs a spread.
             warmup_min=min(n(s.guard_warmup_s, 1), n(s.guard_warmup_min_s, WARMUP_LEAST)),
             defer_warmup=s.guard_warmup_defer,
+            keep_on_restart=s.guard_keep_on_restart,
             max_rungs=s.guard_max_rungs,
             one_family=s.guard_one_family,
             probe_families=s.guard_probe_families,
@@ -331,6 +336,8 @@ class Guard:
 
     def _restart(self, rate: float, source: str) -> Verdict:
         unit = {"client": "the job's own sample count", "proxy": "the trainer's CPU time"}
+        if self._can_keep():
+            return self._keep(rate)
         why = f"progress now measured by {unit.get(source, source)}: default knobs, warm-up again"
         reasons = {k.name: why for i, k in enumerate(KNOBS) if self.levels[i] != self.defaults[i]}
         # Held-off levels keep their absolute "refused until": the clock restarts, so shift them.
@@ -340,6 +347,54 @@ class Guard:
         self.rates.append(rate)
         self.warmup_rates.append(rate)
         return Verdict(self.levels.copy(), reasons, event="restart")
+
+    def seed(self, rates: list[float], source: str) -> None:
+        """Feed rates measured at default knobs before the first :meth:`step` (the warm-up's
+        first intervals, the proxy from ``/proc`` while the telemetry compiled), in ``source``'s
+        unit; the policy's first wish then meets a warm-up that may have ended."""
+        for rate in rates:
+            self.step(rate, self.defaults, source)
+
+    def _can_keep(self) -> bool:
+        """Whether a change of unit may keep the knobs as they are (``keep_on_restart``): a
+        tuned setting that has passed its canary, or whose canary has not seen a fall in the
+        two or more intervals it had (a job's start-up is often shorter than a canary window),
+        no part of a warm-up or fallback running."""
+        return (
+            self.cfg.keep_on_restart
+            and self._warm
+            and self._resume is None
+            and self._canary_so_far()
+            and self.t >= self.fallback_until
+            and not np.array_equal(self.levels, self.defaults)
+        )
+
+    def _canary_so_far(self) -> bool:
+        """No change being judged, or the one being judged not worse so far (two intervals at
+        least after it; a family probe never: its canary looks for a gain)."""
+        c = self.canary
+        if c is None:
+            return True
+        n = self.t - c.start
+        if c.probe or n < 2:
+            return False
+        return not worse(c.baseline, list(self.rates)[-n:], self.cfg.threshold)
+
+    def _keep(self, rate: float) -> Verdict:
+        """A new unit, the tuned setting kept: the new unit's whole warm-up is owed (at default
+        knobs after ``fallback_window`` tuned intervals; none for a job that ends first), and no
+        knob moves until a canary window of the new unit's rates is there to judge it by."""
+        kept = self.levels.copy()
+        self.held = {key: until - self.t for key, until in self.held.items() if until > self.t}
+        self._reset()
+        self.levels = kept
+        self._warm = True
+        self.owed = self.cfg.warmup
+        self.t = 1
+        self.last_change[:] = self.t + self.cfg.canary - self.cfg.dwell
+        self.rates.append(rate)
+        self.tuned_rates.append(rate)
+        return Verdict(self.levels.copy(), event="restart")
 
     def _begin_reference(self) -> Verdict:
         """The deferred part of the warm-up begins: default knobs for the intervals owed."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import resource
 import threading
@@ -35,7 +36,7 @@ import numpy.typing as npt
 from autotune.actuators import Actuators
 from autotune.daemon.adapt import AdaptConfig, Adapter
 from autotune.daemon.explain import explain
-from autotune.daemon.guard import Guard, GuardConfig, Verdict
+from autotune.daemon.guard import T95, Guard, GuardConfig, Verdict
 from autotune.features import featurize, progress_rate
 from autotune.knobs import KNOBS, default_values
 from autotune.knobs.levels import levels_to_values, values_to_levels
@@ -44,7 +45,7 @@ from autotune.roles import ROLE_INDEX, Role
 from autotune.system.footprint import status_kb
 from autotune.system.hugepages import collapse_heap
 from autotune.telemetry.collector import TelemetryCollector
-from autotune.telemetry.sample import B, C, Sample
+from autotune.telemetry.sample import PROGRESS_PROXY, B, C, Sample
 
 log = logging.getLogger("autotune.daemon")
 # Intervals in a row with no CPU time seen in any role before the watchdog calls telemetry dead.
@@ -78,8 +79,11 @@ class Summary:
     mean_rate: float = 0.0
     # The tuned intervals' mean rate over the warm-up's (the same job at default knobs in its
     # first seconds, not a default run): a job that speeds up or slows down by itself moves it.
-    progress_vs_warmup: float = 1.0
-    progress_vs_warmup_ci95: tuple[float, float] = (1.0, 1.0)
+    # None when no warm-up rate was measured in the unit the session ended in (a job that
+    # ended before the warm-up it owed, guard.py's keep_on_restart); the interval's upper
+    # end is inf when the warm-up's rates do not bound its mean away from 0.
+    progress_vs_warmup: float | None = 1.0
+    progress_vs_warmup_ci95: tuple[float, float] | None = (1.0, 1.0)
     changes: int = 0
     rollbacks: int = 0
     fallbacks: int = 0
@@ -108,6 +112,7 @@ class TuneLoop:
         adapt: AdaptConfig | None = None,
         hugepages_after_s: float | None = None,
         follow_s: float = FOLLOW_S,
+        warmup_rates: list[float] | None = None,
     ) -> None:
         self.policy = policy
         self.hugepages_after_s = hugepages_after_s
@@ -118,6 +123,9 @@ class TuneLoop:
         self.guard = Guard(
             values_to_levels(self.defaults), guard or GuardConfig.for_interval(interval_s)
         )
+        # Proxy rates measured at default knobs before the telemetry was up (StartupProxy):
+        # the warm-up's first intervals.
+        self.guard.seed(warmup_rates or [], PROGRESS_PROXY)
         self.on_tick = on_tick
         self.adapt = Adapter(adapt) if adapt is not None else None
         self.summary = Summary()
@@ -299,8 +307,11 @@ class TuneLoop:
         s.intervals = len(self._loop_ms)
         s.reference_rate = self.guard.reference_rate
         s.mean_rate = float(np.mean(self._rates)) if self._rates else 0.0
-        s.progress_vs_warmup = s.mean_rate / s.reference_rate if s.reference_rate > 0 else 1.0
-        s.progress_vs_warmup_ci95 = ratio_ci95(self._rates, self.guard.warmup_rates)
+        if s.reference_rate > 0:
+            s.progress_vs_warmup = s.mean_rate / s.reference_rate
+            s.progress_vs_warmup_ci95 = ratio_ci95(self._rates, self.guard.warmup_rates)
+        else:
+            s.progress_vs_warmup = s.progress_vs_warmup_ci95 = None
         s.time_at = dict(sorted(self._time_at.items(), key=lambda kv: -kv[1]))
         s.loop_cpu_percent = 100.0 * cpu_s / max(wall_s, 1e-9)
         s.loop_ms_p99 = float(np.percentile(self._loop_ms, 99)) if self._loop_ms else 0.0
@@ -363,16 +374,21 @@ def read_mbps(s: Sample) -> float:
 def ratio_ci95(num: list[float], den: list[float], resamples: int = 2000) -> tuple[float, float]:
     """95 % percentile-bootstrap interval of mean(num) / mean(den), each resampled on its own
     (numpy, seeded: scipy's import would lengthen the tuner's exit). (1, 1) when either side
-    has under two intervals or ``den`` averages 0."""
+    has under two intervals or ``den`` averages 0. The upper end is inf when the 95 % interval
+    of mean(den) (Student's t) reaches 0: a ratio over a mean that may be 0 has no upper bound,
+    and resamples of a warm-up taken while the job started (rates 64, 0, 0, 320) put it at
+    1e14."""
     a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
     if len(a) < 2 or len(b) < 2 or b.mean() <= 0:
         return (1.0, 1.0)
+    t95 = T95[min(len(b) - 1, len(T95)) - 1]
+    unbounded = b.mean() - t95 * b.std(ddof=1) / len(b) ** 0.5 <= 0
     rng = np.random.default_rng(0)
     top = a[rng.integers(0, len(a), (resamples, len(a)))].mean(axis=1)
     bottom = b[rng.integers(0, len(b), (resamples, len(b)))].mean(axis=1)
     ratios = top / np.maximum(bottom, 1e-12)
     lo, hi = np.percentile(ratios, [2.5, 97.5])
-    return (round(float(lo), 4), round(float(hi), 4))
+    return (round(float(lo), 4), math.inf if unbounded else round(float(hi), 4))
 
 
 def peak_rss_mb() -> float:

@@ -17,6 +17,7 @@ after the command has exited (what does not go up stays in the spool for `autotu
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import tempfile
 from collections.abc import Callable
@@ -98,6 +99,15 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         job.stop_on_signals((signal.SIGTERM, signal.SIGHUP))
         if job.launched:
             job.run(before_telemetry=True)  # its first instruction, at the default knobs
+        from autotune.features.progress import StartupProxy
+        from autotune.system.priority import renice_thread
+
+        # The job (already forked) keeps its nice value; this thread and those it starts from
+        # now on (the compile's, the job's watcher) take the tuner's.
+        if settings.tune_nice:
+            renice_thread(settings.tune_nice)
+        # The warm-up's first rates, from /proc while the telemetry compiles.
+        startup = StartupProxy(target.roots, interval_s)
         from autotune.actuators import DecisionLog
         from autotune.daemon.adapt import AdaptConfig
         from autotune.daemon.loop import TuneLoop, write_summary
@@ -130,7 +140,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             )
         )
         log = DecisionLog(decisions, keep=False)  # the file holds them; a tune may last days
-        collector = job.open_telemetry_unless_ended(interval_s)
+        collector = job.open_telemetry_unless_ended(interval_s, startup.poll)
         act = None
         if collector is not None:
             act = _unless_ended(
@@ -182,6 +192,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             on_tick=on_tick,
             adapt=adapt,
             hugepages_after_s=HUGEPAGES_AFTER_S,
+            warmup_rates=startup.rates if settings.guard_warmup_proc else None,
         )
         job.on_stop(loop.stop)
         job.stop_on_signals((signal.SIGTERM, signal.SIGHUP))  # again: over the actuators'
@@ -195,14 +206,19 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         summary = loop.run()
         collector.close_in_background()  # its detach goes on while the rest ends
         job.restore()  # now, so that the summary and decisions include the restore
+        ratio, ci = summary.progress_vs_warmup, summary.progress_vs_warmup_ci95
+        vs_warmup = {
+            ts.M_PROGRESS_VS_WARMUP: ratio,
+            # The same figure under the name `autotune compare` ranks sessions by beside
+            # training runs (schema.py says what it is).
+            ts.M_PROGRESS_VS_DEFAULT: ratio,
+            f"{ts.M_PROGRESS_VS_WARMUP}_ci95_low": ci[0] if ci else None,
+            f"{ts.M_PROGRESS_VS_WARMUP}_ci95_high": ci[1] if ci else None,
+        }
         run.log_metrics(
             {
-                ts.M_PROGRESS_VS_WARMUP: summary.progress_vs_warmup,
-                # The same figure under the name `autotune compare` ranks sessions by beside
-                # training runs (schema.py says what it is).
-                ts.M_PROGRESS_VS_DEFAULT: summary.progress_vs_warmup,
-                f"{ts.M_PROGRESS_VS_WARMUP}_ci95_low": summary.progress_vs_warmup_ci95[0],
-                f"{ts.M_PROGRESS_VS_WARMUP}_ci95_high": summary.progress_vs_warmup_ci95[1],
+                # Only what was measured, and bounded: no warm-up, no figure.
+                **{k: v for k, v in vs_warmup.items() if v is not None and math.isfinite(v)},
                 "reference_rate": summary.reference_rate,
                 "mean_rate": summary.mean_rate,
                 "rollbacks": float(summary.rollbacks),
@@ -252,11 +268,15 @@ def _say(summary: Any, dry_run: bool) -> None:
     import sys
 
     mode = " (dry run: nothing was written)" if dry_run else ""
-    lo, hi = summary.progress_vs_warmup_ci95
+    ratio, ci = summary.progress_vs_warmup, summary.progress_vs_warmup_ci95
+    if ratio is None or ci is None:
+        vs = "no warm-up at default knobs to compare with (the job ended before it)"
+    else:
+        bound = "no upper bound" if math.isinf(ci[1]) else f"{ci[1]:.2f}"
+        vs = f"{ratio:.2f}× its own warm-up at default knobs (95 % {ci[0]:.2f}–{bound})"
     sys.stderr.write(
-        f"autotune: tuned {summary.intervals} intervals{mode}: progress "
-        f"{summary.progress_vs_warmup:.2f}× its own warm-up at default knobs (95 % "
-        f"{lo:.2f}–{hi:.2f}), {summary.changes} changes, "
+        f"autotune: tuned {summary.intervals} intervals{mode}: progress {vs}, "
+        f"{summary.changes} changes, "
         f"{summary.rollbacks} rolled back, {summary.fallbacks} fallbacks; "
         f"tuner {summary.loop_cpu_percent:.1f}% CPU, {summary.rss_mb:.0f} MB; {summary.ended_by}\n"
     )

@@ -25,3 +25,50 @@ def progress_rate(s: Sample) -> float:
             return done / span
         return done / dt
     return float(s.roles[_T, C["oncpu_ns"]]) / 1e9 / dt
+
+
+class StartupProxy:
+    """The proxy rate (the trainer's on-CPU seconds per second) read from ``/proc`` while the
+    BPF telemetry is not up yet: `autotune tune` starts its job at once and compiles its
+    programs beside it (a second or two beside a busy neighbour), and the guard's warm-up at
+    default knobs runs on these rates meanwhile instead of after (the policy's first change
+    came 2.5 s after the telemetry, 4.9 s into cnn_noisy's start at default knobs).
+
+    ``utime + stime`` of the job's root processes (``/proc/<pid>/stat``: every thread's, the
+    ended ones' too), in clock ticks, the trainer's on-CPU time that the telemetry's
+    ``oncpu_ns`` counts in nanoseconds. Call :meth:`poll` often (every 50 ms); it takes a rate
+    once an interval has passed.
+    """
+
+    def __init__(self, pids: list[int], interval_s: float) -> None:
+        import os
+        import time
+
+        self._pids = list(pids)
+        self._interval_s = interval_s
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._clock = time.monotonic
+        self._t = self._clock()
+        self._cpu = self._cpu_s()
+        self.rates: list[float] = []
+
+    def _cpu_s(self) -> float | None:
+        from autotune.target import stat_fields
+
+        total = 0
+        for pid in self._pids:
+            fields = stat_fields(pid)
+            if fields is None:
+                return None  # gone: no rate from a partial sum
+            total += int(fields[11]) + int(fields[12])
+        return total / self._tick
+
+    def poll(self) -> None:
+        """Take a rate if an interval has passed since the last."""
+        now = self._clock()
+        if now - self._t < self._interval_s:
+            return
+        cpu = self._cpu_s()
+        if cpu is not None and self._cpu is not None:
+            self.rates.append((cpu - self._cpu) / (now - self._t))
+        self._t, self._cpu = now, cpu

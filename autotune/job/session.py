@@ -156,7 +156,9 @@ class JobSession:
         )
         return self._collector
 
-    def open_telemetry_unless_ended(self, interval_s: float) -> TelemetryCollector | None:
+    def open_telemetry_unless_ended(
+        self, interval_s: float, while_waiting: Callable[[], None] | None = None
+    ) -> TelemetryCollector | None:
         """Open the telemetry while the job runs (:meth:`run` with ``before_telemetry``), or
         None when a job the session started ends, or the session is asked to stop, first.
 
@@ -164,7 +166,8 @@ class JobSession:
         busy neighbour) while this one watches the job every 50 ms. When the job wins, the
         compile is left to finish on its own and to close what it opened; a process about to
         exit need not wait for it (:func:`abandoned_opens`). A :class:`UserError` from a
-        target that ended meanwhile is None too.
+        target that ended meanwhile is None too. ``while_waiting`` is called at each of those
+        looks (the guard's warm-up from ``/proc`` meanwhile: :class:`StartupProxy`).
         """
         from autotune.telemetry.collector import open_collector
         from autotune.telemetry.loader import release_stderr
@@ -206,6 +209,8 @@ class JobSession:
                     return None
                 if done.wait(0.05):
                     break
+                if while_waiting is not None:
+                    while_waiting()
         except BaseException:  # Ctrl-C while it compiles
             abandon()
             raise

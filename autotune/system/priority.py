@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterator
 
 log = logging.getLogger("autotune.system")
@@ -53,3 +54,18 @@ def normal() -> None:
     with contextlib.suppress(OSError):  # a kernel without the call: nothing was raised either
         if os.sched_getscheduler(0) != os.SCHED_OTHER:
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def renice_thread(value: int) -> bool:
+    """Set the calling thread's nice value (threads it starts afterwards inherit it; processes
+    it had already started keep theirs); returns whether it took effect.
+
+    A value below the current one needs root or ``CAP_SYS_NICE``: without them the thread keeps
+    its nice value, with one debug line.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), value)
+    except OSError as e:
+        log.debug("autotune: nice %d refused for this thread: %s", value, e)
+        return False
+    return True

@@ -25,7 +25,11 @@ same number of samples in every arm:
   guard changing one knob family at a time (:data:`ONE_FAMILY`); ``tuned_probe`` (only when
   asked): ``tuned`` with the guard probing each family of a combined change alone
   (:data:`PROBE`); ``challenger`` (only when asked): ``tuned`` with another policy,
-  ``--challenger MODEL`` (one trained otherwise), so that two policies meet the same runs.
+  ``--challenger MODEL`` (one trained otherwise), so that two policies meet the same runs;
+  ``tuned_cold`` (only when asked): ``tuned`` with the tuner's start as it was before
+  2026-12-06 (:data:`COLD_START`: its threads at the job's nice value, no warm-up from
+  ``/proc`` while the telemetry compiles, default knobs again when the job's own progress
+  reports begin).
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -89,6 +93,7 @@ ARMS = (
     "tuned_family",
     "tuned_probe",
     "challenger",
+    "tuned_cold",
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = (
@@ -100,6 +105,7 @@ TUNED_ARMS = (
     "tuned_family",
     "tuned_probe",
     "challenger",
+    "tuned_cold",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast")
@@ -109,11 +115,20 @@ FAST_GUARD = {"AUTOTUNE_GUARD_MAX_RUNGS": "3", "AUTOTUNE_GUARD_WARMUP_DEFER": "t
 ONE_FAMILY = {"AUTOTUNE_GUARD_ONE_FAMILY": "true"}
 # The guard option that probes each family of a combined change alone.
 PROBE = {"AUTOTUNE_GUARD_PROBE_FAMILIES": "true"}
+# The tuner's start as it was before 2026-12-06 (docs/online-tuning.md): its threads at the
+# job's nice value, the warm-up only once the telemetry is up, and default knobs again when the
+# job starts reporting its own progress.
+COLD_START = {
+    "AUTOTUNE_TUNE_NICE": "0",
+    "AUTOTUNE_GUARD_WARMUP_PROC": "false",
+    "AUTOTUNE_GUARD_KEEP_ON_RESTART": "false",
+}
 ARM_ENV = {
     "tuned_fast": FAST_GUARD,
     "static_tuned_fast": FAST_GUARD,
     "tuned_family": ONE_FAMILY,
     "tuned_probe": PROBE,
+    "tuned_cold": COLD_START,
 }
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
@@ -153,6 +168,10 @@ RATIOS = {
     ("challenger", "static_best"): "challenger_vs_static_best",
     ("challenger", "tuned"): "challenger_vs_tuned",
     ("challenger", "alone"): "challenger_vs_alone",
+    ("tuned", "tuned_cold"): "tuned_vs_tuned_cold",
+    ("tuned_cold", "default"): "tuned_cold_vs_default",
+    ("tuned_cold", "static_best"): "tuned_cold_vs_static_best",
+    ("tuned_cold", "alone"): "tuned_cold_vs_alone",
 }
 
 

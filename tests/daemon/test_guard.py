@@ -108,6 +108,68 @@ def test_a_new_progress_unit_restarts_from_the_defaults() -> None:
     assert g.step(400.0, wish, "client").reasons == {"weight.trainer": "policy"}
 
 
+KEEP = dataclasses.replace(CFG, keep_on_restart=True)
+
+
+def _tuned_in_proxy(g: Guard, wish: np.ndarray, canary_intervals: int) -> None:
+    """Warm-up in the proxy unit, the wish applied, ``canary_intervals`` of its canary run."""
+    g.seed([1.0] * CFG.warmup, "proxy")  # the /proc rates while the telemetry compiled
+    assert g.step(1.0, wish, "proxy").reasons == {"weight.trainer": "policy"}
+    for _ in range(canary_intervals):
+        g.step(1.2, wish, "proxy")
+
+
+def test_seeded_rates_are_the_warm_up_and_the_first_wish_acts() -> None:
+    g = Guard(DEFAULT, CFG)
+    g.seed([1.0] * CFG.warmup, "proxy")
+    assert g.reference_rate == 1.0 and g.source == "proxy"
+    assert np.array_equal(g.levels, DEFAULT)  # seeding never moves a knob
+    assert g.step(1.0, DEFAULT + 2, "proxy").reasons  # the first step tunes
+
+
+def test_keep_on_restart_keeps_a_passed_setting_and_owes_the_new_warm_up() -> None:
+    g = Guard(DEFAULT, KEEP)
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] += 1
+    _tuned_in_proxy(g, wish, CFG.canary)  # its canary passed
+    tuned = g.levels.copy()
+    v = g.step(400.0, wish, "client")
+    assert v.event == "restart" and not v.reasons and np.array_equal(v.levels, tuned)
+    assert g.reference_rate == 0.0 and g.owed == CFG.warmup and not g.warming_up
+    # No change before a canary window of the new unit's rates; then the policy goes on.
+    more = wish.copy()
+    more[W["weight.loader"]] += 1
+    seen = [g.step(400.0, more, "client") for _ in range(CFG.canary)]
+    assert [bool(v.reasons) for v in seen] == [False] * (CFG.canary - 1) + [True]
+    # The owed warm-up runs at default knobs once the job has run tuned a fallback window.
+    events = [g.step(400.0, more, "client").event for _ in range(CFG.fallback_window)]
+    assert "reference" in events
+
+
+def test_keep_on_restart_judges_a_running_canary_on_what_it_saw() -> None:
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] += 1
+    g = Guard(DEFAULT, KEEP)
+    _tuned_in_proxy(g, wish, 2)  # two of three intervals, no fall: kept
+    assert np.array_equal(g.step(400.0, wish, "client").levels, wish)
+    g = Guard(DEFAULT, KEEP)
+    _tuned_in_proxy(g, wish, 1)  # one interval (it mixes both settings): not enough
+    assert np.array_equal(g.step(400.0, wish, "client").levels, DEFAULT)
+    g = Guard(DEFAULT, KEEP)
+    g.seed([1.0] * CFG.warmup, "proxy")
+    g.step(1.0, wish, "proxy")
+    g.step(0.5, wish, "proxy")
+    g.step(0.5, wish, "proxy")  # a fall of half: back to default, the warm-up again
+    v = g.step(400.0, wish, "client")
+    assert np.array_equal(v.levels, DEFAULT) and "warm-up again" in v.reasons["weight.trainer"]
+
+
+def test_keep_on_restart_is_on_by_default_and_a_setting() -> None:
+    assert GuardConfig.for_interval(0.5).keep_on_restart
+    off = Settings.model_validate({"guard_keep_on_restart": False})
+    assert not GuardConfig.for_interval(0.5, off).keep_on_restart
+
+
 def _tuned_until_fallback(g: Guard, rates: list[float]) -> int | None:
     """Feed ``rates`` with a wish off the defaults; the interval of the fallback, if any."""
     wish = DEFAULT.copy()

@@ -375,3 +375,35 @@ def test_adapt_tries_a_neighbour_and_restores_every_knob(
     assert not Path(isolated["AUTOTUNE_JOURNAL"]).exists()  # nothing left to restore
     d = _cgroup_dir(isolated)
     assert d is None or not d.exists()
+
+
+NICES = """
+import json, os, time
+time.sleep(1.5)  # the tuner's compile has begun
+def nice(path):
+    stat = open(path).read()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])
+tuner = os.getppid()
+tasks = os.listdir(f"/proc/{tuner}/task")
+print(json.dumps({"job": nice("/proc/self/stat"),
+                  "tuner": [nice(f"/proc/{tuner}/task/{t}/stat") for t in tasks]}))
+"""
+
+
+def test_the_tuner_runs_at_its_nice_value_and_the_job_at_its_own(
+    constant_policy: Callable[..., Path], isolated: dict[str, str], tmp_path: Path
+) -> None:
+    """The tuner's start beside a busy neighbour comes out of the job's time at default knobs:
+    its threads run at ``tune_nice`` from the job's start on, the job at the nice it was given."""
+    cmd = [*TUNE, "--model", str(constant_policy()), "--no-view"]
+    r = subprocess.run(
+        [*cmd, "--", sys.executable, "-c", NICES],
+        env={**isolated, "AUTOTUNE_TUNE_NICE": "-7"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout.strip().splitlines()[-1])
+    assert seen["job"] == 0
+    assert -7 in seen["tuner"]  # the thread that waits for the job, and the compile's

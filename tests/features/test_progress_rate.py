@@ -55,3 +55,36 @@ def test_a_span_shorter_than_half_the_interval_is_not_trusted() -> None:
     assert progress_rate(s) == pytest.approx(128.0)  # per interval, as without a span
     s.progress_span_s = None
     assert progress_rate(s) == pytest.approx(128.0)
+
+
+def test_the_startup_proxy_reads_a_busy_process_at_one_cpu_second_per_second() -> None:
+    """StartupProxy (the guard's warm-up from /proc while the telemetry compiles) measures what
+    the telemetry's proxy does: on-CPU seconds per second of the job's processes."""
+    import subprocess
+    import sys
+    import time
+
+    from autotune.features.progress import StartupProxy
+
+    spin = "import time\nend = time.time() + 3\nwhile time.time() < end: pass"
+    idle = "import time; time.sleep(3)"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for code in (spin, idle)]
+    try:
+        busy, still = (StartupProxy([p.pid], 0.2) for p in procs)
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            busy.poll()
+            still.poll()
+            time.sleep(0.05)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert len(busy.rates) >= 5 and len(still.rates) >= 5
+    # A spinning process is on one CPU at most, and on it most of the time unless the machine
+    # is crowded (the bound is loose: the unit is what is checked, not the machine's load).
+    assert 0.2 < sorted(busy.rates)[len(busy.rates) // 2] <= 1.1
+    assert max(still.rates) < 0.05
+    gone = StartupProxy([procs[0].pid], 0.0)
+    gone.poll()
+    assert gone.rates == []  # a process that is gone gives no rate
