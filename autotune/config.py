@@ -140,8 +140,9 @@ class Settings(BaseSettings):
     guard_keep_on_restart: bool = Field(
         True,
         description="when the job starts reporting its own progress (autotune.client), keep "
-        "the setting tuned during its start-up and run the new unit's warm-up at default knobs "
-        "after guard_fallback_s of tuning (false: default knobs and the warm-up at once)",
+        "the weights tuned during its start-up (the rest back to default) and run the new "
+        "unit's warm-up at default knobs after guard_fallback_s of tuning (false: default knobs "
+        "and the warm-up at once)",
     )
     guard_max_rungs: int = Field(
         3,

@@ -69,6 +69,19 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   through ``autotune.client`` after its start-up (importing torch, spawning workers) was measured
   by the proxy until then (trainer CPU seconds per second, ~1 where samples/s is ~400): every knob
   goes back to default and the warm-up starts again in the new unit. Held-off settings stay held.
+  With ``keep_on_restart``, the weights tuned during the start-up stay instead (the other
+  families go back to default), if their change's canary has passed or has seen no fall in the
+  two or more intervals it had: the new unit's warm-up is owed (run as the deferred warm-up's
+  is), and no knob moves until a canary window of the new unit's rates is there. Beside a
+  CPU-bound neighbour the start-up is seconds at a few times the default rate, and the warm-up
+  again put cnn_noisy back to default for 2.5 s of its 7 s of training (docs/online-tuning.md).
+  The price: until the owed warm-up, nothing compares the kept weights with default knobs in
+  the new unit (the changes after them have their canaries). Only the weights, because keeping
+  the whole setting let one of five cnn_noisy runs keep a trainer pinned to one CPU since its
+  start, which ran at the default rate (73 samples/s against ~470) until the owed warm-up 30 s
+  later (bench/results/online_keep_all.json); a weight changes only how CPU time is shared;
+* **seeded warm-up** (:meth:`Guard.seed`): rates at default knobs measured before the first
+  step (the proxy from ``/proc`` while the telemetry compiles) count as the warm-up's first.
 
 Yielding to people and restoring on exit are the actuators' (they own the knobs); the watchdog
 is the loop's.
@@ -336,9 +349,10 @@ class Guard:
 
     def _restart(self, rate: float, source: str) -> Verdict:
         unit = {"client": "the job's own sample count", "proxy": "the trainer's CPU time"}
+        now = f"progress now measured by {unit.get(source, source)}"
         if self._can_keep():
-            return self._keep(rate)
-        why = f"progress now measured by {unit.get(source, source)}: default knobs, warm-up again"
+            return self._keep(rate, f"{now}: default knobs")
+        why = f"{now}: default knobs, warm-up again"
         reasons = {k.name: why for i, k in enumerate(KNOBS) if self.levels[i] != self.defaults[i]}
         # Held-off levels keep their absolute "refused until": the clock restarts, so shift them.
         self.held = {key: until - self.t for key, until in self.held.items() if until > self.t}
@@ -356,17 +370,20 @@ class Guard:
             self.step(rate, self.defaults, source)
 
     def _can_keep(self) -> bool:
-        """Whether a change of unit may keep the knobs as they are (``keep_on_restart``): a
-        tuned setting that has passed its canary, or whose canary has not seen a fall in the
-        two or more intervals it had (a job's start-up is often shorter than a canary window),
-        no part of a warm-up or fallback running."""
+        """Whether a change of unit may keep the tuned weights (``keep_on_restart``): weights
+        off default in a setting that has passed its canary, or whose canary has not seen a fall
+        in the two or more intervals it had (a job's start-up is often shorter than a canary
+        window), no part of a warm-up or fallback running."""
         return (
             self.cfg.keep_on_restart
             and self._warm
             and self._resume is None
             and self._canary_so_far()
             and self.t >= self.fallback_until
-            and not np.array_equal(self.levels, self.defaults)
+            and any(
+                k.family == Family.WEIGHTS and self.levels[i] != self.defaults[i]
+                for i, k in enumerate(KNOBS)
+            )
         )
 
     def _canary_so_far(self) -> bool:
@@ -380,11 +397,18 @@ class Guard:
             return False
         return not worse(c.baseline, list(self.rates)[-n:], self.cfg.threshold)
 
-    def _keep(self, rate: float) -> Verdict:
-        """A new unit, the tuned setting kept: the new unit's whole warm-up is owed (at default
-        knobs after ``fallback_window`` tuned intervals; none for a job that ends first), and no
-        knob moves until a canary window of the new unit's rates is there to judge it by."""
+    def _keep(self, rate: float, why: str) -> Verdict:
+        """A new unit, the tuned weights kept and the other families back to default: the new
+        unit's whole warm-up is owed (at default knobs after ``fallback_window`` tuned
+        intervals; none for a job that ends first), and no knob moves until a canary window of
+        the new unit's rates is there to judge it by."""
         kept = self.levels.copy()
+        for i, k in enumerate(KNOBS):
+            if k.family != Family.WEIGHTS:
+                kept[i] = self.defaults[i]
+        reasons = {
+            KNOBS[i].name: f"{why}; the weights stay" for i in np.flatnonzero(kept != self.levels)
+        }
         self.held = {key: until - self.t for key, until in self.held.items() if until > self.t}
         self._reset()
         self.levels = kept
@@ -394,7 +418,7 @@ class Guard:
         self.last_change[:] = self.t + self.cfg.canary - self.cfg.dwell
         self.rates.append(rate)
         self.tuned_rates.append(rate)
-        return Verdict(self.levels.copy(), event="restart")
+        return Verdict(self.levels.copy(), reasons, event="restart")
 
     def _begin_reference(self) -> Verdict:
         """The deferred part of the warm-up begins: default knobs for the intervals owed."""

@@ -30,7 +30,10 @@ By kind
     the same job's warm-up at default knobs: not a default run) and its 95 % interval
     ``progress_vs_warmup_ci95_low`` / ``_high``, and the same figure as ``progress_vs_default``
     (the name ``autotune compare`` ranks sessions and training runs by; for a session it is
-    the warm-up ratio, not a comparison with a default run); the artifact ``decisions.jsonl``.
+    the warm-up ratio, not a comparison with a default run); these are not logged when the
+    session measured no warm-up in the unit it ended in (a job that ended before the warm-up
+    it owed), nor ``_high`` when the warm-up's rates do not bound their mean away from 0; the
+    artifact ``decisions.jsonl``.
 
     ``record``: a telemetry recording (tags only, plus whatever its recorder logs).
 

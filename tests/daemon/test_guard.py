@@ -114,7 +114,7 @@ KEEP = dataclasses.replace(CFG, keep_on_restart=True)
 def _tuned_in_proxy(g: Guard, wish: np.ndarray, canary_intervals: int) -> None:
     """Warm-up in the proxy unit, the wish applied, ``canary_intervals`` of its canary run."""
     g.seed([1.0] * CFG.warmup, "proxy")  # the /proc rates while the telemetry compiled
-    assert g.step(1.0, wish, "proxy").reasons == {"weight.trainer": "policy"}
+    assert set(g.step(1.0, wish, "proxy").reasons) == set(_moved(wish))
     for _ in range(canary_intervals):
         g.step(1.2, wish, "proxy")
 
@@ -127,14 +127,21 @@ def test_seeded_rates_are_the_warm_up_and_the_first_wish_acts() -> None:
     assert g.step(1.0, DEFAULT + 2, "proxy").reasons  # the first step tunes
 
 
-def test_keep_on_restart_keeps_a_passed_setting_and_owes_the_new_warm_up() -> None:
+def _moved(levels: np.ndarray) -> list[str]:
+    return [KNOBS[i].name for i in np.flatnonzero(levels != DEFAULT)]
+
+
+def test_keep_on_restart_keeps_the_passed_weights_and_owes_the_new_warm_up() -> None:
     g = Guard(DEFAULT, KEEP)
     wish = DEFAULT.copy()
     wish[W["weight.trainer"]] += 1
+    wish[W["cpus.trainer"]] -= 1
     _tuned_in_proxy(g, wish, CFG.canary)  # its canary passed
-    tuned = g.levels.copy()
     v = g.step(400.0, wish, "client")
-    assert v.event == "restart" and not v.reasons and np.array_equal(v.levels, tuned)
+    # The weights stay; the cores (set while the job started) go back to default.
+    assert v.event == "restart" and _moved(v.levels) == ["weight.trainer"]
+    assert list(v.reasons) == ["cpus.trainer"] and "weights stay" in v.reasons["cpus.trainer"]
+    wish[W["cpus.trainer"]] += 1
     assert g.reference_rate == 0.0 and g.owed == CFG.warmup and not g.warming_up
     # No change before a canary window of the new unit's rates; then the policy goes on.
     more = wish.copy()
@@ -152,6 +159,15 @@ def test_keep_on_restart_judges_a_running_canary_on_what_it_saw() -> None:
     g = Guard(DEFAULT, KEEP)
     _tuned_in_proxy(g, wish, 2)  # two of three intervals, no fall: kept
     assert np.array_equal(g.step(400.0, wish, "client").levels, wish)
+    g = Guard(DEFAULT, KEEP)
+    cores = DEFAULT.copy()
+    cores[W["cpus.trainer"]] -= 1
+    g.seed([1.0] * CFG.warmup, "proxy")
+    g.step(1.0, cores, "proxy")
+    for _ in range(CFG.canary):
+        g.step(1.0, cores, "proxy")
+    v = g.step(400.0, cores, "client")  # no weight to keep: default knobs, the warm-up again
+    assert np.array_equal(v.levels, DEFAULT) and "warm-up again" in v.reasons["cpus.trainer"]
     g = Guard(DEFAULT, KEEP)
     _tuned_in_proxy(g, wish, 1)  # one interval (it mixes both settings): not enough
     assert np.array_equal(g.step(400.0, wish, "client").levels, DEFAULT)
