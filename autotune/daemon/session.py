@@ -270,12 +270,12 @@ def _say(summary: Any, dry_run: bool) -> None:
     mode = " (dry run: nothing was written)" if dry_run else ""
     ratio, ci = summary.progress_vs_warmup, summary.progress_vs_warmup_ci95
     if ratio is None or ci is None:
-        vs = "no warm-up at default knobs to compare with (the job ended before it)"
+        vs = "no warm-up at default knobs to compare progress with (the job ended first)"
     else:
         bound = "no upper bound" if math.isinf(ci[1]) else f"{ci[1]:.2f}"
-        vs = f"{ratio:.2f}× its own warm-up at default knobs (95 % {ci[0]:.2f}–{bound})"
+        vs = f"progress {ratio:.2f}× its own warm-up at default knobs (95 % {ci[0]:.2f}–{bound})"
     sys.stderr.write(
-        f"autotune: tuned {summary.intervals} intervals{mode}: progress {vs}, "
+        f"autotune: tuned {summary.intervals} intervals{mode}: {vs}, "
         f"{summary.changes} changes, "
         f"{summary.rollbacks} rolled back, {summary.fallbacks} fallbacks; "
         f"tuner {summary.loop_cpu_percent:.1f}% CPU, {summary.rss_mb:.0f} MB; {summary.ended_by}\n"
