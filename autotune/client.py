@@ -21,7 +21,10 @@ one under `autotune tune` (bench/online, three sessions), while the same setting
 the job started (torch then starts one thread) ran 1.17x default. So :func:`count_batches`
 matches torch's thread count to the CPUs the process may use whenever they change
 (:func:`apply_threads`): as many threads as CPUs where the job kept torch's default, never more
-than the job's own choice where it set one.
+than the job's own choice where it set one; and at its first look, no more threads than CPUs
+(torch counts its threads once, as it loads: a trainer pinned to one CPU after torch had loaded
+and before its first batch kept two threads on it, and a cnn_noisy session ran at the default
+rate for 30 s, bench/results/online_keep_all.json).
 
 Wire format (ASCII, one datagram a message):
 
@@ -180,9 +183,10 @@ def apply_threads() -> int | None:
 
     Call it from the thread that runs the model (OpenMP's thread count is per calling thread):
     :func:`count_batches` does, between batches. The first call notes torch's threads and the
-    CPUs; a job whose thread count equals its CPUs then (torch's default) follows the CPUs,
-    one that chose fewer keeps at most its own number. Returns the threads in effect, or None
-    outside autotune or where torch is not loaded.
+    CPUs, and lowers the threads to the CPUs where they are more; a job whose thread count
+    then equals or exceeds its CPUs (torch's default) follows the CPUs, one that chose fewer
+    keeps at most its own number. Returns the threads in effect, or None outside autotune or
+    where torch is not loaded.
     """
     ch = _get()
     torch = sys.modules.get("torch")
@@ -196,6 +200,12 @@ def apply_threads() -> int | None:
     if ch.cpus is None:
         ch.cpus, ch.threads_own = cpus, threads
         ch.threads_follow = threads >= cpus
+        if threads > cpus:
+            # torch counts its threads once, as it loads: CPUs narrowed after that and before
+            # this first look (the tuner acts while the job starts) leave more threads than
+            # CPUs, which torch never starts by itself, and which only wait for each other.
+            torch.set_num_threads(cpus)
+            return cpus
         return threads
     if cpus == ch.cpus:
         return threads

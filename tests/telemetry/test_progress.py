@@ -97,6 +97,38 @@ def test_torch_threads_follow_the_cpus_the_tuner_gives_the_trainer(threads: str)
     assert [int(x) for x in r.stdout.split()] == ([n, n, n] if threads == "default" else [1, 1, 1])
 
 
+PINNED_AFTER_IMPORT = textwrap.dedent(
+    """
+    import os, torch, autotune.client as c
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})  # the tuner, after torch loaded, before a batch
+    it = c.count_batches([torch.zeros(4, 1)] * 2)
+    next(it)
+    first = torch.get_num_threads()
+    os.sched_setaffinity(0, cpus)
+    next(it)
+    print(first, torch.get_num_threads())
+    """
+)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to narrow")
+def test_a_trainer_pinned_before_its_first_batch_runs_no_more_threads_than_cpus() -> None:
+    # torch counts its threads as it loads; a pin between then and the first batch left two
+    # threads on one CPU, and the first look took that for the job's own choice.
+    n = len(os.sched_getaffinity(0))
+    with ProgressServer() as srv:
+        r = subprocess.run(
+            [sys.executable, "-c", PINNED_AFTER_IMPORT],
+            env={**os.environ, **srv.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert r.returncode == 0, r.stderr
+    assert [int(x) for x in r.stdout.split()] == [1, n]
+
+
 def test_counts_carry_the_time_between_the_reports_that_bound_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
