@@ -91,6 +91,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import fmean, stdev, variance
 
@@ -108,6 +109,13 @@ WARMUP_LEAST = 3
 T95 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26)
 
 
+def half_width95(values: Sequence[float]) -> float:
+    """Half the width of the 95 % interval of the mean of ``values`` (Student's t; two values
+    at least)."""
+    n = len(values)
+    return T95[min(n - 1, len(T95)) - 1] * stdev(values) / n**0.5
+
+
 @dataclass(frozen=True)
 class GuardConfig:
     """The guard's limits, in control intervals (500 ms by default in `autotune tune`).
@@ -117,9 +125,10 @@ class GuardConfig:
         warmup_min: the fewest; None: always ``warmup`` (a fixed warm-up).
         defer_warmup: end the warm-up after ``warmup_min`` intervals and run the rest, if the
             noise requires it, after ``fallback_window`` intervals of tuning.
-        keep_on_restart: when progress changes unit, keep a tuned setting whose canary has
-            passed, and owe the new unit's warm-up (run after ``fallback_window`` intervals)
-            instead of going back to default first.
+        keep_on_restart: when progress changes unit, keep the tuned weights (their change's
+            canary passed, or no fall in the two or more intervals it had; the other families
+            back to default), and owe the new unit's warm-up (run after ``fallback_window``
+            intervals) instead of going back to default first.
         max_rungs: the most ladder rungs one knob moves in one change.
         one_family: a change moves the knobs of one family only (see the module).
         probe_families: after a change of several families passes its canary, take each but
@@ -257,8 +266,7 @@ class Guard:
         mean = fmean(self.warmup_rates) if n else 0.0
         if n < 2 or mean <= 0:
             return False
-        half = T95[min(n - 1, len(T95)) - 1] * stdev(self.warmup_rates) / n**0.5
-        return half < self.cfg.fallback_margin * mean
+        return half_width95(self.warmup_rates) < self.cfg.fallback_margin * mean
 
     def _end_warmup(self) -> bool:
         """Whether the warm-up ends now, deferring what the noise still asks for."""
@@ -354,13 +362,18 @@ class Guard:
             return self._keep(rate, f"{now}: default knobs")
         why = f"{now}: default knobs, warm-up again"
         reasons = {k.name: why for i, k in enumerate(KNOBS) if self.levels[i] != self.defaults[i]}
+        self._new_unit(rate)
+        self.warmup_rates.append(rate)
+        return Verdict(self.levels.copy(), reasons, event="restart")
+
+    def _new_unit(self, rate: float) -> None:
+        """Default knobs and a new warm-up (:meth:`_reset`) from ``rate``, the new unit's first,
+        on a clock started again; held-off settings stay held."""
         # Held-off levels keep their absolute "refused until": the clock restarts, so shift them.
         self.held = {key: until - self.t for key, until in self.held.items() if until > self.t}
         self._reset()
         self.t = 1
         self.rates.append(rate)
-        self.warmup_rates.append(rate)
-        return Verdict(self.levels.copy(), reasons, event="restart")
 
     def seed(self, rates: list[float], source: str) -> None:
         """Feed rates measured at default knobs before the first :meth:`step` (the warm-up's
@@ -409,14 +422,11 @@ class Guard:
         reasons = {
             KNOBS[i].name: f"{why}; the weights stay" for i in np.flatnonzero(kept != self.levels)
         }
-        self.held = {key: until - self.t for key, until in self.held.items() if until > self.t}
-        self._reset()
+        self._new_unit(rate)
         self.levels = kept
         self._warm = True
         self.owed = self.cfg.warmup
-        self.t = 1
         self.last_change[:] = self.t + self.cfg.canary - self.cfg.dwell
-        self.rates.append(rate)
         self.tuned_rates.append(rate)
         return Verdict(self.levels.copy(), reasons, event="restart")
 

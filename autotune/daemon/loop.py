@@ -36,7 +36,7 @@ import numpy.typing as npt
 from autotune.actuators import Actuators
 from autotune.daemon.adapt import AdaptConfig, Adapter
 from autotune.daemon.explain import explain
-from autotune.daemon.guard import T95, Guard, GuardConfig, Verdict
+from autotune.daemon.guard import Guard, GuardConfig, Verdict, half_width95
 from autotune.features import featurize, progress_rate
 from autotune.knobs import KNOBS, default_values
 from autotune.knobs.levels import levels_to_values, values_to_levels
@@ -381,8 +381,7 @@ def ratio_ci95(num: list[float], den: list[float], resamples: int = 2000) -> tup
     a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
     if len(a) < 2 or len(b) < 2 or b.mean() <= 0:
         return (1.0, 1.0)
-    t95 = T95[min(len(b) - 1, len(T95)) - 1]
-    unbounded = b.mean() - t95 * b.std(ddof=1) / len(b) ** 0.5 <= 0
+    unbounded = b.mean() - half_width95(den) <= 0
     rng = np.random.default_rng(0)
     top = a[rng.integers(0, len(a), (resamples, len(a)))].mean(axis=1)
     bottom = b[rng.integers(0, len(b), (resamples, len(b)))].mean(axis=1)

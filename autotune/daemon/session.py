@@ -107,7 +107,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         if settings.tune_nice:
             renice_thread(settings.tune_nice)
         # The warm-up's first rates, from /proc while the telemetry compiles.
-        startup = StartupProxy(target.roots, interval_s)
+        startup = StartupProxy(target.roots, interval_s) if settings.guard_warmup_proc else None
         from autotune.actuators import DecisionLog
         from autotune.daemon.adapt import AdaptConfig
         from autotune.daemon.loop import TuneLoop, write_summary
@@ -140,7 +140,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             )
         )
         log = DecisionLog(decisions, keep=False)  # the file holds them; a tune may last days
-        collector = job.open_telemetry_unless_ended(interval_s, startup.poll)
+        collector = job.open_telemetry_unless_ended(interval_s, startup.poll if startup else None)
         act = None
         if collector is not None:
             act = _unless_ended(
@@ -192,7 +192,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             on_tick=on_tick,
             adapt=adapt,
             hugepages_after_s=HUGEPAGES_AFTER_S,
-            warmup_rates=startup.rates if settings.guard_warmup_proc else None,
+            warmup_rates=startup.rates if startup else None,
         )
         job.on_stop(loop.stop)
         job.stop_on_signals((signal.SIGTERM, signal.SIGHUP))  # again: over the actuators'

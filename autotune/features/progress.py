@@ -41,27 +41,25 @@ class StartupProxy:
     """
 
     def __init__(self, pids: list[int], interval_s: float) -> None:
-        import os
         import time
 
         self._pids = list(pids)
         self._interval_s = interval_s
-        self._tick = os.sysconf("SC_CLK_TCK")
         self._clock = time.monotonic
         self._t = self._clock()
         self._cpu = self._cpu_s()
         self.rates: list[float] = []
 
     def _cpu_s(self) -> float | None:
-        from autotune.target import stat_fields
+        from autotune.telemetry import procread
 
         total = 0
         for pid in self._pids:
-            fields = stat_fields(pid)
-            if fields is None:
+            st = procread.read_stat(pid)
+            if st is None:
                 return None  # gone: no rate from a partial sum
-            total += int(fields[11]) + int(fields[12])
-        return total / self._tick
+            total += st.utime + st.stime
+        return total / procread.CLK_TCK
 
     def poll(self) -> None:
         """Take a rate if an interval has passed since the last."""
