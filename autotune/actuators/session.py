@@ -166,8 +166,16 @@ class Actuators:
 
     def _current(self, m: Members, only: Iterable[Backend] | None = None) -> dict[str, float]:
         """The knobs in effect, read back; with ``only``, those backends' knobs are read and the
-        others' taken from the last reading."""
-        values: dict[str, float] = dict(self._last) if only is not None else {}
+        others' taken from the last reading. A knob that cannot be read now (its processes have
+        just exited) is left out, never given its reading from before the write."""
+        values: dict[str, float] = {}
+        if only is not None:
+            ours = {id(b) for b in only}
+            values = {
+                k: v
+                for k, v in self._last.items()
+                if k not in self._backends or id(self._backends[k]) not in ours
+            }
         for backend in self._unique_backends() if only is None else only:
             values.update(backend.read(m))
         values = {k.name: values[k.name] for k in KNOBS if k.name in values}  # table order

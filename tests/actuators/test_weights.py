@@ -3,7 +3,9 @@ yield, restore."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -181,3 +183,30 @@ def test_a_reniced_thread_is_left_to_the_person(
         assert "behind our back" in act.disabled["weight.trainer"]
     assert os.getpriority(os.PRIO_PROCESS, m.trainer_tids[-1]) == 5  # theirs, kept
     assert os.getpriority(os.PRIO_PROCESS, m.trainer_tids[0]) == 0  # ours, restored
+
+
+def test_a_role_gone_between_the_snapshot_and_the_read_back_is_not_reported_at_its_old_weight(
+    spawn: Callable[..., Job], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race CI met as a job exited: the interval's snapshot still names a loader that is gone
+    by the time the write is read back. The reading must leave the knob out, not keep the value
+    from before the write (that was the other spell's setting)."""
+    _cpu_mount()
+    job = spawn("--loaders", "1")
+    with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
+        assert act.apply({"weight.trainer": 4.0, "weight.loader": 2.0})["weight.loader"] == 2.0
+        gone = _reaped_pid()
+        snapshot = dataclasses.replace(job.target.members(), loader_pids=(gone,), loader_tids=())
+        monkeypatch.setattr(job.target, "members", lambda: snapshot)
+        got = act.apply({"weight.loader": 0.5})
+        assert "weight.loader" not in got
+        assert got["weight.trainer"] == 4.0  # read back, and still what it was
+        monkeypatch.undo()
+        assert act.current()["weight.trainer"] == 4.0
+
+
+def _reaped_pid() -> int:
+    """The PID of a process that has exited and been reaped."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
