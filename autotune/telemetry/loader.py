@@ -14,7 +14,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from autotune.bpf import source_path
 
@@ -61,29 +61,28 @@ _STDERR = _Stderr()
 
 
 @contextlib.contextmanager
-def _captured_stderr() -> Iterator[Path]:
-    """Send fd 2 to a file for the duration: libbcc's clang writes warnings straight to it."""
-    with tempfile.NamedTemporaryFile(prefix="autotune-bcc-", suffix=".log", delete=False) as f:
-        log = Path(f.name)
-    with _STDERR.lock:
-        if _STDERR.released:
-            saved = fd = -1
-        else:
-            saved = os.dup(2)
-            fd = os.open(log, os.O_WRONLY)
-            os.dup2(fd, 2)
-            _STDERR.saved = saved
-    try:
-        yield log
-    finally:
+def _captured_stderr() -> Iterator[BinaryIO]:
+    """Send fd 2 to a file for the duration: libbcc's clang writes warnings straight to it.
+
+    The file has no name (``O_TMPFILE``): a process killed mid-compile, or one that exits while a
+    compile still runs in a daemon thread, leaves nothing behind in /tmp."""
+    with tempfile.TemporaryFile(prefix="autotune-bcc-") as log:
         with _STDERR.lock:
-            if _STDERR.saved is not None:  # not given back already
-                os.dup2(saved, 2)
-            _STDERR.saved = None
-            for held in (saved, fd):
-                if held >= 0:
-                    os.close(held)
-        log.unlink(missing_ok=True)
+            if _STDERR.released:
+                saved = -1
+            else:
+                saved = os.dup(2)
+                os.dup2(log.fileno(), 2)
+                _STDERR.saved = saved
+        try:
+            yield log
+        finally:
+            with _STDERR.lock:
+                if _STDERR.saved is not None:  # not given back already
+                    os.dup2(saved, 2)
+                _STDERR.saved = None
+                if saved >= 0:
+                    os.close(saved)
 
 
 def release_stderr() -> None:
@@ -97,8 +96,9 @@ def release_stderr() -> None:
             _STDERR.saved = None
 
 
-def _first_error(log: Path) -> str:
-    lines = log.read_text(errors="replace").splitlines()
+def _first_error(log: BinaryIO) -> str:
+    log.seek(0)
+    lines = log.read().decode(errors="replace").splitlines()
     for line in lines:
         if "error" in line.lower():
             return line.strip()

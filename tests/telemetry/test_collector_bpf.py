@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -381,3 +384,35 @@ def test_a_process_leaving_with_its_programs_attached_hands_them_to_a_helper() -
     while programs_alive(ids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert programs_alive(ids) == set()
+
+
+def test_a_failed_compile_says_what_the_compiler_said_and_leaves_no_file() -> None:
+    """libbcc's clang writes to fd 2, which a compile borrows: the first error comes back in the
+    one line, fd 2 is ours again, and the capture (a file with no name) leaves nothing in /tmp,
+    not even from a process killed mid-compile."""
+    fd2 = os.readlink("/proc/self/fd/2")
+    tmp = Path(tempfile.gettempdir())
+    before = set(tmp.glob("autotune-bcc-*"))
+    with pytest.raises(loader.BpfUnavailable, match=r"compiler said: .*error") as e:
+        loader.load("probe", rename={"int": "not_a_type_of_c"})
+    assert "\n" not in str(e.value)
+    assert os.readlink("/proc/self/fd/2") == fd2
+    assert set(tmp.glob("autotune-bcc-*")) == before
+    compiling = subprocess.Popen(
+        [sys.executable, "-c", "from autotune.telemetry import loader; loader.load('sched')"],
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not _has_a_tmpfile(compiling.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    compiling.kill()
+    compiling.wait(10)
+    assert set(tmp.glob("autotune-bcc-*")) == before
+
+
+def _has_a_tmpfile(pid: int) -> bool:
+    """Whether the process holds the compile's capture open (it is compiling now)."""
+    try:
+        return any("autotune-bcc" in os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
