@@ -144,6 +144,12 @@ class Settings(BaseSettings):
         "unit's warm-up at default knobs after guard_fallback_s of tuning (false: default knobs "
         "and the warm-up at once)",
     )
+    guard_fast_retreat: bool = Field(
+        True,
+        description="a move of the policy back toward the default knobs goes in at once and "
+        "whole, without guard_max_rungs or the dwell, even while a change is judged (false: "
+        "rate-limited as any change)",
+    )
     guard_max_rungs: int = Field(
         3,
         ge=1,

@@ -23,6 +23,11 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   ``dwell`` intervals. A jump is judged by its canary as one change (read-ahead walked 128 →
   16 KiB in three small steps, each within its canary's noise, cost randread 11-13 %; one jump
   shows the whole fall at once);
+* **fast retreat** (``fast_retreat``): a wish that takes knobs back toward their defaults goes
+  in at once and whole (as far as the default), whatever the rung limit, the dwell or a change
+  being judged say; the limits are for steps away from the reference, and a job whose best
+  setting changes with its phases must be able to leave a setting as fast as its phase ends
+  (:meth:`Guard._retreat`);
 * **one family per change** (``one_family``): where the wish moves knobs of several families
   (weights, cores, read-ahead, prefetch), only the first of them in the knob table's order
   moves now, and the next once its canary has passed; the order starts after the family
@@ -129,6 +134,8 @@ class GuardConfig:
             canary passed, or no fall in the two or more intervals it had; the other families
             back to default), and owe the new unit's warm-up (run after ``fallback_window``
             intervals) instead of going back to default first.
+        fast_retreat: a wish that moves a knob back toward its default goes in at once and
+            whole, without the rung limit or the dwell, even while a change is judged.
         max_rungs: the most ladder rungs one knob moves in one change.
         one_family: a change moves the knobs of one family only (see the module).
         probe_families: after a change of several families passes its canary, take each but
@@ -148,6 +155,7 @@ class GuardConfig:
     warmup_min: int | None = None
     defer_warmup: bool = False
     keep_on_restart: bool = False
+    fast_retreat: bool = False
     max_rungs: int = 1
     one_family: bool = False
     probe_families: bool = False
@@ -175,6 +183,7 @@ class GuardConfig:
             warmup_min=min(n(s.guard_warmup_s, 1), n(s.guard_warmup_min_s, WARMUP_LEAST)),
             defer_warmup=s.guard_warmup_defer,
             keep_on_restart=s.guard_keep_on_restart,
+            fast_retreat=s.guard_fast_retreat,
             max_rungs=s.guard_max_rungs,
             one_family=s.guard_one_family,
             probe_families=s.guard_probe_families,
@@ -325,12 +334,51 @@ class Guard:
             return verdict
         if self.owed and self.canary is None and len(self.tuned_rates) >= self.cfg.fallback_window:
             return self._begin_reference()
+        wish = np.asarray(wish, dtype=np.int64)
+        back = self._retreat(wish)
         if self.canary is not None or self.t < self.fallback_until:
-            return Verdict(self.levels.copy(), event="canary" if self.canary else "fallback")
-        verdict = self._probe()
-        if verdict is not None:
-            return verdict
-        return self._limit(np.asarray(wish, dtype=np.int64))
+            event = "canary" if self.canary else "fallback"
+            return Verdict(self.levels.copy(), back, event="" if back else event)
+        verdict = self._probe() or self._limit(wish)
+        verdict.reasons = {**back, **verdict.reasons}
+        return verdict
+
+    def _retreat(self, wish: Levels) -> dict[str, str]:
+        """``fast_retreat``: the knobs the policy wants back toward their defaults go there now,
+        whole (as far as the default: a wish past it is a step away from there, as any), whatever
+        the rung limit, the dwell or a change being judged say; returns why, per knob moved.
+
+        The default knobs are the reference the guard holds the job to, so a step toward them
+        needs no canary of its own; the limits are there for steps away. A job whose best
+        setting changes with its phases needs this: mixed_io's read-ahead at 4096 KiB, right for
+        its sequential spells, runs its random ones at a quarter of the default rate
+        (bench/results/fidelity.json), and its spells last 4-8 s on the bench. A change being
+        judged that the step undoes only in part is judged again on what is left, against the
+        same rates from before it, from now; one undone whole is not judged. Not during a family
+        probe (its canary asks another question) nor a fallback's hold (at default already).
+        """
+        c = self.canary
+        if not self.cfg.fast_retreat or (c is not None and c.probe):
+            return {}
+        reasons: dict[str, str] = {}
+        for i, k in enumerate(KNOBS):
+            level, base = int(self.levels[i]), int(self.defaults[i])
+            w = min(max(int(wish[i]), min(level, base)), max(level, base))  # not past default
+            if w == level:
+                continue
+            until = self.held.get((i, w))
+            if until is not None and self.t < until:
+                continue
+            self.levels[i] = w
+            self.last_change[i] = self.t  # the dwell runs for the next step away
+            reasons[k.name] = "policy, back toward default (not rate-limited)"
+        if reasons and c is not None:
+            if np.array_equal(self.levels, c.before):
+                self.canary = None
+            else:
+                c.after = self.levels.copy()
+                c.start = self.t
+        return reasons
 
     def _probe(self) -> Verdict | None:
         """Take the next family queued by a passed multi-family change back to default, judged

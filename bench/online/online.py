@@ -29,7 +29,8 @@ same number of samples in every arm:
   ``tuned_cold`` (only when asked): ``tuned`` with the tuner's start as it was before
   2026-12-06 (:data:`COLD_START`: its threads at the job's nice value, no warm-up from
   ``/proc`` while the telemetry compiles, default knobs again when the job's own progress
-  reports begin).
+  reports begin); ``tuned_slow_retreat`` (only when asked): ``tuned`` with the guard's step
+  back toward default rate-limited as any change (:data:`SLOW_RETREAT`), as before 2026-12-06.
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -94,6 +95,7 @@ ARMS = (
     "tuned_probe",
     "challenger",
     "tuned_cold",
+    "tuned_slow_retreat",
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = (
@@ -106,6 +108,7 @@ TUNED_ARMS = (
     "tuned_probe",
     "challenger",
     "tuned_cold",
+    "tuned_slow_retreat",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast")
@@ -123,12 +126,15 @@ COLD_START = {
     "AUTOTUNE_GUARD_WARMUP_PROC": "false",
     "AUTOTUNE_GUARD_KEEP_ON_RESTART": "false",
 }
+# The guard before 2026-12-06: a step back toward default rate-limited as any change.
+SLOW_RETREAT = {"AUTOTUNE_GUARD_FAST_RETREAT": "false"}
 ARM_ENV = {
     "tuned_fast": FAST_GUARD,
     "static_tuned_fast": FAST_GUARD,
     "tuned_family": ONE_FAMILY,
     "tuned_probe": PROBE,
     "tuned_cold": COLD_START,
+    "tuned_slow_retreat": SLOW_RETREAT,
 }
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).

@@ -522,3 +522,90 @@ def test_probing_is_a_setting() -> None:
     assert not GuardConfig.for_interval(0.5).probe_families
     on = Settings.model_validate({"guard_probe_families": True})
     assert GuardConfig.for_interval(0.5, on).probe_families
+
+
+RETREAT = dataclasses.replace(CFG, max_rungs=3, fast_retreat=True)
+RA = W["readahead"]
+
+
+def _up(g: Guard, rungs: int, rate: float = 100.0) -> None:
+    """Read-ahead ``rungs`` above default, every change past its canary."""
+    wish = DEFAULT.copy()
+    wish[RA] += rungs
+    while g.levels[RA] != wish[RA]:
+        g.step(rate, wish)
+    while g.canary is not None:
+        g.step(rate, wish)
+
+
+def test_a_wish_back_toward_default_goes_in_at_once_and_whole() -> None:
+    """mixed_io's read-ahead: up over two changes for a sequential spell, and back down in one
+    interval when the random spell comes, whatever the rung limit and the dwell say."""
+    g = Guard(DEFAULT, RETREAT)
+    warm(g)
+    _up(g, 5)  # 128 KiB → 4 MiB: two changes of at most three rungs
+    wish = DEFAULT.copy()
+    wish[RA] -= 1  # 64 KiB: past the default, so only the way back to it is a retreat...
+    v = g.step(100.0, wish)
+    assert v.levels[RA] == DEFAULT[RA]  # ...five rungs in one interval; the rest waits the dwell
+    assert v.reasons == {"readahead": "policy, back toward default (not rate-limited)"}
+    assert g.canary is None
+    v = g.step(100.0, wish)
+    assert v.levels[RA] == DEFAULT[RA] and not v.reasons  # the step away waits its dwell
+    for _ in range(RETREAT.dwell - 1):
+        v = g.step(100.0, wish)
+    assert v.levels[RA] == DEFAULT[RA] - 1 and v.reasons == {"readahead": "policy"}
+
+
+def test_a_retreat_while_a_change_is_judged_leaves_the_rest_of_it_judged_again() -> None:
+    g = Guard(DEFAULT, RETREAT)
+    warm(g)
+    _up(g, 2)  # read-ahead two rungs up, passed
+    wish = DEFAULT.copy()
+    wish[RA] += 2
+    wish[W["weight.trainer"]] += 3
+    g.step(100.0, wish)  # weights up: the canary runs
+    assert (
+        g.canary is not None and g.levels[W["weight.trainer"]] == DEFAULT[W["weight.trainer"]] + 3
+    )
+    wish[RA] = DEFAULT[RA] + 1  # read-ahead back one rung, weights kept, mid-canary
+    v = g.step(100.0, wish)
+    assert v.levels[RA] == DEFAULT[RA] + 1 and v.event == ""
+    assert g.canary is not None and g.canary.start == g.t
+    assert g.canary.before[RA] == DEFAULT[RA] + 2  # judged against the rates from before it
+    for _ in range(RETREAT.canary - 1):
+        assert g.step(50.0, wish).event == "canary"
+    v = g.step(50.0, wish)  # what is left of the change halves progress: undone
+    assert v.event == "rollback"
+    assert v.levels[W["weight.trainer"]] == DEFAULT[W["weight.trainer"]]
+
+
+def test_a_retreat_that_undoes_the_change_being_judged_ends_its_canary() -> None:
+    g = Guard(DEFAULT, RETREAT)
+    warm(g)
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] += 3
+    g.step(100.0, wish)
+    assert g.canary is not None
+    v = g.step(100.0, DEFAULT)
+    assert np.array_equal(v.levels, DEFAULT) and g.canary is None and g.held == {}
+
+
+def test_without_fast_retreat_a_change_being_judged_holds_every_knob() -> None:
+    g = Guard(DEFAULT, dataclasses.replace(RETREAT, fast_retreat=False))
+    warm(g)
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] += 3
+    g.step(100.0, wish)
+    v = g.step(100.0, DEFAULT)
+    assert v.event == "canary" and v.levels[W["weight.trainer"]] == DEFAULT[W["weight.trainer"]] + 3
+
+
+def test_a_retreat_to_a_setting_held_off_is_refused() -> None:
+    g = Guard(DEFAULT, RETREAT)
+    warm(g)
+    _up(g, 4)
+    g.held[(RA, int(DEFAULT[RA] + 2))] = g.t + 100
+    wish = DEFAULT.copy()
+    wish[RA] += 2
+    assert g.step(100.0, wish).levels[RA] == DEFAULT[RA] + 4
