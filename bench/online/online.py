@@ -178,6 +178,9 @@ RATIOS = {
     ("tuned_cold", "default"): "tuned_cold_vs_default",
     ("tuned_cold", "static_best"): "tuned_cold_vs_static_best",
     ("tuned_cold", "alone"): "tuned_cold_vs_alone",
+    ("tuned", "tuned_slow_retreat"): "tuned_vs_tuned_slow_retreat",
+    ("tuned_slow_retreat", "default"): "tuned_slow_retreat_vs_default",
+    ("tuned_slow_retreat", "static_best"): "tuned_slow_retreat_vs_static_best",
 }
 
 
