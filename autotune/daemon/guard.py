@@ -349,13 +349,16 @@ class Guard:
         the rung limit, the dwell or a change being judged say; returns why, per knob moved.
 
         The default knobs are the reference the guard holds the job to, so a step toward them
-        needs no canary of its own; the limits are there for steps away. A job whose best
-        setting changes with its phases needs this: mixed_io's read-ahead at 4096 KiB, right for
-        its sequential spells, runs its random ones at a quarter of the default rate
-        (bench/results/fidelity.json), and its spells last 4-8 s on the bench. A change being
-        judged that the step undoes only in part is judged again on what is left, against the
-        same rates from before it, from now; one undone whole is not judged. Not during a family
-        probe (its canary asks another question) nor a fallback's hold (at default already).
+        needs no canary of its own; the limits are there for steps away. The policy often steps
+        out and wants back the next interval (on mixed_io: the cores split, the loaders at
+        0.25×, 32 KiB read-ahead); rate-limited, each excursion lasted a canary window. On
+        bench/online (bench/results/online.json, against this off in the same runs) mixed_io
+        ran 1.13× as fast, shards 1.10×, neighbour_onoff 1.03×; tinylm 0.91× (interval to 1.02:
+        beside a neighbour the loaders' weight now comes down from 8× at once when the policy
+        asks). A change being judged that the step undoes only in part is judged again on what
+        is left, against the same rates from before it, from now; one undone whole is not
+        judged. Not during a family probe (its canary asks another question) nor a fallback's
+        hold (at default already).
         """
         c = self.canary
         if not self.cfg.fast_retreat or (c is not None and c.probe):
