@@ -357,8 +357,9 @@ class Guard:
         beside a neighbour the loaders' weight now comes down from 8× at once when the policy
         asks). A change being judged that the step undoes only in part is judged again on what
         is left, against the same rates from before it, from now; one undone whole is not
-        judged. Not during a family probe (its canary asks another question) nor a fallback's
-        hold (at default already).
+        judged; a rollback after it leaves the knobs stepped back where they are. Not during a
+        family probe (its canary asks another question) nor a fallback's hold (at default
+        already).
         """
         c = self.canary
         if not self.cfg.fast_retreat or (c is not None and c.probe):
@@ -375,6 +376,10 @@ class Guard:
             self.levels[i] = w
             self.last_change[i] = self.t  # the dwell runs for the next step away
             reasons[k.name] = "policy, back toward default (not rate-limited)"
+            if c is not None and min(w, level) <= c.before[i] <= max(w, level):
+                # Not part of the change being judged, or its part undone whole: a rollback
+                # leaves it where the policy asked, never back up to where it was before.
+                c.before[i] = w
         if reasons and c is not None:
             if np.array_equal(self.levels, c.before):
                 self.canary = None

@@ -572,12 +572,15 @@ def test_a_retreat_while_a_change_is_judged_leaves_the_rest_of_it_judged_again()
     v = g.step(100.0, wish)
     assert v.levels[RA] == DEFAULT[RA] + 1 and v.event == ""
     assert g.canary is not None and g.canary.start == g.t
-    assert g.canary.before[RA] == DEFAULT[RA] + 2  # judged against the rates from before it
+    baseline = list(g.canary.baseline)
     for _ in range(RETREAT.canary - 1):
         assert g.step(50.0, wish).event == "canary"
+    assert g.canary.baseline == baseline  # judged against the rates from before the change
     v = g.step(50.0, wish)  # what is left of the change halves progress: undone
     assert v.event == "rollback"
     assert v.levels[W["weight.trainer"]] == DEFAULT[W["weight.trainer"]]
+    assert v.levels[RA] == DEFAULT[RA] + 1  # the step back stays: not up again to +2
+    assert set(v.reasons) == {"weight.trainer"}
 
 
 def test_a_retreat_that_undoes_the_change_being_judged_ends_its_canary() -> None:
