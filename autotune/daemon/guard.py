@@ -353,13 +353,13 @@ class Guard:
         out and wants back the next interval (on mixed_io: the cores split, the loaders at
         0.25×, 32 KiB read-ahead); rate-limited, each excursion lasted a canary window. On
         bench/online (bench/results/online.json, against this off in the same runs) mixed_io
-        ran 1.13× as fast, shards 1.10×, neighbour_onoff 1.03×; tinylm 0.91× (interval to 1.02:
-        beside a neighbour the loaders' weight now comes down from 8× at once when the policy
-        asks). A change being judged that the step undoes only in part is judged again on what
-        is left, against the same rates from before it, from now; one undone whole is not
-        judged; a rollback after it leaves the knobs stepped back where they are. Not during a
-        family probe (its canary asks another question) nor a fallback's hold (at default
-        already).
+        ran 1.13× as fast, shards 1.10×, neighbour_onoff 1.03×; tinylm 0.91× (interval to
+        1.02), and 1.015× [0.955, 1.110] over 8 repeats run again (online_retreat.json).
+
+        A change being judged that the step undoes only in part is judged again on what is
+        left, against the same rates from before it, from now; one undone whole is not judged;
+        a rollback after it leaves the knobs stepped back where they are. Not during a family
+        probe (its canary asks another question) nor a fallback's hold (at default already).
         """
         c = self.canary
         if not self.cfg.fast_retreat or (c is not None and c.probe):
