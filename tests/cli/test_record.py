@@ -252,8 +252,13 @@ def test_record_a_multi_process_job_then_query(
     progress = float(str(got["progress"]))
     assert 0 < progress <= j.reported() and progress % 32 == 0
     assert float(str(got["f_loader"])) > 0
-    # Read back each interval; the last one may end after the job exited (nothing to read then).
-    assert table.num_rows - 1 <= got["knobs"] <= table.num_rows
+    # Read back each interval while the job runs: every row written before it was told to stop
+    # (30), and then each until it exits; a row read while it exits has nothing to read. CI saw
+    # two such rows: the job's exit outlasted a 100 ms interval.
+    weights = table.column("knob_weight_trainer").to_pylist()
+    read = sum(w is not None for w in weights)
+    assert got["knobs"] == read >= 30
+    assert all(w is not None for w in weights[:read])  # the rows without are the last ones
     assert table.column("knob_weight_trainer").slice(0, table.num_rows - 1).null_count == 0
     s = run_cli("record", "--summary", str(out))
     assert s.returncode == 0, s.stderr
