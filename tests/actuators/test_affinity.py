@@ -71,6 +71,36 @@ def test_threads_and_processes_born_after_the_action_follow_it(
     assert all(c == set(everything) for c in trainer + loader)
 
 
+def test_a_loader_forked_from_the_pinned_trainer_gets_the_machines_cpus_back(
+    spawn: Callable[..., Job], settings: Settings
+) -> None:
+    """Only the trainer is set: a loader it forks inherits its CPUs, and the follow gives the
+    loader what it had without us. Left there, it read back as "one CPU of two", the policy's
+    own wish for the loaders was never written, and trainer and loaders shared one CPU."""
+    everything = sorted(online())
+    if len(everything) < 2:
+        pytest.skip("needs two CPUs to pin the trainer to fewer than all")
+    job = spawn("--loaders", "1")
+    with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
+        act.apply({"cpus.trainer": 0.5})
+        want_t = allocate(read(), everything, 0.5, high_end=False)
+        job.send("fork")  # born on the trainer's CPUs
+        newest = max(job.target.members().loader_pids)
+        assert cpus_allowed(newest) == want_t  # inherited, before the follow
+        act.follow()
+        trainer, loader = role_cpus(job.target)
+        assert trainer and all(c == want_t for c in trainer)
+        assert len(loader) >= 4 and all(c == set(everything) for c in loader)
+        assert act.current()["cpus.loader"] == 1.0
+        assert "cpus.loader" not in act.disabled
+        act.apply({"cpus.trainer": 1.0})  # the trainer back: nothing of ours left anywhere
+        act.follow()
+        trainer, loader = role_cpus(job.target)
+        assert all(c == set(everything) for c in trainer + loader)
+    trainer, loader = role_cpus(job.target)
+    assert all(c == set(everything) for c in trainer + loader)
+
+
 def test_a_thread_pinned_by_someone_is_left_to_them(
     spawn: Callable[..., Job], settings: Settings
 ) -> None:

@@ -169,6 +169,27 @@ def test_nice_weights_forced(spawn: Callable[..., Job], settings: Settings) -> N
     assert {os.getpriority(os.PRIO_PROCESS, t) for t in after.loader_tids if t != odd} == {0}
 
 
+def test_a_loader_forked_from_the_reniced_trainer_gets_its_nice_value_back(
+    spawn: Callable[..., Job], settings: Settings
+) -> None:
+    """Only the trainer's weight is set: a loader it forks inherits its nice value, and the
+    follow gives the loader the machine's back (the loaders' weight was never asked for)."""
+    job = spawn("--loaders", "1")
+    with Actuators(
+        job.target, settings, weights_backend="nice", log=DecisionLog(console=False)
+    ) as act:
+        act.apply({"weight.trainer": 4.0})
+        job.send("fork")  # born at the trainer's -6
+        newest = max(job.target.members().loader_pids)
+        assert {os.getpriority(os.PRIO_PROCESS, t) for t in threads(newest)} == {-6}
+        act.follow()
+        m = job.target.members()
+        assert {os.getpriority(os.PRIO_PROCESS, t) for t in m.trainer_tids} == {-6}
+        assert {os.getpriority(os.PRIO_PROCESS, t) for t in m.loader_tids} == {0}
+        assert "weight.loader" not in act.disabled
+    assert {os.getpriority(os.PRIO_PROCESS, t) for t in job.target.members().trainer_tids} == {0}
+
+
 def test_a_reniced_thread_is_left_to_the_person(
     spawn: Callable[..., Job], settings: Settings
 ) -> None:
