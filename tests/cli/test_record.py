@@ -259,7 +259,6 @@ def test_record_a_multi_process_job_then_query(
     read = sum(w is not None for w in weights)
     assert got["knobs"] == read >= 30
     assert all(w is not None for w in weights[:read])  # the rows without are the last ones
-    assert table.column("knob_weight_trainer").slice(0, table.num_rows - 1).null_count == 0
     s = run_cli("record", "--summary", str(out))
     assert s.returncode == 0, s.stderr
     for label in ("trainer", "loader", "run-queue p99", "MB/s", "readahead", "samples/s", "3"):
