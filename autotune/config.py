@@ -144,6 +144,16 @@ class Settings(BaseSettings):
         "unit's warm-up at default knobs after guard_fallback_s of tuning (false: default knobs "
         "and the warm-up at once)",
     )
+    guard_start_weight: float = Field(
+        8.0,
+        ge=1.0,
+        le=8.0,
+        description="weight of a job's roles from its first instruction when autotune tune "
+        "starts the job and other tasks keep guard_min_contention of the CPUs busy as it "
+        "starts (1, 2, 4 or 8): its start-up does not run at default knobs beside them while "
+        "the telemetry compiles; the warm-up at default knobs is owed, run after "
+        "guard_fallback_s of tuning; 1: default knobs until the policy's first change",
+    )
     guard_fast_retreat: bool = Field(
         True,
         description="a move of the policy back toward the default knobs goes in at once and "
@@ -235,6 +245,13 @@ class Settings(BaseSettings):
     def _not_empty(cls, v: Path) -> Path:
         if str(v) in {"", "."}:
             raise ValueError("must name a path")
+        return v
+
+    @field_validator("guard_start_weight")
+    @classmethod
+    def _a_weight_rung(cls, v: float) -> float:
+        if v not in {1.0, 2.0, 4.0, 8.0}:
+            raise ValueError("must be 1, 2, 4 or 8 (a rung of the weights' ladder)")
         return v
 
     @classmethod

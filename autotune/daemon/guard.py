@@ -86,7 +86,12 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   start, which ran at the default rate (73 samples/s against ~470) until the owed warm-up 30 s
   later (bench/results/online_keep_all.json); a weight changes only how CPU time is shared;
 * **seeded warm-up** (:meth:`Guard.seed`): rates at default knobs measured before the first
-  step (the proxy from ``/proc`` while the telemetry compiles) count as the warm-up's first.
+  step (the proxy from ``/proc`` while the telemetry compiles) count as the warm-up's first;
+* **a start off default** (:meth:`Guard.start_at`): a job `autotune tune` starts beside a busy
+  node gets its weights raised from its first instruction (``guard_start_weight``), not after
+  the seconds the telemetry takes to compile; the guard begins as after a restart that kept
+  the weights (the warm-up owed, the first change after a canary window of rates), and the
+  rates seeded meanwhile are tuned rates, not the warm-up's.
 
 Yielding to people and restoring on exit are the actuators' (they own the knobs); the watchdog
 is the loop's.
@@ -436,7 +441,21 @@ class Guard:
         first intervals, the proxy from ``/proc`` while the telemetry compiled), in ``source``'s
         unit; the policy's first wish then meets a warm-up that may have ended."""
         for rate in rates:
-            self.step(rate, self.defaults, source)
+            self.step(rate, self.levels.copy(), source)
+
+    def start_at(self, levels: Levels) -> None:
+        """Begin at ``levels`` instead of the default knobs: the weights a job was started
+        with (``guard_start_weight``), set before the first :meth:`step`. As after a restart
+        that kept the weights (:meth:`_keep`), the whole warm-up is owed (at default knobs
+        after ``fallback_window`` intervals off them; none for a job that ends first), and no
+        knob moves away from them until a canary window of rates is there to judge the change
+        by (a move back toward default goes in at once with ``fast_retreat``)."""
+        self.levels = np.asarray(levels, dtype=np.int64).copy()
+        if np.array_equal(self.levels, self.defaults):
+            return
+        self._warm = True
+        self.owed = self.cfg.warmup
+        self.last_change[:] = self.t + self.cfg.canary - self.cfg.dwell
 
     def _can_keep(self) -> bool:
         """Whether a change of unit may keep the tuned weights (``keep_on_restart``): weights

@@ -113,6 +113,7 @@ class TuneLoop:
         hugepages_after_s: float | None = None,
         follow_s: float = FOLLOW_S,
         warmup_rates: list[float] | None = None,
+        start: dict[str, float] | None = None,
     ) -> None:
         self.policy = policy
         self.hugepages_after_s = hugepages_after_s
@@ -123,8 +124,12 @@ class TuneLoop:
         self.guard = Guard(
             values_to_levels(self.defaults), guard or GuardConfig.for_interval(interval_s)
         )
-        # Proxy rates measured at default knobs before the telemetry was up (StartupProxy):
-        # the warm-up's first intervals.
+        # Knobs set before the loop, from the job's first instruction (guard_start_weight):
+        # the guard begins there, its warm-up owed.
+        if start:
+            self.guard.start_at(values_to_levels({**self.defaults, **start}))
+        # Proxy rates measured before the telemetry was up (StartupProxy): the warm-up's first
+        # intervals, or (from a start off default) the first tuned ones.
         self.guard.seed(warmup_rates or [], PROGRESS_PROXY)
         self.on_tick = on_tick
         self.adapt = Adapter(adapt) if adapt is not None else None

@@ -97,8 +97,13 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         # knobs are restored, the summary logged and a job we started stopped (the actuators'
         # own handlers stay as the backstop, and SIGINT raises KeyboardInterrupt through them).
         job.stop_on_signals((signal.SIGTERM, signal.SIGHUP))
+        busy = None
         if job.launched:
             job.run(before_telemetry=True)  # its first instruction, at the default knobs
+            if settings.guard_start_weight > 1 and not req.dry_run:
+                from autotune.system.busy import OthersBusy
+
+                busy = OthersBusy(lambda: job.target.members().all_pids)
         from autotune.features.progress import StartupProxy
         from autotune.system.priority import renice_thread
 
@@ -126,6 +131,13 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             "model": req.model,
             "adapt": settings.adapt,
         }
+        log = DecisionLog(decisions, keep=False)  # the file holds them; a tune may last days
+
+        def open_actuators() -> Any:
+            return job.open_actuators(dry_run=req.dry_run, log=log, devices=req.devices or None)
+
+        # Beside a busy node, the job's weights go up now, not once the telemetry is up.
+        act, start = _start_weights(job, busy, settings, open_actuators)
         run = stack.enter_context(
             tracked_run(
                 ts.TUNE,
@@ -139,17 +151,11 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
                 end_timeout_s=UPLOAD_WAIT_S,
             )
         )
-        log = DecisionLog(decisions, keep=False)  # the file holds them; a tune may last days
         collector = job.open_telemetry_unless_ended(interval_s, startup.poll if startup else None)
-        act = None
-        if collector is not None:
-            act = _unless_ended(
-                job,
-                lambda: job.open_actuators(
-                    dry_run=req.dry_run, log=log, devices=req.devices or None
-                ),
-            )
+        if collector is not None and act is None:
+            act = _unless_ended(job, open_actuators)
         if collector is None or act is None:  # the job ended (or a signal came) first
+            job.restore()  # the start's weights, if set: logged before the log closes
             log.close()
             why = STOPPED_EARLY if job.stopping.is_set() else ENDED_EARLY
             run.set_tags({"autotune.ended_by": why})
@@ -193,6 +199,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             adapt=adapt,
             hugepages_after_s=HUGEPAGES_AFTER_S,
             warmup_rates=startup.rates if startup else None,
+            start=start,
         )
         job.on_stop(loop.stop)
         job.stop_on_signals((signal.SIGTERM, signal.SIGHUP))  # again: over the actuators'
@@ -236,6 +243,34 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         exit_code = job.finish()
         _say(summary, req.dry_run)
     return exit_code
+
+
+def _start_weights(
+    job: Any, busy: Any, settings: Settings, open_actuators: Callable[[], Any]
+) -> tuple[Any, dict[str, float]]:
+    """The job's roles at ``guard_start_weight`` from now, when other tasks kept
+    ``guard_min_contention`` of the CPUs busy since it started (``busy``, an
+    :class:`~autotune.system.busy.OthersBusy`; None: not asked). Returns the actuators (opened
+    for it; None when not) and the weights set, for the guard to begin from.
+
+    Without it, a job started beside a CPU-bound neighbour spent its start-up (importing torch,
+    forking its loaders) at the default weight while the telemetry compiled: 2-3 s at a third
+    or less of the CPU it gets once tuned.
+    """
+    share = busy.share() if busy is not None else None
+    if share is None or share < settings.guard_min_contention:
+        return None, {}
+    act = _unless_ended(job, open_actuators)
+    if act is None:
+        return None, {}
+    w = settings.guard_start_weight
+    why = (
+        f"start: other tasks kept {share:.0%} of the CPUs busy as the job started; its weights "
+        f"at {w:g}x until the policy's first change (the warm-up at default knobs is owed)"
+    )
+    names = [n for n in ("weight.trainer", "weight.loader") if n not in act.disabled]
+    act.apply(dict.fromkeys(names, w), why)
+    return act, {n: w for n in names if n not in act.disabled}
 
 
 ENDED_EARLY = "job ended before its telemetry was up"

@@ -30,7 +30,10 @@ same number of samples in every arm:
   2026-12-06 (:data:`COLD_START`: its threads at the job's nice value, no warm-up from
   ``/proc`` while the telemetry compiles, default knobs again when the job's own progress
   reports begin); ``tuned_slow_retreat`` (only when asked): ``tuned`` with the guard's step
-  back toward default rate-limited as any change (:data:`SLOW_RETREAT`), as before 2026-12-06.
+  back toward default rate-limited as any change (:data:`SLOW_RETREAT`), as before 2026-12-06;
+  ``tuned_no_start`` (only when asked): ``tuned`` with the job started at the default weights
+  beside a busy node (:data:`NO_START`, ``guard_start_weight = 1``), as before 2026-12-06's
+  start weights.
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -96,6 +99,7 @@ ARMS = (
     "challenger",
     "tuned_cold",
     "tuned_slow_retreat",
+    "tuned_no_start",
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = (
@@ -109,6 +113,7 @@ TUNED_ARMS = (
     "challenger",
     "tuned_cold",
     "tuned_slow_retreat",
+    "tuned_no_start",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast")
@@ -128,6 +133,8 @@ COLD_START = {
 }
 # The guard before 2026-12-06: a step back toward default rate-limited as any change.
 SLOW_RETREAT = {"AUTOTUNE_GUARD_FAST_RETREAT": "false"}
+# The tuner's start before 2026-12-06's start weights: default knobs until the first change.
+NO_START = {"AUTOTUNE_GUARD_START_WEIGHT": "1"}
 ARM_ENV = {
     "tuned_fast": FAST_GUARD,
     "static_tuned_fast": FAST_GUARD,
@@ -135,6 +142,7 @@ ARM_ENV = {
     "tuned_probe": PROBE,
     "tuned_cold": COLD_START,
     "tuned_slow_retreat": SLOW_RETREAT,
+    "tuned_no_start": NO_START,
 }
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
@@ -181,6 +189,9 @@ RATIOS = {
     ("tuned", "tuned_slow_retreat"): "tuned_vs_tuned_slow_retreat",
     ("tuned_slow_retreat", "default"): "tuned_slow_retreat_vs_default",
     ("tuned_slow_retreat", "static_best"): "tuned_slow_retreat_vs_static_best",
+    ("tuned", "tuned_no_start"): "tuned_vs_tuned_no_start",
+    ("tuned_no_start", "static_best"): "tuned_no_start_vs_static_best",
+    ("tuned_no_start", "alone"): "tuned_no_start_vs_alone",
 }
 
 
