@@ -76,8 +76,10 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   goes back to default and the warm-up starts again in the new unit. Held-off settings stay held.
   With ``keep_on_restart``, the weights tuned during the start-up stay instead (the other
   families go back to default), if their change's canary has passed or has seen no fall in the
-  two or more intervals it had: the new unit's warm-up is owed (run as the deferred warm-up's
-  is), and no knob moves until a canary window of the new unit's rates is there. Beside a
+  two or more intervals it had, and otherwise the weights from before that change (its
+  baseline: the start's, say, when the policy's first change came a moment before the job's
+  first samples): the new unit's warm-up is owed (run as the deferred warm-up's is), and no
+  knob moves until a canary window of the new unit's rates is there. Beside a
   CPU-bound neighbour the start-up is seconds at a few times the default rate, and the warm-up
   again put cnn_noisy back to default for 2.5 s of its 7 s of training (docs/online-tuning.md).
   The price: until the owed warm-up, nothing compares the kept weights with default knobs in
@@ -136,9 +138,10 @@ class GuardConfig:
         defer_warmup: end the warm-up after ``warmup_min`` intervals and run the rest, if the
             noise requires it, after ``fallback_window`` intervals of tuning.
         keep_on_restart: when progress changes unit, keep the tuned weights (their change's
-            canary passed, or no fall in the two or more intervals it had; the other families
-            back to default), and owe the new unit's warm-up (run after ``fallback_window``
-            intervals) instead of going back to default first.
+            canary passed, or no fall in the two or more intervals it had; else the weights from
+            before that change; the other families back to default), and owe the new unit's
+            warm-up (run after ``fallback_window`` intervals) instead of going back to default
+            first.
         fast_retreat: a wish that moves a knob back toward its default goes in at once and
             whole, without the rung limit or the dwell, even while a change is judged.
         max_rungs: the most ladder rungs one knob moves in one change.
@@ -419,8 +422,9 @@ class Guard:
     def _restart(self, rate: float, source: str) -> Verdict:
         unit = {"client": "the job's own sample count", "proxy": "the trainer's CPU time"}
         now = f"progress now measured by {unit.get(source, source)}"
-        if self._can_keep():
-            return self._keep(rate, f"{now}: default knobs")
+        base = self._keepable()
+        if base is not None:
+            return self._keep(rate, f"{now}: default knobs", base)
         why = f"{now}: default knobs, warm-up again"
         reasons = {k.name: why for i, k in enumerate(KNOBS) if self.levels[i] != self.defaults[i]}
         self._new_unit(rate)
@@ -457,22 +461,27 @@ class Guard:
         self.owed = self.cfg.warmup
         self.last_change[:] = self.t + self.cfg.canary - self.cfg.dwell
 
-    def _can_keep(self) -> bool:
-        """Whether a change of unit may keep the tuned weights (``keep_on_restart``): weights
-        off default in a setting that has passed its canary, or whose canary has not seen a fall
-        in the two or more intervals it had (a job's start-up is often shorter than a canary
-        window), no part of a warm-up or fallback running."""
-        return (
+    def _keepable(self) -> Levels | None:
+        """The setting whose weights a change of unit may keep (``keep_on_restart``), or None:
+        the one in effect if no change is being judged or the one being judged has not seen a
+        fall in the two or more intervals it had (a job's start-up is often shorter than a
+        canary window); otherwise the one before that change (it was the baseline; the change
+        is dropped unjudged). None when that setting's weights are the defaults, or while a
+        warm-up or fallback runs."""
+        if not (
             self.cfg.keep_on_restart
             and self._warm
             and self._resume is None
-            and self._canary_so_far()
             and self.t >= self.fallback_until
-            and any(
-                k.family == Family.WEIGHTS and self.levels[i] != self.defaults[i]
-                for i, k in enumerate(KNOBS)
-            )
-        )
+        ):
+            return None
+        c = self.canary
+        base = self.levels if c is None or self._canary_so_far() else c.before
+        if not any(
+            k.family == Family.WEIGHTS and base[i] != self.defaults[i] for i, k in enumerate(KNOBS)
+        ):
+            return None
+        return base
 
     def _canary_so_far(self) -> bool:
         """No change being judged, or the one being judged not worse so far (two intervals at
@@ -485,18 +494,18 @@ class Guard:
             return False
         return not worse(c.baseline, list(self.rates)[-n:], self.cfg.threshold)
 
-    def _keep(self, rate: float, why: str) -> Verdict:
-        """A new unit, the tuned weights kept and the other families back to default: the new
-        unit's whole warm-up is owed (at default knobs after ``fallback_window`` tuned
-        intervals; none for a job that ends first), and no knob moves until a canary window of
-        the new unit's rates is there to judge it by."""
-        kept = self.levels.copy()
-        for i, k in enumerate(KNOBS):
-            if k.family != Family.WEIGHTS:
-                kept[i] = self.defaults[i]
-        reasons = {
-            KNOBS[i].name: f"{why}; the weights stay" for i in np.flatnonzero(kept != self.levels)
-        }
+    def _keep(self, rate: float, why: str, base: Levels) -> Verdict:
+        """A new unit, the weights of ``base`` (:meth:`_keepable`) kept and the other families
+        back to default: the new unit's whole warm-up is owed (at default knobs after
+        ``fallback_window`` tuned intervals; none for a job that ends first), and no knob moves
+        until a canary window of the new unit's rates is there to judge it by."""
+        kept = np.where([k.family == Family.WEIGHTS for k in KNOBS], base, self.defaults)
+        stay = (
+            "the weights stay"
+            if np.array_equal(base, self.levels)
+            else "the weights from before the change being judged stay"
+        )
+        reasons = {KNOBS[i].name: f"{why}; {stay}" for i in np.flatnonzero(kept != self.levels)}
         self._new_unit(rate)
         self.levels = kept
         self._warm = True

@@ -6,7 +6,10 @@ missing, corrupt or foreign model ends the command with exit status 2 and the kn
 
 A job the session starts runs at once, at the default knobs, while the tuner compiles and
 attaches its BPF programs in a thread (a second or more) and then takes the knobs: the guard's
-warm-up runs at the default knobs anyway, and starts once the telemetry is up. A job that ends
+warm-up runs at the default knobs anyway, and starts once the telemetry is up. Beside a busy
+node (other tasks kept ``guard_min_contention`` of the CPUs busy in the job's first 0.1 s,
+from ``/proc``) the job's weights go up to ``guard_start_weight`` at once instead, and the
+warm-up at default knobs is owed (:meth:`~autotune.daemon.guard.Guard.start_at`). A job that ends
 before that leaves the compile behind (`autotune tune` exits without waiting for it). The MLflow
 client is loaded by the upload process, at ``SCHED_IDLE``, never on the job's path. When the job
 ends, the loop wakes at once, the telemetry starts detaching, the knobs are restored, and the

@@ -124,12 +124,13 @@ ONE_FAMILY = {"AUTOTUNE_GUARD_ONE_FAMILY": "true"}
 # The guard option that probes each family of a combined change alone.
 PROBE = {"AUTOTUNE_GUARD_PROBE_FAMILIES": "true"}
 # The tuner's start as it was before 2026-12-06 (docs/online-tuning.md): its threads at the
-# job's nice value, the warm-up only once the telemetry is up, and default knobs again when the
-# job starts reporting its own progress.
+# job's nice value, the warm-up only once the telemetry is up, default knobs again when the
+# job starts reporting its own progress, and no weights before the policy's first change.
 COLD_START = {
     "AUTOTUNE_TUNE_NICE": "0",
     "AUTOTUNE_GUARD_WARMUP_PROC": "false",
     "AUTOTUNE_GUARD_KEEP_ON_RESTART": "false",
+    "AUTOTUNE_GUARD_START_WEIGHT": "1",
 }
 # The guard before 2026-12-06: a step back toward default rate-limited as any change.
 SLOW_RETREAT = {"AUTOTUNE_GUARD_FAST_RETREAT": "false"}

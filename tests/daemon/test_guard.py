@@ -180,6 +180,76 @@ def test_keep_on_restart_judges_a_running_canary_on_what_it_saw() -> None:
     assert np.array_equal(v.levels, DEFAULT) and "warm-up again" in v.reasons["weight.trainer"]
 
 
+def test_a_start_off_default_owes_the_warm_up_and_keeps_through_a_restart() -> None:
+    cfg = dataclasses.replace(KEEP, fast_retreat=True)
+    start = DEFAULT.copy()
+    start[W["weight.trainer"]] = start[W["weight.loader"]] = 5  # 8x, set as the job started
+    g = Guard(DEFAULT, cfg)
+    g.start_at(start)
+    g.seed([1.1], "proxy")  # the /proc rate while the telemetry compiled: a tuned one
+    assert np.array_equal(g.levels, start) and g.warmup_rates == [] and not g.warming_up
+    assert g.owed == cfg.warmup and g.reference_rate == 0.0
+    # The policy's first step away waits for a canary window of rates at the start (three:
+    # the seeded one and two more), to be judged against them.
+    split = start.copy()
+    split[W["cpus.trainer"]] -= 1
+    assert cfg.canary == 3
+    seen = [g.step(1.0, split, "proxy") for _ in range(3)]
+    assert [bool(v.reasons) for v in seen] == [False, True, False]
+    assert seen[1].reasons == {"cpus.trainer": "policy"}
+    assert g.canary is not None and g.canary.baseline == [1.1, 1.0, 1.0]
+    for _ in range(cfg.canary):
+        g.step(1.0, split, "proxy")  # its canary passes
+    # The job's own progress begins: the weights stay, the rest goes back to default.
+    v = g.step(400.0, split, "client")
+    assert v.event == "restart" and _moved(v.levels) == ["weight.trainer", "weight.loader"]
+    # A wish back to default weights goes in at once (fast retreat), as from any setting.
+    v = g.step(400.0, DEFAULT, "client")
+    assert np.array_equal(v.levels, DEFAULT) and set(v.reasons) == {
+        "weight.trainer",
+        "weight.loader",
+    }
+
+
+def test_a_restart_during_a_young_canary_keeps_the_weights_from_before_the_change() -> None:
+    start = DEFAULT.copy()
+    start[W["weight.trainer"]] = start[W["weight.loader"]] = 5
+    g = Guard(DEFAULT, KEEP)
+    g.start_at(start)
+    wish = start.copy()
+    wish[W["weight.loader"]] = 3  # 2x, and the trainer alone on fewer CPUs
+    wish[W["cpus.trainer"]] -= 1
+    while not g.step(1.0, wish, "proxy").reasons:  # the policy's first change
+        pass
+    v = g.step(400.0, wish, "client")  # the job's own samples, one interval later
+    # The change is dropped unjudged; the start's weights, its baseline, stay.
+    assert v.event == "restart" and np.array_equal(v.levels, start)
+    assert v.reasons == {
+        "weight.loader": "progress now measured by the job's own sample count: default knobs; "
+        "the weights from before the change being judged stay",
+        "cpus.trainer": "progress now measured by the job's own sample count: default knobs; "
+        "the weights from before the change being judged stay",
+    }
+    assert g.owed == KEEP.warmup and not g.warming_up
+
+
+def test_a_start_at_default_is_the_plain_warm_up() -> None:
+    g = Guard(DEFAULT, CFG)
+    g.start_at(DEFAULT)
+    warm(g, 80.0)
+    assert g.reference_rate == 80.0 and g.owed == 0
+
+
+def test_a_start_off_default_runs_the_owed_warm_up_after_a_window() -> None:
+    start = DEFAULT.copy()
+    start[W["weight.trainer"]] = 5
+    g = Guard(DEFAULT, DEFER)
+    g.start_at(start)
+    events = [g.step(200.0, start).event for _ in range(DEFER.fallback_window)]
+    assert events[-1] == "reference" and "reference" not in events[:-1]
+    assert np.array_equal(g.levels, DEFAULT)
+
+
 def test_keep_on_restart_is_on_by_default_and_a_setting() -> None:
     assert GuardConfig.for_interval(0.5).keep_on_restart
     off = Settings.model_validate({"guard_keep_on_restart": False})

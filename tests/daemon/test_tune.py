@@ -407,3 +407,48 @@ def test_the_tuner_runs_at_its_nice_value_and_the_job_at_its_own(
     seen = json.loads(r.stdout.strip().splitlines()[-1])
     assert seen["job"] == 0
     assert -7 in seen["tuner"]  # the thread that waits for the job, and the compile's
+
+
+JOB_CGROUP = """
+import json, time
+from pathlib import Path
+time.sleep(0.5)  # the start's weights go in within ~0.1 s of the job's first instruction
+print(json.dumps(Path("/proc/self/cgroup").read_text()))
+"""
+
+
+@pytest.mark.parametrize("weight", ["8", "1"])
+def test_a_job_started_beside_a_busy_node_gets_its_weights_from_its_start(
+    constant_policy: Callable[..., Path], isolated: dict[str, str], tmp_path: Path, weight: str
+) -> None:
+    """With ``guard_start_weight`` above 1 the job's roles are at that weight before its
+    telemetry is up (here at once: ``isolated`` counts any node as busy, min contention 0),
+    journalled and logged as any change, and restored when it ends; at 1, untouched until the
+    policy's first change. The job ends before the telemetry is up, or just after: the policy
+    (1x everywhere) never moves a knob."""
+    log = tmp_path / "decisions.jsonl"
+    cmd = [*TUNE, "--model", str(constant_policy()), "--no-view", "--decisions", str(log)]
+    r = subprocess.run(
+        [*cmd, "--", sys.executable, "-c", JOB_CGROUP],
+        env={**isolated, "AUTOTUNE_GUARD_START_WEIGHT": weight},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout.strip().splitlines()[-1])
+    sets = [d for d in _decisions(log) if d["event"] == "set"]
+    restores = {str(d["knob"]) for d in _decisions(log) if d["event"] == "restore"}
+    d = _cgroup_dir(isolated)
+    assert d is None or not d.exists() or not any(d.iterdir())  # every role cgroup removed
+    if weight == "1":
+        assert sets == [] and isolated["AUTOTUNE_CGROUP_PARENT"] not in seen
+        return
+    assert [(s["knob"], s["new"]) for s in sets] == [
+        ("weight.trainer", 8.0),
+        ("weight.loader", 8.0),
+    ]
+    assert all(str(s["reason"]).startswith("start: other tasks kept") for s in sets)
+    assert {"weight.trainer", "weight.loader"} <= restores
+    if d is not None:  # cgroup v1 weights: the job ran in its role's cgroup from its start
+        assert f"/{isolated['AUTOTUNE_CGROUP_PARENT']}/" in seen
