@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from autotune.features import FEATURE_NAMES
+from autotune.features.schema import DEMAND_CLIP
 from autotune.knobs import by_name
 
 _F = {n: i for i, n in enumerate(FEATURE_NAMES)}
@@ -24,10 +25,13 @@ def explain(knob: str, obs: npt.NDArray[np.float32]) -> str:
     """Why the policy may have moved ``knob``: the telemetry it saw, in a few words."""
     family = by_name(knob).family
     if family in ("weights", "affinity"):
+        # Demand (on-CPU and waiting) as well as use: beside a heavier job a CPU-bound
+        # neighbour uses a few per cent of the CPUs while it wants all of them.
+        want = float(obs[_F["other_demand"]]) * DEMAND_CLIP
         return (
             f"run-queue wait trainer {_pct(obs, 'trainer_wait')}, "
             f"loader {_pct(obs, 'loader_wait')}; other tasks use {_pct(obs, 'other_cpu')} "
-            "of the CPUs"
+            f"of the CPUs and want {want:.0%}"
         )
     if knob == "readahead":
         mbps = float(np.expm1(obs[_F["blk_read_mbps"]] * np.log1p(1e4)))

@@ -53,6 +53,8 @@ from autotune.telemetry.sample import (
 )
 
 SCHEMA_VERSION = 1
+# ``{role}_demand`` is clipped at this many times the node's capacity, then scaled to [0, 1].
+DEMAND_CLIP = 4.0
 
 _ROLE_FIELDS = (
     "cpu",
@@ -201,7 +203,7 @@ def featurize_parts(
         ra_events = r[_RA_SYNC] + r[_RA_ASYNC]
         values += (
             oncpu / cap,
-            min(runnable / cap, 4.0) / 4.0,
+            min(runnable / cap, DEMAND_CLIP) / DEMAND_CLIP,
             wait / runnable if runnable > 0 else 0.0,
             p50 / N_SLOTS,
             p99 / N_SLOTS,
