@@ -140,7 +140,8 @@ class Settings(BaseSettings):
     guard_keep_on_restart: bool = Field(
         True,
         description="when the job starts reporting its own progress (autotune.client), keep "
-        "the weights tuned during its start-up (the rest back to default) and run the new "
+        "the weights tuned during its start-up (those from before a change still too young "
+        "to judge; the rest back to default) and run the new "
         "unit's warm-up at default knobs after guard_fallback_s of tuning (false: default knobs "
         "and the warm-up at once)",
     )
