@@ -251,8 +251,12 @@ class Settings(BaseSettings):
     @field_validator("guard_start_weight")
     @classmethod
     def _a_weight_rung(cls, v: float) -> float:
-        if v not in {1.0, 2.0, 4.0, 8.0}:
-            raise ValueError("must be 1, 2, 4 or 8 (a rung of the weights' ladder)")
+        from autotune.knobs.table import by_name
+
+        rungs = [x for x in by_name("weight.trainer").ladder if x >= 1.0]
+        if v not in rungs:
+            listed = ", ".join(f"{x:g}" for x in rungs)
+            raise ValueError(f"must be one of {listed} (a rung of the weights' ladder)")
         return v
 
     @classmethod

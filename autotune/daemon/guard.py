@@ -455,8 +455,12 @@ class Guard:
         knob moves away from them until a canary window of rates is there to judge the change
         by (a move back toward default goes in at once with ``fast_retreat``)."""
         self.levels = np.asarray(levels, dtype=np.int64).copy()
-        if np.array_equal(self.levels, self.defaults):
-            return
+        if not np.array_equal(self.levels, self.defaults):
+            self._owe_warmup()
+
+    def _owe_warmup(self) -> None:
+        """Tuned from now, the whole warm-up owed (:meth:`_begin_reference`), and no knob
+        moving until a canary window of rates is there to judge the next change by."""
         self._warm = True
         self.owed = self.cfg.warmup
         self.last_change[:] = self.t + self.cfg.canary - self.cfg.dwell
@@ -508,9 +512,7 @@ class Guard:
         reasons = {KNOBS[i].name: f"{why}; {stay}" for i in np.flatnonzero(kept != self.levels)}
         self._new_unit(rate)
         self.levels = kept
-        self._warm = True
-        self.owed = self.cfg.warmup
-        self.last_change[:] = self.t + self.cfg.canary - self.cfg.dwell
+        self._owe_warmup()
         self.tuned_rates.append(rate)
         return Verdict(self.levels.copy(), reasons, event="restart")
 

@@ -55,11 +55,11 @@ class StartupProxy:
 
         total = 0
         for pid in self._pids:
-            st = procread.read_stat(pid)
-            if st is None:
+            ns = procread.process_cpu_ns(pid)
+            if ns is None:
                 return None  # gone: no rate from a partial sum
-            total += st.utime + st.stime
-        return total / procread.CLK_TCK
+            total += ns
+        return total / 1e9
 
     def poll(self) -> None:
         """Take a rate if an interval has passed since the last."""

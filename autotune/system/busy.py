@@ -17,12 +17,6 @@ from collections.abc import Callable, Iterable
 from autotune.telemetry import procread
 
 
-def _cpu_ns(pid: int) -> int | None:
-    """A process's CPU time (all its threads, ended ones too), or None when it is gone."""
-    st = procread.read_stat(pid)
-    return None if st is None else (st.utime + st.stime) * procread.TICK_NS
-
-
 class OthersBusy:
     """Other tasks' CPU time over a window that starts at construction.
 
@@ -37,8 +31,9 @@ class OthersBusy:
         self._start = self._snapshot()
 
     def _snapshot(self) -> tuple[float, int | None, int | None, dict[int, int]]:
-        jobs = {p: ns for p in self._job() if (ns := _cpu_ns(p)) is not None}
-        return (time.monotonic(), procread.cpu_busy_ns(), _cpu_ns(os.getpid()), jobs)
+        jobs = {p: ns for p in self._job() if (ns := procread.process_cpu_ns(p)) is not None}
+        own = procread.process_cpu_ns(os.getpid())
+        return (time.monotonic(), procread.cpu_busy_ns(), own, jobs)
 
     def share(self, least_s: float = 0.1) -> float | None:
         """Other tasks' CPU time since construction as a share of the node's CPU time (0 to

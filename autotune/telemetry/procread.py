@@ -111,6 +111,13 @@ def vmstat(key: str) -> int | None:
         return None
 
 
+def process_cpu_ns(pid: int) -> int | None:
+    """A process's CPU time (``utime + stime``: every thread's, ended ones' too), tick
+    resolution; None when it is gone."""
+    st = read_stat(pid)
+    return None if st is None else (st.utime + st.stime) * TICK_NS
+
+
 def cpu_busy_ns() -> int | None:
     """CPU time spent busy on all CPUs since boot, from ``/proc/stat`` (tick resolution)."""
     text = _read("/proc/stat")
