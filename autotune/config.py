@@ -150,10 +150,11 @@ class Settings(BaseSettings):
         ge=1.0,
         le=8.0,
         description="weight of a job's roles from its first instruction when autotune tune "
-        "starts the job and other tasks keep guard_min_contention of the CPUs busy as it "
-        "starts (1, 2, 4 or 8): its start-up does not run at default knobs beside them while "
-        "the telemetry compiles; the warm-up at default knobs is owed, run after "
-        "guard_fallback_s of tuning; 1: default knobs until the policy's first change",
+        "starts the job and other tasks take guard_min_contention of the CPU time the job and "
+        "the tuner leave them as it starts (1, 2, 4 or 8): its start-up does not run at "
+        "default knobs beside them while the telemetry compiles; the warm-up at default "
+        "knobs is owed, run after guard_fallback_s of tuning; 1: default knobs until the "
+        "policy's first change",
     )
     guard_fast_retreat: bool = Field(
         True,

@@ -7,14 +7,15 @@ missing, corrupt or foreign model ends the command with exit status 2 and the kn
 A job the session starts runs at once, at the default knobs, while the tuner compiles and
 attaches its BPF programs in a thread (a second or more) and then takes the knobs: the guard's
 warm-up runs at the default knobs anyway, and starts once the telemetry is up. Beside a busy
-node (other tasks kept ``guard_min_contention`` of the CPUs busy in the job's first 0.1 s,
-from ``/proc``) the job's weights go up to ``guard_start_weight`` at once instead, and the
-warm-up at default knobs is owed (:meth:`~autotune.daemon.guard.Guard.start_at`). A job that ends
-before that leaves the compile behind (`autotune tune` exits without waiting for it). The MLflow
-client is loaded by the upload process, at ``SCHED_IDLE``, never on the job's path. When the job
-ends, the loop wakes at once, the telemetry starts detaching, the knobs are restored, and the
-session does not wait for the last upload (:data:`UPLOAD_WAIT_S`): the upload process finishes it
-after the command has exited (what does not go up stays in the spool for `autotune sync`).
+node (other tasks took ``guard_min_contention`` of the CPU time the job and the tuner left them
+in the job's first 0.1 s, from ``/proc``) the job's weights go up to ``guard_start_weight`` at
+once instead, and the warm-up at default knobs is owed
+(:meth:`~autotune.daemon.guard.Guard.start_at`). A job that ends before that leaves the compile
+behind (`autotune tune` exits without waiting for it). The MLflow client is loaded by the upload
+process, at ``SCHED_IDLE``, never on the job's path. When the job ends, the loop wakes at once,
+the telemetry starts detaching, the knobs are restored, and the session does not wait for the
+last upload (:data:`UPLOAD_WAIT_S`): the upload process finishes it after the command has exited
+(what does not go up stays in the spool for `autotune sync`).
 """
 
 from __future__ import annotations
@@ -251,10 +252,10 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
 def _start_weights(
     job: Any, busy: Any, settings: Settings, open_actuators: Callable[[], Any]
 ) -> tuple[Any, dict[str, float]]:
-    """The job's roles at ``guard_start_weight`` from now, when other tasks kept
-    ``guard_min_contention`` of the CPUs busy since it started (``busy``, an
-    :class:`~autotune.system.busy.OthersBusy`; None: not asked). Returns the actuators (opened
-    for it; None when not) and the weights set, for the guard to begin from.
+    """The job's roles at ``guard_start_weight`` from now, when other tasks took
+    ``guard_min_contention`` of the CPU time it and the tuner left them since it started
+    (``busy``, an :class:`~autotune.system.busy.OthersBusy`; None: not asked). Returns the
+    actuators (opened for it; None when not) and the weights set, for the guard to begin from.
 
     Without it, a job started beside a CPU-bound neighbour spent its start-up (importing torch,
     forking its loaders) at the default weight while the telemetry compiled: 2-3 s at a third
@@ -268,8 +269,8 @@ def _start_weights(
         return None, {}
     w = settings.guard_start_weight
     why = (
-        f"start: other tasks kept {share:.0%} of the CPUs busy as the job started; its weights "
-        f"at {w:g}x until the policy's first change (the warm-up at default knobs is owed)"
+        f"start: other tasks took {share:.0%} of the CPU time left them as the job started; its "
+        f"weights at {w:g}x until the policy's first change (the warm-up at default knobs is owed)"
     )
     names = [n for n in ("weight.trainer", "weight.loader") if n not in act.disabled]
     act.apply(dict.fromkeys(names, w), why)

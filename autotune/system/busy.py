@@ -3,9 +3,15 @@
 `autotune tune` starts its job at once and compiles its BPF programs beside it; until they are
 up it has no telemetry to tell a busy node from a quiet one. :class:`OthersBusy` tells it from
 ``/proc/stat`` (every CPU's busy time) less this process's CPU time and the job's, over a short
-window from the job's start: what the rest of the node ran meanwhile, as a share of its CPUs
-(1.0: every CPU busy with someone else's work). The resolution is the clock tick (10 ms on
-most kernels), so the window should span ten ticks per CPU or more.
+window from the job's start: what the rest of the node ran meanwhile, as a share of the CPU time
+this process and the job left to it (1.0: other tasks took all of it). Of what was left, not of
+the node: the tuner imports and compiles at a raised priority while the job starts, so beside a
+CPU-bound neighbour they leave it a third of a 2-CPU node, all of which it takes; a share of the
+whole node read that as a quiet node (2026-12-06, tinylm). What was left counts as half the node
+at least, so that a job and a tuner that fill the node alone do not make a few ticks of someone
+else's work look like a busy node (a quarter let a quiet cnn start read 39 % in one run of
+two: 2 ticks of 5). The resolution is the clock tick (10 ms on most
+kernels), so the window should span ten ticks per CPU or more.
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from autotune.telemetry import procread
+
+LEAST_LEFT = 0.5  # of the node's CPU time: the least that counts as left to other tasks
 
 
 class OthersBusy:
@@ -35,9 +44,9 @@ class OthersBusy:
         own = procread.process_cpu_ns(os.getpid())
         return (time.monotonic(), procread.cpu_busy_ns(), own, jobs)
 
-    def share(self, least_s: float = 0.1) -> float | None:
-        """Other tasks' CPU time since construction as a share of the node's CPU time (0 to
-        1), waiting for the rest of ``least_s`` first; None when ``/proc`` cannot tell."""
+    def window(self, least_s: float = 0.1) -> Window | None:
+        """The CPU time since construction, by whom, waiting for the rest of ``least_s``
+        first; None when ``/proc`` cannot tell."""
         waited = time.monotonic() - self._start[0]
         if waited < least_s:
             time.sleep(least_s - waited)
@@ -46,6 +55,32 @@ class OthersBusy:
         if busy0 is None or busy1 is None or own0 is None or own1 is None:
             return None
         job = sum(ns - jobs0.get(p, 0) for p, ns in jobs1.items())
-        others = (busy1 - busy0) - (own1 - own0) - job
-        capacity = (t1 - t0) * 1e9 * (os.cpu_count() or 1)
-        return min(1.0, max(0.0, others / capacity))
+        own = own1 - own0
+        return Window(
+            others_ns=(busy1 - busy0) - own - job,
+            own_ns=own,
+            job_ns=job,
+            capacity_ns=int((t1 - t0) * 1e9 * (os.cpu_count() or 1)),
+        )
+
+    def share(self, least_s: float = 0.1) -> float | None:
+        """:attr:`Window.share` of the window from construction (at least ``least_s``)."""
+        w = self.window(least_s)
+        return None if w is None else w.share
+
+
+@dataclass(frozen=True)
+class Window:
+    """CPU time over a window: other tasks', this process's, the job's, and the node's."""
+
+    others_ns: int
+    own_ns: int
+    job_ns: int
+    capacity_ns: int
+
+    @property
+    def share(self) -> float:
+        """Other tasks' CPU time as a share of what this process and the job left them (0 to 1;
+        what was left counts as :data:`LEAST_LEFT` of the node at least)."""
+        left = max(self.capacity_ns - self.own_ns - self.job_ns, LEAST_LEFT * self.capacity_ns)
+        return min(1.0, max(0.0, self.others_ns / left)) if left > 0 else 0.0

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from autotune.system.busy import OthersBusy
+from autotune.system.busy import OthersBusy, Window
 
 SPIN = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end: pass\n"
 
@@ -29,11 +29,32 @@ def burners() -> Iterator[list[int]]:
 def test_other_tasks_burning_every_cpu_are_seen_and_the_jobs_own_time_is_not(
     burners: list[int],
 ) -> None:
-    others = OthersBusy(list).share(least_s=0.3)  # the burners are someone else's
-    mine = OthersBusy(lambda: burners).share(least_s=0.3)  # the burners are the job
-    assert others is not None and mine is not None
-    assert others >= 0.5  # one burner per CPU: most of the node, whatever else runs
-    assert mine <= others - 0.25  # the same node with the burners counted as the job's
+    theirs, mine = OthersBusy(list), OthersBusy(lambda: burners)  # the same window, twice
+    a, b = theirs.window(least_s=0.3), mine.window(least_s=0.3)
+    assert a is not None and b is not None
+    assert a.share >= 0.5  # one burner per CPU: most of the node, whatever else runs
+    # Counted as the job's, the burners' time leaves other tasks' (whatever else runs here,
+    # a warm-up process of the suite's included: it is in both).
+    assert b.job_ns >= 0.25 * b.capacity_ns
+    assert a.others_ns - b.others_ns >= 0.2 * b.capacity_ns
+
+
+@pytest.mark.parametrize(
+    ("others", "own", "job", "share"),
+    [
+        (1.0, 0.0, 0.0, 1.0),  # a neighbour with the node to itself
+        (0.5, 0.4, 0.1, 1.0),  # it took all a tuner and a job starting beside it left
+        (0.33, 0.5, 0.17, 0.66),  # ... with what was left below half the node
+        (0.1, 0.65, 0.4, 0.2),  # two ticks of someone else's on a node the job fills: quiet
+        (0.1, 0.0, 0.4, 1 / 6),  # a job alone on a node it does not fill
+    ],
+)
+def test_the_share_is_of_what_the_tuner_and_the_job_left(
+    others: float, own: float, job: float, share: float
+) -> None:
+    cap = 1_000_000_000
+    w = Window(int(others * cap), int(own * cap), int(job * cap), cap)
+    assert w.share == pytest.approx(share, abs=1e-6)
 
 
 def test_a_job_process_that_ends_during_the_window_is_no_error() -> None:
@@ -42,3 +63,16 @@ def test_a_job_process_that_ends_during_the_window_is_no_error() -> None:
     p.wait()
     share = busy.share(least_s=0.05)
     assert share is not None and 0.0 <= share <= 1.0
+
+
+def test_others_that_take_all_the_job_leaves_them_are_a_busy_node(burners: list[int]) -> None:
+    # One burner per CPU for the job and as many for someone else: each side gets about half of
+    # the node, and the others took all the job left them (a share of the node would say half).
+    job = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(os.cpu_count() or 1)]
+    try:
+        share = OthersBusy(lambda: [p.pid for p in job]).share(least_s=0.3)
+    finally:
+        for p in job:
+            p.kill()
+            p.wait()
+    assert share is not None and share >= 0.75
