@@ -193,6 +193,13 @@ class Settings(BaseSettings):
     guard_threshold: float = Field(
         0.10, gt=0.0, lt=1.0, description="fall in progress that reverts a change (0 to 1)"
     )
+    guard_early_fall: float = Field(
+        0.3,
+        ge=0.0,
+        lt=1.0,
+        description="fall in progress that reverts a change after half of guard_canary_s, "
+        "before the rest of it (clear of the noise, as any; 0: wait for the whole window)",
+    )
     guard_holdoff_s: float = Field(
         30.0, ge=0.0, le=3600.0, description="seconds a reverted setting is refused (0 to 3600)"
     )

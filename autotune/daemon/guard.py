@@ -52,8 +52,9 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
 * **canary and rollback**: after a change, progress over the next ``canary`` intervals is
   compared with the ``canary`` intervals before it; if it fell by more than ``threshold`` *and*
   by more than twice the standard error of the difference (a window, not one sample), the change
-  is reverted and the new levels it set are held off for ``holdoff`` intervals. One change is
-  judged at a time;
+  is reverted and the new levels it set are held off for ``holdoff`` intervals. A change that
+  costs ``early_fall`` or more (30 % in `autotune tune`) is reverted after half the window, the
+  same test on the rates so far (:meth:`Guard._early_fall`). One change is judged at a time;
 * **fallback**: if the tuned job makes less than ``1 - fallback_margin`` of the reference rate
   over the last ``fallback_window`` intervals, every knob goes back to default, and stays there
   for ``fallback_window`` intervals. Sooner, once it has run tuned as long as the warm-up (and
@@ -151,6 +152,8 @@ class GuardConfig:
         dwell: intervals between two changes of one knob.
         canary: intervals after a change before it is judged, and before it compared with.
         threshold: relative fall in progress that reverts a change (0.10: 10 %).
+        early_fall: relative fall that reverts a change after half its canary window (two
+            intervals at least), clear of the noise as any; 0: none before the whole window.
         holdoff: intervals a reverted setting is refused.
         fallback_window: intervals over which tuned progress is compared with the reference.
         fallback_margin: how far below the reference the tuned job may run before fallback.
@@ -170,6 +173,7 @@ class GuardConfig:
     dwell: int = 8
     canary: int = 8
     threshold: float = 0.10
+    early_fall: float = 0.0
     holdoff: int = 120
     fallback_window: int = 120
     fallback_margin: float = 0.05
@@ -198,6 +202,7 @@ class GuardConfig:
             dwell=n(s.guard_dwell_s, 1),
             canary=n(s.guard_canary_s, 2),
             threshold=s.guard_threshold,
+            early_fall=s.guard_early_fall,
             holdoff=n(s.guard_holdoff_s, 1),
             fallback_window=n(s.guard_fallback_s, 2),
             fallback_margin=s.guard_fallback_margin,
@@ -629,18 +634,35 @@ class Guard:
             self.levels = new
         return Verdict(self.levels.copy(), reasons)
 
+    def _early_fall(self, c: _Canary) -> bool:
+        """Whether the change being judged has already cost ``early_fall`` of the rate, clear of
+        the noise, in half its canary window (two intervals at least): a setting that costs a
+        job half its rate or more (tinylm's trainer put on one CPU: 69 %, 2026-12-06) need not
+        run the whole window. The first interval mixes both settings, so the fall seen is less
+        than the setting's own."""
+        n = self.t - c.start
+        early = max(2, math.ceil(self.cfg.canary / 2))
+        if c.probe or self.cfg.early_fall <= 0 or not early <= n < self.cfg.canary:
+            return False
+        return worse(c.baseline, list(self.rates)[-n:], self.cfg.early_fall)
+
     def _judge_canary(self) -> Verdict | None:
         c = self.canary
-        if c is None or self.t - c.start < self.cfg.canary:
+        if c is None:
+            return None
+        n = self.t - c.start
+        early = n < self.cfg.canary
+        if early and not self._early_fall(c):
             return None
         self.canary = None
-        after = list(self.rates)[-self.cfg.canary :]
+        after = list(self.rates)[-min(n, self.cfg.canary) :]
         moved = [i for i in range(len(KNOBS)) if c.after[i] != c.before[i]]
         if c.probe:
             return self._judge_probe(c, after, moved)
-        if worse(c.baseline, after, self.cfg.threshold):
+        if early or worse(c.baseline, after, self.cfg.threshold):
             drop = 1.0 - fmean(after) / max(fmean(c.baseline), 1e-12)
-            why = f"rollback: progress fell {drop:.0%} after the change"
+            when = f" (early: {n} of the canary's {self.cfg.canary} intervals)" if early else ""
+            why = f"rollback: progress fell {drop:.0%} after the change{when}"
             reasons = {}
             for i in moved:
                 self.held[(i, int(c.after[i]))] = self.t + self.cfg.holdoff

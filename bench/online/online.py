@@ -33,7 +33,9 @@ same number of samples in every arm:
   back toward default rate-limited as any change (:data:`SLOW_RETREAT`), as before 2026-12-06;
   ``tuned_no_start`` (only when asked): ``tuned`` with the job started at the default weights
   beside a busy node (:data:`NO_START`, ``guard_start_weight = 1``), as before 2026-12-06's
-  start weights.
+  start weights; ``tuned_no_early`` (only when asked): ``tuned`` with every change judged
+  after its whole canary window (:data:`NO_EARLY`, ``guard_early_fall = 0``), as before
+  2026-12-06's early rollback.
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -100,6 +102,7 @@ ARMS = (
     "tuned_cold",
     "tuned_slow_retreat",
     "tuned_no_start",
+    "tuned_no_early",
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = (
@@ -114,6 +117,7 @@ TUNED_ARMS = (
     "tuned_cold",
     "tuned_slow_retreat",
     "tuned_no_start",
+    "tuned_no_early",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast")
@@ -136,6 +140,8 @@ COLD_START = {
 SLOW_RETREAT = {"AUTOTUNE_GUARD_FAST_RETREAT": "false"}
 # The tuner's start before 2026-12-06's start weights: default knobs until the first change.
 NO_START = {"AUTOTUNE_GUARD_START_WEIGHT": "1"}
+# The guard as before 2026-12-06's early rollback: a change judged after its whole canary window.
+NO_EARLY = {"AUTOTUNE_GUARD_EARLY_FALL": "0"}
 ARM_ENV = {
     "tuned_fast": FAST_GUARD,
     "static_tuned_fast": FAST_GUARD,
@@ -144,6 +150,7 @@ ARM_ENV = {
     "tuned_cold": COLD_START,
     "tuned_slow_retreat": SLOW_RETREAT,
     "tuned_no_start": NO_START,
+    "tuned_no_early": NO_EARLY,
 }
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
@@ -193,6 +200,8 @@ RATIOS = {
     ("tuned", "tuned_no_start"): "tuned_vs_tuned_no_start",
     ("tuned_no_start", "static_best"): "tuned_no_start_vs_static_best",
     ("tuned_no_start", "alone"): "tuned_no_start_vs_alone",
+    ("tuned", "tuned_no_early"): "tuned_vs_tuned_no_early",
+    ("tuned_no_early", "static_best"): "tuned_no_early_vs_static_best",
 }
 
 

@@ -64,6 +64,48 @@ def test_a_bad_change_is_rolled_back_and_held_off() -> None:
         assert g.step(100.0, wish).levels[W["readahead"]] == DEFAULT[W["readahead"]]
 
 
+EARLY = GuardConfig(
+    warmup=4, dwell=3, canary=4, threshold=0.10, holdoff=10, fallback_window=12, early_fall=0.3
+)
+
+
+def _change_then(g: Guard, rates: list[float]) -> list[str]:
+    """Warm up, move read-ahead, and feed ``rates`` after the change: the events."""
+    for _ in range(EARLY.warmup):
+        g.step(100.0 + len(g.warmup_rates) % 2, DEFAULT)  # a little noise: a spread
+    wish = DEFAULT.copy()
+    wish[RA] = 9
+    assert g.step(100.0, wish).reasons == {"readahead": "policy"}
+    return [g.step(r, wish).event for r in rates]
+
+
+def test_a_change_that_costs_half_the_rate_goes_after_half_its_canary() -> None:
+    g = Guard(DEFAULT, EARLY)
+    events = _change_then(g, [60.0])  # the first interval mixes both settings
+    assert events == ["canary"]
+    v = g.step(30.0, DEFAULT)
+    assert v.event == "rollback" and v.levels[RA] == DEFAULT[RA]
+    assert "early: 2 of the canary's 4 intervals" in v.reasons["readahead"]
+    assert [i for i, _ in g.held] == [RA]  # the step it took, held off as after any rollback
+
+
+def test_a_smaller_fall_waits_for_the_whole_canary() -> None:
+    g = Guard(DEFAULT, EARLY)
+    events = _change_then(g, [80.0, 80.0, 80.0, 80.0])  # 20 %: under early_fall, over threshold
+    assert events == ["canary", "canary", "canary", "rollback"]
+
+
+def test_without_early_fall_a_large_fall_waits_too() -> None:
+    g = Guard(DEFAULT, dataclasses.replace(EARLY, early_fall=0.0))
+    assert _change_then(g, [30.0] * 4) == ["canary", "canary", "canary", "rollback"]
+
+
+def test_early_fall_is_a_setting() -> None:
+    assert GuardConfig.for_interval(0.5).early_fall == 0.3
+    s = Settings.model_validate({"guard_early_fall": 0})
+    assert GuardConfig.for_interval(0.5, s).early_fall == 0.0
+
+
 def test_noise_alone_does_not_roll_back() -> None:
     before = [100.0, 120.0, 80.0, 110.0, 90.0, 100.0, 95.0, 105.0]
     after = [112.0, 72.0, 102.0, 82.0, 92.0, 97.0, 87.0, 92.0]
