@@ -111,6 +111,10 @@ class DecisionLog:
         """Call ``listener`` with every decision from now on (an MLflow mirror, say)."""
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (one added by :meth:`add_listener`)."""
+        self._listeners.remove(listener)
+
     def record(self, decision: Decision) -> Decision:
         """Log one decision everywhere."""
         with self._lock:

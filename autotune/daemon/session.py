@@ -140,8 +140,14 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         def open_actuators() -> Any:
             return job.open_actuators(dry_run=req.dry_run, log=log, devices=req.devices or None)
 
-        # Beside a busy node, the job's weights go up now, not once the telemetry is up.
-        act, start = _start_weights(job, busy, settings, open_actuators)
+        # Beside a busy node, the job's weights go up now, not once the telemetry is up (their
+        # decisions kept for the live view, which opens once the telemetry is).
+        started: list[Any] = []
+        log.add_listener(started.append)
+        try:
+            act, start = _start_weights(job, busy, settings, open_actuators)
+        finally:
+            log.remove_listener(started.append)
         run = stack.enter_context(
             tracked_run(
                 ts.TUNE,
@@ -173,6 +179,8 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             view = stack.enter_context(
                 LiveView(f"autotune tune · {pol.algo} · {target.description}")
             )
+            for d in started:
+                view.decision(d)
             log.add_listener(view.decision)
         step = {"n": 0}
 

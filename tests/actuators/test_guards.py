@@ -110,9 +110,11 @@ def test_decision_log_lines_jsonl_and_listeners(tmp_path: Path) -> None:
     with DecisionLog(path, console=False) as log:
         log.add_listener(seen.append)
         d = log.record(Decision("readahead", "trainer", 128, 1024, "explore", detail="loop3"))
+        log.remove_listener(seen.append)
+        log.record(Decision("readahead", "trainer", 1024, 128, "back"))
     assert d.line() == "readahead trainer 128 → 1024  explore [loop3]"
-    assert seen == [d]
-    (row,) = (json.loads(x) for x in path.read_text().splitlines())
+    assert seen == [d]  # not called once removed
+    (row, _) = (json.loads(x) for x in path.read_text().splitlines())
     assert row["knob"] == "readahead" and row["old"] == 128 and row["new"] == 1024
     assert row["event"] == "set" and row["dry_run"] is False
 

@@ -452,3 +452,39 @@ def test_a_job_started_beside_a_busy_node_gets_its_weights_from_its_start(
     assert {"weight.trainer", "weight.loader"} <= restores
     if d is not None:  # cgroup v1 weights: the job ran in its role's cgroup from its start
         assert f"/{isolated['AUTOTUNE_CGROUP_PARENT']}/" in seen
+
+
+def test_the_live_view_shows_the_starts_weights(
+    constant_policy: Callable[..., Path], isolated: dict[str, str], tmp_path: Path
+) -> None:
+    """The start's weights are set before the live view opens (it waits for the telemetry);
+    the view lists them among its decisions all the same. The view draws on a terminal: the
+    command's stdout is a pseudo-terminal here, its stderr (the decision lines) a file."""
+    import pty
+
+    main, sub = pty.openpty()
+    err = tmp_path / "stderr"
+    cmd = [*TUNE, "--model", str(constant_policy()), "--interval", "100"]
+    with err.open("w") as e:
+        p = subprocess.Popen(
+            [*cmd, "--", sys.executable, "-c", "import time; time.sleep(4)"],
+            env={**isolated, "AUTOTUNE_GUARD_START_WEIGHT": "8", "COLUMNS": "400"},
+            stdin=subprocess.DEVNULL,
+            stdout=sub,
+            stderr=e,
+        )
+    os.close(sub)
+    shown = b""
+    while True:  # read until the command exits and its terminal closes
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the other end closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main)
+    assert p.wait(timeout=60) == 0, _text(err)
+    assert "start: other tasks took" in _text(err)  # the decision lines, as always
+    text = shown.decode(errors="replace")
+    assert "weight.trainer trainer 1 → 8  start: other tasks took" in text, text[-2000:]
