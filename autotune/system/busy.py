@@ -12,6 +12,12 @@ at least, so that a job and a tuner that fill the node alone do not make a few t
 else's work look like a busy node (a quarter let a quiet cnn start read 39 % in one run of
 two: 2 ticks of 5). The resolution is the clock tick (10 ms on most
 kernels), so the window should span ten ticks per CPU or more.
+
+Only other tasks at nice 0 or below count (``/proc/stat`` less its ``nice`` column): a task at
+a higher nice value takes little from a job at nice 0, and one that soaks up the CPU left over
+(the previous session's upload process, at nice 19 and ``SCHED_IDLE``, still sending its last
+metrics as the next session starts) took "all that was left" and started a quiet job at 8x
+weights in 5 of 40 quiet runs of bench/online at 22039be.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ class OthersBusy:
     def _snapshot(self) -> tuple[float, int | None, int | None, dict[int, int]]:
         jobs = {p: ns for p in self._job() if (ns := procread.process_cpu_ns(p)) is not None}
         own = procread.process_cpu_ns(os.getpid())
-        return (time.monotonic(), procread.cpu_busy_ns(), own, jobs)
+        return (time.monotonic(), procread.cpu_busy_ns(niced=False), own, jobs)
 
     def window(self, least_s: float = 0.1) -> Window | None:
         """The CPU time since construction, by whom, waiting for the rest of ``least_s``

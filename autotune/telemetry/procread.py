@@ -118,8 +118,9 @@ def process_cpu_ns(pid: int) -> int | None:
     return None if st is None else (st.utime + st.stime) * TICK_NS
 
 
-def cpu_busy_ns() -> int | None:
-    """CPU time spent busy on all CPUs since boot, from ``/proc/stat`` (tick resolution)."""
+def cpu_busy_ns(niced: bool = True) -> int | None:
+    """CPU time spent busy on all CPUs since boot, from ``/proc/stat`` (tick resolution);
+    ``niced=False`` leaves out the user time of tasks at a nice value above 0 (``nice``)."""
     text = _read("/proc/stat")
     if not text:
         return None
@@ -128,7 +129,7 @@ def cpu_busy_ns() -> int | None:
         return None
     # user nice system idle iowait irq softirq steal (guest is already inside user)
     ticks = [int(x) for x in f[1:9]]
-    busy = sum(ticks) - ticks[3] - ticks[4]
+    busy = sum(ticks) - ticks[3] - ticks[4] - (0 if niced else ticks[1])
     return busy * 1_000_000_000 // CLK_TCK
 
 

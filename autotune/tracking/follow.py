@@ -56,10 +56,15 @@ def _ended(spool: Spool, offset: int) -> tuple[bool, int]:
 
 
 def _idle(idle: bool) -> None:
-    """``SCHED_IDLE`` (only CPU nobody else wants) or back to ``SCHED_OTHER``."""
+    """``SCHED_IDLE`` (only CPU nobody else wants) at nice 19, or back to ``SCHED_OTHER`` at
+    nice 0. The nice value changes nothing under ``SCHED_IDLE``; it puts this process's CPU time
+    in ``/proc/stat``'s ``nice`` column, which a session starting beside it does not count as
+    other tasks' demand (autotune.system.busy)."""
     policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
     with contextlib.suppress(OSError):
         os.sched_setscheduler(0, policy, os.sched_param(0))
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, 19 if idle else 0)
 
 
 def _let_go_of_stderr(path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -37,6 +38,28 @@ def test_other_tasks_burning_every_cpu_are_seen_and_the_jobs_own_time_is_not(
     # a warm-up process of the suite's included: it is in both).
     assert b.job_ns >= 0.25 * b.capacity_ns
     assert a.others_ns - b.others_ns >= 0.2 * b.capacity_ns
+
+
+def test_other_tasks_at_a_higher_nice_value_are_not_counted() -> None:
+    """A burner per CPU at nice 19 (say, the last session's upload process soaking up what is
+    left) is not other tasks' demand: its time is in /proc/stat's nice column, left out."""
+    from autotune.telemetry import procread
+
+    spin = f"import os\nos.nice(19)\n{SPIN}"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.2)  # past their start, at nice 19
+        all0 = procread.cpu_busy_ns()
+        w = OthersBusy(list).window(least_s=0.3)
+        all1 = procread.cpu_busy_ns()
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert w is not None and all0 is not None and all1 is not None
+    # Every CPU ran something the whole window (the burners at least); the niced share is not
+    # in others' time (whatever else runs here, the suite's warm-up included, takes from it).
+    assert (all1 - all0) - (w.others_ns + w.own_ns + w.job_ns) >= 0.25 * w.capacity_ns
 
 
 @pytest.mark.parametrize(
