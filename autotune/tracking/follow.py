@@ -22,7 +22,11 @@ hide: a `--dry-run` session, which changes nothing, ran randread (65536 samples,
 repeats) at 0.94 of its time alone when the client loaded after the job started, and at 0.98
 when nothing was uploaded until the job ended. After that, while the writer runs, the follower
 is ``SCHED_IDLE`` and uploads with CPU nobody else wants. The last upload, once the session has
-ended, runs at normal priority again.
+ended, runs as ``SCHED_OTHER`` again (it gets some CPU beside a busy neighbour) but at nice 19:
+at nice 0 its ~3 s of CPU (the client's first load, for a short job) landed on whatever started
+next, and a next `autotune tune` read it as a busy node and started a quiet job at 8x weights
+(4 of 40 quiet bench/online runs at 7eb8308). At nice 19 its time is in ``/proc/stat``'s
+``nice`` column, which autotune.system.busy leaves out.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from autotune.tracking.spool import Spool
 # leaves idle: uploading each second, the tuner beside the cnn job used 2.4 % of a core instead
 # of 1.9 % (workloads, 3 interleaved repeats).
 LIVE_UPLOAD_S = 10.0
+NICE = 19  # the follower's, from its first instruction to its last upload
 FOLLOW_LOG = "follow.log"  # in the spool: what the follower says after its writer has ended
 
 
@@ -56,15 +61,16 @@ def _ended(spool: Spool, offset: int) -> tuple[bool, int]:
 
 
 def _idle(idle: bool) -> None:
-    """``SCHED_IDLE`` (only CPU nobody else wants) at nice 19, or back to ``SCHED_OTHER`` at
-    nice 0. The nice value changes nothing under ``SCHED_IDLE``; it puts this process's CPU time
-    in ``/proc/stat``'s ``nice`` column, which a session starting beside it does not count as
-    other tasks' demand (autotune.system.busy)."""
+    """``SCHED_IDLE`` (only CPU nobody else wants), or back to ``SCHED_OTHER``; at nice 19
+    either way. The nice value changes nothing under ``SCHED_IDLE``; it puts this process's CPU
+    time in ``/proc/stat``'s ``nice`` column, which a session starting beside it does not count
+    as other tasks' demand (autotune.system.busy), and keeps the last upload behind anything at
+    nice 0."""
     policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
     with contextlib.suppress(OSError):
         os.sched_setscheduler(0, policy, os.sched_param(0))
     with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, 19 if idle else 0)
+        os.setpriority(os.PRIO_PROCESS, 0, NICE)
 
 
 def _let_go_of_stderr(path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -186,3 +188,17 @@ def test_the_upload_process_speaks_through_its_writer_and_never_holds_its_stderr
             said += capfd.readouterr().err
     assert f"tracking store {uri}" in said, said
     assert "autotune sync" in said
+
+
+@pytest.mark.parametrize("idle", [True, False])
+def test_the_followers_uploads_run_at_nice_19(idle: bool) -> None:
+    """While its writer runs (``SCHED_IDLE``) and for the last upload after (``SCHED_OTHER``):
+    at nice 0 the last upload's CPU landed on whatever started next (autotune.system.busy)."""
+    code = (
+        "import os\nfrom autotune.tracking.follow import _idle\n"
+        f"_idle({idle})\nprint(os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    policy, nice = (int(x) for x in out.stdout.split())
+    assert policy == (os.SCHED_IDLE if idle else os.SCHED_OTHER)
+    assert nice == 19
