@@ -10,14 +10,16 @@ CPU-bound neighbour they leave it a third of a 2-CPU node, all of which it takes
 whole node read that as a quiet node (2026-12-06, tinylm). What was left counts as half the node
 at least, so that a job and a tuner that fill the node alone do not make a few ticks of someone
 else's work look like a busy node (a quarter let a quiet cnn start read 39 % in one run of
-two: 2 ticks of 5). The resolution is the clock tick (10 ms on most
-kernels), so the window should span ten ticks per CPU or more.
+two: 2 ticks of 5). The resolution is the clock tick (10 ms on most kernels), so the window
+should span ten ticks per CPU or more.
 
-Only other tasks at nice 0 or below count (``/proc/stat`` less its ``nice`` column): a task at
-a higher nice value takes little from a job at nice 0, and one that soaks up the CPU left over
-(the previous session's upload process, at nice 19 and ``SCHED_IDLE``, still sending its last
-metrics as the next session starts) took "all that was left" and started a quiet job at 8x
-weights in 5 of 40 quiet runs of bench/online at 22039be.
+Only other tasks at nice 0 or below count (``/proc/stat`` less its ``nice`` column): a task at a
+higher nice value takes little from a job at nice 0. The previous session's upload process runs
+at nice 19 for that reason (autotune.tracking.follow): its last upload, at nice 0 until
+13ca876, loaded the MLflow client as the next session started, took "all that was left", and
+started a quiet job at 8x weights in 4-5 of 40 quiet runs of bench/online. The job's and this
+process's own CPU time is subtracted whole, so a job started at a nice value above 0 (its user
+time in the ``nice`` column, not in the busy time) reads as a quieter node than it is.
 """
 
 from __future__ import annotations
