@@ -200,6 +200,11 @@ class Settings(BaseSettings):
         description="fall in progress that reverts a change after half of guard_canary_s, "
         "before the rest of it (clear of the noise, as any; 0: wait for the whole window)",
     )
+    guard_steady_baseline: bool = Field(
+        True,
+        description="judge a change against the rates of the setting in effect only (not an "
+        "interval that mixes it with the one before, nor a rolled-back change's)",
+    )
     guard_holdoff_s: float = Field(
         30.0, ge=0.0, le=3600.0, description="seconds a reverted setting is refused (0 to 3600)"
     )

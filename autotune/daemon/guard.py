@@ -50,11 +50,14 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   figures): on the bench's 10-20 s jobs a window at a worse setting is a large share of the
   run, and four rates of a noisy job call a family neither way;
 * **canary and rollback**: after a change, progress over the next ``canary`` intervals is
-  compared with the ``canary`` intervals before it; if it fell by more than ``threshold`` *and*
-  by more than twice the standard error of the difference (a window, not one sample), the change
-  is reverted and the new levels it set are held off for ``holdoff`` intervals. A change that
-  costs ``early_fall`` or more (30 % in `autotune tune`) is reverted after half the window, the
-  same test on the rates so far (:meth:`Guard._early_fall`). One change is judged at a time;
+  compared with the ``canary`` intervals before it (with ``steady_baseline``, those of the
+  setting in effect only: not the interval that mixes it with the setting before, and after a
+  rollback the rates the rolled-back change was judged against; :meth:`Guard._baseline`); if
+  it fell by more than ``threshold`` *and* by more than twice the standard error of the
+  difference (a window, not one sample), the change is reverted and the new levels it set are
+  held off for ``holdoff`` intervals. A change that costs ``early_fall`` or more (30 % in
+  `autotune tune`) is reverted after half the window, the same test on the rates so far
+  (:meth:`Guard._early_fall`). One change is judged at a time;
 * **fallback**: if the tuned job makes less than ``1 - fallback_margin`` of the reference rate
   over the last ``fallback_window`` intervals, every knob goes back to default, and stays there
   for ``fallback_window`` intervals. Sooner, once it has run tuned as long as the warm-up (and
@@ -154,6 +157,10 @@ class GuardConfig:
         threshold: relative fall in progress that reverts a change (0.10: 10 %).
         early_fall: relative fall that reverts a change after half its canary window (two
             intervals at least), clear of the noise as any; 0: none before the whole window.
+        steady_baseline: a change is compared with the rates of the setting in effect only
+            (the interval that mixes it with the one before left out; after a rollback, the
+            rates the rolled-back change was judged against), where two or more are there;
+            otherwise, and when off, with the last ``canary`` rates whatever ran in them.
         holdoff: intervals a reverted setting is refused.
         fallback_window: intervals over which tuned progress is compared with the reference.
         fallback_margin: how far below the reference the tuned job may run before fallback.
@@ -174,6 +181,7 @@ class GuardConfig:
     canary: int = 8
     threshold: float = 0.10
     early_fall: float = 0.0
+    steady_baseline: bool = False
     holdoff: int = 120
     fallback_window: int = 120
     fallback_margin: float = 0.05
@@ -203,6 +211,7 @@ class GuardConfig:
             canary=n(s.guard_canary_s, 2),
             threshold=s.guard_threshold,
             early_fall=s.guard_early_fall,
+            steady_baseline=s.guard_steady_baseline,
             holdoff=n(s.guard_holdoff_s, 1),
             fallback_window=n(s.guard_fallback_s, 2),
             fallback_margin=s.guard_fallback_margin,
@@ -229,6 +238,7 @@ class _Canary:
     after: Levels
     baseline: list[float]
     probe: bool = False  # a family taken out by the guard (probe_families), not a wish
+    steady: bool = False  # the baseline is rates of ``before`` alone (steady_baseline)
 
 
 class Guard:
@@ -259,6 +269,11 @@ class Guard:
         self._probes: list[Family] = []  # families to take out one at a time (probe_families)
         self.fallback_until = -1
         self.tuned_rates: deque[float] = deque(maxlen=self.cfg.fallback_window)
+        # The rates measured at one setting, none of its intervals mixing it with another
+        # (steady_baseline): the setting, and them.
+        self._steady_for = self.levels.copy()
+        self._steady: deque[float] = deque(maxlen=self.cfg.canary)
+        self._last_ran = self.levels.copy()  # the setting of the interval before the last
 
     @property
     def reference_rate(self) -> float:
@@ -330,6 +345,7 @@ class Guard:
                 return self._restart(rate, source)
         self.t += 1
         self.rates.append(rate)
+        self._note_steady(rate)
         if not self._warm:
             self._warm = self._end_warmup()
         if not self._warm:
@@ -355,6 +371,32 @@ class Guard:
         verdict = self._probe() or self._limit(wish)
         verdict.reasons = {**back, **verdict.reasons}
         return verdict
+
+    def _note_steady(self, rate: float) -> None:
+        """Count the last interval's rate as the setting's own if that setting also ran the
+        interval before (the first interval after a change mixes the two)."""
+        ran = self.levels  # what the last verdict applied: the setting of the interval reported
+        if not np.array_equal(self._steady_for, ran):
+            self._steady_for = ran.copy()
+            self._steady.clear()
+        if np.array_equal(ran, self._last_ran):
+            self._steady.append(rate)
+        self._last_ran = ran.copy()
+
+    def _baseline(self) -> tuple[list[float], bool]:
+        """The rates a change made now is judged against, and whether they are the setting's
+        own (``steady_baseline``: two or more rates of the setting in effect, no mixed interval;
+        otherwise the last ``canary`` rates, whatever ran in them). A change right after a
+        rollback, judged against the rolled-back change's rates, passed where it should not
+        have (mixed_io, 2026-12-06: an 8x trainer with the loaders on one CPU ran 12 s, until
+        the rule against weights on a reading job took the weights back)."""
+        if (
+            self.cfg.steady_baseline
+            and len(self._steady) >= 2
+            and np.array_equal(self._steady_for, self.levels)
+        ):
+            return list(self._steady), True
+        return list(self.rates)[-self.cfg.canary :], False
 
     def _retreat(self, wish: Levels) -> dict[str, str]:
         """``fast_retreat``: the knobs the policy wants back toward their defaults go there now,
@@ -393,6 +435,7 @@ class Guard:
                 # Not part of the change being judged, or its part undone whole: a rollback
                 # leaves it where the policy asked, never back up to where it was before.
                 c.before[i] = w
+                c.steady = False  # the baseline's rates were not of this setting
         if reasons and c is not None:
             if np.array_equal(self.levels, c.before):
                 self.canary = None
@@ -417,8 +460,10 @@ class Guard:
                 "kept out only if the job is clearly faster"
             )
             reasons = {KNOBS[i].name: why for i in np.flatnonzero(new != self.levels)}
-            before = list(self.rates)[-self.cfg.canary :]
-            self.canary = _Canary(self.t, self.levels.copy(), new.copy(), before, probe=True)
+            before, steady = self._baseline()
+            self.canary = _Canary(
+                self.t, self.levels.copy(), new.copy(), before, probe=True, steady=steady
+            )
             self.last_change[new != self.levels] = self.t
             self.levels = new
             return Verdict(self.levels.copy(), reasons, event="probe")
@@ -629,8 +674,8 @@ class Guard:
             if self.cfg.one_family:
                 family = self._last_family = k.family
         if reasons:
-            before = list(self.rates)[-self.cfg.canary :]
-            self.canary = _Canary(self.t, self.levels.copy(), new.copy(), before)
+            before, steady = self._baseline()
+            self.canary = _Canary(self.t, self.levels.copy(), new.copy(), before, steady=steady)
             self.levels = new
         return Verdict(self.levels.copy(), reasons)
 
@@ -669,6 +714,9 @@ class Guard:
                 self.last_change[i] = self.t
                 reasons[KNOBS[i].name] = why
             self.levels = c.before.copy()
+            if c.steady:  # the setting back in effect: the rates the change was judged against
+                self._steady_for = c.before.copy()
+                self._steady = deque(c.baseline, maxlen=self.cfg.canary)
             return Verdict(self.levels.copy(), reasons, event="rollback")
         if self.cfg.probe_families:
             families = list(dict.fromkeys(KNOBS[i].family for i in moved))

@@ -35,7 +35,9 @@ same number of samples in every arm:
   beside a busy node (:data:`NO_START`, ``guard_start_weight = 1``), as before 2026-12-06's
   start weights; ``tuned_no_early`` (only when asked): ``tuned`` with every change judged
   after its whole canary window (:data:`NO_EARLY`, ``guard_early_fall = 0``), as before
-  2026-12-06's early rollback.
+  2026-12-06's early rollback; ``tuned_mixed_baseline`` (only when asked): ``tuned`` with each
+  change judged against the last canary window's rates, whatever setting ran in them
+  (:data:`MIXED_BASELINE`, ``guard_steady_baseline = false``), as before 2026-12-06.
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -103,6 +105,7 @@ ARMS = (
     "tuned_slow_retreat",
     "tuned_no_start",
     "tuned_no_early",
+    "tuned_mixed_baseline",
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = (
@@ -118,6 +121,7 @@ TUNED_ARMS = (
     "tuned_slow_retreat",
     "tuned_no_start",
     "tuned_no_early",
+    "tuned_mixed_baseline",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast")
@@ -142,6 +146,9 @@ SLOW_RETREAT = {"AUTOTUNE_GUARD_FAST_RETREAT": "false"}
 NO_START = {"AUTOTUNE_GUARD_START_WEIGHT": "1"}
 # The guard as before 2026-12-06's early rollback: a change judged after its whole canary window.
 NO_EARLY = {"AUTOTUNE_GUARD_EARLY_FALL": "0"}
+# The guard before 2026-12-06's steady baseline: a change judged against the last rates,
+# whatever setting ran in them (a rolled-back change's, the interval that mixes two).
+MIXED_BASELINE = {"AUTOTUNE_GUARD_STEADY_BASELINE": "false"}
 ARM_ENV = {
     "tuned_fast": FAST_GUARD,
     "static_tuned_fast": FAST_GUARD,
@@ -151,6 +158,7 @@ ARM_ENV = {
     "tuned_slow_retreat": SLOW_RETREAT,
     "tuned_no_start": NO_START,
     "tuned_no_early": NO_EARLY,
+    "tuned_mixed_baseline": MIXED_BASELINE,
 }
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
@@ -202,6 +210,9 @@ RATIOS = {
     ("tuned_no_start", "alone"): "tuned_no_start_vs_alone",
     ("tuned", "tuned_no_early"): "tuned_vs_tuned_no_early",
     ("tuned_no_early", "static_best"): "tuned_no_early_vs_static_best",
+    ("tuned", "tuned_mixed_baseline"): "tuned_vs_tuned_mixed_baseline",
+    ("tuned_mixed_baseline", "default"): "tuned_mixed_baseline_vs_default",
+    ("tuned_mixed_baseline", "static_best"): "tuned_mixed_baseline_vs_static_best",
 }
 
 

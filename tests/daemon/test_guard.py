@@ -724,3 +724,49 @@ def test_a_retreat_to_a_setting_held_off_is_refused() -> None:
     wish = DEFAULT.copy()
     wish[RA] += 2
     assert g.step(100.0, wish).levels[RA] == DEFAULT[RA] + 4
+
+
+STEADY = dataclasses.replace(EARLY, early_fall=0.0, steady_baseline=True)
+
+
+def _change_after_a_rollback(g: Guard) -> list[str]:
+    """Warm up at 100/s, roll back a read-ahead change that halves the rate, then at once a
+    trainer weight that costs 40 %: the events of the weight's canary window."""
+    wish = DEFAULT.copy()
+    wish[RA] = 9
+    events = _change_then(g, [55.0, 50.0, 50.0, 50.0])
+    assert events[-1] == "rollback"
+    wish[W["weight.trainer"]] += 1  # read-ahead held off: the weight is the next change
+    v = g.step(75.0, wish)  # mixes the rolled-back setting and the one before
+    assert v.reasons == {"weight.trainer": "policy"}
+    return [g.step(60.0, wish).event for _ in range(STEADY.canary)]
+
+
+def test_a_change_after_a_rollback_is_judged_against_the_setting_in_effect() -> None:
+    # Its baseline is what the rolled-back change was judged against (100/s), not the last
+    # intervals, which ran the rolled-back setting (50/s): 60/s is a fall, rolled back.
+    g = Guard(DEFAULT, STEADY)
+    assert _change_after_a_rollback(g)[-1] == "rollback"
+
+
+def test_without_the_steady_baseline_the_rolled_back_rates_hide_the_fall() -> None:
+    g = Guard(DEFAULT, dataclasses.replace(STEADY, steady_baseline=False))
+    assert "rollback" not in _change_after_a_rollback(g)
+
+
+def test_a_change_is_judged_without_the_interval_that_mixes_two_settings() -> None:
+    # The next change's baseline is the passed setting's own rates: the first interval after
+    # it (a slow 20/s, mixing it with the setting before) is not among them.
+    g = Guard(DEFAULT, STEADY)
+    assert _change_then(g, [20.0, 100.0, 100.0]) == ["canary"] * 3
+    wish = DEFAULT.copy()
+    wish[RA] = 9
+    assert g.step(100.0, wish).reasons == {"readahead": "policy"}  # passed; the next rung
+    assert g.canary is not None and g.canary.steady
+    assert g.canary.baseline == [100.0] * 3
+
+
+def test_the_steady_baseline_is_a_setting() -> None:
+    assert GuardConfig.for_interval(0.5).steady_baseline
+    s = Settings.model_validate({"guard_steady_baseline": False})
+    assert not GuardConfig.for_interval(0.5, s).steady_baseline
