@@ -17,9 +17,11 @@ Only other tasks at nice 0 or below count (``/proc/stat`` less its ``nice`` colu
 higher nice value takes little from a job at nice 0. The previous session's upload process runs
 at nice 19 for that reason (autotune.tracking.follow): its last upload, at nice 0 until
 13ca876, loaded the MLflow client as the next session started, took "all that was left", and
-started a quiet job at 8x weights in 4-5 of 40 quiet runs of bench/online. The job's and this
-process's own CPU time is subtracted whole, so a job started at a nice value above 0 (its user
-time in the ``nice`` column, not in the busy time) reads as a quieter node than it is.
+started a quiet job at 8x weights in 4-5 of 40 quiet runs of bench/online. So the job's and
+this process's CPU time is subtracted as ``/proc/stat`` counts it: for a process at a nice
+value above 0 (its main thread's), less its user time, which is in the ``nice`` column
+(subtracted whole, a job started niced read as a quieter node than it was). Both count whole
+in what they left.
 """
 
 from __future__ import annotations
@@ -47,9 +49,11 @@ class OthersBusy:
         self._job = job
         self._start = self._snapshot()
 
-    def _snapshot(self) -> tuple[float, int | None, int | None, dict[int, int]]:
-        jobs = {p: ns for p in self._job() if (ns := procread.process_cpu_ns(p)) is not None}
-        own = procread.process_cpu_ns(os.getpid())
+    def _snapshot(
+        self,
+    ) -> tuple[float, int | None, tuple[int, int] | None, dict[int, tuple[int, int]]]:
+        jobs = {p: ns for p in self._job() if (ns := _cpu_ns(p)) is not None}
+        own = _cpu_ns(os.getpid())
         return (time.monotonic(), procread.cpu_busy_ns(niced=False), own, jobs)
 
     def window(self, least_s: float = 0.1) -> Window | None:
@@ -62,11 +66,11 @@ class OthersBusy:
         t0, busy0, own0, jobs0 = self._start
         if busy0 is None or busy1 is None or own0 is None or own1 is None:
             return None
-        job = sum(ns - jobs0.get(p, 0) for p, ns in jobs1.items())
-        own = own1 - own0
+        job = sum(ns[0] - jobs0.get(p, (0, 0))[0] for p, ns in jobs1.items())
+        job_busy = sum(ns[1] - jobs0.get(p, (0, 0))[1] for p, ns in jobs1.items())
         return Window(
-            others_ns=(busy1 - busy0) - own - job,
-            own_ns=own,
+            others_ns=(busy1 - busy0) - (own1[1] - own0[1]) - job_busy,
+            own_ns=own1[0] - own0[0],
             job_ns=job,
             capacity_ns=int((t1 - t0) * 1e9 * (os.cpu_count() or 1)),
         )
@@ -75,6 +79,17 @@ class OthersBusy:
         """:attr:`Window.share` of the window from construction (at least ``least_s``)."""
         w = self.window(least_s)
         return None if w is None else w.share
+
+
+def _cpu_ns(pid: int) -> tuple[int, int] | None:
+    """A process's CPU time, and the part of it in ``/proc/stat``'s busy time less its
+    ``nice`` column (all of it at a nice value of 0 or below, its system time above); None
+    when it is gone."""
+    st = procread.read_stat(pid)
+    if st is None:
+        return None
+    busy = st.stime + (st.utime if st.nice <= 0 else 0)
+    return (st.utime + st.stime) * procread.TICK_NS, busy * procread.TICK_NS
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class ProcStat:
     majflt: int
     num_threads: int
     starttime: int  # clock ticks since boot
+    nice: int = 0  # the main thread's; user time at a value above 0 is /proc/stat's ``nice``
 
 
 def read_stat(pid: int, tid: int | None = None) -> ProcStat | None:
@@ -60,7 +61,7 @@ def parse_stat(text: str | None) -> ProcStat | None:
     # The command may hold spaces and parentheses: fields follow the last ')'.
     f = text[text.rindex(")") + 2 :].split()
     try:
-        return ProcStat(f[0], int(f[11]), int(f[12]), int(f[9]), int(f[17]), int(f[19]))
+        return ProcStat(f[0], int(f[11]), int(f[12]), int(f[9]), int(f[17]), int(f[19]), int(f[16]))
     except (IndexError, ValueError):
         return None
 

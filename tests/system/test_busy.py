@@ -99,3 +99,21 @@ def test_others_that_take_all_the_job_leaves_them_are_a_busy_node(burners: list[
             p.kill()
             p.wait()
     assert share is not None and share >= 0.75
+
+
+def test_a_job_at_a_higher_nice_value_is_not_taken_from_other_tasks() -> None:
+    # A niced job's user time is in /proc/stat's nice column, which others' time leaves out:
+    # subtracted whole, a job of one niced burner per CPU made others' time about minus the
+    # node (a quieter node than any).
+    spin = f"import os\nos.nice(10)\n{SPIN}"
+    job = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.2)  # past their start, at nice 10
+        w = OthersBusy(lambda: [p.pid for p in job]).window(least_s=0.3)
+    finally:
+        for p in job:
+            p.kill()
+            p.wait()
+    assert w is not None
+    assert w.job_ns >= 0.5 * w.capacity_ns  # counted whole as the job's, in what it left
+    assert w.others_ns >= -0.1 * w.capacity_ns  # a tick or two of rounding, no more
