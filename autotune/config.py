@@ -200,6 +200,11 @@ class Settings(BaseSettings):
         description="fall in progress that reverts a change after half of guard_canary_s, "
         "before the rest of it (clear of the noise, as any; 0: wait for the whole window)",
     )
+    readahead_open_files: bool = Field(
+        True,
+        description="a new read-ahead reaches the files the job holds open too (posix_fadvise "
+        "through pidfd_getfd), not only those it opens afterwards",
+    )
     guard_steady_baseline: bool = Field(
         True,
         description="judge a change against the rates of the setting in effect only (not an "

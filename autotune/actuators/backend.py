@@ -93,6 +93,8 @@ class Context:
         devices: block devices for read-ahead; None: found from the job's open files.
         progress: the job's progress channel, when it integrates (prefetch depth).
         split_smt: let SMT siblings go to different roles (affinity).
+        readahead_open_files: a new read-ahead reaches the files the job holds open too, not
+            only those it opens afterwards (autotune.system.openfiles).
     """
 
     mounts: cgroups.CgroupMounts
@@ -102,6 +104,7 @@ class Context:
     devices: Sequence[str] | None = None
     progress: Channel | None = None
     split_smt: bool = False
+    readahead_open_files: bool = True
 
 
 class Backend(ABC):

@@ -7,10 +7,15 @@ job stats ~130 descriptors; once per interval it was most of the tuner's CPU). T
 ``/`` is left out of discovery: it serves the whole node (logs, packages, every daemon), so the
 tuner changes it only when it is named explicitly.
 
-The kernel copies a device's read-ahead into each open file when it is opened, so a new value
-reaches files the job opens afterwards (a DataLoader opening a file per sample or per shard),
-not a file it holds open from before (measured: bench/actuators/readahead_throughput.py --held
-reads with the same request size at every setting).
+The kernel copies a device's read-ahead into each open file when it is opened, so a value
+written to the device reaches files the job opens afterwards (a DataLoader opening a file per
+sample or per shard), not a file it holds open from before (measured:
+bench/actuators/readahead_throughput.py --held reads with the same request size at every
+setting). So each change also goes to the files the job holds open on the device
+(``readahead_open_files``, on: :func:`autotune.system.openfiles.refresh_readahead`), and a
+rollback undoes a value for the files opened under it. Restoring after the session does not:
+by then the job has usually ended, and files it opened under a tuned value keep it until
+closed, as any opened before a person's ``blockdev --setra``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from autotune.knobs import Family
 from autotune.knobs.readback import open_devices, readahead_kb, readahead_values
 from autotune.roles import Role
 from autotune.system import blockdev, cgroups
+from autotune.system.openfiles import refresh_readahead
 from autotune.target import Members
 
 KNOB = "readahead"
@@ -78,6 +84,7 @@ class Readahead(Backend):
                 raise UserError(f"no block device {dev!r} (see /sys/block)")
         self.root = root_disk()
         self.devices: list[str] = list(self.explicit or [])
+        self.reach_open = ctx.readahead_open_files
         self.wanted: int | None = None
         self.last: dict[str, int] = {}
         self.yielded = False
@@ -120,7 +127,15 @@ class Readahead(Backend):
         if not self.devices:
             return "no block device found yet: applied when the job opens a file on one"
         self._write(self.devices, self.wanted)
-        return ", ".join(self.devices)
+        return ", ".join(self.devices) + self._reach(members, self.devices)
+
+    def _reach(self, members: Members, devices: list[str]) -> str:
+        """The new value for the files the job holds open on ``devices`` too (see the
+        module); what to add to the decision's detail."""
+        if not self.reach_open:
+            return ""
+        n = refresh_readahead(members.all_pids, devices)
+        return f" and {n} file{'s' if n != 1 else ''} the job holds open" if n else ""
 
     def follow(self, members: Members) -> list[Notice]:
         if self.wanted is None or self.yielded:
@@ -151,6 +166,7 @@ class Readahead(Backend):
                 self._write(new, self.wanted)
             except Stuck as e:
                 return [Notice(KNOB, "stuck", str(e))]
+            self._reach(members, new)
         return []
 
     def read(self, members: Members) -> dict[str, float]:

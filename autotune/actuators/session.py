@@ -121,6 +121,7 @@ class Actuators:
             devices=devices,
             progress=self.progress,
             split_smt=split_smt,
+            readahead_open_files=self.settings.readahead_open_files,
         )
         for family in Family:
             try:

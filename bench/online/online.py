@@ -37,7 +37,10 @@ same number of samples in every arm:
   after its whole canary window (:data:`NO_EARLY`, ``guard_early_fall = 0``), as before
   2026-12-06's early rollback; ``tuned_mixed_baseline`` (only when asked): ``tuned`` with each
   change judged against the last canary window's rates, whatever setting ran in them
-  (:data:`MIXED_BASELINE`, ``guard_steady_baseline = false``), as before 2026-12-06.
+  (:data:`MIXED_BASELINE`, ``guard_steady_baseline = false``), as before 2026-12-06;
+  ``tuned_new_opens`` (only when asked): ``tuned`` with a read-ahead that reaches only the
+  files the job opens afterwards (:data:`NEW_OPENS`, ``readahead_open_files = false``), as
+  before 2026-12-06.
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -106,6 +109,7 @@ ARMS = (
     "tuned_no_start",
     "tuned_no_early",
     "tuned_mixed_baseline",
+    "tuned_new_opens",
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = (
@@ -122,6 +126,7 @@ TUNED_ARMS = (
     "tuned_no_start",
     "tuned_no_early",
     "tuned_mixed_baseline",
+    "tuned_new_opens",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast")
@@ -149,6 +154,8 @@ NO_EARLY = {"AUTOTUNE_GUARD_EARLY_FALL": "0"}
 # The guard before 2026-12-06's steady baseline: a change judged against the last rates,
 # whatever setting ran in them (a rolled-back change's, the interval that mixes two).
 MIXED_BASELINE = {"AUTOTUNE_GUARD_STEADY_BASELINE": "false"}
+# The read-ahead before 2026-12-06: a value reaches only the files the job opens afterwards.
+NEW_OPENS = {"AUTOTUNE_READAHEAD_OPEN_FILES": "false"}
 ARM_ENV = {
     "tuned_fast": FAST_GUARD,
     "static_tuned_fast": FAST_GUARD,
@@ -159,6 +166,7 @@ ARM_ENV = {
     "tuned_no_start": NO_START,
     "tuned_no_early": NO_EARLY,
     "tuned_mixed_baseline": MIXED_BASELINE,
+    "tuned_new_opens": NEW_OPENS,
 }
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
@@ -213,6 +221,9 @@ RATIOS = {
     ("tuned", "tuned_mixed_baseline"): "tuned_vs_tuned_mixed_baseline",
     ("tuned_mixed_baseline", "default"): "tuned_mixed_baseline_vs_default",
     ("tuned_mixed_baseline", "static_best"): "tuned_mixed_baseline_vs_static_best",
+    ("tuned", "tuned_new_opens"): "tuned_vs_tuned_new_opens",
+    ("tuned_new_opens", "default"): "tuned_new_opens_vs_default",
+    ("tuned_new_opens", "static_best"): "tuned_new_opens_vs_static_best",
 }
 
 
