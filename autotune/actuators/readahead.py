@@ -13,9 +13,10 @@ sample or per shard), not a file it holds open from before (measured:
 bench/actuators/readahead_throughput.py --held reads with the same request size at every
 setting). So each change also goes to the files the job holds open on the device
 (``readahead_open_files``, on: :func:`autotune.system.openfiles.refresh_readahead`), and a
-rollback undoes a value for the files opened under it. Restoring after the session does not:
-by then the job has usually ended, and files it opened under a tuned value keep it until
-closed, as any opened before a person's ``blockdev --setra``.
+rollback undoes a value for the files opened under it; the session's restore gives the job's
+open files the disk's own value back too (:meth:`Actuators.close`). ``autotune restore`` after
+a crash has no job to look at: files opened under a tuned value keep it until closed, as any
+opened before a person's ``blockdev --setra``.
 """
 
 from __future__ import annotations

@@ -21,12 +21,21 @@ import secrets
 import signal
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from autotune.actuators import registry
 from autotune.actuators.backend import Backend, Channel, Context, Stuck
-from autotune.actuators.decisions import FAILED, SET, STUCK, YIELD, Decision, DecisionLog
+from autotune.actuators.decisions import (
+    FAILED,
+    RESTORE,
+    SET,
+    STUCK,
+    YIELD,
+    Decision,
+    DecisionLog,
+)
 from autotune.actuators.journal import Journal
 from autotune.actuators.registry import Choice
 from autotune.actuators.restore import replay_record
@@ -35,6 +44,7 @@ from autotune.errors import UserError
 from autotune.knobs import KNOBS, Family, by_name, of_family
 from autotune.roles import Role
 from autotune.system import cgroups
+from autotune.system.openfiles import refresh_readahead
 from autotune.target import Members, Target, start_time
 
 # Signals that end a session with a restore (SIGINT becomes KeyboardInterrupt, the others
@@ -298,6 +308,7 @@ class Actuators:
                 decisions = replay_record(self.journal.record)
                 for d in decisions:
                     self.log.record(d)
+                self._restore_open_files(decisions)
                 if any(d.event == FAILED for d in decisions):
                     why = f"kept in {self.journal.path}: run `autotune restore`"
                     self.log.record(Decision("journal", Role.OTHER, None, None, why, FAILED))
@@ -312,6 +323,25 @@ class Actuators:
             signum, self._pending_signal = self._pending_signal, None
             if not UNWINDING.is_set():
                 self._raise_for(signum)
+
+    def _restore_open_files(self, decisions: Sequence[Decision]) -> None:
+        """The restored read-ahead for the files the job (still running, as a ``--pid``
+        target may be) holds open on those disks too: they kept the value they were opened
+        with (autotune.system.openfiles)."""
+        if not self.settings.readahead_open_files:
+            return
+        disks = [
+            Path(d.detail).parent.parent.name
+            for d in decisions
+            if d.knob == "readahead" and d.event == RESTORE and d.detail
+        ]
+        if not disks:
+            return
+        try:
+            pids = self.target.members().all_pids
+        except (OSError, UserError):
+            return  # the job is gone: nothing holds the files
+        refresh_readahead(pids, disks)
 
     def _take_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -110,3 +110,14 @@ def test_reaching_open_files_is_a_setting(
     with Actuators(Target.from_pid(mapper.pid), off, log=DecisionLog(console=False)) as act:
         act.apply({"readahead": 16.0}, reason="test")
         assert _read_kb_for_one_fault(loop, mapper) >= 1024
+
+
+def test_the_restore_reaches_the_files_held_open_too(
+    loop: Loop, mapper: subprocess.Popen[str], settings: Settings
+) -> None:
+    # A job that goes on after the session (a --pid target) gets its files back at the value
+    # the disk had, not the tuned one they were given.
+    with Actuators(Target.from_pid(mapper.pid), settings, log=DecisionLog(console=False)) as act:
+        act.apply({"readahead": 16.0}, reason="test")
+    assert loop.read_ahead_kb() == 2048
+    assert _read_kb_for_one_fault(loop, mapper) >= 1024
