@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +30,7 @@ from typing import Protocol
 from autotune.fsutil import read_small
 from autotune.knobs.table import by_name
 from autotune.system import blockdev, cgroups, topology
+from autotune.system.openfiles import held_files
 from autotune.target import Members, Target, exiting
 
 # The kernel's sched_prio_to_weight (kernel/sched/core.c), nice -20 … 19: CFS gives a thread of
@@ -193,23 +193,7 @@ def open_devices(pids: Iterable[int]) -> list[str]:
     One ``stat`` per open file, and each distinct device number resolved to its disk once (a
     DataLoader worker holds ~100 descriptors, nearly all on one or two devices).
     """
-    devnos: set[int] = set()
-    for pid in pids:
-        fd_dir = f"/proc/{pid}/fd"
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                st = os.stat(f"{fd_dir}/{fd}")
-            except OSError:
-                continue  # closed meanwhile, or a dangling link
-            if stat.S_ISREG(st.st_mode):
-                devnos.add(st.st_dev)
-            elif stat.S_ISBLK(st.st_mode):
-                devnos.add(st.st_rdev)
-            # pipes, sockets, ttys, anonymous inodes hold no block device
+    devnos = {dev for pid in pids for _, dev in held_files(pid)}
     found: set[str] = set()
     for dev in devnos:
         name = blockdev.disk_of_devno(os.major(dev), os.minor(dev))

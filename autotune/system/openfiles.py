@@ -23,7 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from autotune.system import blockdev
 
@@ -65,30 +65,36 @@ def refresh_readahead(pids: Iterable[int], devices: Iterable[str]) -> int:
     return n
 
 
-def _refresh(pid: int, pidfd: int, wanted: set[str], disks: dict[int, str | None]) -> int:
+def held_files(pid: int) -> Iterator[tuple[int, int]]:
+    """Each descriptor of ``pid`` that holds something on a block device, with that device's
+    number: a regular file's device, or a device opened raw. Descriptors closed meanwhile are
+    skipped, and a process gone yields nothing; pipes, sockets, ttys and anonymous inodes hold
+    no block device."""
     fd_dir = f"/proc/{pid}/fd"
     try:
         fds = os.listdir(fd_dir)
     except OSError:
-        return 0
-    n = 0
+        return
     for name in fds:
         try:
             st = os.stat(f"{fd_dir}/{name}")
         except OSError:
-            continue  # closed meanwhile
+            continue  # closed meanwhile, or a dangling link
         if stat.S_ISREG(st.st_mode):
-            dev = st.st_dev
+            yield int(name), st.st_dev
         elif stat.S_ISBLK(st.st_mode):
-            dev = st.st_rdev  # the device itself, read raw
-        else:
-            continue
+            yield int(name), st.st_rdev  # the device itself, read raw
+
+
+def _refresh(pid: int, pidfd: int, wanted: set[str], disks: dict[int, str | None]) -> int:
+    n = 0
+    for fd, dev in held_files(pid):
         if dev not in disks:
             disks[dev] = blockdev.disk_of_devno(os.major(dev), os.minor(dev))
         if disks[dev] not in wanted:
             continue
         try:
-            mine = pidfd_getfd(pidfd, int(name))
+            mine = pidfd_getfd(pidfd, fd)
         except OSError:
             continue  # closed meanwhile, or not ours to reach
         try:
