@@ -386,10 +386,12 @@ class Guard:
     def _baseline(self) -> tuple[list[float], bool]:
         """The rates a change made now is judged against, and whether they are the setting's
         own (``steady_baseline``: two or more rates of the setting in effect, no mixed interval;
-        otherwise the last ``canary`` rates, whatever ran in them). A change right after a
-        rollback, judged against the rolled-back change's rates, passed where it should not
-        have (mixed_io, 2026-12-06: an 8x trainer with the loaders on one CPU ran 12 s, until
-        the rule against weights on a reading job took the weights back)."""
+        otherwise the last ``canary`` rates, whatever ran in them). Judged against the
+        rolled-back change's rates, a change right after a rollback passes on a fall as large
+        as that change's. On bench/online this paid 1.055x [1.017, 1.101] on mixed_io
+        (bench/results/online_steady.json); the mixed_io run that first suggested it (an 8x
+        trainer kept 12 s after an early rollback) was more likely the read-ahead stall found
+        later (autotune.system.openfiles)."""
         if (
             self.cfg.steady_baseline
             and len(self._steady) >= 2
