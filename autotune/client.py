@@ -41,6 +41,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -245,15 +246,25 @@ def apply_prefetch(iterator: Any) -> int | None:
 
 
 def _install_guarded_put(iterator: Any) -> None:
-    """Make ``_try_put_index`` skip, instead of failing, while above a lowered limit."""
+    """Make ``_try_put_index`` skip, instead of failing, while above a lowered limit.
+
+    The wrapper holds the iterator weakly and the class's function, not the bound method: a
+    strong reference from the iterator's own attribute back to it would make a cycle, and the
+    iterator would outlive the job's last reference to it. Its workers would then keep
+    streaming until the garbage collector found it, at any later moment, in the job's training
+    thread, where shutting them down waits up to 5 s per worker (PyTorch's join timeout): a
+    job that made a new DataLoader (a new epoch, a new phase) stalled 10 s with two workers.
+    """
     if getattr(iterator, "_autotune_guarded", False):
         return
-    original = iterator._try_put_index
+    original = type(iterator)._try_put_index
+    ref = weakref.ref(iterator)
 
     def guarded() -> None:
-        if iterator._tasks_outstanding >= iterator._prefetch_factor * iterator._num_workers:
+        it = ref()
+        if it is None or it._tasks_outstanding >= it._prefetch_factor * it._num_workers:
             return
-        original()
+        original(it)
 
     iterator._try_put_index = guarded
     iterator._autotune_guarded = True

@@ -155,3 +155,46 @@ def test_counts_carry_the_time_between_the_reports_that_bound_them(
     assert third.reports == 0 and third.span_s is None
     assert fourth.span_s is None
     assert fifth.span_s == pytest.approx(0.20)
+
+
+EPOCHS_JOB = textwrap.dedent(
+    """
+    import gc, multiprocessing, time, torch, autotune.client as c
+    from torch.utils.data import DataLoader, IterableDataset
+
+    class Endless(IterableDataset):
+        def __iter__(self):
+            while True:
+                yield torch.zeros(1024)
+
+    gc.disable()  # only reference counts free the loader, as between two collections
+    deadline = time.time() + 20
+    loader = DataLoader(Endless(), batch_size=8, num_workers=2)
+    batches = c.count_batches(loader)
+    for batch in batches:
+        if c.prefetch_depth() == 4 or time.time() > deadline:
+            break
+    for _ in range(3):  # the depth reaches the loader between batches
+        next(batches)
+    del batches, loader, batch
+    print(c.prefetch_depth(), len(multiprocessing.active_children()))
+    """
+)
+
+
+def test_a_loader_whose_prefetch_depth_was_set_is_freed_with_its_last_reference() -> None:
+    """A job that drops its DataLoader (an epoch's end, a new phase) gets its workers back at
+    once: the depth's wrapper left no reference cycle that kept the iterator and its workers
+    alive until a garbage collection, which then stalled the job 5 s per worker."""
+    with ProgressServer() as srv:
+        env = {**os.environ, **srv.env}
+        job = subprocess.Popen(
+            [sys.executable, "-c", EPOCHS_JOB], env=env, stdout=subprocess.PIPE, text=True
+        )
+        deadline = time.time() + 10
+        while not srv.clients and time.time() < deadline:
+            time.sleep(0.01)
+        assert srv.set_prefetch(4) == 1
+        out, _ = job.communicate(timeout=60)
+    assert job.returncode == 0
+    assert out.split() == ["4", "0"]  # the depth arrived; no worker is left running
