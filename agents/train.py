@@ -64,6 +64,9 @@ class TrainConfig:
     progress_bar: bool = True
     threads: int = 1
     change_cost: float = CHANGE_COST  # the replay's reward cost per knob changed in a step
+    # Domain randomization: each training episode answers with one of the workload's bootstrap
+    # parameter sets (ReplayEnv ``randomize``); validation stays on the best fit.
+    randomize: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
     parent_run: str | None = None  # the MLflow run this one nests under (a sweep's)
     tags: dict[str, str] = field(default_factory=dict)  # added to the run's own
@@ -124,12 +127,18 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def _make_env(
-    workloads: Sequence[Workload], algo: algos.Algo, seed: int, change_cost: float = CHANGE_COST
+    workloads: Sequence[Workload],
+    algo: algos.Algo,
+    seed: int,
+    change_cost: float = CHANGE_COST,
+    randomize: bool = False,
 ) -> Any:
     from stable_baselines3.common.monitor import Monitor
 
     def build() -> Any:
-        env: Any = ReplayEnv(list(workloads), rows=splits.TRAIN, change_cost=change_cost)
+        env: Any = ReplayEnv(
+            list(workloads), rows=splits.TRAIN, change_cost=change_cost, randomize=randomize
+        )
         if algo.wrapper is not None:
             env = algo.wrapper(env)
         return Monitor(env)
@@ -195,6 +204,7 @@ def train(
         "tiny": cfg.tiny,
         "threads": cfg.threads,
         "change_cost": cfg.change_cost,
+        "randomize": cfg.randomize,
         "splits": json.dumps(
             {"train": splits.TRAIN, "validation": splits.VALIDATION, "test": splits.TEST}
         ),
@@ -219,7 +229,10 @@ def train(
         torch_threads(cfg.threads),
     ):
         venv: Any = DummyVecEnv(
-            [_make_env(workloads, algo, cfg.seed + i, cfg.change_cost) for i in range(cfg.n_envs)]
+            [
+                _make_env(workloads, algo, cfg.seed + i, cfg.change_cost, cfg.randomize)
+                for i in range(cfg.n_envs)
+            ]
         )
         if cfg.frame_stack > 1:
             venv = VecFrameStack(venv, cfg.frame_stack)

@@ -58,6 +58,13 @@ ALGO_NAMES = ("ppo", "a2c", "dqn", "sac", "recurrent-ppo")
     "default: a change must buy that much more progress to pay for itself.  [default: the "
     "replay env's CHANGE_COST]",
 )
+@click.option(
+    "--randomize",
+    is_flag=True,
+    help="Domain randomization: each training episode replays its workload on one of the "
+    "calibration's bootstrap parameter sets (a node the recording cannot rule out) instead of "
+    "the best fit; validation stays on the best fit.",
+)
 @click.option("--tiny", is_flag=True, help="Tiny network and rollouts (tests, smoke runs).")
 @click.option(
     "--eval-freq",
@@ -97,6 +104,7 @@ def train(  # noqa: PLR0917 - one parameter per click option
     frame_stack: int,
     threads: int,
     change_cost: float | None,
+    randomize: bool,
     tiny: bool,
     eval_freq: int,
     patience: int,
@@ -136,6 +144,7 @@ def train(  # noqa: PLR0917 - one parameter per click option
         frame_stack=frame_stack,
         threads=threads,
         change_cost=CHANGE_COST if change_cost is None else change_cost,
+        randomize=randomize,
         tiny=tiny,
         eval_freq=min(eval_freq, timesteps),
         patience=patience,

@@ -46,6 +46,7 @@ def trained(env: dict[str, str]) -> tuple[str, Path]:
             "1",
             "--change-cost",
             "0.05",
+            "--randomize",
             "--no-progress",
             "--workload",
             BUNDLED[0],
@@ -77,6 +78,7 @@ def test_train_tracks_the_run_and_exports_a_loadable_policy(
     assert run.data.tags["autotune.kind"] == "train"
     assert run.data.params["algo"] == "ppo"
     assert float(run.data.params["change_cost"]) == 0.05
+    assert run.data.params["randomize"] == "True"
     assert "eval/progress_vs_default" in run.data.metrics
     assert client.get_metric_history(run_id, "eval/progress_vs_default")
     assert any(a.path == "policy" for a in client.list_artifacts(run_id))
