@@ -250,10 +250,11 @@ def _install_guarded_put(iterator: Any) -> None:
 
     The wrapper holds the iterator weakly and the class's function, not the bound method: a
     strong reference from the iterator's own attribute back to it would make a cycle, and the
-    iterator would outlive the job's last reference to it. Its workers would then keep
-    streaming until the garbage collector found it, at any later moment, in the job's training
-    thread, where shutting them down waits up to 5 s per worker (PyTorch's join timeout): a
-    job that made a new DataLoader (a new epoch, a new phase) stalled 10 s with two workers.
+    iterator would outlive the job's last reference to it. A loader dropped before the end of
+    its data (a phase's, an epoch cut at a step count) would keep its workers streaming until
+    the garbage collector found it, at any later moment, in the job's training thread, where
+    shutting them down waits up to 5 s per worker (PyTorch's join timeout): mixed_io, which
+    makes a new DataLoader at each spell, stalled 10 s with two workers.
     """
     if getattr(iterator, "_autotune_guarded", False):
         return
