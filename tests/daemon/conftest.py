@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -42,6 +45,27 @@ def isolated(
         "AUTOTUNE_CGROUP_PARENT": f"autotune-test-{os.getpid()}",
     }
     yield env
+    _leave_clean(env)
+
+
+def _leave_clean(env: dict[str, str]) -> None:
+    """After the test's own assertions: what a tuner it had to kill left behind is restored
+    through the journal (``autotune restore``), and the cgroups under the test's parent, which
+    every test of the session shares, are removed, so one failure fails no other test and
+    leaves nothing on the machine."""
+    if Path(env["AUTOTUNE_JOURNAL"]).exists():
+        restore = [sys.executable, "-m", "autotune.cli.main", "restore"]
+        subprocess.run(restore, env=env, capture_output=True, timeout=120, check=False)
+    for mount in Path("/sys/fs/cgroup").iterdir():
+        top = mount / env["AUTOTUNE_CGROUP_PARENT"]
+        if not top.is_dir():
+            continue
+        tree = [top, *(p for p in top.rglob("*") if p.is_dir())]
+        for d in sorted(tree, key=lambda p: len(p.parts), reverse=True):
+            for pid in (d / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):  # it exited meanwhile
+                    (mount / "cgroup.procs").write_text(pid)
+            d.rmdir()
 
 
 BURN = HERE / "burn.py"

@@ -40,6 +40,40 @@ def _text(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
+def _job_of(tuner: int, timeout: float = 10.0) -> int:
+    """The job the tuner started: its child running ``burn.py`` as the program. Not a match
+    on the command line anywhere: a child the tuner forks has the tuner's own command line,
+    which names ``burn.py`` after ``--``, until it execs."""
+
+    def jobs() -> list[int]:
+        kids = subprocess.run(["pgrep", "-P", str(tuner)], capture_output=True, text=True)
+        out = []
+        for pid in map(int, kids.stdout.split()):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if len(argv) > 1 and argv[1] == str(BURN).encode():
+                out.append(pid)
+        return out
+
+    assert _wait_for(lambda: len(jobs()) == 1, timeout), jobs()
+    (job,) = jobs()
+    return job
+
+
+def _stop(tuner: subprocess.Popen[str]) -> None:
+    """End a tuner a test left running the way a person would, so that it restores (a kill
+    would leave its cgroups and its job behind); a kill only if that fails."""
+    if tuner.poll() is None:
+        tuner.send_signal(signal.SIGTERM)
+        try:
+            tuner.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            tuner.kill()
+            tuner.wait()
+
+
 def _wait_for(pred: Callable[[], bool], timeout: float) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -127,10 +161,7 @@ def test_dry_run_writes_nothing(
     )
     try:
         assert _wait_for(lambda: any(d["knob"] == "weight.trainer" for d in _decisions(log)), 60)
-        kids = subprocess.run(
-            ["pgrep", "-P", str(tuner.pid), "-f", BURN.name], capture_output=True, text=True
-        )
-        (job,) = map(int, kids.stdout.split())  # not the tuner's upload process
+        job = _job_of(tuner.pid)
         assert set(os.sched_getaffinity(job)) == ALL_CPUS
         d = _cgroup_dir(isolated)
         assert d is None or not d.exists()
@@ -318,16 +349,11 @@ def test_sigterm_restores_then_ends_a_started_job_with_its_status(
     )
     try:
         assert _wait_for(lambda: any(d.get("event") == "set" for d in _decisions(log)), 60)
-        kids = subprocess.run(
-            ["pgrep", "-P", str(tuner.pid), "-f", BURN.name], capture_output=True, text=True
-        )
-        (job,) = map(int, kids.stdout.split())  # not the tuner's upload process
+        job = _job_of(tuner.pid)
         tuner.send_signal(signal.SIGTERM)
         _, err = tuner.communicate(timeout=60)
     finally:
-        if tuner.poll() is None:
-            tuner.kill()
-            tuner.wait()
+        _stop(tuner)
     assert tuner.returncode == 128 + signal.SIGTERM, err  # the job's status: it was stopped
     assert not Path(f"/proc/{job}").exists() or "Z" in Path(f"/proc/{job}/stat").read_text()
     assert any(d.get("event") == "restore" for d in _decisions(log))
