@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proc_kit import stop_gently
 
 from autotune.system import cgroups
 
@@ -60,18 +61,6 @@ def _job_of(tuner: int, timeout: float = 10.0) -> int:
     assert _wait_for(lambda: len(jobs()) == 1, timeout), jobs()
     (job,) = jobs()
     return job
-
-
-def _stop(tuner: subprocess.Popen[str]) -> None:
-    """End a tuner a test left running the way a person would, so that it restores (a kill
-    would leave its cgroups and its job behind); a kill only if that fails."""
-    if tuner.poll() is None:
-        tuner.send_signal(signal.SIGTERM)
-        try:
-            tuner.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            tuner.kill()
-            tuner.wait()
 
 
 def _wait_for(pred: Callable[[], bool], timeout: float) -> bool:
@@ -353,7 +342,7 @@ def test_sigterm_restores_then_ends_a_started_job_with_its_status(
         tuner.send_signal(signal.SIGTERM)
         _, err = tuner.communicate(timeout=60)
     finally:
-        _stop(tuner)
+        stop_gently(tuner)  # it restores (a kill would leave its cgroups and its job)
     assert tuner.returncode == 128 + signal.SIGTERM, err  # the job's status: it was stopped
     assert not Path(f"/proc/{job}").exists() or "Z" in Path(f"/proc/{job}/stat").read_text()
     assert any(d.get("event") == "restore" for d in _decisions(log))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from proc_kit import stop_gently
 
 from autotune.system import cgroups
 
@@ -110,13 +111,7 @@ class Service:
 
     def close(self) -> None:
         for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(60)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_gently(p)
         if Path(self.env["AUTOTUNE_JOURNAL"]).exists():
             self.run("restore")
 

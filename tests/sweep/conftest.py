@@ -4,13 +4,13 @@ at the end (finalizers), whatever the test did. See ray_kit for how."""
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from proc_kit import stop_gently
 from ray_kit import AUTOTUNE, Server, TwoNodeCluster, end_processes, free_port, processes_naming
 
 
@@ -54,13 +54,7 @@ def autotune_server(
         assert first == f"MLflow tracking server at http://127.0.0.1:{port}", first
         yield Server(proc, port, f"http://127.0.0.1:{port}")
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_gently(proc)
         left = processes_naming([f"--port {port}"])
         end_processes(left)
         assert not left, "the mlflow server outlived `autotune server`"
