@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from autotune.telemetry.progress import ProgressServer
+from autotune.telemetry.progress import ProgressCounts, ProgressServer
 
 JOB = textwrap.dedent(
     """
@@ -27,18 +27,26 @@ JOB = textwrap.dedent(
 )
 
 
-def test_reports_arrive_in_full_and_prefetch_reaches_the_job() -> None:
+def _job_told_depth(
+    code: str, depth: int, timeout: float
+) -> tuple[subprocess.Popen[str], str, ProgressCounts]:
+    """Run ``code`` as a job reporting to a real ProgressServer, ask it for prefetch ``depth``
+    once it has connected, and wait for it: the job, its stdout, and the server's counts."""
     with ProgressServer() as srv:
         env = {**os.environ, **srv.env}
         job = subprocess.Popen(
-            [sys.executable, "-c", JOB], env=env, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True
         )
         deadline = time.time() + 10
         while not srv.clients and time.time() < deadline:
             time.sleep(0.01)
-        assert srv.set_prefetch(4) == 1
-        out, _ = job.communicate(timeout=30)
-        counts = srv.take()
+        assert srv.set_prefetch(depth) == 1
+        out, _ = job.communicate(timeout=timeout)
+        return job, out, srv.take()
+
+
+def test_reports_arrive_in_full_and_prefetch_reaches_the_job() -> None:
+    job, out, counts = _job_told_depth(JOB, 4, timeout=30)
     assert job.returncode == 0
     assert counts.samples == 200 * 32
     assert counts.steps == 200
@@ -186,15 +194,6 @@ def test_a_loader_whose_prefetch_depth_was_set_is_freed_with_its_last_reference(
     """A job that drops its DataLoader (an epoch's end, a new phase) gets its workers back at
     once: the depth's wrapper left no reference cycle that kept the iterator and its workers
     alive until a garbage collection, which then stalled the job 5 s per worker."""
-    with ProgressServer() as srv:
-        env = {**os.environ, **srv.env}
-        job = subprocess.Popen(
-            [sys.executable, "-c", EPOCHS_JOB], env=env, stdout=subprocess.PIPE, text=True
-        )
-        deadline = time.time() + 10
-        while not srv.clients and time.time() < deadline:
-            time.sleep(0.01)
-        assert srv.set_prefetch(4) == 1
-        out, _ = job.communicate(timeout=60)
+    job, out, _ = _job_told_depth(EPOCHS_JOB, 4, timeout=60)
     assert job.returncode == 0
     assert out.split() == ["4", "0"]  # the depth arrived; no worker is left running
