@@ -390,8 +390,8 @@ class Guard:
         rolled-back change's rates, a change right after a rollback passes on a fall as large
         as that change's. On bench/online this paid 1.055x [1.017, 1.101] on mixed_io
         (bench/results/online_steady.json); the mixed_io run that first suggested it (an 8x
-        trainer kept 12 s after an early rollback) was more likely the read-ahead stall found
-        later (autotune.system.openfiles)."""
+        trainer kept 12 s after an early rollback) was more likely the client's stall found
+        later (autotune.client._install_guarded_put)."""
         if (
             self.cfg.steady_baseline
             and len(self._steady) >= 2
