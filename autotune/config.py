@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         "whole, without guard_max_rungs or the dwell, even while a change is judged (false: "
         "rate-limited as any change)",
     )
+    guard_fast_return: bool = Field(
+        False,
+        description="a move of the policy to a knob level that was part of a change whose canary "
+        "passed goes in at once, as a retreat does, until a rollback of that level or a "
+        "fallback (false: rate-limited and judged again each time)",
+    )
     guard_max_rungs: int = Field(
         3,
         ge=1,

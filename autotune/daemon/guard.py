@@ -27,7 +27,15 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   in at once and whole (as far as the default), whatever the rung limit, the dwell or a change
   being judged say; the limits are for steps away from the reference, and a job whose best
   setting changes with its phases must be able to leave a setting as fast as its phase ends
-  (:meth:`Guard._retreat`);
+  (:meth:`Guard._fast_moves`);
+* **fast return** (``fast_return``): a knob level that was part of a change whose canary passed
+  is *vetted*; a wish that takes the knob back to a vetted level goes in at once as a retreat
+  does (past the rung limit and the dwell, even while a change is judged), until a rollback of
+  a change with that level in it or a fallback. A job whose best setting changes with its
+  phases thus pays a canary window once per setting, not once per phase: on mixed_io (4-8 s
+  spells of streaming and of random reads) the policy asks for 1-2 MiB read-ahead in the first
+  and 32 KiB in the second, an oracle switching there ran 1.25x the best static setting, and
+  each switch waited a canary window and a dwell (:meth:`Guard._fast_moves`);
 * **one family per change** (``one_family``): where the wish moves knobs of several families
   (weights, cores, read-ahead, prefetch), only the first of them in the knob table's order
   moves now, and the next once its canary has passed; the order starts after the family
@@ -148,6 +156,8 @@ class GuardConfig:
             first.
         fast_retreat: a wish that moves a knob back toward its default goes in at once and
             whole, without the rung limit or the dwell, even while a change is judged.
+        fast_return: a wish that moves a knob to a level vetted by a passed canary goes in at
+            once, as a retreat does (see the module).
         max_rungs: the most ladder rungs one knob moves in one change.
         one_family: a change moves the knobs of one family only (see the module).
         probe_families: after a change of several families passes its canary, take each but
@@ -174,6 +184,7 @@ class GuardConfig:
     defer_warmup: bool = False
     keep_on_restart: bool = False
     fast_retreat: bool = False
+    fast_return: bool = False
     max_rungs: int = 1
     one_family: bool = False
     probe_families: bool = False
@@ -204,6 +215,7 @@ class GuardConfig:
             defer_warmup=s.guard_warmup_defer,
             keep_on_restart=s.guard_keep_on_restart,
             fast_retreat=s.guard_fast_retreat,
+            fast_return=s.guard_fast_return,
             max_rungs=s.guard_max_rungs,
             one_family=s.guard_one_family,
             probe_families=s.guard_probe_families,
@@ -248,6 +260,9 @@ class Guard:
         self.cfg = config or GuardConfig()
         self.defaults = np.asarray(defaults, dtype=np.int64).copy()
         self.held: dict[tuple[int, int], int] = {}  # (knob index, level) → refused until
+        # (knob index, level) in a change whose canary passed (fast_return); a rollback of a
+        # change with it, a fallback or a new unit of progress takes it out.
+        self.vetted: set[tuple[int, int]] = set()
         self.source = ""
         self._last_family: Family | None = None  # the family of the last change (one_family)
         self.contention: deque[float] = deque(maxlen=self.cfg.canary)
@@ -364,7 +379,7 @@ class Guard:
         if self.owed and self.canary is None and len(self.tuned_rates) >= self.cfg.fallback_window:
             return self._begin_reference()
         wish = np.asarray(wish, dtype=np.int64)
-        back = self._retreat(wish)
+        back = self._fast_moves(wish)
         if self.canary is not None or self.t < self.fallback_until:
             event = "canary" if self.canary else "fallback"
             return Verdict(self.levels.copy(), back, event="" if back else event)
@@ -400,10 +415,12 @@ class Guard:
             return list(self._steady), True
         return list(self.rates)[-self.cfg.canary :], False
 
-    def _retreat(self, wish: Levels) -> dict[str, str]:
+    def _fast_moves(self, wish: Levels) -> dict[str, str]:
         """``fast_retreat``: the knobs the policy wants back toward their defaults go there now,
         whole (as far as the default: a wish past it is a step away from there, as any), whatever
-        the rung limit, the dwell or a change being judged say; returns why, per knob moved.
+        the rung limit, the dwell or a change being judged say; with ``fast_return`` so do the
+        knobs it wants at a vetted level (one a passed canary judged, past the default too).
+        Returns why, per knob moved.
 
         The default knobs are the reference the guard holds the job to, so a step toward them
         needs no canary of its own; the limits are there for steps away. The policy often steps
@@ -412,19 +429,28 @@ class Guard:
         bench/online (bench/results/online.json, against this off in the same runs) mixed_io
         ran 1.13× as fast, shards 1.10×, neighbour_onoff 1.03×; tinylm 0.91× (interval to
         1.02), and 1.015× [0.955, 1.110] over 8 repeats run again (online_retreat.json).
+        A vetted level has been judged the same way already; the policy of a job with phases
+        goes back to it at each phase (mixed_io's read-ahead, see the module).
 
         A change being judged that the step undoes only in part is judged again on what is
         left, against the same rates from before it, from now; one undone whole is not judged;
-        a rollback after it leaves the knobs stepped back where they are. Not during a family
-        probe (its canary asks another question) nor a fallback's hold (at default already).
+        a rollback after it leaves the knobs stepped back where they are. A knob moved to a
+        vetted level leaves the change being judged the same way. Not during a family probe
+        (its canary asks another question) nor a fallback's hold (at default already).
         """
         c = self.canary
-        if not self.cfg.fast_retreat or (c is not None and c.probe):
+        if not (self.cfg.fast_retreat or self.cfg.fast_return) or (c is not None and c.probe):
             return {}
         reasons: dict[str, str] = {}
         for i, k in enumerate(KNOBS):
-            level, base = int(self.levels[i]), int(self.defaults[i])
-            w = min(max(int(wish[i]), min(level, base)), max(level, base))  # not past default
+            level, base, want = int(self.levels[i]), int(self.defaults[i]), int(wish[i])
+            if self.cfg.fast_return and want != level and (i, want) in self.vetted:
+                w, why = want, "policy, back to a setting its canary passed (fast return)"
+            elif self.cfg.fast_retreat:
+                w = min(max(want, min(level, base)), max(level, base))  # not past default
+                why = "policy, back toward default (not rate-limited)"
+            else:
+                continue
             if w == level:
                 continue
             until = self.held.get((i, w))
@@ -432,8 +458,10 @@ class Guard:
                 continue
             self.levels[i] = w
             self.last_change[i] = self.t  # the dwell runs for the next step away
-            reasons[k.name] = "policy, back toward default (not rate-limited)"
-            if c is not None and min(w, level) <= c.before[i] <= max(w, level):
+            reasons[k.name] = why
+            if c is not None and (
+                min(w, level) <= c.before[i] <= max(w, level) or (i, w) in self.vetted
+            ):
                 # Not part of the change being judged, or its part undone whole: a rollback
                 # leaves it where the policy asked, never back up to where it was before.
                 c.before[i] = w
@@ -488,6 +516,7 @@ class Guard:
         on a clock started again; held-off settings stay held."""
         # Held-off levels keep their absolute "refused until": the clock restarts, so shift them.
         self.held = {key: until - self.t for key, until in self.held.items() if until > self.t}
+        self.vetted.clear()  # judged in another unit, against another reference
         self._reset()
         self.t = 1
         self.rates.append(rate)
@@ -713,6 +742,7 @@ class Guard:
             reasons = {}
             for i in moved:
                 self.held[(i, int(c.after[i]))] = self.t + self.cfg.holdoff
+                self.vetted.discard((i, int(c.after[i])))
                 self.last_change[i] = self.t
                 reasons[KNOBS[i].name] = why
             self.levels = c.before.copy()
@@ -720,6 +750,7 @@ class Guard:
                 self._steady_for = c.before.copy()
                 self._steady = deque(c.baseline, maxlen=self.cfg.canary)
             return Verdict(self.levels.copy(), reasons, event="rollback")
+        self.vetted.update((i, int(c.after[i])) for i in moved)
         if self.cfg.probe_families:
             families = list(dict.fromkeys(KNOBS[i].family for i in moved))
             if len(families) > 1:
@@ -765,6 +796,7 @@ class Guard:
         reasons = {k.name: why for i, k in enumerate(KNOBS) if self.levels[i] != self.defaults[i]}
         self.levels = self.defaults.copy()
         self.canary = None
+        self.vetted.clear()
         self.tuned_rates.clear()
         self.fallback_until = self.t + n
         self.last_change[:] = self.t

@@ -40,7 +40,9 @@ same number of samples in every arm:
   (:data:`MIXED_BASELINE`, ``guard_steady_baseline = false``), as before 2026-12-06;
   ``tuned_new_opens`` (only when asked): ``tuned`` with a read-ahead that reaches only the
   files the job opens afterwards (:data:`NEW_OPENS`, ``readahead_open_files = false``), as
-  before 2026-12-06.
+  before 2026-12-06; ``tuned_return`` and ``tuned_no_return`` (only when asked): ``tuned``
+  with the guard's fast return to a vetted level set on and off (:data:`RETURN`,
+  ``guard_fast_return``).
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -110,6 +112,8 @@ ARMS = (
     "tuned_no_early",
     "tuned_mixed_baseline",
     "tuned_new_opens",
+    "tuned_return",
+    "tuned_no_return",
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = (
@@ -127,6 +131,8 @@ TUNED_ARMS = (
     "tuned_no_early",
     "tuned_mixed_baseline",
     "tuned_new_opens",
+    "tuned_return",
+    "tuned_no_return",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast")
@@ -156,6 +162,9 @@ NO_EARLY = {"AUTOTUNE_GUARD_EARLY_FALL": "0"}
 MIXED_BASELINE = {"AUTOTUNE_GUARD_STEADY_BASELINE": "false"}
 # The read-ahead before 2026-12-06: a value reaches only the files the job opens afterwards.
 NEW_OPENS = {"AUTOTUNE_READAHEAD_OPEN_FILES": "false"}
+# The guard's fast return to a level a passed canary vetted, set on and off explicitly.
+RETURN = {"AUTOTUNE_GUARD_FAST_RETURN": "true"}
+NO_RETURN = {"AUTOTUNE_GUARD_FAST_RETURN": "false"}
 ARM_ENV = {
     "tuned_fast": FAST_GUARD,
     "static_tuned_fast": FAST_GUARD,
@@ -167,6 +176,8 @@ ARM_ENV = {
     "tuned_no_early": NO_EARLY,
     "tuned_mixed_baseline": MIXED_BASELINE,
     "tuned_new_opens": NEW_OPENS,
+    "tuned_return": RETURN,
+    "tuned_no_return": NO_RETURN,
 }
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
@@ -224,6 +235,11 @@ RATIOS = {
     ("tuned", "tuned_new_opens"): "tuned_vs_tuned_new_opens",
     ("tuned_new_opens", "default"): "tuned_new_opens_vs_default",
     ("tuned_new_opens", "static_best"): "tuned_new_opens_vs_static_best",
+    ("tuned_return", "tuned_no_return"): "tuned_return_vs_tuned_no_return",
+    ("tuned_return", "default"): "tuned_return_vs_default",
+    ("tuned_return", "static_best"): "tuned_return_vs_static_best",
+    ("tuned_no_return", "static_best"): "tuned_no_return_vs_static_best",
+    ("tuned_return", "alone"): "tuned_return_vs_alone",
 }
 
 

@@ -726,6 +726,87 @@ def test_a_retreat_to_a_setting_held_off_is_refused() -> None:
     assert g.step(100.0, wish).levels[RA] == DEFAULT[RA] + 4
 
 
+RETURN = dataclasses.replace(RETREAT, fast_return=True)
+FAST_RETURN = "policy, back to a setting its canary passed (fast return)"
+
+
+def _spells(g: Guard, wish_seq: np.ndarray, wish_random: np.ndarray) -> None:
+    """mixed_io's read-ahead: up in a streaming spell, past default in a random one, each
+    change through its whole canary window."""
+    for wish in (wish_seq, wish_random):
+        while g.levels[RA] != wish[RA] or g.canary is not None:
+            g.step(100.0, wish)
+
+
+def test_a_wish_back_to_a_level_a_canary_passed_goes_in_at_once() -> None:
+    """After one streaming spell and one random spell, each read-ahead judged once, the next
+    spells switch in one interval each, whatever the dwell and the rung limit say."""
+    g = Guard(DEFAULT, RETURN)
+    warm(g)
+    seq, rnd = DEFAULT.copy(), DEFAULT.copy()
+    seq[RA] += 3  # 1 MiB
+    rnd[RA] -= 2  # 32 KiB
+    _spells(g, seq, rnd)
+    assert {(RA, int(seq[RA])), (RA, int(rnd[RA]))} <= g.vetted
+    for wish in (seq, rnd, seq):
+        v = g.step(100.0, wish)
+        assert v.levels[RA] == wish[RA]  # five rungs, right after the last change
+        assert v.reasons == {
+            "readahead": "policy, back to a setting its canary passed (fast return)"
+        }
+        assert g.canary is None
+
+
+def test_without_fast_return_each_spell_waits_for_its_rungs_and_canaries() -> None:
+    g = Guard(DEFAULT, RETREAT)
+    warm(g)
+    seq, rnd = DEFAULT.copy(), DEFAULT.copy()
+    seq[RA] += 3
+    rnd[RA] -= 2
+    _spells(g, seq, rnd)
+    assert g.step(100.0, seq).levels[RA] == DEFAULT[RA]  # back to default only, at once
+
+
+def test_a_rollback_takes_a_level_off_the_vetted_ones() -> None:
+    # A level vetted with one setting of the other knobs, then part of a change that halves
+    # progress: rolled back, held off, and no longer returned to at once.
+    g = Guard(DEFAULT, RETURN)
+    warm(g)
+    seq = DEFAULT.copy()
+    seq[RA] += 3
+    _spells(g, seq, DEFAULT.copy())
+    assert (RA, int(seq[RA])) in g.vetted
+    g.step(100.0, DEFAULT)  # at default; its rates are the next change's baseline
+    for _ in range(RETURN.canary):
+        g.step(100.0, DEFAULT)
+    both = seq.copy()
+    both[W["weight.trainer"]] += 3
+    v = g.step(100.0, both)  # the read-ahead by fast return, the weight by the rate limit
+    assert v.levels[RA] == seq[RA] and v.levels[W["weight.trainer"]] == both[W["weight.trainer"]]
+    events = [g.step(40.0, both).event for _ in range(RETURN.canary)]
+    assert events[-1] == "rollback"
+    assert (W["weight.trainer"], int(both[W["weight.trainer"]])) in g.held
+    assert (W["weight.trainer"], int(both[W["weight.trainer"]])) not in g.vetted
+
+
+def test_a_fallback_forgets_every_vetted_level() -> None:
+    g = Guard(DEFAULT, RETURN)
+    warm(g)
+    seq = DEFAULT.copy()
+    seq[RA] += 3
+    _spells(g, seq, seq)
+    assert g.vetted
+    while g.step(10.0, seq).event != "fallback":
+        pass
+    assert g.vetted == set() and np.array_equal(g.levels, DEFAULT)
+
+
+def test_fast_return_is_a_setting() -> None:
+    assert not GuardConfig.for_interval(0.5).fast_return
+    on = Settings.model_validate({"guard_fast_return": True})
+    assert GuardConfig.for_interval(0.5, on).fast_return
+
+
 STEADY = dataclasses.replace(EARLY, early_fall=0.0, steady_baseline=True)
 
 
