@@ -37,11 +37,12 @@ from workloads.randread import BUCKETS, TokenWindows
 from workloads.shards import SIDE
 
 KINDS = ("seq", "random")
-# Samples per second of each kind at read-ahead 128 KiB and 8x weights on this project's VM
-# (2 CPUs, load average 12-14 from other engineers' work; 2026-12-03, `bench.adaptive.oracle`
-# pilot: seq 990-1276, random 1096-1292): turns a spell's seconds into samples, so the spells'
-# work is fixed and only their time depends on the knobs.
-REFERENCE_RATE = {"seq": 1100.0, "random": 1200.0}
+# Samples per second of each kind at the default knobs (read-ahead 128 KiB) on this project's
+# VM, quiet (2 CPUs; 2026-12-06, 3 runs of bench.online's spells: seq 3178-3266, random
+# 3588-3744): turns a spell's seconds into samples, so the spells' work is fixed and only their
+# time depends on the knobs. Until then they were 1100 and 1200, measured at 8x weights under a
+# load average of 12-14 from other engineers' work, and a "4-8 s" spell lasted 1.5-2.5 s here.
+REFERENCE_RATE = {"seq": 3250.0, "random": 3650.0}
 SPELL_S = (10.0, 40.0)
 RECORD = 10240  # bytes per read(): tarfile's stream record (20 blocks of 512)
 PAYLOAD = shardio.PAYLOAD_SIDE**2

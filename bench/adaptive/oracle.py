@@ -118,7 +118,7 @@ PLANS = {
         # 8 MiB does for the sequential spell.
         Plan(
             "mixed_io",
-            samples=59879,
+            samples=178587,
             grid={f"ra{kb:g}": {"readahead": kb, **HEAVY} for kb in (128.0, 256.0, 1024.0)},
             baseline="ra128",
             oracle={
