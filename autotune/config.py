@@ -163,7 +163,7 @@ class Settings(BaseSettings):
         "rate-limited as any change)",
     )
     guard_fast_return: bool = Field(
-        False,
+        True,
         description="a move of the policy to a knob level that was part of a change whose canary "
         "passed goes in at once, as a retreat does, until a rollback of that level or a "
         "fallback (false: rate-limited and judged again each time)",

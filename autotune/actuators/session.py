@@ -213,6 +213,16 @@ class Actuators:
                 out[knob] = why
         return out
 
+    def same_effect(self, knob: str, a: float, b: float) -> bool:
+        """Whether two ladder values of ``knob`` set the same thing on this node: CPU shares
+        that grant the same CPUs (on 2 CPUs, 0.25 and 0.5 of them are both one CPU), else
+        equal values."""
+        if a == b:
+            return True
+        backend = self._backends.get(knob)
+        cpus_for = getattr(backend, "cpus_for", None)
+        return cpus_for is not None and cpus_for(knob, a) == cpus_for(knob, b)
+
     def defaults(self) -> dict[str, float]:
         """The values in effect when the session started."""
         return dict(self._defaults)

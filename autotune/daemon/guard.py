@@ -28,14 +28,18 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   being judged say; the limits are for steps away from the reference, and a job whose best
   setting changes with its phases must be able to leave a setting as fast as its phase ends
   (:meth:`Guard._fast_moves`);
-* **fast return** (``fast_return``): a knob level that was part of a change whose canary passed
-  is *vetted*; a wish that takes the knob back to a vetted level goes in at once as a retreat
-  does (past the rung limit and the dwell, even while a change is judged), until a rollback of
-  a change with that level in it or a fallback. A job whose best setting changes with its
-  phases thus pays a canary window once per setting, not once per phase: on mixed_io (4-8 s
-  spells of streaming and of random reads) the policy asks for 1-2 MiB read-ahead in the first
-  and 32 KiB in the second, an oracle switching there ran 1.25x the best static setting, and
-  each switch waited a canary window and a dwell (:meth:`Guard._fast_moves`);
+* **fast return** (``fast_return``, on in `autotune tune` since 2026-12-07): a knob level that
+  was part of a change whose canary passed is *vetted*; a wish that takes the knob back to a
+  vetted level goes in at once as a retreat does (past the rung limit and the dwell, even while
+  a change is judged), until a rollback of a change with that level in it or a fallback. A job
+  whose best setting changes with its phases thus pays a canary window once per setting, not
+  once per phase: on mixed_io (4-8 s spells of streaming and of random reads) the policy asks
+  for 1 MiB read-ahead in the first and 32 KiB in the second, and each switch waited 1.5-2.5 s
+  (a dwell, a canary) before (:meth:`Guard._fast_moves`). Against it off in the same runs
+  (bench/online, 5 rotated repeats, bench/results/online_return.json): mixed_io 1.048x [1.003,
+  1.075] as fast, shards 1.049x [1.004, 1.135], neighbour_onoff 1.039x [1.018, 1.070] (its 8x
+  weights back as the neighbour returns), randread 1.028x [1.006, 1.052]; cnn, cnn_noisy and
+  tinylm 1.004-1.044x, within the noise;
 * **one family per change** (``one_family``): where the wish moves knobs of several families
   (weights, cores, read-ahead, prefetch), only the first of them in the knob table's order
   moves now, and the next once its canary has passed; the order starts after the family

@@ -248,6 +248,7 @@ class TuneLoop:
             # now (held: an arm on one would never take, and the adapter would wait for it).
             skip = self.act.disabled.keys() | self._inert.keys()
             wish = hold_inert(self.adapt.wish(wish, rate, self.guard, skip), current, self._inert)
+        wish = hold_same(wish, self.guard.levels, self.act.same_effect)
         verdict = self.guard.step(rate, wish, s.progress_source, other_demand(s), read_mbps(s))
         if self.adapt is not None:
             verdict = self.adapt.annotate(verdict)
@@ -360,6 +361,25 @@ def hold_inert(
     for i, knob in enumerate(KNOBS):
         if knob.name in inert:
             held[i] = current[i]
+    return held
+
+
+def hold_same(
+    wish: npt.NDArray[np.int64],
+    levels: npt.NDArray[np.int64],
+    same: Callable[[str, float, float], bool],
+) -> npt.NDArray[np.int64]:
+    """The policy's wish with every knob whose wished value sets the same thing as the guard's
+    level (``same``: :meth:`Actuators.same_effect`) kept at that level. On 2 CPUs a trainer
+    share of 0.25 and of 0.5 are both one CPU: the policy moved between them (mixed_io,
+    2026-12-07), and each move was a change to the guard, with its dwell and, away from
+    default, a canary window that held every other change back, for nothing on the node."""
+    held = np.array(wish, dtype=np.int64, copy=True)
+    for i, knob in enumerate(KNOBS):
+        if held[i] != levels[i] and same(
+            knob.name, knob.ladder[int(held[i])], knob.ladder[int(levels[i])]
+        ):
+            held[i] = levels[i]
     return held
 
 

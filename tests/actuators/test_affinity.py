@@ -48,6 +48,26 @@ def test_roles_confined_and_restored(spawn: Callable[..., Job], settings: Settin
     assert all(c == everything for c in trainer + loader)
 
 
+def test_shares_that_grant_the_same_cpus_set_the_same_thing(
+    spawn: Callable[..., Job], settings: Settings
+) -> None:
+    job = spawn("--loaders", "1")
+    topo, pool = read(), sorted(online())
+    with Actuators(job.target, settings, log=DecisionLog(console=False)) as act:
+        for a, b in ((0.25, 0.5), (0.5, 0.75), (0.75, 1.0), (0.25, 1.0)):
+            for knob, high in (("cpus.trainer", False), ("cpus.loader", True)):
+                same = allocate(topo, pool, a, high_end=high) == allocate(
+                    topo, pool, b, high_end=high
+                )
+                assert act.same_effect(knob, a, b) is same
+        assert act.same_effect("readahead", 128.0, 128.0)
+        assert not act.same_effect("readahead", 128.0, 256.0)
+    if len(pool) == 2:  # this VM: one CPU is a quarter and a half of the node alike
+        assert allocate(topo, pool, 0.25, high_end=False) == allocate(
+            topo, pool, 0.5, high_end=False
+        )
+
+
 def test_threads_and_processes_born_after_the_action_follow_it(
     spawn: Callable[..., Job], settings: Settings
 ) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import numpy as np
 
 from autotune.config import Settings
 from autotune.daemon.guard import Guard, GuardConfig, worse
-from autotune.daemon.loop import hold_inert
+from autotune.daemon.loop import hold_inert, hold_same
 from autotune.knobs import KNOBS
 
 CFG = GuardConfig(warmup=4, dwell=3, canary=3, threshold=0.10, holdoff=10, fallback_window=12)
@@ -509,6 +510,26 @@ def test_inert_knobs_are_held_where_they_are_and_the_rest_go_as_wished() -> None
     assert hold_inert(wish, current, {}) is wish
 
 
+def test_a_wish_that_sets_the_same_thing_as_the_level_in_effect_is_no_change() -> None:
+    # On 2 CPUs, trainer shares 0.25 and 0.5 are one CPU each, 0.75 and 1 both CPUs.
+    def two_cpus(knob: str, a: float, b: float) -> bool:
+        def cores(share: float) -> int:
+            return max(1, min(2, math.floor(share * 2 + 0.5)))
+
+        return cores(a) == cores(b) if knob.startswith("cpus.") else a == b
+
+    levels = DEFAULT.copy()
+    levels[W["cpus.trainer"]] = 0  # 0.25
+    wish = levels.copy()
+    wish[W["cpus.trainer"]] = 1  # 0.5: the same CPU
+    wish[W["cpus.loader"]] = 2  # 0.75 from 1.0: both CPUs
+    wish[RA] += 1  # a real change
+    held = hold_same(wish, levels, two_cpus)
+    assert held[W["cpus.trainer"]] == 0 and held[W["cpus.loader"]] == levels[W["cpus.loader"]]
+    assert held[RA] == wish[RA]
+    assert wish[W["cpus.trainer"]] == 1  # the policy's array is left alone
+
+
 def test_a_deferred_warm_up_lasts_a_canary_window_at_least() -> None:
     cfg = GuardConfig(warmup=10, warmup_min=2, dwell=1, canary=5, defer_warmup=True)
     g = Guard(DEFAULT, cfg)
@@ -801,10 +822,10 @@ def test_a_fallback_forgets_every_vetted_level() -> None:
     assert g.vetted == set() and np.array_equal(g.levels, DEFAULT)
 
 
-def test_fast_return_is_a_setting() -> None:
-    assert not GuardConfig.for_interval(0.5).fast_return
-    on = Settings.model_validate({"guard_fast_return": True})
-    assert GuardConfig.for_interval(0.5, on).fast_return
+def test_fast_return_is_a_setting_on_by_default() -> None:
+    assert GuardConfig.for_interval(0.5).fast_return
+    off = Settings.model_validate({"guard_fast_return": False})
+    assert not GuardConfig.for_interval(0.5, off).fast_return
 
 
 STEADY = dataclasses.replace(EARLY, early_fall=0.0, steady_baseline=True)
