@@ -2,7 +2,7 @@
 against the best static setting of a small grid run beside it.
 
     python -m bench.adaptive.oracle [--repeat 5] [--only neighbour_onoff,mixed_io] [--json]
-        [--out bench/results/adaptive_oracle.json]
+        [--out bench/results/adaptive_oracle.json] [--bench-spells]
 
 For each workload with spells (``neighbour_onoff``: a CPU-bound neighbour that comes and goes;
 ``mixed_io``: sequential and random reads in turn) the arms are a small grid of static settings
@@ -45,7 +45,7 @@ from scipy import stats
 
 from autotune.errors import UserError
 from workloads import catalog
-from workloads.run import REPO, Result, Workbench, on_sigterm
+from workloads.run import BENCH_SPELL_S, REPO, Result, Workbench, on_sigterm
 
 OUT = REPO / "bench" / "results" / "adaptive_oracle.json"
 TARGET = 0.85  # issue 18: the oracle beats the best static setting by at least 15 % in wall time
@@ -126,6 +126,25 @@ PLANS = {
                 "random": {"readahead": 128.0, **HEAVY},
             },
         ),
+    )
+}
+
+
+# With --bench-spells: mixed_io at the spells of bench.grid and bench.online (4-8 s,
+# workloads.run.BENCH_SPELL_S) and their run size, every arm with the trainer on one CPU (the
+# real grid's static-best on this VM, bench/results/grid.json; 8x weights cost 15 % there): how
+# far a schedule that knows the spells goes past the best fixed setting in the online bench.
+ONE_CPU = {"cpus.trainer": 0.25}
+BENCH_PLANS = {
+    "mixed_io": Plan(
+        "mixed_io",
+        samples=98304,
+        grid={f"ra{kb:g}": {"readahead": kb, **ONE_CPU} for kb in (128.0, 256.0, 1024.0)},
+        baseline="ra128",
+        oracle={
+            "seq": {"readahead": 4096.0, **ONE_CPU},
+            "random": {"readahead": 32.0, **ONE_CPU},
+        },
     )
 }
 
@@ -360,7 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--out", type=Path, default=OUT, help="where the results go ('-': nowhere)")
     p.add_argument("--samples-scale", type=float, default=1.0, help="shorter runs (smoke tests)")
+    p.add_argument(
+        "--bench-spells",
+        action="store_true",
+        help="the online bench's 4-8 s spells and run size (mixed_io only)",
+    )
     args = p.parse_args(argv)
+    plans = BENCH_PLANS if args.bench_spells else PLANS
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         if args.repeat < 1:
@@ -368,17 +393,19 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < args.samples_scale <= 1:
             raise UserError(f"--samples-scale must be in (0, 1], got {args.samples_scale:g}")
         names = [n for n in args.only.split(",") if n]
+        if args.bench_spells and args.only == ",".join(PLANS):
+            names = list(BENCH_PLANS)
         for n in names:
-            if n not in PLANS:
-                raise UserError(f"no oracle plan for {n!r}; choose from {', '.join(PLANS)}")
+            if n not in plans:
+                raise UserError(f"no oracle plan for {n!r}; choose from {', '.join(plans)}")
         started = datetime.now(UTC)
         t0 = time.monotonic()
         load0 = os.getloadavg()
         results: dict[str, Any] = {}
         raws: dict[str, Any] = {}
-        with Workbench() as wb:
+        with Workbench(spell_s=BENCH_SPELL_S) if args.bench_spells else Workbench() as wb:
             for n in names:
-                plan = PLANS[n]
+                plan = plans[n]
                 scaled = max(1, round(plan.samples * args.samples_scale))
                 plan = dataclasses.replace(plan, samples=scaled)
                 raws[n] = run_plan(wb, plan, args.repeat, sys.stderr)
