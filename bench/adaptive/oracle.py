@@ -375,7 +375,7 @@ def write(path: Path, doc: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.adaptive.oracle", description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--only", default=",".join(PLANS), help="comma-separated workloads")
+    p.add_argument("--only", help="comma-separated workloads (default: every one planned)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--out", type=Path, default=OUT, help="where the results go ('-': nowhere)")
     p.add_argument("--samples-scale", type=float, default=1.0, help="shorter runs (smoke tests)")
@@ -392,9 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--repeat must be at least 1, got {args.repeat}")
         if not 0 < args.samples_scale <= 1:
             raise UserError(f"--samples-scale must be in (0, 1], got {args.samples_scale:g}")
-        names = [n for n in args.only.split(",") if n]
-        if args.bench_spells and args.only == ",".join(PLANS):
-            names = list(BENCH_PLANS)
+        names = [n for n in args.only.split(",") if n] if args.only else list(plans)
         for n in names:
             if n not in plans:
                 raise UserError(f"no oracle plan for {n!r}; choose from {', '.join(plans)}")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 
 import numpy as np
 
 from autotune.config import Settings
 from autotune.daemon.guard import Guard, GuardConfig, worse
 from autotune.daemon.loop import hold_inert, hold_same
+from autotune.envs.model import cores_for
 from autotune.knobs import KNOBS
 
 CFG = GuardConfig(warmup=4, dwell=3, canary=3, threshold=0.10, holdoff=10, fallback_window=12)
@@ -513,10 +513,7 @@ def test_inert_knobs_are_held_where_they_are_and_the_rest_go_as_wished() -> None
 def test_a_wish_that_sets_the_same_thing_as_the_level_in_effect_is_no_change() -> None:
     # On 2 CPUs, trainer shares 0.25 and 0.5 are one CPU each, 0.75 and 1 both CPUs.
     def two_cpus(knob: str, a: float, b: float) -> bool:
-        def cores(share: float) -> int:
-            return max(1, min(2, math.floor(share * 2 + 0.5)))
-
-        return cores(a) == cores(b) if knob.startswith("cpus.") else a == b
+        return cores_for(a, 2) == cores_for(b, 2) if knob.startswith("cpus.") else a == b
 
     levels = DEFAULT.copy()
     levels[W["cpus.trainer"]] = 0  # 0.25
