@@ -20,6 +20,16 @@ from autotune.knobs import by_name
 from autotune.target import Target
 from workloads import disk
 
+
+class KnobNotHeld(UserError):
+    """A knob the run could not hold (the actuators gave up on it: a job that never acknowledged
+    its prefetch depth, say): the run would not measure the setting asked for."""
+
+    def __init__(self, knob: str, value: float, why: str) -> None:
+        super().__init__(f"cannot hold {knob}={value:g}: {why}")
+        self.knob = knob
+
+
 # Knobs a run started under a tuner (`--under`) may still fix: a starting point, set before the
 # tuner starts and then left to it.
 STARTING_POINT = ("readahead",)
@@ -125,13 +135,14 @@ class FixedKnobs:
         return dict(self.in_effect)
 
     def check(self) -> None:
-        """Raise when a knob could not be held (the run would not measure that setting)."""
+        """Raise :class:`KnobNotHeld` when a knob could not be held (the run would not measure
+        that setting)."""
         if self._act is None:
             return
         lost = {k: why for k, why in self._act.disabled.items() if k in self.knobs}
         if lost:
             k, why = next(iter(lost.items()))
-            raise UserError(f"cannot hold {k}={self.knobs[k]:g}: {why}")
+            raise KnobNotHeld(k, self.knobs[k], why)
 
     def follow(self) -> None:
         """Once per interval while the job runs: new workers get their role's settings."""

@@ -19,6 +19,7 @@ from autotune.errors import UserError
 from autotune.knobs import by_name
 from bench.adaptive.oracle import paired
 from bench.grid.settings import DEFAULT, Setting, combined
+from workloads.knobs import KnobNotHeld
 from workloads.run import Result, Workbench
 
 BATCH = 64  # samples are rounded up to this (every job's batch divides it)
@@ -160,13 +161,27 @@ class Runner:
         t = time.monotonic()
         try:
             r = self.wb.run(g.workload, g.samples, {**g.base, **s.knobs})
+        except KnobNotHeld as e:
+            family = str(by_name(e.knob).family)
+            if by_name(e.knob).requires and family not in self.acknowledged:
+                # The job cannot hold it (no DataLoader workers to ask for a prefetch depth):
+                # its family drops out, as when a run ends with the knob never acknowledged.
+                why = str(e)
+                g.runs.append(
+                    {
+                        "stage": stage,
+                        "repeat": repeat,
+                        "setting": s.label,
+                        "error": why,
+                        "unheld": why,
+                    }
+                )
+                g.not_applicable[family] = str(e)
+                self.log(f"  {family}: not applicable: {e}")
+                return None
+            return self.failed(stage, repeat, s, e)
         except UserError as e:  # a setting the machine would not hold, a failed job
-            g.runs.append({"stage": stage, "repeat": repeat, "setting": s.label, "error": str(e)})
-            self.log(f"  {stage} r{repeat} {s.label:<46} FAILED: {e}")
-            self.failed_in_a_row += 1
-            if self.failed_in_a_row >= MAX_FAILED:
-                raise UserError(f"{MAX_FAILED} runs in a row failed, the last: {e}") from None
-            return None
+            return self.failed(stage, repeat, s, e)
         self.failed_in_a_row = 0
         g.runs.append(row(r, stage, repeat, s, order))
         self.log(
@@ -174,6 +189,15 @@ class Runner:
             f"load {r.load1:.1f}  ({time.monotonic() - t:.1f} s)"
         )
         return r
+
+    def failed(self, stage: str, repeat: int, s: Setting, e: UserError) -> None:
+        """A run that failed: recorded; :data:`MAX_FAILED` in a row stop the grid."""
+        g = self.grid
+        g.runs.append({"stage": stage, "repeat": repeat, "setting": s.label, "error": str(e)})
+        self.log(f"  {stage} r{repeat} {s.label:<46} FAILED: {e}")
+        self.failed_in_a_row += 1
+        if self.failed_in_a_row >= MAX_FAILED:
+            raise UserError(f"{MAX_FAILED} runs in a row failed, the last: {e}") from None
 
     def sweep(
         self,

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from warm_cli import RunModule
 
+from autotune.errors import UserError
 from autotune.knobs import KNOBS, Family, default_values
-from bench.grid.grid import ratios_by_repeat, rotate, summarise, with_defaults
+from bench.grid.grid import Grid, Runner, ratios_by_repeat, rotate, summarise, with_defaults
 from bench.grid.settings import Setting, combined, cores, plan
-from workloads.run import REPO
+from workloads.knobs import KnobNotHeld
+from workloads.run import REPO, Result
 
 BASE = {"readahead": 128.0}
 DEFAULTS = default_values(128.0)
@@ -151,3 +153,39 @@ def test_damaged_result_file_is_refused_before_any_run(
     r = run_module("bench.grid", "--workload", "cnn", "--out", str(out), cwd=REPO)
     assert r.returncode == 2 and "cannot read the grid" in r.stderr
     assert out.read_text() == "{not json"
+
+
+class _RefusingBench:
+    """Test double for workloads.run.Workbench (a real run takes the job's 20 intervals to give
+    up): every run fails as the harness fails a knob the job never acknowledged."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def run(self, workload: str, samples: int, knobs: dict[str, float]) -> Result:
+        self.calls += 1
+        depth = knobs["prefetch.loader"]
+        raise KnobNotHeld("prefetch.loader", depth, f"the job did not acknowledge depth {depth:g}")
+
+
+def test_a_knob_the_job_cannot_hold_drops_its_family_instead_of_stopping_the_grid() -> None:
+    prefetch = [Setting({"prefetch.loader": v}, "prefetch") for v in (1.0, 4.0, 8.0)]
+    grid = Grid("phases", 64, dict(BASE), prefetch)
+    bench = _RefusingBench()
+    runner = Runner(bench, grid, log=lambda _: None)  # type: ignore[arg-type]
+    runner.sweep("grid", prefetch, repeats=1, defaults=0)
+    # One refusal is enough: the family's other settings are not run, and nothing failed.
+    assert bench.calls == 1
+    assert "did not acknowledge" in grid.not_applicable["prefetch"]
+    assert runner.failed_in_a_row == 0
+    assert grid.runs_of("grid") == []
+
+
+def test_a_refused_knob_the_job_once_held_is_a_failure() -> None:
+    prefetch = [Setting({"prefetch.loader": v}, "prefetch") for v in (1.0, 4.0, 8.0)]
+    grid = Grid("cnn", 64, dict(BASE), prefetch)
+    runner = Runner(_RefusingBench(), grid, log=lambda _: None)  # type: ignore[arg-type]
+    runner.acknowledged.add("prefetch")
+    with pytest.raises(UserError, match="3 runs in a row failed"):
+        runner.sweep("grid", prefetch, repeats=1, defaults=0)
+    assert grid.not_applicable == {}
