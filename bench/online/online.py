@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.online.online --model RUN_ID|PATH [--job NAME ...] [--repeats 5]
         [--arms default,static_best,static_tuned,tuned,adapt,alone] [--grid bench/results/grid.json]
-        [--target-wall 10] [--samples N] [--static-best k=v,...] [--out bench/results/online.json]
+        [--target-wall 10] [--samples N|JOB=N,...] [--static-best k=v,...]
+        [--out bench/results/online.json]
 
 Each job (workloads/catalog.py, cold data on a loop device of the harness's own) runs to the
 same number of samples in every arm:
@@ -58,9 +59,10 @@ Static-best comes from the grid file's entry for the job (``static_best.setting`
 as ``weight.loader=8,weight.trainer=8``, ``default``, or a knob → value object, applied on the
 grid's ``base``); where the file or the entry is missing or unreadable the bench says so on one
 line and falls back to the replay's pick, which is recorded beside it in any case
-(``replay_pick``, issue 19); ``--static-best`` overrides both. Run size: ``--samples``, else
-the grid's samples for the job, else a probe at the default knobs sized to ``--target-wall``
-seconds of wall time (× 1.6 for the two spell jobs).
+(``replay_pick``, issue 19); ``--static-best`` overrides both. Run size: ``--samples`` (one
+count for every job, or ``JOB=N,...`` per job, so that one call runs every job at its own
+size), else the grid's samples for the job, else a probe at the default knobs sized to
+``--target-wall`` seconds of wall time (× 1.6 for the two spell jobs).
 
 Results merge into ``--out`` one job at a time (other jobs' entries kept), through
 bench/results.py, in the shape issue 20 gives: per job ``repeats``, ``tuned_vs_default``,
@@ -391,8 +393,10 @@ class Bench:
 
     def size(self, name: str, entry: Mapping[str, Any] | None) -> tuple[int, dict[str, Any]]:
         """Samples per run, and how they were chosen."""
-        if self.args.samples:
-            return self.args.samples, {"from": "--samples"}
+        every, per_job = self.args.samples
+        given = per_job.get(name, every)
+        if given:
+            return given, {"from": "--samples"}
         target = self.args.target_wall
         if catalog.get(name).spell_kinds:
             target *= ADAPTIVE_TARGET_WALL
@@ -538,6 +542,33 @@ def has_adapt() -> bool:
     return "--adapt" in out.stdout
 
 
+def parse_samples(text: str | None) -> tuple[int | None, dict[str, int]]:
+    """``--samples``: ``N`` (every job), ``JOB=N,...`` (those jobs), or both; ``(N or None,
+    {job: N})``. A bad count or an unknown job is a UserError."""
+    every: int | None = None
+    per_job: dict[str, int] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, _, count = part.rpartition("=")
+        name = name.strip()
+        if name and name not in catalog.WORKLOADS:
+            raise UserError(
+                f"--samples: no job named {name!r}; jobs: {', '.join(catalog.WORKLOADS)}"
+            )
+        try:
+            n = int(count)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise UserError(f"--samples: {part.strip()!r} is not a positive sample count")
+        if name:
+            per_job[name] = n
+        else:
+            every = n
+    return every, per_job
+
+
 def parse_arms(text: str, model: str | None, challenger: str | None = None) -> list[str]:
     arms = [a.strip() for a in text.split(",") if a.strip()]
     bad = [a for a in arms if a not in ARMS]
@@ -567,7 +598,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--arms", default=",".join(DEFAULT_ARMS), help="comma-separated")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--grid", type=Path, default=GRID, help="the real grid's result file")
-    ap.add_argument("--samples", type=int, help="samples per run (default: grid's, or a probe)")
+    ap.add_argument(
+        "--samples",
+        help="samples per run: N for every job, or JOB=N,... per job, or both "
+        "(default: the grid's, or a probe)",
+    )
     ap.add_argument(
         "--static-best",
         help="the static-best setting, name=value,... (instead of the grid's; say why in the note)",
@@ -583,8 +618,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
     if args.repeats < 1:
         raise UserError(f"--repeats must be at least 1, got {args.repeats}")
-    if args.samples is not None and args.samples < 1:
-        raise UserError(f"--samples must be positive, got {args.samples}")
+    args.samples = parse_samples(args.samples)
     if args.target_wall <= 0 or args.probe_samples < 1:
         raise UserError("--target-wall and --probe-samples must be positive")
     if args.static_best is not None:

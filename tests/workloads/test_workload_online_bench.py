@@ -62,6 +62,13 @@ def _row(repeat: int, wall: float, job: float) -> dict[str, float]:
     return {"repeat": repeat, "wall_s": wall, "job_s": job, "samples": 100}
 
 
+def test_samples_are_one_count_or_one_per_job() -> None:
+    assert online.parse_samples(None) == (None, {})
+    assert online.parse_samples("2048") == (2048, {})
+    assert online.parse_samples("cnn=9088, shards=22016") == (None, {"cnn": 9088, "shards": 22016})
+    assert online.parse_samples("512,cnn=9088") == (512, {"cnn": 9088})
+
+
 def test_ratios_pair_by_repeat_and_leave_out_a_failed_one() -> None:
     runs = {
         "default": [_row(0, 10, 8), _row(1, 12, 9), _row(2, 11, 8)],
@@ -89,6 +96,9 @@ def test_rotation_starts_each_repeat_with_another_arm() -> None:
         (["--arms", "default,challenger"], "needs --challenger"),
         (["--static-best", "weight.trainer=3"], "weight.trainer"),
         (["--repeats", "0"], "--repeats"),
+        (["--samples", "0"], "not a positive sample count"),
+        (["--samples", "cnn=9088,nosuchjob=64"], "no job named 'nosuchjob'"),
+        (["--samples", "cnn=many"], "not a positive sample count"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(
