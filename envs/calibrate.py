@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from autotune.envs import splits
-from autotune.envs.model import KIB, Knobs, Params, cores_for, respond
+from autotune.envs.model import KIB, Knobs, Params, respond
 from autotune.envs.workload import Pooled, Workload, calibration_path, demands_from, pool
 from autotune.errors import UserError
 from autotune.fsutil import write_text_atomic
@@ -173,31 +173,6 @@ def io_slopes(wl: Workload, pooled: Pooled, max_request: float) -> tuple[float, 
         float(np.clip(coef[1], *BOUNDS["cpu_per_byte"])),
         float(np.clip(coef[2], 0.0, 1e-3)),
     )
-
-
-def threads_follow(wl: Workload, pooled: Pooled, ncpus: int) -> float:
-    """``φ``: the slope of the trainer's runnable parallelism (median over the training rows at
-    each trainer core count) against those cores, log against log, clipped to 0..1; 0 where
-    fewer than two core counts have :data:`MIN_CURVE_ROWS` rows. A trainer whose threads follow
-    its cores (cnn: 1.0 cores runnable confined to one core of two, 2.0 on both) gets 1; a fixed
-    thread count that never fills its cores, 0."""
-    lo, hi = splits.bounds(len(wl), splits.TRAIN)
-    live = np.zeros(len(pooled.done), dtype=bool)
-    live[lo:hi] = True
-    live &= pooled.done > 0
-    if not len(pooled.knobs):
-        return 0.0
-    cores = np.array([cores_for(c, ncpus) for c in pooled.knobs[:, 2]])
-    xs, ys = [], []
-    for k in sorted(set(cores[live].tolist())):
-        sel = live & (cores == k)
-        if sel.sum() >= MIN_CURVE_ROWS:
-            xs.append(math.log(k))
-            ys.append(math.log(max(float(np.median(pooled.par_trainer[sel])), 1e-3)))
-    if len(xs) < 2:
-        return 0.0
-    slope = float(np.polyfit(xs, ys, 1)[0])
-    return float(np.clip(slope, 0.0, 1.0))
 
 
 def _to_free(name: str, v: float) -> float:
@@ -412,7 +387,6 @@ def calibrate(wl: Workload, bootstrap: int = BOOTSTRAP) -> tuple[Params, dict[st
         ra_log_bytes=ra_log_bytes,
         ra_points_random=ra_points_random,
         ra_log_bytes_random=ra_log_bytes_random,
-        threads_follow=threads_follow(wl, pooled, wl.ncpus),
     )
     x0 = np.array([_to_free(n, getattr(prior, n)) for n in FITTED])
     # The target is each row's progress pooled like its demand (±SMOOTH_ROWS rows at the same

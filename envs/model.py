@@ -48,18 +48,9 @@ same term is the gain of separating trainer and loaders, or of weights that stop
 pre-empting the trainer (cnn_noisy); a job with one intra-op thread per core gains from a core
 split instead (``T_t/k_t ≤ 1``). Those 4× were the spin of two threads on one core, which the
 client now avoids; cnn recorded since (2026-12-05) shows the other side, which ``σ_p`` fits
-(σ_p 0.98, σ_f 0.33, σ_s 0 with ``φ`` below; 0.46, 0 and 0 before it): its trainer alone on one
-core ran 1.2-1.3× the rate with the loaders on one core instead, the split 1.09-1.25× default
-for real, where the model without ``σ_p`` predicted every split at 0.83.
-A trainer's parallelism ``T_t`` is what it kept runnable where it was recorded; threads that
-follow its cores change it with them, ``T_t(k) = T_t(k₀)·(k/k₀)^φ``, and the cap on its rate
-(``k_t`` cores, ``T_t`` threads' worth) uses that. ``φ`` is measured, not fitted: the slope of
-the median parallelism across the core counts the recording visited. Justified by cnn: 1.0
-cores runnable on one core of two and 2.0 on both (φ 0.99; cnn_noisy 0.94, the other loader
-jobs 1.0, phases 0). Without it, a row recorded on one core capped the trainer at one core at
-every setting, and its own spin-free CPU per sample was read back onto two threads: the fit
-traded the two directions of each pair, and σ_p came out at half of what the rows say (the
-trainer's CPU per sample 2.3e-3 on both cores, 1.4e-3 alone on one).
+(σ_p 0.46, σ_f and σ_s 0): its trainer alone on one core ran 1.2-1.3× the rate with the
+loaders on one core instead, the split 1.09-1.25× default for real, where the model without
+``σ_p`` predicted every split at 0.83.
 
 **The kernel's I/O workers** (weights can slow reads). Completions, page-cache work and
 writeback run in kernel threads that weigh one nice-0 task: the heavier the job's weights on a
@@ -139,10 +130,6 @@ class Params:
         os_spin: ``σ_p``, likewise per intra-op thread beyond the first, times the loaders and
             other tasks runnable on its cores per core, for a trainer whose threads follow its
             cores (``autotune.client.apply_threads``): one spins while another waits.
-        threads_follow: ``φ``, how the trainer's runnable parallelism grows with the cores it
-            is given, ``T_t(k) = T_t(k₀)·(k/k₀)^φ`` (1: its threads follow its cores, as
-            ``autotune.client`` has torch's; 0: a fixed count); measured from the recording's
-            rows at several trainer core counts, not fitted.
         kworker: ``κ``, how much heavier job weights slow the kernel's I/O workers.
         queue_var: ``ν``, variability of the loader-trainer queue (0: the depth does nothing).
         ra_points: read-ahead values (KiB) the recording measured bytes per sample at.
@@ -165,7 +152,6 @@ class Params:
     os_self: float = 0.0
     os_foreign: float = 0.0
     os_spin: float = 0.0
-    threads_follow: float = 0.0
     kworker: float = 0.0
     queue_var: float = 0.0
     ra_points: tuple[float, ...] = ()
@@ -324,21 +310,12 @@ def _crowding_at(
     loaders_here = d.par_loader * shared / k_l
     pull = (1.0 + p.u_trainer) / (1.0 + maximum(w_t, 1e-6) * p.u_trainer)
     others_here = d.other_cores * k_t / ncpus * pull
-    own = maximum(0.0, trainer_par(d, p, ncpus, k_t) / k_t - 1.0)
+    own = maximum(0.0, d.par_trainer / k_t - 1.0)
     crowd = (loaders_here + others_here) / k_t
     # Threads that follow the trainer's cores: each beyond the first may spin while another
     # waits behind a task on its core.
     spin = (k_t - 1) * crowd
     return 1.0 + p.os_self * own + p.os_spin * spin + p.os_foreign * crowd
-
-
-def trainer_par(d: Demand, p: Params, ncpus: int, k_t: Any) -> Any:
-    """The trainer's runnable parallelism on ``k_t`` cores (a number or an array): the recorded
-    one, grown or shrunk with the cores by ``threads_follow``. A trainer recorded on one core
-    whose threads follow its cores ran one thread there: on two it runs two."""
-    if not p.threads_follow:
-        return d.par_trainer
-    return d.par_trainer * (k_t / cores_for(d.cpus_trainer, ncpus)) ** p.threads_follow
 
 
 def _rec_crowding(d: Demand, p: Params, ncpus: int) -> float:
@@ -481,7 +458,7 @@ def cpu_rate(
     union = min(ncpus, k_t + k_l) if a_l > 0.0 else k_t
     cap = math.inf
     if a_t > 0.0:
-        cap = min(cap, min(k_t, max(trainer_par(d, p, ncpus, k_t), 1e-3)) / a_t)
+        cap = min(cap, min(k_t, max(d.par_trainer, 1e-3)) / a_t)
     if a_l > 0.0:
         cap = min(cap, min(k_l, max(d.par_loader, 1e-3)) / a_l)
     other = max(0.0, d.other_cores - (ncpus - union))
@@ -603,7 +580,7 @@ def cpu_io_rates(d: Demand, g: KnobGrid, p: Params, ncpus: int) -> tuple[np.ndar
         a_sum = a_t + a_l
         union = np.where(a_l > 0.0, np.minimum(ncpus, k_t + k_l), k_t)
         cap = np.full(n, inf)
-        cap_t = np.minimum(k_t, np.maximum(trainer_par(d, p, ncpus, k_t), 1e-3)) / a_t
+        cap_t = np.minimum(k_t, max(d.par_trainer, 1e-3)) / a_t
         cap = np.where(a_t > 0.0, np.minimum(cap, cap_t), cap)
         cap_l = np.minimum(k_l, max(d.par_loader, 1e-3)) / a_l
         cap = np.where(a_l > 0.0, np.minimum(cap, cap_l), cap)

@@ -20,7 +20,6 @@ from autotune.envs.model import (
     crowding,
     respond,
     respond_rates,
-    trainer_par,
 )
 
 # A PyTorch-like job on 2 CPUs: quiet it makes 23k samples/s, the trainer doing 90% of the work.
@@ -151,26 +150,6 @@ def test_threads_that_follow_the_cores_spin_only_where_loaders_share_them() -> N
     assert g_split == 1.0 < g_def
 
 
-def test_threads_that_follow_the_cores_are_not_capped_where_the_row_was_recorded() -> None:
-    # cnn recorded with the trainer alone on one core of two: one thread's worth runnable. With
-    # its threads following its cores it has two on both; recorded at a fixed thread count it
-    # keeps the one.
-    fixed = Params(u_trainer=1.4, u_loader=2.1, os_spin=0.9)
-    follow = replace(fixed, threads_follow=1.0)
-    alone = replace(CNN, a_trainer=1.4e-3, a_loader=1.0e-3, par_trainer=1.0, cpus_trainer=0.5)
-    assert trainer_par(alone, fixed, 2, 2) == 1.0
-    assert trainer_par(alone, follow, 2, 2) == pytest.approx(2.0)
-    assert trainer_par(alone, follow, 2, 1) == pytest.approx(1.0)
-    # At the default both threads run (and spin behind the loaders): more than one core's cap.
-    at_default = respond(alone, Knobs(), follow, 2)
-    assert at_default.x_trainer > 1.0 >= respond(alone, Knobs(), fixed, 2).x_trainer - 1e-9
-    # Where it was recorded, φ changes nothing.
-    here = Knobs(cpus_trainer=0.5)
-    assert respond(alone, here, follow, 2).rate == pytest.approx(
-        respond(alone, here, fixed, 2).rate
-    )
-
-
 def test_a_calibration_from_before_the_spin_term_loads_without_it() -> None:
     old = Params(u_trainer=2.0, os_self=3.0).to_dict()
     del old["os_spin"]
@@ -254,7 +233,6 @@ def test_vectorized_model_matches_the_scalar_one_with_every_term(random_share: f
         os_self=2.0,
         os_foreign=0.4,
         os_spin=0.7,
-        threads_follow=0.8,
         kworker=0.2,
         queue_var=0.5,
         ra_points=(16.0, 128.0, 1024.0),
