@@ -163,23 +163,17 @@ class Runner:
             r = self.wb.run(g.workload, g.samples, {**g.base, **s.knobs})
         except KnobNotHeld as e:
             family = str(by_name(e.knob).family)
-            if by_name(e.knob).requires and family not in self.acknowledged:
-                # The job cannot hold it (no DataLoader workers to ask for a prefetch depth):
-                # its family drops out, as when a run ends with the knob never acknowledged.
-                why = str(e)
-                g.runs.append(
-                    {
-                        "stage": stage,
-                        "repeat": repeat,
-                        "setting": s.label,
-                        "error": why,
-                        "unheld": why,
-                    }
-                )
-                g.not_applicable[family] = str(e)
-                self.log(f"  {family}: not applicable: {e}")
-                return None
-            return self.failed(stage, repeat, s, e)
+            if not by_name(e.knob).requires or family in self.acknowledged:
+                return self.failed(stage, repeat, s, e)
+            # The job cannot hold it (no DataLoader workers to ask for a prefetch depth): not a
+            # failure of the machine, and it may drop the family, as a run that ends with the
+            # knob never acknowledged does.
+            why = str(e)
+            g.runs.append(
+                {"stage": stage, "repeat": repeat, "setting": s.label, "error": why, "unheld": why}
+            )
+            self.drop(s, family, why)
+            return None
         except UserError as e:  # a setting the machine would not hold, a failed job
             return self.failed(stage, repeat, s, e)
         self.failed_in_a_row = 0
@@ -198,6 +192,14 @@ class Runner:
         self.failed_in_a_row += 1
         if self.failed_in_a_row >= MAX_FAILED:
             raise UserError(f"{MAX_FAILED} runs in a row failed, the last: {e}") from None
+
+    def drop(self, s: Setting, family: str, why: str) -> None:
+        """Mark ``family`` not applicable after ``s`` ran without the job holding its knob. Only
+        the family's own settings judge it, and only until the job has once acknowledged one:
+        a short run may end before its acknowledgement comes."""
+        if s.family == family and family not in self.acknowledged:
+            self.grid.not_applicable[family] = why
+            self.log(f"  {family}: not applicable: {why}")
 
     def sweep(
         self,
@@ -222,11 +224,7 @@ class Runner:
                         self.acknowledged.add(s.family)
                     continue
                 self.grid.runs[-1]["unheld"] = lost[1]
-                # Only the family's own settings judge it, and only until the job has once
-                # acknowledged one: a short run may end before its acknowledgement comes.
-                if s.family == lost[0] and s.family not in self.acknowledged:
-                    self.grid.not_applicable[lost[0]] = lost[1]
-                    self.log(f"  {lost[0]}: not applicable: {lost[1]}")
+                self.drop(s, *lost)
 
 
 def run_grid(
