@@ -50,13 +50,13 @@ class TrainConfig:
     """What to train, on what, for how long."""
 
     algo: str = "ppo"
-    timesteps: int = 100_000
+    timesteps: int = 500_000
     seed: int = 0
     n_envs: int = 8
     frame_stack: int = 1
     tiny: bool = False
     eval_freq: int = 10_000
-    patience: int = 5
+    patience: int = 15
     out_dir: Path = Path("runs/training")
     tracking_uri: str = DEFAULT_TRACKING_URI
     experiment: str = DEFAULT_EXPERIMENT
