@@ -43,7 +43,9 @@ same number of samples in every arm:
   files the job opens afterwards (:data:`NEW_OPENS`, ``readahead_open_files = false``), as
   before 2026-12-06; ``tuned_return`` and ``tuned_no_return`` (only when asked): ``tuned``
   with the guard's fast return to a vetted level set on and off (:data:`RETURN`,
-  ``guard_fast_return``).
+  ``guard_fast_return``); ``tuned_quick`` and ``static_tuned_quick`` (only when asked):
+  ``tuned`` and ``static_tuned`` with the guard's clock halved (:data:`QUICK`: 1 s canary
+  window and dwell, 0.5 s least warm-up).
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -116,6 +118,8 @@ ARMS = (
     "tuned_new_opens",
     "tuned_return",
     "tuned_no_return",
+    "tuned_quick",
+    "static_tuned_quick",
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = (
@@ -135,9 +139,11 @@ TUNED_ARMS = (
     "tuned_new_opens",
     "tuned_return",
     "tuned_no_return",
+    "tuned_quick",
+    "static_tuned_quick",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
-CONSTANT_ARMS = ("static_tuned", "static_tuned_fast")
+CONSTANT_ARMS = ("static_tuned", "static_tuned_fast", "static_tuned_quick")
 # The guard's options for its fixed cost (docs/online-tuning.md), set explicitly.
 FAST_GUARD = {"AUTOTUNE_GUARD_MAX_RUNGS": "3", "AUTOTUNE_GUARD_WARMUP_DEFER": "true"}
 # The guard option that changes one knob family at a time (docs/online-tuning.md), set explicitly.
@@ -167,6 +173,14 @@ NEW_OPENS = {"AUTOTUNE_READAHEAD_OPEN_FILES": "false"}
 # The guard's fast return to a level a passed canary vetted, set on and off explicitly.
 RETURN = {"AUTOTUNE_GUARD_FAST_RETURN": "true"}
 NO_RETURN = {"AUTOTUNE_GUARD_FAST_RETURN": "false"}
+# The guard's clock halved: a 1 s canary window and dwell, a 0.5 s least warm-up (the defaults:
+# 2 s, 2 s, 1 s). The warm-up at default knobs lasts a canary window at least, so on a job of
+# 5-15 s the tuner's fixed cost is mostly this clock.
+QUICK = {
+    "AUTOTUNE_GUARD_CANARY_S": "1.0",
+    "AUTOTUNE_GUARD_DWELL_S": "1.0",
+    "AUTOTUNE_GUARD_WARMUP_MIN_S": "0.5",
+}
 ARM_ENV = {
     "tuned_fast": FAST_GUARD,
     "static_tuned_fast": FAST_GUARD,
@@ -180,6 +194,8 @@ ARM_ENV = {
     "tuned_new_opens": NEW_OPENS,
     "tuned_return": RETURN,
     "tuned_no_return": NO_RETURN,
+    "tuned_quick": QUICK,
+    "static_tuned_quick": QUICK,
 }
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
@@ -242,6 +258,12 @@ RATIOS = {
     ("tuned_return", "static_best"): "tuned_return_vs_static_best",
     ("tuned_no_return", "static_best"): "tuned_no_return_vs_static_best",
     ("tuned_return", "alone"): "tuned_return_vs_alone",
+    ("tuned_quick", "tuned"): "tuned_quick_vs_tuned",
+    ("tuned_quick", "default"): "tuned_quick_vs_default",
+    ("tuned_quick", "static_best"): "tuned_quick_vs_static_best",
+    ("tuned_quick", "alone"): "tuned_quick_vs_alone",
+    ("static_tuned_quick", "static_tuned"): "static_tuned_quick_vs_static_tuned",
+    ("static_tuned_quick", "static_best"): "static_tuned_quick_vs_static_best",
 }
 
 
