@@ -98,6 +98,49 @@ def fail(message: str, code: int = 2) -> None:
 def main(argv: list[str] | None = None) -> Any:
     """Run the CLI; map people's mistakes to one line and exit status 2."""
     try:
+        return _main(argv)
+    except SystemExit as e:
+        _leave_now_if_compiling(e.code)
+        raise
+    except BaseException:  # a defect's traceback, then the same exit as Python's
+        if _compiling():
+            import traceback
+
+            traceback.print_exc()
+            _leave_now_if_compiling(1)
+        raise
+
+
+def _compiling() -> bool:
+    session = sys.modules.get("autotune.job.session")  # not imported: no compile was started
+    return session is not None and bool(session.abandoned_opens())
+
+
+def _leave_now_if_compiling(code: Any) -> None:
+    """Exit at once, with ``code``, when a BPF compile this process stopped waiting for still
+    runs in a thread (a signal or error ended `autotune tune` while its telemetry compiled).
+
+    The interpreter's normal exit would run the compiler's global destructors under that
+    compile: a segfault, not the status the session chose. What the compile attached meanwhile
+    goes to a helper (:func:`~autotune.telemetry.loader.hand_off_perf_events`).
+    """
+    if not _compiling():
+        return
+    import os
+
+    from autotune.telemetry.loader import hand_off_perf_events
+
+    if isinstance(code, str):
+        sys.stderr.write(code + "\n")
+        code = 1
+    hand_off_perf_events()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
+def _main(argv: list[str] | None) -> Any:
+    try:
         rv = cli.main(args=argv, prog_name="autotune", standalone_mode=False)
         if isinstance(rv, int) and rv:
             sys.exit(rv)

@@ -138,7 +138,13 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
         log = DecisionLog(decisions, keep=False)  # the file holds them; a tune may last days
 
         def open_actuators() -> Any:
-            return job.open_actuators(dry_run=req.dry_run, log=log, devices=req.devices or None)
+            opened = job.open_actuators(dry_run=req.dry_run, log=log, devices=req.devices or None)
+            # The actuators took SIGTERM and SIGHUP (an exception mid-statement); the session's
+            # orderly stop takes them back. Opened beside a busy node, before the telemetry, they
+            # would otherwise end a compile's wait with SystemExit, and the interpreter's exit
+            # would tear down the compiler under the abandoned compile (a segfault, 1 in 20).
+            job.stop_on_signals((signal.SIGTERM, signal.SIGHUP))
+            return opened
 
         # Beside a busy node, the job's weights go up now, not once the telemetry is up (their
         # decisions kept for the live view, which opens once the telemetry is).
@@ -214,7 +220,6 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
             start=start,
         )
         job.on_stop(loop.stop)
-        job.stop_on_signals((signal.SIGTERM, signal.SIGHUP))  # again: over the actuators'
         if job.stopping.is_set():  # a signal while the telemetry was opened
             loop.stop()
         job.on_exit(loop.wake)  # the job's end ends the loop's wait at once
