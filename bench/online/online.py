@@ -45,7 +45,9 @@ same number of samples in every arm:
   with the guard's fast return to a vetted level set on and off (:data:`RETURN`,
   ``guard_fast_return``); ``tuned_quick`` and ``static_tuned_quick`` (only when asked):
   ``tuned`` and ``static_tuned`` with the guard's clock halved (:data:`QUICK`: 1 s canary
-  window and dwell, 0.5 s least warm-up).
+  window and dwell, 0.5 s least warm-up); ``watch`` (only when asked): the trained policy
+  with ``--dry-run``, so the tuner's whole cost at the default knobs (its start, telemetry,
+  loop and exit; nothing written), ``watch_vs_default``.
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -120,6 +122,7 @@ ARMS = (
     "tuned_no_return",
     "tuned_quick",
     "static_tuned_quick",
+    "watch",
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = (
@@ -141,6 +144,7 @@ TUNED_ARMS = (
     "tuned_no_return",
     "tuned_quick",
     "static_tuned_quick",
+    "watch",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast", "static_tuned_quick")
@@ -264,6 +268,7 @@ RATIOS = {
     ("tuned_quick", "alone"): "tuned_quick_vs_alone",
     ("static_tuned_quick", "static_tuned"): "static_tuned_quick_vs_static_tuned",
     ("static_tuned_quick", "static_best"): "static_tuned_quick_vs_static_best",
+    ("watch", "default"): "watch_vs_default",
 }
 
 
@@ -401,6 +406,8 @@ class Bench:
                 else self.model
             )
             cmd = [*self.tune, "--model", model, *(["--adapt"] if arm == "adapt" else [])]
+            if arm == "watch":
+                cmd.append("--dry-run")
             if arm in ARM_ENV:
                 cmd = ["env", *(f"{k}={v}" for k, v in ARM_ENV[arm].items()), *cmd]
             under = " ".join(cmd)
