@@ -165,6 +165,7 @@ def run_session(req: TuneRequest, settings: Settings) -> int | None:
                 runs_dir=settings.runs_dir,
                 uploader="process",  # keeps the MLflow client (~85 MB) out of the tuner
                 end_timeout_s=UPLOAD_WAIT_S,
+                live_upload_s=settings.tracking_live_upload_s,
             )
         )
         collector = job.open_telemetry_unless_ended(interval_s, startup.poll if startup else None)

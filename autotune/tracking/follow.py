@@ -98,13 +98,18 @@ def _say(path: Path, text: str) -> None:
             os.write(2, data)
 
 
-def follow(path: Path, retry_s: float = RETRY_INTERVAL_S, load_first: bool = False) -> int:
+def follow(
+    path: Path,
+    retry_s: float = RETRY_INTERVAL_S,
+    load_first: bool = False,
+    live_s: float = LIVE_UPLOAD_S,
+) -> int:
     """Upload ``path`` while its writer runs; once the run has ended, make one last attempt
     holding the spool's lock, and leave what did not go up to ``autotune sync``.
 
     With ``load_first``, the first upload (which loads the MLflow client) runs at normal
     priority before the ``ready`` file is made; every upload after it runs at ``SCHED_IDLE``,
-    one every ``LIVE_UPLOAD_S`` at most, until the run ends.
+    one every ``live_s`` at most (0: none), until the run ends.
 
     Returns 0 when the run is wholly uploaded (or someone else finished it), 1 otherwise.
     """
@@ -145,7 +150,8 @@ def follow(path: Path, retry_s: float = RETRY_INTERVAL_S, load_first: bool = Fal
         with contextlib.suppress(OSError):
             (path / READY).touch()
     _idle(True)
-    next_live = time.monotonic() + LIVE_UPLOAD_S  # not at once: a short job never sees it
+    live = live_s > 0
+    next_live = time.monotonic() + live_s  # not at once: a short job never sees it
     while True:
         if not path.is_dir():
             return 0  # someone else (autotune sync) finished it
@@ -172,9 +178,9 @@ def follow(path: Path, retry_s: float = RETRY_INTERVAL_S, load_first: bool = Fal
             finally:
                 spool.unlock()
         now = time.monotonic()
-        if now >= next_try and now >= next_live:
+        if live and now >= next_try and now >= next_live:
             attempt()
-            next_live = now + LIVE_UPLOAD_S
+            next_live = now + live_s
         time.sleep(FLUSH_INTERVAL_S)
 
 
@@ -187,8 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="load the MLflow client and upload once at normal priority, then make the ready file",
     )
+    ap.add_argument(
+        "--live-s",
+        type=float,
+        default=LIVE_UPLOAD_S,
+        help="upload at most this often while the writer runs (0: only once its run has ended)",
+    )
     args = ap.parse_args(argv)
-    return follow(args.spool, args.retry_s, args.load_first)
+    return follow(args.spool, args.retry_s, args.load_first, args.live_s)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,7 @@ class TrackedRun:
         end_timeout_s: float = END_TIMEOUT_S,
         uploader: str = "thread",
         load_first: bool = False,
+        live_upload_s: float | None = None,
     ) -> None:
         self.kind = kind
         self.tracking_uri = store.normalize(tracking_uri)
@@ -154,6 +155,7 @@ class TrackedRun:
                     "--retry-s",
                     str(retry_interval_s),
                     *(["--load-first"] if load_first else []),
+                    *(["--live-s", str(live_upload_s)] if live_upload_s is not None else []),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -363,7 +365,9 @@ def tracked_run(
     It ends FINISHED, or FAILED when the block raises (KILLED on Ctrl-C). ``options`` go to
     :class:`TrackedRun` (``notify``, ``retry_interval_s``, ``end_timeout_s``, ``uploader``:
     ``"thread"`` or ``"process"`` (autotune.tracking.follow), and ``load_first``: that process
-    loads the MLflow client before anything else, see :meth:`TrackedRun.wait_uploader`).
+    loads the MLflow client before anything else, see :meth:`TrackedRun.wait_uploader`;
+    ``live_upload_s``: how often that process uploads while the run goes on, 0 only once it has
+    ended, None its own default).
     """
     run = TrackedRun(
         kind,

@@ -47,7 +47,8 @@ same number of samples in every arm:
   ``tuned`` and ``static_tuned`` with the guard's clock halved (:data:`QUICK`: 1 s canary
   window and dwell, 0.5 s least warm-up); ``watch`` (only when asked): the trained policy
   with ``--dry-run``, so the tuner's whole cost at the default knobs (its start, telemetry,
-  loop and exit; nothing written), ``watch_vs_default``.
+  loop and exit; nothing written), ``watch_vs_default``; ``watch_no_live`` (only when asked):
+  ``watch`` with the session's MLflow run uploaded only once it has ended (:data:`NO_LIVE`).
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -123,6 +124,7 @@ ARMS = (
     "tuned_quick",
     "static_tuned_quick",
     "watch",
+    "watch_no_live",
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = (
@@ -145,6 +147,7 @@ TUNED_ARMS = (
     "tuned_quick",
     "static_tuned_quick",
     "watch",
+    "watch_no_live",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast", "static_tuned_quick")
@@ -185,6 +188,8 @@ QUICK = {
     "AUTOTUNE_GUARD_DWELL_S": "1.0",
     "AUTOTUNE_GUARD_WARMUP_MIN_S": "0.5",
 }
+# The session's MLflow run uploaded only once it has ended: no MLflow client loaded beside the job.
+NO_LIVE = {"AUTOTUNE_TRACKING_LIVE_UPLOAD_S": "0"}
 ARM_ENV = {
     "tuned_fast": FAST_GUARD,
     "static_tuned_fast": FAST_GUARD,
@@ -200,6 +205,7 @@ ARM_ENV = {
     "tuned_no_return": NO_RETURN,
     "tuned_quick": QUICK,
     "static_tuned_quick": QUICK,
+    "watch_no_live": NO_LIVE,
 }
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
@@ -269,6 +275,8 @@ RATIOS = {
     ("static_tuned_quick", "static_tuned"): "static_tuned_quick_vs_static_tuned",
     ("static_tuned_quick", "static_best"): "static_tuned_quick_vs_static_best",
     ("watch", "default"): "watch_vs_default",
+    ("watch_no_live", "default"): "watch_no_live_vs_default",
+    ("watch_no_live", "watch"): "watch_no_live_vs_watch",
 }
 
 
@@ -406,7 +414,7 @@ class Bench:
                 else self.model
             )
             cmd = [*self.tune, "--model", model, *(["--adapt"] if arm == "adapt" else [])]
-            if arm == "watch":
+            if arm in ("watch", "watch_no_live"):
                 cmd.append("--dry-run")
             if arm in ARM_ENV:
                 cmd = ["env", *(f"{k}={v}" for k, v in ARM_ENV[arm].items()), *cmd]

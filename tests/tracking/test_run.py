@@ -156,6 +156,40 @@ def test_an_upload_process_asked_to_load_first_has_sent_the_start_when_ready(
     assert done.data.metrics[schema.M_PROGRESS_RATE] == 10.0
 
 
+def test_the_upload_process_uploads_live_as_often_as_asked_or_only_at_the_end(
+    runs: Path, sqlite_uri: str
+) -> None:
+    # tracking_live_upload_s: a run uploaded every 0.2 s is in the store while it runs; one
+    # with 0 is not (no MLflow client loaded beside the job), and is whole once it has ended.
+    import shutil
+    import time
+
+    end_db = runs / "end.db"
+    shutil.copyfile(sqlite_uri.removeprefix("sqlite:///"), end_db)
+    end_uri = f"sqlite:///{end_db}"
+
+    def wait_for_a_run(uri: str) -> list[Any]:
+        end = time.monotonic() + 60
+        while not (found := _all_runs(uri)) and time.monotonic() < end:
+            time.sleep(0.2)
+        return found
+
+    with tracked_run(
+        "tune", tracking_uri=sqlite_uri, runs_dir=runs, uploader="process", live_upload_s=0.2
+    ) as run:
+        run.log_metrics({schema.M_PROGRESS_RATE: 1.0})
+        assert [r.info.status for r in wait_for_a_run(sqlite_uri)] == ["RUNNING"]
+    with tracked_run(
+        "tune", tracking_uri=end_uri, runs_dir=runs, uploader="process", live_upload_s=0
+    ) as run:
+        run.log_metrics({schema.M_PROGRESS_RATE: 2.0})
+        time.sleep(1.5)  # several of the other run's upload intervals
+        assert _all_runs(end_uri) == []
+    (done,) = wait_for_a_run(end_uri)
+    assert done.info.status == "FINISHED"
+    assert done.data.metrics[schema.M_PROGRESS_RATE] == 2.0
+
+
 def _followers_of(spool: Path) -> list[int]:
     found = []
     for d in Path("/proc").iterdir():
