@@ -201,3 +201,31 @@ def bpf_stats_enabled() -> Iterator[None]:
         yield
     finally:
         BPF_STATS.write_text(before + "\n")
+
+
+def node_prog_stats() -> dict[int, tuple[int, int]]:
+    """id → (run_time_ns, run_cnt) of every BPF program loaded on the node, whoever loaded it
+    (counted while bpf_stats is on): for programs of another process, such as a tuner's."""
+    import ctypes
+
+    from bcc.libbcc import lib
+
+    out: dict[int, tuple[int, int]] = {}
+    nid, start = ctypes.c_uint32(0), 0
+    while lib.bpf_prog_get_next_id(start, ctypes.byref(nid)) == 0:
+        start = nid.value
+        fd = lib.bpf_prog_get_fd_by_id(start)
+        if fd < 0:
+            continue  # unloaded meanwhile
+        try:
+            info = dict(
+                line.split(":\t", 1)
+                for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines()
+                if ":\t" in line
+            )
+            out[start] = (int(info.get("run_time_ns", 0)), int(info.get("run_cnt", 0)))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return out
