@@ -22,6 +22,7 @@ def test_paired_ratio_is_the_geometric_mean_of_rates_with_over_without() -> None
     [
         (["--job", "nope"], "unknown workload 'nope'"),
         (["--repeats", "0"], "--repeats must be at least 1"),
+        (["--under-tune", "/nonexistent/policy"], "no policy at /nonexistent/policy"),
     ],
 )
 def test_a_mistake_is_one_line_and_exit_2(
