@@ -14,7 +14,7 @@ Asked to (``--load-first``), the follower first loads the MLflow client and send
 start at normal priority, then makes a ``ready`` file in the spool for its writer to wait for.
 ``autotune tune`` no longer asks: its job ran 3-4 s later for it (the client loads in ~3 s). So
 that a short job does not have the client loaded beside it at all, a follower not asked to load
-first makes its first upload ``LIVE_UPLOAD_S`` after its start (or at the run's end, if sooner),
+first makes its first upload ``--live-s`` after its start (or at the run's end, if sooner),
 at ``SCHED_IDLE`` from its first instruction. Loading the client means importing MLflow,
 SQLAlchemy and the store's schema check, ~3 s of CPU and some hundred files read from the disk
 the job may be reading too; beside a random-read job that cost more than ``SCHED_IDLE`` could
@@ -42,11 +42,13 @@ from autotune.target import zombie
 from autotune.tracking.run import FLUSH_INTERVAL_S, READY, RETRY_INTERVAL_S
 from autotune.tracking.spool import Spool
 
-# While the writer runs, the follower uploads at most this often (MLflow samples its own system
-# metrics every 10 s by default). Each upload is a few SQLite transactions (fdatasync each) or
-# HTTP calls, and a follower always busy at SCHED_IDLE still takes the caches of the CPUs the job
-# leaves idle: uploading each second, the tuner beside the cnn job used 2.4 % of a core instead
-# of 1.9 % (workloads, 3 interleaved repeats).
+# While the writer runs, the follower uploads at most this often unless told otherwise (`autotune
+# tune` passes its tracking_live_upload_s, 60 s: the first upload loads the MLflow client, and at
+# 10 s that cost a 15 s cnn job 5.6 %, bench/results/online_live_upload.json). Each upload is a
+# few SQLite transactions (fdatasync each) or HTTP calls, and a follower always busy at
+# SCHED_IDLE still takes the caches of the CPUs the job leaves idle: uploading each second, the
+# tuner beside the cnn job used 2.4 % of a core instead of 1.9 % (workloads, 3 interleaved
+# repeats).
 LIVE_UPLOAD_S = 10.0
 NICE = 19  # the follower's, from its first instruction to its last upload
 FOLLOW_LOG = "follow.log"  # in the spool: what the follower says after its writer has ended
