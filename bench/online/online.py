@@ -48,7 +48,9 @@ same number of samples in every arm:
   window and dwell, 0.5 s least warm-up); ``watch`` (only when asked): the trained policy
   with ``--dry-run``, so the tuner's whole cost at the default knobs (its start, telemetry,
   loop and exit; nothing written), ``watch_vs_default``; ``watch_no_live`` (only when asked):
-  ``watch`` with the session's MLflow run uploaded only once it has ended (:data:`NO_LIVE`).
+  ``watch`` with the session's MLflow run uploaded only once it has ended (:data:`NO_LIVE`);
+  ``watch_nice0`` (only when asked): ``watch`` with the tuner's threads at the job's nice value
+  (:data:`NICE0`).
 
 What is measured is the wall time of the command a person runs, from its start to its exit: the
 ``autotune tune ... -- job`` command for the tuned arms, the job's own command for the others
@@ -125,6 +127,7 @@ ARMS = (
     "static_tuned_quick",
     "watch",
     "watch_no_live",
+    "watch_nice0",
 )
 DEFAULT_ARMS = ARMS[:6]
 TUNED_ARMS = (
@@ -148,6 +151,7 @@ TUNED_ARMS = (
     "static_tuned_quick",
     "watch",
     "watch_no_live",
+    "watch_nice0",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
 CONSTANT_ARMS = ("static_tuned", "static_tuned_fast", "static_tuned_quick")
@@ -190,6 +194,8 @@ QUICK = {
 }
 # The session's MLflow run uploaded only once it has ended: no MLflow client loaded beside the job.
 NO_LIVE = {"AUTOTUNE_TRACKING_LIVE_UPLOAD_S": "0"}
+# The tuner's threads (the compile, the loop) at the job's nice value, not at tune_nice's -10.
+NICE0 = {"AUTOTUNE_TUNE_NICE": "0"}
 ARM_ENV = {
     "tuned_fast": FAST_GUARD,
     "static_tuned_fast": FAST_GUARD,
@@ -206,6 +212,7 @@ ARM_ENV = {
     "tuned_quick": QUICK,
     "static_tuned_quick": QUICK,
     "watch_no_live": NO_LIVE,
+    "watch_nice0": NICE0,
 }
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
@@ -277,6 +284,8 @@ RATIOS = {
     ("watch", "default"): "watch_vs_default",
     ("watch_no_live", "default"): "watch_no_live_vs_default",
     ("watch_no_live", "watch"): "watch_no_live_vs_watch",
+    ("watch_nice0", "default"): "watch_nice0_vs_default",
+    ("watch_nice0", "watch"): "watch_nice0_vs_watch",
 }
 
 
@@ -414,7 +423,7 @@ class Bench:
                 else self.model
             )
             cmd = [*self.tune, "--model", model, *(["--adapt"] if arm == "adapt" else [])]
-            if arm in ("watch", "watch_no_live"):
+            if arm.startswith("watch"):
                 cmd.append("--dry-run")
             if arm in ARM_ENV:
                 cmd = ["env", *(f"{k}={v}" for k, v in ARM_ENV[arm].items()), *cmd]
