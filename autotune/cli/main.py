@@ -121,22 +121,14 @@ def _leave_now_if_compiling(code: Any) -> None:
     runs in a thread (a signal or error ended `autotune tune` while its telemetry compiled).
 
     The interpreter's normal exit would run the compiler's global destructors under that
-    compile: a segfault, not the status the session chose. What the compile attached meanwhile
-    goes to a helper (:func:`~autotune.telemetry.loader.hand_off_perf_events`).
+    compile: a segfault, not the status the session chose (:func:`autotune.job.session.leave_now`).
     """
     if not _compiling():
         return
-    import os
-
-    from autotune.telemetry.loader import hand_off_perf_events
-
     if isinstance(code, str):
         sys.stderr.write(code + "\n")
         code = 1
-    hand_off_perf_events()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code or 0)
+    sys.modules["autotune.job.session"].leave_now(code or 0)
 
 
 def _main(argv: list[str] | None) -> Any:

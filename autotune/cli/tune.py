@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -121,14 +120,7 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     status = run_session(request, settings) or 0  # the job's status, 128 + N for signal N
     # Everything is restored, closed and said: leave now. A normal exit would wait for a BPF
     # compile the job's end left behind (seconds; abandoned_opens), and tear down the
-    # interpreter (0.3 s), while the person waits for the job's status. What such a compile
-    # attached meanwhile goes to a helper, whose exit waits for the kernel in our place.
-    from autotune.job.session import abandoned_opens
+    # interpreter (0.3 s), while the person waits for the job's status.
+    from autotune.job.session import leave_now
 
-    if abandoned_opens():
-        from autotune.telemetry.loader import hand_off_perf_events
-
-        hand_off_perf_events()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    leave_now(status)

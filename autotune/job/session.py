@@ -32,11 +32,12 @@ import contextlib
 import os
 import select
 import signal
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from autotune.errors import UserError
 from autotune.job.stop import STOP_GRACE_S, stop_job
@@ -62,6 +63,21 @@ def abandoned_opens() -> list[threading.Thread]:
     the node is changed by an open: the kernel drops what it loaded with the process.
     """
     return [t for t in _ABANDONED if t.is_alive()]
+
+
+def leave_now(status: int) -> NoReturn:
+    """Exit at once with ``status``, without the interpreter's exit: beside an abandoned open
+    (:func:`abandoned_opens`) that exit would wait for its compile, or run the compiler's global
+    destructors under it (a segfault). What such a compile attached meanwhile goes to a helper
+    (:func:`~autotune.telemetry.loader.hand_off_perf_events`), whose exit waits for the kernel.
+    """
+    if abandoned_opens():
+        from autotune.telemetry.loader import hand_off_perf_events
+
+        hand_off_perf_events()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 class JobSession:

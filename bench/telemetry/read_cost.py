@@ -40,12 +40,12 @@ import numpy as np
 from autotune.errors import UserError
 from autotune.target import Target
 from autotune.telemetry.collector import open_collector
+from bench.adaptive.oracle import paired
 from bench.results import write_result
 from bench.telemetry.common import bpf_stats_enabled, node_prog_stats, prog_stats
 from workloads import catalog
 from workloads.run import Workbench
 
-REPO = Path(__file__).resolve().parents[2]
 TOTAL = "all programs"  # kernel's entry for their sum, per run
 POLL_S = 0.25  # how often the tuner's programs are read (their counts go when it exits)
 
@@ -77,17 +77,11 @@ class _Watch:
         return {f"busiest {i + 1}": v for i, v in enumerate(ranked)}
 
 
-def paired_ratio(with_: list[float], without: list[float], seed: int = 0) -> dict[str, Any]:
-    """Geometric mean of ``without / with`` (rates: times inverted) with a 95 % bootstrap
-    interval over the repeats."""
-    r = np.log(np.asarray(without) / np.asarray(with_))
-    rng = np.random.default_rng(seed)
-    boots = rng.choice(r, size=(10_000, r.size), replace=True).mean(axis=1)
-    lo, hi = np.exp(np.percentile(boots, [2.5, 97.5]))
-    return {
-        "ratio": round(float(np.exp(r.mean())), 4),
-        "ci95": [round(float(lo), 4), round(float(hi), 4)],
-    }
+def paired_ratio(with_: list[float], without: list[float]) -> dict[str, Any]:
+    """Rate with / without (times inverted), paired by repeat: the geometric mean and its 95 %
+    bootstrap interval, as every bench's (:func:`bench.adaptive.oracle.paired`)."""
+    p = paired(without, with_)
+    return {"ratio": round(p["mean"], 4), "ci95": [round(x, 4) for x in p["ci95"]]}
 
 
 def _add_kernel(
