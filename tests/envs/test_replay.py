@@ -67,6 +67,28 @@ def test_default_knobs_earn_nothing_without_noise() -> None:
             break
 
 
+def test_the_noise_moves_no_settings_expected_rate() -> None:
+    # cnn_noisy has the largest calibrated residual (log sd about 0.43): log-normal noise of
+    # median one would score the default knobs exp(sd**2 / 2), about 1.09x themselves.
+    wl = load("cnn_noisy")
+    sd = float(wl.calibration["residual_sd"])
+    env = ReplayEnv([wl], episode_steps=100)
+    ratios = []
+    for seed in range(30):
+        _, info = env.reset(seed=seed)
+        default = info["levels"]
+        for _ in range(100):
+            _, _, _, trunc, info = env.step(default)
+            if info["rate_default"] > 0:
+                ratios.append(info["rate"] / info["rate_default"])
+            if trunc:
+                break
+    r = np.asarray(ratios)
+    assert len(r) >= 2000
+    assert np.std(np.log(r)) == pytest.approx(sd, rel=0.1)  # the noise is on
+    assert r.mean() == pytest.approx(1.0, abs=0.03)
+
+
 def test_knob_change_costs() -> None:
     env = ReplayEnv(bundled(), noise=0.0)
     _, info = env.reset(seed=0)
