@@ -34,7 +34,7 @@ from autotune.agents.evaluate import run_episode
 from autotune.agents.export import export
 from autotune.agents.progress import RateProgress
 from autotune.envs import splits
-from autotune.envs.replay import CHANGE_COST, ReplayEnv
+from autotune.envs.replay import CHANGE_COST, OFF_DEFAULT_COST, ReplayEnv
 from autotune.envs.workload import Workload
 from autotune.errors import UserError
 from autotune.tracking.schema import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
@@ -64,6 +64,8 @@ class TrainConfig:
     progress_bar: bool = True
     threads: int = 1
     change_cost: float = CHANGE_COST  # the replay's reward cost per knob changed in a step
+    # ... and per knob held off its default in a step (ReplayEnv ``off_default_cost``)
+    off_default_cost: float = OFF_DEFAULT_COST
     # Domain randomization: each training episode answers with one of the workload's bootstrap
     # parameter sets (ReplayEnv ``randomize``); validation stays on the best fit.
     randomize: bool = False
@@ -130,14 +132,20 @@ def _make_env(
     workloads: Sequence[Workload],
     algo: algos.Algo,
     seed: int,
+    *,
     change_cost: float = CHANGE_COST,
     randomize: bool = False,
+    off_default_cost: float = OFF_DEFAULT_COST,
 ) -> Any:
     from stable_baselines3.common.monitor import Monitor
 
     def build() -> Any:
         env: Any = ReplayEnv(
-            list(workloads), rows=splits.TRAIN, change_cost=change_cost, randomize=randomize
+            list(workloads),
+            rows=splits.TRAIN,
+            change_cost=change_cost,
+            randomize=randomize,
+            off_default_cost=off_default_cost,
         )
         if algo.wrapper is not None:
             env = algo.wrapper(env)
@@ -204,6 +212,7 @@ def train(
         "tiny": cfg.tiny,
         "threads": cfg.threads,
         "change_cost": cfg.change_cost,
+        "off_default_cost": cfg.off_default_cost,
         "randomize": cfg.randomize,
         "splits": json.dumps(
             {"train": splits.TRAIN, "validation": splits.VALIDATION, "test": splits.TEST}
@@ -230,7 +239,14 @@ def train(
     ):
         venv: Any = DummyVecEnv(
             [
-                _make_env(workloads, algo, cfg.seed + i, cfg.change_cost, cfg.randomize)
+                _make_env(
+                    workloads,
+                    algo,
+                    cfg.seed + i,
+                    change_cost=cfg.change_cost,
+                    randomize=cfg.randomize,
+                    off_default_cost=cfg.off_default_cost,
+                )
                 for i in range(cfg.n_envs)
             ]
         )

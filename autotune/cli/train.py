@@ -59,6 +59,14 @@ ALGO_NAMES = ("ppo", "a2c", "dqn", "sac", "recurrent-ppo")
     "replay env's CHANGE_COST]",
 )
 @click.option(
+    "--off-default-cost",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Reward cost per knob held away from its default in a replay step: a knob moves only "
+    "for a modelled gain larger than that (the replay extrapolates settings the recording never "
+    "ran, and a real node often charges a few per cent for a knob the model calls "
+    "free).  [default: the replay env's OFF_DEFAULT_COST]",
+)
+@click.option(
     "--randomize",
     is_flag=True,
     help="Domain randomization: each training episode replays its workload on one of the "
@@ -105,6 +113,7 @@ def train(  # noqa: PLR0917 - one parameter per click option
     frame_stack: int,
     threads: int,
     change_cost: float | None,
+    off_default_cost: float | None,
     randomize: bool,
     tiny: bool,
     eval_freq: int,
@@ -130,7 +139,7 @@ def train(  # noqa: PLR0917 - one parameter per click option
     from autotune.agents import select
     from autotune.agents.train import TrainConfig
     from autotune.agents.train import train as run_training
-    from autotune.envs.replay import CHANGE_COST
+    from autotune.envs.replay import CHANGE_COST, OFF_DEFAULT_COST
     from autotune.tracking import registry
 
     settings = config.load({"tracking_uri": tracking_uri}, config_file)
@@ -145,6 +154,7 @@ def train(  # noqa: PLR0917 - one parameter per click option
         frame_stack=frame_stack,
         threads=threads,
         change_cost=CHANGE_COST if change_cost is None else change_cost,
+        off_default_cost=OFF_DEFAULT_COST if off_default_cost is None else off_default_cost,
         randomize=randomize,
         tiny=tiny,
         eval_freq=min(eval_freq, timesteps),

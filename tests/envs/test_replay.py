@@ -115,6 +115,25 @@ def test_the_cost_of_a_change_is_the_envs_own() -> None:
         ReplayEnv(bundled(), change_cost=1.0)
 
 
+def test_a_knob_held_off_its_default_costs_every_step() -> None:
+    """off_default_cost is charged per knob away from its default in every step it stays
+    there, not only in the step that moved it; back at default it costs nothing."""
+    rewards: dict[float, list[float]] = {}
+    for cost in (0.0, 0.03):
+        env = ReplayEnv(bundled(), noise=0.0, change_cost=0.0, off_default_cost=cost)
+        _, info = env.reset(seed=0, options={"start": 5})
+        default = info["levels"].copy()
+        moved = default.copy()
+        moved[0] = (moved[0] + 1) % spaces.LEVELS[0]
+        moved[-1] = (moved[-1] + 1) % spaces.LEVELS[-1]
+        rewards[cost] = [env.step(a)[1] for a in (moved, moved, default)]
+    assert [a - b for a, b in zip(rewards[0.0], rewards[0.03], strict=True)] == pytest.approx(
+        [0.06, 0.06, 0.0]
+    )
+    with pytest.raises(UserError, match="off_default_cost"):
+        ReplayEnv(bundled(), off_default_cost=-0.1)
+
+
 def test_observation_reflects_the_knobs() -> None:
     from autotune.features import knob_levels
 
