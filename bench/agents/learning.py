@@ -84,6 +84,7 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
         progress_bar=False,
         overrides=job["overrides"],
         change_cost=job["change_cost"],
+        off_default_cost=job["off_default_cost"],
     )
     r = train(cfg, [load(w) for w in job["workloads"]])
     reach = r.to_time_to(0.95)
@@ -121,6 +122,7 @@ def _jobs(args: argparse.Namespace, names: list[str], tmp: Path) -> list[dict[st
                 "evals": args.evals,
                 "overrides": overrides,
                 "change_cost": args.change_cost,
+                "off_default_cost": args.off_default_cost,
                 "tmp": str(tmp),
             }
         )
@@ -176,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="the replay's reward cost per knob changed (default: the env's CHANGE_COST)",
     )
+    ap.add_argument(
+        "--off-default-cost",
+        type=float,
+        help="the replay's reward cost per knob off its default (default: the env's "
+        "OFF_DEFAULT_COST)",
+    )
     ap.add_argument("--no-lowo", dest="lowo", action="store_false")
     ap.add_argument("--json", action="store_true", help=f"also write {RESULT}")
     ap.add_argument(
@@ -208,6 +216,16 @@ def main(argv: list[str] | None = None) -> int:
         args.change_cost = CHANGE_COST
     if not 0.0 <= args.change_cost < 1.0:
         print(f"learning: --change-cost must be in [0, 1), got {args.change_cost}", file=sys.stderr)
+        return 2
+    if args.off_default_cost is None:
+        from autotune.envs.replay import OFF_DEFAULT_COST
+
+        args.off_default_cost = OFF_DEFAULT_COST
+    if not 0.0 <= args.off_default_cost < 1.0:
+        print(
+            f"learning: --off-default-cost must be in [0, 1), got {args.off_default_cost}",
+            file=sys.stderr,
+        )
         return 2
 
     from autotune import policy as runtime
@@ -353,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_envs": args.n_envs,
         "overrides": json.loads(args.overrides),
         "change_cost": args.change_cost,
+        "off_default_cost": args.off_default_cost,
         "splits": {"train": splits.TRAIN, "validation": splits.VALIDATION, "test": splits.TEST},
         "train_wall_s": round(train_s, 1),
         "targets": {
