@@ -125,10 +125,12 @@ def _leave_now_if_compiling(code: Any) -> None:
     """
     if not _compiling():
         return
+    from autotune.job.session import leave_now  # already imported: _compiling found it
+
     if isinstance(code, str):
         sys.stderr.write(code + "\n")
         code = 1
-    sys.modules["autotune.job.session"].leave_now(code or 0)
+    leave_now(code or 0)
 
 
 def _main(argv: list[str] | None) -> Any:
