@@ -196,6 +196,15 @@ class Settings(BaseSettings):
         "the weights back to default alone for a canary window, and keep it out if the job is "
         "clearly faster without it",
     )
+    guard_startup_hold_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=600.0,
+        description="seconds from the start in which, until the job reports its own progress "
+        "through autotune.client, only the weights move: no core split, read-ahead or prefetch "
+        "change beside the job's imports and worker start, judged by CPU time and undone when "
+        "its samples begin (0: off; 0 to 600)",
+    )
     guard_dwell_s: float = Field(
         2.0, ge=0.0, le=600.0, description="seconds between two changes of a knob (0 to 600)"
     )

@@ -103,6 +103,14 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   the whole setting let one of five cnn_noisy runs keep a trainer pinned to one CPU since its
   start, which ran at the default rate (73 samples/s against ~470) until the owed warm-up 30 s
   later (bench/results/online_keep_all.json); a weight changes only how CPU time is shared;
+* **the start-up's weights only** (``startup_hold``, off by default): while progress is still
+  the start-up proxy (the trainer's CPU time, before the job's first samples through
+  ``autotune.client``) and for at most ``startup_hold`` intervals, only the weights move. A
+  core split, read-ahead or prefetch depth set then is judged by CPU seconds, not samples, and
+  goes back to default when the job's own progress begins (``keep_on_restart`` keeps only the
+  weights); meanwhile it runs beside the job's imports and worker start (docs/online-tuning.md
+  has the measurement). A job that never reports its own progress tunes every family once the
+  hold has passed;
 * **seeded warm-up** (:meth:`Guard.seed`): rates at default knobs measured before the first
   step (the proxy from ``/proc`` while the telemetry compiles) count as the warm-up's first;
 * **a start off default** (:meth:`Guard.start_at`): a job `autotune tune` starts beside a busy
@@ -128,6 +136,7 @@ import numpy.typing as npt
 
 from autotune.config import Settings
 from autotune.knobs import KNOBS, Family
+from autotune.telemetry.sample import PROGRESS_PROXY
 
 Levels = npt.NDArray[np.int64]
 # The fewest warm-up intervals that end a warm-up on its interval (a spread needs a few rates).
@@ -166,6 +175,8 @@ class GuardConfig:
         one_family: a change moves the knobs of one family only (see the module).
         probe_families: after a change of several families passes its canary, take each but
             the weights back to default alone, and keep it out if the job is clearly faster.
+        startup_hold: intervals from the start in which, while progress is the start-up proxy,
+            only the weights move (0: every family from the first change).
         dwell: intervals between two changes of one knob.
         canary: intervals after a change before it is judged, and before it compared with.
         threshold: relative fall in progress that reverts a change (0.10: 10 %).
@@ -192,6 +203,7 @@ class GuardConfig:
     max_rungs: int = 1
     one_family: bool = False
     probe_families: bool = False
+    startup_hold: int = 0
     dwell: int = 8
     canary: int = 8
     threshold: float = 0.10
@@ -223,6 +235,7 @@ class GuardConfig:
             max_rungs=s.guard_max_rungs,
             one_family=s.guard_one_family,
             probe_families=s.guard_probe_families,
+            startup_hold=round(s.guard_startup_hold_s / interval_s),
             dwell=n(s.guard_dwell_s, 1),
             canary=n(s.guard_canary_s, 2),
             threshold=s.guard_threshold,
@@ -630,6 +643,11 @@ class Guard:
         self.last_change[:] = self.t  # dwell before the next change: its canary's baseline
         return Verdict(self.levels.copy(), reasons, event="resume")
 
+    def _in_startup_hold(self, t: int) -> bool:
+        """Whether only the weights may move at interval ``t`` (``startup_hold``): the job's
+        progress is still the start-up proxy and the hold has not passed."""
+        return self.source == PROGRESS_PROXY and t <= self.cfg.startup_hold
+
     def _uncontended(self) -> str:
         """Why weights may not rise above default now ("" when they may)."""
         if not self.contention:
@@ -660,6 +678,8 @@ class Guard:
         return self._refusal(i, level, level if wish is None else wish, self.t + 1)
 
     def _refusal(self, i: int, level: int, wish: int, t: int) -> str:
+        if KNOBS[i].family != "weights" and self._in_startup_hold(t):
+            return "start-up: only the weights move until the job reports its own progress"
         if KNOBS[i].family == "weights" and wish > self.defaults[i] and level >= self.levels[i]:
             quiet = self._uncontended()
             if quiet:

@@ -45,7 +45,10 @@ same number of samples in every arm:
   with the guard's fast return to a vetted level set on and off (:data:`RETURN`,
   ``guard_fast_return``); ``tuned_quick`` and ``static_tuned_quick`` (only when asked):
   ``tuned`` and ``static_tuned`` with the guard's clock halved (:data:`QUICK`: 1 s canary
-  window and dwell, 0.5 s least warm-up); ``watch`` (only when asked): the trained policy
+  window and dwell, 0.5 s least warm-up); ``tuned_startup_hold`` and
+  ``static_tuned_startup_hold`` (only when asked): ``tuned`` and ``static_tuned`` with only the
+  weights moving until the job's own progress reports begin, 10 s at most
+  (:data:`STARTUP_HOLD`, ``guard_startup_hold_s``); ``watch`` (only when asked): the trained policy
   with ``--dry-run``, so the tuner's whole cost at the default knobs (its start, telemetry,
   loop and exit; nothing written), ``watch_vs_default``; ``watch_no_live`` (only when asked):
   ``watch`` with the session's MLflow run uploaded only once it has ended (:data:`NO_LIVE`);
@@ -125,6 +128,8 @@ ARMS = (
     "tuned_no_return",
     "tuned_quick",
     "static_tuned_quick",
+    "tuned_startup_hold",
+    "static_tuned_startup_hold",
     "watch",
     "watch_no_live",
     "watch_nice0",
@@ -149,12 +154,19 @@ TUNED_ARMS = (
     "tuned_no_return",
     "tuned_quick",
     "static_tuned_quick",
+    "tuned_startup_hold",
+    "static_tuned_startup_hold",
     "watch",
     "watch_no_live",
     "watch_nice0",
 )
 # The tuned arms whose policy is the constant one asking for static-best.
-CONSTANT_ARMS = ("static_tuned", "static_tuned_fast", "static_tuned_quick")
+CONSTANT_ARMS = (
+    "static_tuned",
+    "static_tuned_fast",
+    "static_tuned_quick",
+    "static_tuned_startup_hold",
+)
 # The guard's options for its fixed cost (docs/online-tuning.md), set explicitly.
 FAST_GUARD = {"AUTOTUNE_GUARD_MAX_RUNGS": "3", "AUTOTUNE_GUARD_WARMUP_DEFER": "true"}
 # The guard option that changes one knob family at a time (docs/online-tuning.md), set explicitly.
@@ -192,6 +204,9 @@ QUICK = {
     "AUTOTUNE_GUARD_DWELL_S": "1.0",
     "AUTOTUNE_GUARD_WARMUP_MIN_S": "0.5",
 }
+# Only the weights move until the job's own progress reports begin (10 s at most): no core
+# split or read-ahead beside its imports and worker start.
+STARTUP_HOLD = {"AUTOTUNE_GUARD_STARTUP_HOLD_S": "10"}
 # The session's MLflow run uploaded only once it has ended: no MLflow client loaded beside the job.
 NO_LIVE = {"AUTOTUNE_TRACKING_LIVE_UPLOAD_S": "0"}
 # The tuner's threads (the compile, the loop) at the job's nice value, not at tune_nice's -10.
@@ -211,6 +226,8 @@ ARM_ENV = {
     "tuned_no_return": NO_RETURN,
     "tuned_quick": QUICK,
     "static_tuned_quick": QUICK,
+    "tuned_startup_hold": STARTUP_HOLD,
+    "static_tuned_startup_hold": STARTUP_HOLD,
     "watch_no_live": NO_LIVE,
     "watch_nice0": NICE0,
 }
@@ -281,6 +298,12 @@ RATIOS = {
     ("tuned_quick", "alone"): "tuned_quick_vs_alone",
     ("static_tuned_quick", "static_tuned"): "static_tuned_quick_vs_static_tuned",
     ("static_tuned_quick", "static_best"): "static_tuned_quick_vs_static_best",
+    ("tuned_startup_hold", "tuned"): "tuned_startup_hold_vs_tuned",
+    ("tuned_startup_hold", "default"): "tuned_startup_hold_vs_default",
+    ("tuned_startup_hold", "static_best"): "tuned_startup_hold_vs_static_best",
+    ("tuned_startup_hold", "alone"): "tuned_startup_hold_vs_alone",
+    ("static_tuned_startup_hold", "static_tuned"): "static_tuned_startup_hold_vs_static_tuned",
+    ("static_tuned_startup_hold", "static_best"): "static_tuned_startup_hold_vs_static_best",
     ("watch", "default"): "watch_vs_default",
     ("watch_no_live", "default"): "watch_no_live_vs_default",
     ("watch_no_live", "watch"): "watch_no_live_vs_watch",

@@ -869,3 +869,40 @@ def test_the_steady_baseline_is_a_setting() -> None:
     assert GuardConfig.for_interval(0.5).steady_baseline
     s = Settings.model_validate({"guard_steady_baseline": False})
     assert not GuardConfig.for_interval(0.5, s).steady_baseline
+
+
+HOLD = dataclasses.replace(KEEP, startup_hold=8)
+
+
+def test_the_startup_hold_moves_only_weights_until_the_job_reports() -> None:
+    g = Guard(DEFAULT, HOLD)
+    g.seed([1.0] * CFG.warmup, "proxy")
+    wish = DEFAULT.copy()
+    wish[W["weight.trainer"]] += 1
+    wish[W["cpus.trainer"]] -= 1
+    wish[W["readahead"]] += 2
+    v = g.step(1.0, wish, "proxy")
+    assert list(v.reasons) == ["weight.trainer"]  # the cores and read-ahead wait
+    for _ in range(CFG.canary):
+        v = g.step(1.0, wish, "proxy")
+        assert _moved(v.levels) == ["weight.trainer"]
+    # The job's samples begin: the weights stay, the rest tunes after the new unit's window.
+    assert g.step(400.0, wish, "client").event == "restart"
+    seen = [g.step(400.0, wish, "client") for _ in range(CFG.canary)]
+    assert set(seen[-1].reasons) == {"cpus.trainer", "readahead"}
+
+
+def test_a_job_that_never_reports_tunes_every_family_after_the_hold() -> None:
+    g = Guard(DEFAULT, HOLD)
+    g.seed([1.0] * CFG.warmup, "proxy")
+    wish = DEFAULT.copy()
+    wish[W["cpus.trainer"]] -= 1
+    moved_at = next(t for t in range(30) if g.step(1.0, wish, "proxy").reasons)
+    assert g.t > HOLD.startup_hold and moved_at > 0
+    assert _moved(g.levels) == ["cpus.trainer"]
+
+
+def test_the_startup_hold_is_set_in_seconds() -> None:
+    s = Settings.model_validate({"guard_startup_hold_s": 10})
+    assert GuardConfig.for_interval(0.5, s).startup_hold == 20
+    assert GuardConfig.for_interval(0.5).startup_hold == 0  # off by default
