@@ -115,5 +115,8 @@ def test_a_job_at_a_higher_nice_value_is_not_taken_from_other_tasks() -> None:
             p.kill()
             p.wait()
     assert w is not None
-    assert w.job_ns >= 0.5 * w.capacity_ns  # counted whole as the job's, in what it left
+    # Counted whole as the job's, in what it left. A quarter, not half: beside `make check`'s
+    # other pytest workers (nice 0) the burners at nice 10 got 0.48 of the node in one run.
+    assert w.job_ns >= 0.25 * w.capacity_ns
+    # The bug subtracted the job's niced time again: others at about minus the job's share.
     assert w.others_ns >= -0.1 * w.capacity_ns  # a tick or two of rounding, no more
