@@ -478,23 +478,41 @@ def test_the_live_view_shows_the_starts_weights(
 ) -> None:
     """The start's weights are set before the live view opens (it waits for the telemetry);
     the view lists them among its decisions all the same. The view draws on a terminal: the
-    command's stdout is a pseudo-terminal here, its stderr (the decision lines) a file."""
+    command's stdout is a pseudo-terminal here, its stderr (the decision lines) a file.
+
+    The job lasts until the view has drawn the line (or 60 s): a job that ended before the
+    telemetry was up would have no view at all, and beside a busy node (make test's workers)
+    the compile can take longer than any fixed sleep."""
     import pty
+    import select
 
     main, sub = pty.openpty()
     err = tmp_path / "stderr"
+    done = tmp_path / "seen"
+    job = (
+        "import os, time\n"
+        "end = time.monotonic() + 60\n"
+        f"while not os.path.exists({str(done)!r}) and time.monotonic() < end:\n"
+        "    time.sleep(0.05)\n"
+    )
     cmd = [*TUNE, "--model", str(constant_policy()), "--interval", "100"]
     with err.open("w") as e:
         p = subprocess.Popen(
-            [*cmd, "--", sys.executable, "-c", "import time; time.sleep(4)"],
+            [*cmd, "--", sys.executable, "-c", job],
             env={**isolated, "AUTOTUNE_GUARD_START_WEIGHT": "8", "COLUMNS": "400"},
             stdin=subprocess.DEVNULL,
             stdout=sub,
             stderr=e,
         )
     os.close(sub)
+    want = "weight.trainer trainer 1 → 8  start: other tasks took"
     shown = b""
     while True:  # read until the command exits and its terminal closes
+        if want.encode() in shown and not done.exists():
+            done.touch()  # seen: the job may end now
+        ready, _, _ = select.select([main], [], [], 1.0)
+        if not ready:
+            continue
         try:
             chunk = os.read(main, 65536)
         except OSError:  # EIO: the other end closed
@@ -506,4 +524,4 @@ def test_the_live_view_shows_the_starts_weights(
     assert p.wait(timeout=60) == 0, _text(err)
     assert "start: other tasks took" in _text(err)  # the decision lines, as always
     text = shown.decode(errors="replace")
-    assert "weight.trainer trainer 1 → 8  start: other tasks took" in text, text[-2000:]
+    assert want in text, text[-2000:]
