@@ -112,14 +112,31 @@ class Meter:
         return self.samples >= self.target or timed_out
 
     def result(self, workload: str, **extra: Any) -> dict[str, Any]:
-        seconds = time.monotonic() - self.t0
+        end = time.monotonic()
+        seconds = end - self.t0
         return {
             "workload": workload,
             "samples": self.samples,
             "seconds": round(seconds, 4),
             "samples_per_s": round(self.samples / seconds, 2) if seconds > 0 else 0.0,
+            # When the process began, and its timed part, on the system-wide monotonic clock:
+            # the harness places them on the wall time it measured around the whole command.
+            "clock": {"process": process_start(), "timed": self.t0, "end": end},
             **extra,
         }
+
+
+def process_start() -> float | None:
+    """When this process was forked, on :func:`time.monotonic`'s clock (to 1/CLK_TCK s)."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22, starttime
+    except (OSError, ValueError, IndexError):
+        return None
+    since_boot = ticks / os.sysconf("SC_CLK_TCK")
+    # starttime counts from boot on CLOCK_BOOTTIME; monotonic leaves out time suspended.
+    offset = time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic()
+    return since_boot - offset
 
 
 def emit(result: dict[str, Any]) -> None:

@@ -93,6 +93,7 @@ class Result:
         spells: for a workload with spells, one entry per spell begun: ``kind``, ``start_s``
             (since the job's start; the neighbour's first spell starts before it, at 0),
             ``samples`` reported during it, and ``in_effect`` when an oracle set knobs for it.
+        timeline: where the wall time went (:func:`timeline`).
     """
 
     workload: str
@@ -109,6 +110,7 @@ class Result:
     job: dict[str, Any] = field(default_factory=dict)
     stderr_tail: list[str] = field(default_factory=list)
     spells: list[dict[str, Any]] = field(default_factory=list)
+    timeline: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
         read = "" if self.device_read_mib is None else f"  read {self.device_read_mib:.0f} MiB"
@@ -300,6 +302,7 @@ class Workbench:
                 stop_group(proc)  # first, so that its pipes close and the readers end
                 raise
             finally:
+                exited = time.monotonic()
                 out, err = output.join()
             wall = time.monotonic() - t0
             read = disk.device_read_bytes(dev) - read0 if dev and read0 is not None else None
@@ -325,7 +328,25 @@ class Workbench:
             job=job,
             stderr_tail=err.strip().splitlines()[-8:],
             spells=book.spells,
+            timeline=timeline(job.get("clock"), t0, exited),
         )
+
+
+def timeline(clock: Mapping[str, Any] | None, t0: float, exited: float) -> dict[str, float]:
+    """Where a run's wall time went, in seconds: ``launch`` from the command's start to the
+    job's process (a tuner's own start-up), ``startup`` from there to the job's timed part
+    (imports, data, workers), ``timed``, and ``after`` from its end to the command's exit (the
+    job's and a tuner's tear-down). Empty when the job did not say when it started."""
+    try:
+        proc, timed, end = (float(clock[k]) for k in ("process", "timed", "end"))  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return {
+        "launch": round(max(proc - t0, 0.0), 3),  # the fork's time is to 10 ms, rounded down
+        "startup": round(timed - proc, 3),
+        "timed": round(end - timed, 3),
+        "after": round(exited - end, 3),
+    }
 
 
 def _check_oracle(

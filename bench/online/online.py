@@ -532,9 +532,11 @@ class Bench:
                     print(f"  {rep} {arm:<13} failed: {e}", flush=True)
                 else:
                     row.update(run_row(r))
+                    parts = " ".join(f"{k} {v:.2f}" for k, v in r.timeline.items())
                     print(
                         f"  {rep} {arm:<13} wall {r.wall_s:6.2f} s  job {r.job_s:6.2f} s  "
-                        f"{r.samples / r.wall_s:7.1f} samples/s (wall)  load {r.load1:.1f}",
+                        f"{r.samples / r.wall_s:7.1f} samples/s (wall)  load {r.load1:.1f}"
+                        + (f"  [{parts}]" if parts else ""),
                         flush=True,
                     )
                 runs[arm].append(row)
@@ -563,6 +565,7 @@ def run_row(r: Result) -> dict[str, Any]:
         "samples": r.samples,
         "load1": r.load1,
         "in_effect": r.in_effect,
+        "timeline": r.timeline,
     }
     for line in r.stderr_tail:
         m = SUMMARY.search(line)

@@ -28,6 +28,12 @@ def test_run_holds_read_ahead_and_counts_progress(isolated_settings: Path) -> No
     # The shards were cold: the job read them from the loop device (32 samples × 256 KiB).
     assert r.device_read_mib is not None and r.device_read_mib >= 8
     assert r.wall_s > r.job_s > 0
+    # The wall time, split where it went: every part happened, and they add up to it.
+    parts = r.timeline
+    assert set(parts) == {"launch", "startup", "timed", "after"}
+    assert all(v >= 0 for v in parts.values()), parts
+    assert parts["timed"] == pytest.approx(r.job_s, abs=0.01)
+    assert sum(parts.values()) == pytest.approx(r.wall_s, abs=0.5)
 
 
 def test_the_jobs_temporary_files_go_with_the_workbench(isolated_settings: Path) -> None:
