@@ -94,6 +94,7 @@ class Result:
             (since the job's start; the neighbour's first spell starts before it, at 0),
             ``samples`` reported during it, and ``in_effect`` when an oracle set knobs for it.
         timeline: where the wall time went (:func:`timeline`).
+        settled_s: how long the run waited for a quiet node before it began (:func:`settle`).
     """
 
     workload: str
@@ -111,6 +112,7 @@ class Result:
     stderr_tail: list[str] = field(default_factory=list)
     spells: list[dict[str, Any]] = field(default_factory=list)
     timeline: dict[str, float] = field(default_factory=dict)
+    settled_s: float = 0.0
 
     def line(self) -> str:
         read = "" if self.device_read_mib is None else f"  read {self.device_read_mib:.0f} MiB"
@@ -140,12 +142,14 @@ class Workbench:
         data_dir: Path | None = None,
         seed: int = 0,
         spell_s: tuple[float, float] = SPELL_S,
+        settle_s: float = 0.0,
     ) -> None:
         if size not in make_data.SIZES:
             raise UserError(f"unknown data size {size!r}; choose one of {', '.join(DISK_MIB)}")
         self.size = size
         self.seed = seed
         self.spell_s = spell_s
+        self.settle_s = settle_s
         self._given = data_dir
         self._disk: disk.DataDisk | None = None
         self.data: Path | None = None
@@ -256,6 +260,7 @@ class Workbench:
             fixed = FixedKnobs(checked, self.device, progress, tuned=bool(under))
             stack.callback(fixed.close)
             root = self.prepare(name)
+            settled = settle(self.settle_s) if self.settle_s > 0 else 0.0
             for dataset in w.datasets:
                 disk.drop_cache(root / dataset, self.device)
             data = root / w.dataset
@@ -329,7 +334,38 @@ class Workbench:
             stderr_tail=err.strip().splitlines()[-8:],
             spells=book.spells,
             timeline=timeline(job.get("clock"), t0, exited),
+            settled_s=settled,
         )
+
+
+QUIET = 0.1  # of the node's CPUs: quiet enough to start a run (the harness itself, kworkers)
+QUIET_WINDOW_S = 0.5
+
+
+def node_busy_s() -> float:
+    """CPU seconds the node has spent busy since boot, niced work included (a tuner's last
+    upload runs at nice 19), the hypervisor's steal left out (not this node's work)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:8]]
+    user, nice, system, irq, softirq = (ticks[i] for i in (0, 1, 2, 5, 6))  # not idle, iowait
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(limit_s: float, quiet: float = QUIET) -> float:
+    """Wait until the node's CPUs were less than ``quiet`` busy over :data:`QUIET_WINDOW_S`, or
+    ``limit_s`` passed; returns the seconds waited. Between runs of a bench, what one run left
+    behind (an ``autotune tune`` session's last upload: ~2-5 s of CPU once its job has ended)
+    would otherwise be charged to the start of whichever arm comes next."""
+    cpus = os.cpu_count() or 1
+    t0 = time.monotonic()
+    while True:
+        b0 = node_busy_s()
+        time.sleep(QUIET_WINDOW_S)
+        if (node_busy_s() - b0) / (QUIET_WINDOW_S * cpus) < quiet:
+            break
+        if time.monotonic() - t0 >= limit_s:
+            break
+    return round(time.monotonic() - t0, 2)
 
 
 def timeline(clock: Mapping[str, Any] | None, t0: float, exited: float) -> dict[str, float]:

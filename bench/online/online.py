@@ -234,6 +234,10 @@ ARM_ENV = {
 # The two jobs whose best setting changes during the run: their spells are shortened to fit a
 # bench run (the recordings' 10-40 s would give one spell per run).
 SPELL_S = BENCH_SPELL_S  # the neighbour's and mixed_io's own, as in bench.grid
+# Each run starts on a quiet node: an `autotune tune` session's last upload (2-5 s of CPU at
+# nice 19 once its job has ended) landed on the start of the next arm, the same arm each
+# repeat (the rotation keeps who follows whom), as run-queue wait in its job's start-up.
+SETTLE_S = 30.0
 ADAPTIVE_TARGET_WALL = 1.6  # × --target-wall for them: a few spells each
 BATCH = 64  # samples round up to this (every job's batch divides it)
 SUMMARY = re.compile(r"tuner ([0-9.]+)% CPU, ([0-9.]+) MB")
@@ -536,7 +540,8 @@ class Bench:
                     print(
                         f"  {rep} {arm:<13} wall {r.wall_s:6.2f} s  job {r.job_s:6.2f} s  "
                         f"{r.samples / r.wall_s:7.1f} samples/s (wall)  load {r.load1:.1f}"
-                        + (f"  [{parts}]" if parts else ""),
+                        + (f"  [{parts}]" if parts else "")
+                        + (f"  settled {r.settled_s:.1f} s" if r.settled_s >= 1 else ""),
                         flush=True,
                     )
                 runs[arm].append(row)
@@ -566,6 +571,7 @@ def run_row(r: Result) -> dict[str, Any]:
         "load1": r.load1,
         "in_effect": r.in_effect,
         "timeline": r.timeline,
+        "settled_s": r.settled_s,
     }
     for line in r.stderr_tail:
         m = SUMMARY.search(line)
@@ -708,7 +714,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     arms = parse_arms(args.arms, model, challenger)
     args.model, args.challenger = model, challenger
-    with Workbench(args.size, spell_s=SPELL_S) as wb:
+    with Workbench(args.size, spell_s=SPELL_S, settle_s=SETTLE_S) as wb:
         bench = Bench(args, wb, arms)
         try:
             for name in args.job or list(catalog.WORKLOADS):
