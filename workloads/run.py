@@ -351,13 +351,35 @@ def node_busy_s() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def settle(limit_s: float, quiet: float = QUIET) -> float:
-    """Wait until the node's CPUs were less than ``quiet`` busy over :data:`QUIET_WINDOW_S`, or
-    ``limit_s`` passed; returns the seconds waited. Between runs of a bench, what one run left
-    behind (an ``autotune tune`` session's last upload: ~2-5 s of CPU once its job has ended)
-    would otherwise be charged to the start of whichever arm comes next."""
+LEFTOVERS = (b"autotune.tracking.follow",)  # a tune session's uploader, after its job ended
+
+
+def leftovers(marks: Sequence[bytes] = LEFTOVERS) -> list[int]:
+    """Processes whose command line names one of ``marks``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(m in cmd for m in marks):
+            found.append(int(entry))
+    return found
+
+
+def settle(limit_s: float, quiet: float = QUIET, marks: Sequence[bytes] = LEFTOVERS) -> float:
+    """Wait until no process naming one of ``marks`` is left and the node's CPUs were less than
+    ``quiet`` busy over :data:`QUIET_WINDOW_S`, or ``limit_s`` passed; returns the seconds
+    waited. Between runs of a bench, what one run left behind would otherwise be charged to the
+    start of whichever arm comes next: an ``autotune tune`` session's uploader makes its last
+    upload (~2-5 s of CPU) once it notices, within a second, that the session has ended, so a
+    quiet moment right after the session is no sign that it is done."""
     cpus = os.cpu_count() or 1
     t0 = time.monotonic()
+    while leftovers(marks) and time.monotonic() - t0 < limit_s:
+        time.sleep(0.25)
     while True:
         b0 = node_busy_s()
         time.sleep(QUIET_WINDOW_S)

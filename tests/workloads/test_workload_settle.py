@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from workloads.run import QUIET_WINDOW_S, node_busy_s, settle
+from workloads.run import QUIET_WINDOW_S, leftovers, node_busy_s, settle
 
 SPIN = "\n".join(
     [
@@ -31,3 +31,19 @@ def test_niced_work_keeps_the_node_from_being_quiet() -> None:
         for p in spinners:
             p.kill()
             p.wait()
+
+
+def test_it_waits_for_a_sessions_uploader_to_end() -> None:
+    """A process naming a leftover mark (here a sleeper given the uploader's module name as an
+    argument) is waited for until it exits, or until the limit."""
+    mark = "autotune.tracking.follow-test-" + str(os.getpid())
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", mark])
+    try:
+        assert leftovers((mark.encode(),)) == [sleeper.pid]
+        waited = settle(limit_s=1.0, quiet=1.1, marks=(mark.encode(),))
+        assert waited >= 1.0  # still there at the limit
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert leftovers((mark.encode(),)) == []
