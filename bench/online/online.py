@@ -62,8 +62,14 @@ helper beside it: the harness's 250 ms pass over the job's processes (which plac
 under a held setting, and only lists them when nothing is held); no other process. Spells (the
 neighbour's of neighbour_onoff, mixed_io's own) last 4-8 s, as in ``bench.grid``, so that a run
 holds several of each kind. The arms'
-order rotates each repeat. A rate is samples over wall seconds (higher is better), and each
-ratio is paired by repeat: geometric mean over repeats with a 95 % bootstrap interval.
+order rotates each repeat. Each run starts on a quiet node (:data:`SETTLE_S`,
+``workloads.run.settle``): the harness waits for what the run before left behind, a tune
+session's uploader above all, whose last upload (2-5 s of CPU) otherwise landed on the next
+arm's start. A rate is samples over wall seconds (higher is better), and each ratio is paired by
+repeat: geometric mean over repeats with a 95 % bootstrap interval. Each run's ``timeline``
+says where its wall time went: ``launch`` (the command's start to the job's process),
+``startup`` (to the job's timed part), ``timed`` and ``after`` (to the command's exit); the
+run's line prints it, with the wait for a quiet node when it was a second or more.
 
 Static-best comes from the grid file's entry for the job (``static_best.setting``: a label such
 as ``weight.loader=8,weight.trainer=8``, ``default``, or a knob → value object, applied on the
