@@ -37,13 +37,18 @@ def test_it_waits_for_a_sessions_uploader_to_end() -> None:
     """A process naming a leftover mark (here a sleeper given the uploader's module name as an
     argument) is waited for until it exits, or until the limit."""
     mark = "autotune.tracking.follow-test-" + str(os.getpid())
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", mark])
+    sleeper = subprocess.Popen(
+        [sys.executable, "-c", "import time; print(flush=True); time.sleep(30)", mark],
+        stdout=subprocess.PIPE,
+    )
     try:
+        # Its first line: it has exec'd (until then its command line is this process's).
+        assert sleeper.stdout is not None and sleeper.stdout.readline() == b"\n"
         assert leftovers((mark.encode(),)) == [sleeper.pid]
         waited = settle(limit_s=1.0, quiet=1.1, marks=(mark.encode(),))
         assert waited >= 1.0  # still there at the limit
         assert sleeper.poll() is None
     finally:
         sleeper.kill()
-        sleeper.wait()
+        sleeper.communicate()
     assert leftovers((mark.encode(),)) == []
