@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import UserError
+from autotune.target import start_time
 from workloads import make_data
 
 RESULT_PREFIX = "RESULT "
@@ -128,15 +129,12 @@ class Meter:
 
 def process_start() -> float | None:
     """When this process was forked, on :func:`time.monotonic`'s clock (to 1/CLK_TCK s)."""
-    try:
-        stat = Path("/proc/self/stat").read_text()
-        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22, starttime
-    except (OSError, ValueError, IndexError):
+    ticks = start_time(os.getpid())  # since boot, on CLOCK_BOOTTIME
+    if ticks is None:
         return None
-    since_boot = ticks / os.sysconf("SC_CLK_TCK")
-    # starttime counts from boot on CLOCK_BOOTTIME; monotonic leaves out time suspended.
+    # Monotonic leaves out time suspended: shift by how far the two clocks are apart now.
     offset = time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic()
-    return since_boot - offset
+    return ticks / os.sysconf("SC_CLK_TCK") - offset
 
 
 def emit(result: dict[str, Any]) -> None:

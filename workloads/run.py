@@ -42,6 +42,7 @@ from autotune.actuators.session import UNWINDING
 from autotune.errors import UserError
 from autotune.system.blockdev import disk_of_path
 from autotune.target import Target
+from autotune.telemetry import procread
 from autotune.telemetry.progress import ProgressServer
 from workloads import catalog, disk, jobkit, make_data, spells
 from workloads.knobs import FixedKnobs, format_knobs, parse
@@ -345,10 +346,7 @@ QUIET_WINDOW_S = 0.5
 def node_busy_s() -> float:
     """CPU seconds the node has spent busy since boot, niced work included (a tuner's last
     upload runs at nice 19), the hypervisor's steal left out (not this node's work)."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:8]]
-    user, nice, system, irq, softirq = (ticks[i] for i in (0, 1, 2, 5, 6))  # not idle, iowait
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    return (procread.cpu_busy_ns(niced=True, steal=False) or 0) / 1e9
 
 
 LEFTOVERS = (b"autotune.tracking.follow",)  # a tune session's uploader, after its job ended

@@ -119,9 +119,10 @@ def process_cpu_ns(pid: int) -> int | None:
     return None if st is None else (st.utime + st.stime) * TICK_NS
 
 
-def cpu_busy_ns(niced: bool = True) -> int | None:
+def cpu_busy_ns(niced: bool = True, steal: bool = True) -> int | None:
     """CPU time spent busy on all CPUs since boot, from ``/proc/stat`` (tick resolution);
-    ``niced=False`` leaves out the user time of tasks at a nice value above 0 (``nice``)."""
+    ``niced=False`` leaves out the user time of tasks at a nice value above 0 (``nice``),
+    ``steal=False`` the time the hypervisor gave to other guests (not this node's work)."""
     text = _read("/proc/stat")
     if not text:
         return None
@@ -130,7 +131,8 @@ def cpu_busy_ns(niced: bool = True) -> int | None:
         return None
     # user nice system idle iowait irq softirq steal (guest is already inside user)
     ticks = [int(x) for x in f[1:9]]
-    busy = sum(ticks) - ticks[3] - ticks[4] - (0 if niced else ticks[1])
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    busy -= (0 if niced else ticks[1]) + (0 if steal else ticks[7])
     return busy * 1_000_000_000 // CLK_TCK
 
 
