@@ -352,8 +352,8 @@ def node_busy_s() -> float:
 LEFTOVERS = (b"autotune.tracking.follow",)  # a tune session's uploader, after its job ended
 
 
-def leftovers(marks: Sequence[bytes] = LEFTOVERS) -> list[int]:
-    """Processes whose command line names one of ``marks``."""
+def leftovers(marks: Sequence[bytes] = LEFTOVERS, within: bytes = b"") -> list[int]:
+    """Processes whose command line names one of ``marks`` (and ``within``, say a folder)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -362,7 +362,7 @@ def leftovers(marks: Sequence[bytes] = LEFTOVERS) -> list[int]:
             cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if any(m in cmd for m in marks):
+        if within in cmd and any(m in cmd for m in marks):
             found.append(int(entry))
     return found
 

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.results import provenance, write_json  # noqa: E402
+from workloads.run import leftovers  # noqa: E402
 
 ARMS = ("direct", "tune")
 TARGET_S = 1.0
@@ -104,17 +105,7 @@ def run_once(
 
 def _followers(work: Path) -> list[int]:
     """The upload processes (autotune.tracking.follow) of this bench's runs still running."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"autotune.tracking.follow" in cmd and str(work).encode() in cmd:
-            pids.append(int(d.name))
-    return pids
+    return leftovers((b"autotune.tracking.follow",), within=str(work).encode())
 
 
 def boot_ci(values: np.ndarray, rng: np.random.Generator, n: int = 10000) -> list[float]:
