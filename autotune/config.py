@@ -141,13 +141,6 @@ class Settings(BaseSettings):
         "and run the rest the noise asks for at default knobs after guard_fallback_s of tuning "
         "(false: the whole warm-up first; see docs/online-tuning.md)",
     )
-    guard_warmup_skip_clear: bool = Field(
-        False,
-        description="with guard_warmup_defer, run the rest of the warm-up only once the tuned "
-        "job is no longer clearly faster than at the warm-up's default knobs (by more than "
-        "guard_fallback_margin and the noise): until then no reference it could measure would "
-        "make the fallback fire (false: always after guard_fallback_s of tuning)",
-    )
     guard_warmup_proc: bool = Field(
         True,
         description="run the warm-up's first intervals on the trainer's CPU time from /proc "

@@ -18,16 +18,6 @@ Pure logic (no I/O), fed once per interval with the job's progress and the polic
   default (docs/online-tuning.md): a reference from the job's first second left the canary
   unable to see a 4× fall (tests/daemon/test_tune.py's bad action); only the 30 s fallback
   caught it;
-* **the owed warm-up only when it can matter** (``skip_clear_reference``, off by default): the
-  owed intervals at default knobs are there to pin the reference down for the fallback, which
-  asks one question, whether the tuned job runs below ``1 - fallback_margin`` of it. While the
-  tuned rates of the last ``fallback_window`` intervals are above the warm-up's default rates by
-  more than that margin and twice the standard error of the difference (:func:`worse`, the
-  other way round), no reference the rest could measure would make the fallback fire, and the
-  rest stays owed: it runs at the first interval where that is no longer clear. A warm-up with
-  no rates of its own (the weights kept across a change of unit, :meth:`Guard.start_at`) runs
-  it as before. On cnn the rest came 30 s into a 35 s run, 3-5 s at default knobs
-  (docs/online-tuning.md);
 * **rate limits** from the knob table: a knob moves at most ``max_rungs`` ladder rungs in one
   change (1 by default; 3 takes weights 1× → 8× in one), and changes at most once every
   ``dwell`` intervals. A jump is judged by its canary as one change (read-ahead walked 128 →
@@ -172,9 +162,6 @@ class GuardConfig:
         warmup_min: the fewest; None: always ``warmup`` (a fixed warm-up).
         defer_warmup: end the warm-up after ``warmup_min`` intervals and run the rest, if the
             noise requires it, after ``fallback_window`` intervals of tuning.
-        skip_clear_reference: run the owed rest of a deferred warm-up only once the tuned
-            rates over ``fallback_window`` are no longer clearly above the warm-up's (by more
-            than ``fallback_margin`` and the noise); a warm-up without rates runs it as before.
         keep_on_restart: when progress changes unit, keep the tuned weights (their change's
             canary passed, or no fall in the two or more intervals it had; else the weights from
             before that change; the other families back to default), and owe the new unit's
@@ -210,7 +197,6 @@ class GuardConfig:
     warmup: int = 20
     warmup_min: int | None = None
     defer_warmup: bool = False
-    skip_clear_reference: bool = False
     keep_on_restart: bool = False
     fast_retreat: bool = False
     fast_return: bool = False
@@ -243,7 +229,6 @@ class GuardConfig:
             # Three rates at least: the interval of the mean needs a spread.
             warmup_min=min(n(s.guard_warmup_s, 1), n(s.guard_warmup_min_s, WARMUP_LEAST)),
             defer_warmup=s.guard_warmup_defer,
-            skip_clear_reference=s.guard_warmup_skip_clear,
             keep_on_restart=s.guard_keep_on_restart,
             fast_retreat=s.guard_fast_retreat,
             fast_return=s.guard_fast_return,
@@ -408,12 +393,7 @@ class Guard:
         verdict = self._check_fallback()
         if verdict is not None:
             return verdict
-        if (
-            self.owed
-            and self.canary is None
-            and len(self.tuned_rates) >= self.cfg.fallback_window
-            and not self._clear_of_reference()
-        ):
+        if self.owed and self.canary is None and len(self.tuned_rates) >= self.cfg.fallback_window:
             return self._begin_reference()
         wish = np.asarray(wish, dtype=np.int64)
         back = self._fast_moves(wish)
@@ -633,14 +613,6 @@ class Guard:
         self._owe_warmup()
         self.tuned_rates.append(rate)
         return Verdict(self.levels.copy(), reasons, event="restart")
-
-    def _clear_of_reference(self) -> bool:
-        """Whether the owed rest of the warm-up can wait (``skip_clear_reference``): the tuned
-        rates are above the warm-up's by more than the fallback margin and the noise, so no
-        reference it could measure would make the fallback fire."""
-        return self.cfg.skip_clear_reference and worse(
-            list(self.tuned_rates), self.warmup_rates, self.cfg.fallback_margin
-        )
 
     def _begin_reference(self) -> Verdict:
         """The deferred part of the warm-up begins: default knobs for the intervals owed."""

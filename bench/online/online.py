@@ -48,10 +48,7 @@ same number of samples in every arm:
   window and dwell, 0.5 s least warm-up); ``tuned_startup_hold`` and
   ``static_tuned_startup_hold`` (only when asked): ``tuned`` and ``static_tuned`` with only the
   weights moving until the job's own progress reports begin, 10 s at most
-  (:data:`STARTUP_HOLD`, ``guard_startup_hold_s``); ``tuned_skip_clear`` and
-  ``static_tuned_skip_clear`` (only when asked): ``tuned`` and ``static_tuned`` with the owed
-  rest of the warm-up run only once the tuned job is no longer clearly faster than default
-  (:data:`SKIP_CLEAR`, ``guard_warmup_skip_clear``); ``watch`` (only when asked): the trained policy
+  (:data:`STARTUP_HOLD`, ``guard_startup_hold_s``); ``watch`` (only when asked): the trained policy
   with ``--dry-run``, so the tuner's whole cost at the default knobs (its start, telemetry,
   loop and exit; nothing written), ``watch_vs_default``; ``watch_no_live`` (only when asked):
   ``watch`` with the session's MLflow run uploaded only once it has ended (:data:`NO_LIVE`);
@@ -139,8 +136,6 @@ ARMS = (
     "static_tuned_quick",
     "tuned_startup_hold",
     "static_tuned_startup_hold",
-    "tuned_skip_clear",
-    "static_tuned_skip_clear",
     "watch",
     "watch_no_live",
     "watch_nice0",
@@ -167,8 +162,6 @@ TUNED_ARMS = (
     "static_tuned_quick",
     "tuned_startup_hold",
     "static_tuned_startup_hold",
-    "tuned_skip_clear",
-    "static_tuned_skip_clear",
     "watch",
     "watch_no_live",
     "watch_nice0",
@@ -179,7 +172,6 @@ CONSTANT_ARMS = (
     "static_tuned_fast",
     "static_tuned_quick",
     "static_tuned_startup_hold",
-    "static_tuned_skip_clear",
 )
 # The guard's options for its fixed cost (docs/online-tuning.md), set explicitly.
 FAST_GUARD = {"AUTOTUNE_GUARD_MAX_RUNGS": "3", "AUTOTUNE_GUARD_WARMUP_DEFER": "true"}
@@ -221,9 +213,6 @@ QUICK = {
 # Only the weights move until the job's own progress reports begin (10 s at most): no core
 # split or read-ahead beside its imports and worker start.
 STARTUP_HOLD = {"AUTOTUNE_GUARD_STARTUP_HOLD_S": "10"}
-# The owed rest of the warm-up only once the tuned job is no longer clearly faster than at the
-# warm-up's default knobs (on cnn it came 30 s into a 35 s run: 3-5 s at default).
-SKIP_CLEAR = {"AUTOTUNE_GUARD_WARMUP_SKIP_CLEAR": "true"}
 # The session's MLflow run uploaded only once it has ended: no MLflow client loaded beside the job.
 NO_LIVE = {"AUTOTUNE_TRACKING_LIVE_UPLOAD_S": "0"}
 # The tuner's threads (the compile, the loop) at the job's nice value, not at tune_nice's -10.
@@ -245,8 +234,6 @@ ARM_ENV = {
     "static_tuned_quick": QUICK,
     "tuned_startup_hold": STARTUP_HOLD,
     "static_tuned_startup_hold": STARTUP_HOLD,
-    "tuned_skip_clear": SKIP_CLEAR,
-    "static_tuned_skip_clear": SKIP_CLEAR,
     "watch_no_live": NO_LIVE,
     "watch_nice0": NICE0,
 }
@@ -327,10 +314,6 @@ RATIOS = {
     ("tuned_startup_hold", "alone"): "tuned_startup_hold_vs_alone",
     ("static_tuned_startup_hold", "static_tuned"): "static_tuned_startup_hold_vs_static_tuned",
     ("static_tuned_startup_hold", "static_best"): "static_tuned_startup_hold_vs_static_best",
-    ("tuned_skip_clear", "tuned"): "tuned_skip_clear_vs_tuned",
-    ("tuned_skip_clear", "static_best"): "tuned_skip_clear_vs_static_best",
-    ("static_tuned_skip_clear", "static_tuned"): "static_tuned_skip_clear_vs_static_tuned",
-    ("static_tuned_skip_clear", "static_best"): "static_tuned_skip_clear_vs_static_best",
     ("watch", "default"): "watch_vs_default",
     ("watch_no_live", "default"): "watch_no_live_vs_default",
     ("watch_no_live", "watch"): "watch_no_live_vs_watch",

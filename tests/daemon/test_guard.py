@@ -490,37 +490,6 @@ def test_a_job_shorter_than_the_window_never_pays_what_it_owes() -> None:
     assert g.owed > 0  # the job ends here: every interval after the floor ran tuned
 
 
-SKIP = dataclasses.replace(DEFER, skip_clear_reference=True)
-
-
-def test_a_clearly_faster_tuned_job_leaves_the_rest_owed_until_it_is_not() -> None:
-    g = Guard(DEFAULT, SKIP)
-    wish = DEFAULT + 1
-    for r in [70.0, 130.0, 70.0]:  # the floor: a default rate of ~90 within a wide interval
-        g.step(r, wish)
-    events = [g.step(200.0 + (t % 2), wish).event for t in range(3 * SKIP.fallback_window)]
-    # 200/s against ~90: no reference the rest could measure makes the fallback fire.
-    assert "reference" not in events and g.owed == SKIP.warmup - 3
-    # Down to the warm-up's rates, not clear any more: the rest runs, at default knobs.
-    events = [g.step(r, wish).event for r in [95.0, 85.0] * SKIP.fallback_window]
-    assert "reference" in events
-
-
-def test_a_warm_up_with_no_rates_of_its_own_runs_the_rest_as_before() -> None:
-    start = DEFAULT.copy()
-    start[W["weight.trainer"]] = 5
-    g = Guard(DEFAULT, SKIP)
-    g.start_at(start)  # no default rate at all: nothing to be clear of
-    events = [g.step(200.0, start).event for _ in range(SKIP.fallback_window)]
-    assert events[-1] == "reference"
-
-
-def test_the_owed_rest_when_clear_is_off_by_default_and_a_setting() -> None:
-    assert not GuardConfig.for_interval(0.5).skip_clear_reference
-    on = Settings.model_validate({"guard_warmup_skip_clear": True})
-    assert GuardConfig.for_interval(0.5, on).skip_clear_reference
-
-
 def test_deferral_and_jumps_are_on_by_default_and_settings() -> None:
     # On since bench/online measured them (docs/online-tuning.md): the tuner's fixed cost.
     cfg = GuardConfig.for_interval(0.5)
