@@ -21,7 +21,7 @@ from telemetry_kit import Job, LoopDisk, touch_uncached
 
 from autotune.errors import UserError
 from autotune.roles import ROLE_INDEX, Role
-from autotune.telemetry import bpfmaps, loader, programs
+from autotune.telemetry import bpfmaps, loader, procread, programs
 from autotune.telemetry.collector import open_collector
 from autotune.telemetry.sample import B, C, Sample
 
@@ -51,6 +51,13 @@ def diskstats(name: str) -> tuple[int, int]:
     raise AssertionError(f"{name} is not in /proc/diskstats")
 
 
+def steal_ns() -> int:
+    """The node's CPU time the hypervisor gave to other guests so far, every CPU's."""
+    with_steal, without = procread.cpu_busy_ns(), procread.cpu_busy_ns(steal=False)
+    assert with_steal is not None and without is not None
+    return with_steal - without
+
+
 def close_to(ours: int, theirs: int, rel: float, abs_ns: int) -> bool:
     return abs(ours - theirs) <= max(rel * theirs, abs_ns)
 
@@ -59,6 +66,7 @@ def test_roles_cpu_time_and_a_worker_forked_mid_run(job: Job, cpu_hog: list[int]
     with open_collector(job.target, require_bpf=True) as col:
         assert col.source == "bpf"
         self0, children0 = proc_cpu_ns(job.proc.pid)
+        steal0 = steal_ns()
         samples = [col.sample()]
         _, spin = job.sample_while(col, "spin 1.5 2")
         samples += spin
@@ -83,12 +91,16 @@ def test_roles_cpu_time_and_a_worker_forked_mid_run(job: Job, cpu_hog: list[int]
         samples += [first, *reaped]
         assert reaped[-1].get(Role.LOADER, "threads") == 0
         self1, children1 = proc_cpu_ns(job.proc.pid)
+        stolen = steal_ns() - steal0
 
     trainer_ns, loader_ns = total(samples, TRAINER, "oncpu_ns"), total(samples, LOADER, "oncpu_ns")
     # /proc counts whole clock ticks (utime and stime apart, each reading up to a tick short, and
     # the kernel's split of the two moves time between them): 5 %, or 8 ticks where that is
     # more. With 5 ticks a loaded node once found 677 ms here against /proc's 730 ms.
-    slack = 8 * TICK_NS
+    # On a VM the BPF clock also runs while the hypervisor has the vCPU, where /proc's time
+    # (the scheduler's, steal taken out) does not: beside make check's workers the programs once
+    # counted 689 ms against 590. What was stolen from the node's CPUs in the window is allowed.
+    slack = 8 * TICK_NS + stolen
     assert close_to(trainer_ns, self1 - self0, 0.05, slack), (trainer_ns, self1 - self0)
     assert close_to(loader_ns, children1 - children0, 0.05, slack), (
         loader_ns,
